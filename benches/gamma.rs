@@ -1,0 +1,75 @@
+//! Gamma sampling throughput: `NdArray` (every core, and one core), `FallbackBackend<Wgpu,
+//! NdArray>` (a forwarded op with its device round trip), and the CPU anchor, a plain
+//! `rand_distr` loop on one core.
+//!
+//! `cargo bench --bench gamma`; results go into docs/PERFORMANCE.md with the machine.
+
+use std::hint::black_box;
+
+use burn::tensor::Tensor;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand_distr::{Distribution, Gamma};
+use toto_fallback::{Backend, FallbackBackend, FallbackPolicy, NdArray, Wgpu};
+
+const ALPHA: f32 = 2.5;
+const SIZES: [usize; 2] = [10_000, 1_000_000];
+
+fn gamma(c: &mut Criterion) {
+    let mut group = c.benchmark_group("standard_gamma(2.5)");
+    group.sample_size(20);
+    let one_core = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let gpu = Wgpu::new()
+        .map_err(|e| eprintln!("wgpu rows skipped: {e}"))
+        .ok();
+
+    for n in SIZES {
+        group.throughput(Throughput::Elements(n as u64));
+
+        group.bench_with_input(
+            BenchmarkId::new("rand_distr loop, 1 core", n),
+            &n,
+            |b, &n| {
+                let dist = Gamma::new(ALPHA, 1.0).unwrap();
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+                let mut out = vec![0f32; n];
+                b.iter(|| {
+                    out.iter_mut().for_each(|o| *o = dist.sample(&mut rng));
+                    black_box(&out);
+                });
+            },
+        );
+
+        let cpu = NdArray::seeded(1);
+        let alpha = Tensor::<1>::full([n], ALPHA, cpu.device());
+        group.bench_with_input(BenchmarkId::new("NdArray, 1 core", n), &n, |b, _| {
+            b.iter(|| one_core.install(|| black_box(cpu.standard_gamma(alpha.clone()).unwrap())));
+        });
+        group.bench_with_input(BenchmarkId::new("NdArray, all cores", n), &n, |b, _| {
+            b.iter(|| black_box(cpu.standard_gamma(alpha.clone()).unwrap()));
+        });
+
+        if let Some(gpu) = &gpu {
+            let backend = FallbackBackend::new(gpu.clone(), NdArray::seeded(1))
+                .with_policy(FallbackPolicy::Silent);
+            let alpha = Tensor::<1>::full([n], ALPHA, backend.device());
+            let id = BenchmarkId::new("FallbackBackend<Wgpu, NdArray>", n);
+            group.bench_with_input(id, &n, |b, _| {
+                b.iter(|| {
+                    let g = backend.standard_gamma(alpha.clone()).unwrap();
+                    // Wait for the upload so the round trip is measured whole.
+                    backend.device().sync().unwrap();
+                    black_box(g)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gamma);
+criterion_main!(benches);

@@ -1,0 +1,202 @@
+//! The distribution-level backend layer: the [`Backend`] trait, the [`NdArray`] and [`Wgpu`]
+//! backends, the [`FallbackBackend`] combinator and its [`Report`].
+//!
+//! This layer knows which ops a device runs and how to move tensors between devices; it knows
+//! nothing of distributions beyond the ops it runs.
+
+mod fallback;
+mod host;
+mod ndarray;
+mod op;
+mod report;
+#[cfg(feature = "wgpu")]
+mod wgpu;
+
+pub use self::fallback::{FallbackBackend, FallbackPolicy};
+pub use self::ndarray::NdArray;
+pub use self::op::{Op, OpSet};
+pub use self::report::{OpReport, Placement, Report, Usage};
+#[cfg(feature = "wgpu")]
+pub use self::wgpu::{AdapterKind, GraphicsApi, Wgpu};
+
+use std::fmt;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// The largest element count one op accepts: `2^32` (16 GiB of `f32`), far above what a GPU
+/// buffer holds, low enough to refuse a mistyped shape before anything is allocated.
+pub const MAX_ELEMENTS: u64 = 1 << 32;
+
+/// A distribution-level compute backend: a cheap-to-clone handle that owns a burn [`Device`] and
+/// knows which distribution [`Op`]s it runs natively.
+///
+/// burn 0.22's `Tensor<D>` carries a runtime `Device` and no backend type parameter, so this trait
+/// is not burn's `Backend`: burn's own tensor ops (`add`, `exp`, `matmul`, ...) run on whatever
+/// device holds their inputs, and this trait adds the operations burn lacks or that a device may
+/// lack (gamma sampling, special functions), together with the question "do you run this
+/// natively?". [`FallbackBackend`] uses the answer to route each op.
+///
+/// Every tensor argument must live on [`Backend::device`] (else [`Error::DeviceMismatch`]) and
+/// every result lives there. All tensors are `f32`.
+///
+/// Clones share state (seed, counters, reports): a clone is another handle to the same backend.
+/// Implementations are `Send + Sync` and may be used from several threads at once.
+pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
+    /// A human-readable name, such as `ndarray` or `wgpu (Vulkan, NVIDIA H100)`.
+    fn name(&self) -> &str;
+
+    /// The burn device every tensor of this backend lives on.
+    fn device(&self) -> &Device;
+
+    /// Whether this backend runs `op` itself. Calling an op for which this is `false` returns
+    /// [`Error::Unsupported`] (or, on a [`FallbackBackend`], forwards it).
+    fn supports(&self, op: Op) -> bool;
+
+    /// Reseeds the backend's random streams: after `seed(s)`, the same sequence of calls with the
+    /// same arguments returns the same samples. Each backend documents the scope of its seed.
+    fn seed(&self, seed: u64);
+
+    /// `U[0, 1)` draws of the given shape (`torch.rand`).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] if the op is not supported, [`Error::ShapeTooLarge`] if the shape
+    /// holds more than [`MAX_ELEMENTS`] elements.
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
+
+    /// `N(0, 1)` draws of the given shape (`torch.randn`).
+    ///
+    /// # Errors
+    /// As [`Backend::uniform`].
+    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
+
+    /// One `Gamma(alpha, 1)` draw per element of `alpha` (`torch._standard_gamma`); the result
+    /// has `alpha`'s shape.
+    ///
+    /// Values: `alpha <= 0` or NaN gives NaN for that element (checking would read the tensor
+    /// back, which a GPU pipeline must not do); `alpha = +inf` gives `+inf`. Draws are clamped
+    /// below at `f32::MIN_POSITIVE` (as torch clamps to `finfo.tiny`), so `ln` of a draw is
+    /// finite even for tiny `alpha`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`] if `alpha` is on another device.
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>>;
+
+    /// Elementwise `ln |Γ(x)|` (`torch.lgamma`); `+inf` at the poles `x = 0, -1, -2, ...`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
+    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>>;
+
+    /// Elementwise digamma `ψ(x) = Γ'(x)/Γ(x)` (`torch.digamma`); NaN at the poles.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
+    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>>;
+
+    /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
+    fn ensure_supported(&self, op: Op) -> Result<()> {
+        if self.supports(op) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported {
+                op,
+                backend: self.name().to_owned(),
+            })
+        }
+    }
+
+    /// `Ok(())` if `tensor` lives on this backend's device, else [`Error::DeviceMismatch`].
+    fn ensure_on_device<const D: usize>(
+        &self,
+        op: Op,
+        param: &'static str,
+        tensor: &Tensor<D>,
+    ) -> Result<()> {
+        let found = tensor.device();
+        if &found == self.device() {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch {
+                op,
+                param,
+                expected: format!("{:?}", self.device()),
+                found: format!("{found:?}"),
+            })
+        }
+    }
+}
+
+/// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
+pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
+    let elements = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
+    if elements > u128::from(MAX_ELEMENTS) {
+        return Err(Error::ShapeTooLarge {
+            op,
+            shape: shape.to_vec(),
+            elements,
+            limit: MAX_ELEMENTS,
+        });
+    }
+    // Bounded by MAX_ELEMENTS = 2^32 above; on 32-bit targets the allocation fails later anyway.
+    Ok(usize::try_from(elements).unwrap_or(usize::MAX))
+}
+
+/// A set of ops that default to unsupported on a backend, plus the ops the user disabled.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Support {
+    lacking: OpSet,
+    disabled: OpSet,
+}
+
+impl Support {
+    pub(crate) const fn lacking(lacking: OpSet) -> Self {
+        Support {
+            lacking,
+            disabled: OpSet::empty(),
+        }
+    }
+
+    pub(crate) fn disable(mut self, ops: impl IntoIterator<Item = Op>) -> Self {
+        self.disabled = ops.into_iter().fold(self.disabled, OpSet::with);
+        self
+    }
+
+    pub(crate) const fn supports(self, op: Op) -> bool {
+        !self.lacking.contains(op) && !self.disabled.contains(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_elements_counts_and_refuses_overflow() {
+        assert_eq!(checked_elements(Op::Uniform, &[3, 4, 5]).unwrap(), 60);
+        assert_eq!(checked_elements(Op::Uniform, &[]).unwrap(), 1);
+        assert_eq!(checked_elements(Op::Uniform, &[7, 0]).unwrap(), 0);
+        let err = checked_elements(Op::Uniform, &[1 << 20, 1 << 20]).unwrap_err();
+        assert!(matches!(err, Error::ShapeTooLarge { elements, .. } if elements == 1 << 40));
+        let err = checked_elements(Op::Uniform, &[usize::MAX, usize::MAX, 2]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::ShapeTooLarge {
+                elements: u128::MAX,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn support_combines_lacking_and_disabled() {
+        let s = Support::lacking(OpSet::empty().with(Op::StandardGamma)).disable([Op::Lgamma]);
+        assert!(!s.supports(Op::StandardGamma));
+        assert!(!s.supports(Op::Lgamma));
+        assert!(s.supports(Op::Uniform));
+    }
+}

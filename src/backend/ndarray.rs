@@ -1,0 +1,123 @@
+//! [`NdArray`]: burn's ndarray CPU device, every op native.
+
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor};
+
+use super::host::{self, HostRng};
+use super::{Backend, Op, OpSet, Support, checked_elements};
+use crate::error::Result;
+use crate::special;
+
+/// The CPU backend: burn's ndarray device, with every [`Op`] native.
+///
+/// Random draws are made on the host with `rand_distr` (ziggurat normals, Marsaglia–Tsang gamma
+/// with the `alpha < 1` boost) and spread over every core with rayon, in fixed chunks of 4096
+/// elements that each get their own `Xoshiro256PlusPlus` stream keyed by `(seed, call, chunk)`.
+/// Samples therefore depend only on the seed and the sequence of calls, not on the thread count.
+///
+/// Seeding is per backend (clones share the stream): `seed(s)` restarts the sequence of calls.
+/// A backend made by [`NdArray::new`] starts from an OS-random seed; [`NdArray::seeded`] from a
+/// given one. Calls from several threads at once are safe; their samples are then exact draws,
+/// but which thread gets which stream depends on timing.
+///
+/// ```
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let cpu = NdArray::seeded(7);
+/// let alpha = burn::tensor::Tensor::<1>::full([4], 2.5, cpu.device());
+/// let draws = cpu.standard_gamma(alpha)?;
+/// assert_eq!(draws.dims(), [4]);
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct NdArray {
+    device: Device,
+    rng: Arc<HostRng>,
+    support: Support,
+}
+
+impl NdArray {
+    /// The CPU backend, seeded from the OS.
+    pub fn new() -> Self {
+        Self::seeded(rand::random())
+    }
+
+    /// The CPU backend with the given seed.
+    pub fn seeded(seed: u64) -> Self {
+        #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; we target ndarray.
+        let device = Device::ndarray();
+        NdArray {
+            device,
+            rng: Arc::new(HostRng::new(seed)),
+            support: Support::lacking(OpSet::empty()),
+        }
+    }
+
+    /// This backend with `ops` marked unsupported, so a [`FallbackBackend`](crate::FallbackBackend)
+    /// around it forwards them (for tests and benchmarks of the fallback path).
+    #[must_use]
+    pub fn with_unsupported(mut self, ops: impl IntoIterator<Item = Op>) -> Self {
+        self.support = self.support.disable(ops);
+        self
+    }
+}
+
+impl Default for NdArray {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backend for NdArray {
+    fn name(&self) -> &str {
+        "ndarray"
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn supports(&self, op: Op) -> bool {
+        self.support.supports(op)
+    }
+
+    fn seed(&self, seed: u64) {
+        self.rng.reseed(seed);
+    }
+
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Uniform)?;
+        let n = checked_elements(Op::Uniform, &shape)?;
+        let values = host::uniform(self.rng.next_stream(), n);
+        Ok(host::upload(values, shape, &self.device))
+    }
+
+    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardNormal)?;
+        let n = checked_elements(Op::StandardNormal, &shape)?;
+        let values = host::standard_normal(self.rng.next_stream(), n);
+        Ok(host::upload(values, shape, &self.device))
+    }
+
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardGamma)?;
+        self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
+        let shape = alpha.dims();
+        let alpha = host::read_f32(Op::StandardGamma, alpha)?;
+        let values = host::standard_gamma(self.rng.next_stream(), &alpha);
+        Ok(host::upload(values, shape, &self.device))
+    }
+
+    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Lgamma)?;
+        self.ensure_on_device(Op::Lgamma, "x", &x)?;
+        Ok(special::lgamma(x))
+    }
+
+    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Digamma)?;
+        self.ensure_on_device(Op::Digamma, "x", &x)?;
+        Ok(special::digamma(x))
+    }
+}

@@ -1,0 +1,125 @@
+//! The distribution-level operations a [`Backend`](crate::Backend) may or may not run natively.
+
+use std::fmt;
+
+/// One distribution-level operation of the [`Backend`](crate::Backend) trait.
+///
+/// Backends answer [`Backend::supports`](crate::Backend::supports) per `Op`; the
+/// [`FallbackBackend`](crate::FallbackBackend) routes and reports per `Op`. Names follow torch
+/// (`torch.rand`, `torch.randn`, `torch._standard_gamma`, `torch.lgamma`, `torch.digamma`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Op {
+    /// `U[0, 1)` draws for a shape (`torch.rand`).
+    Uniform,
+    /// `N(0, 1)` draws for a shape (`torch.randn`).
+    StandardNormal,
+    /// One `Gamma(alpha, 1)` draw per element of a tensor of concentrations
+    /// (`torch._standard_gamma`).
+    StandardGamma,
+    /// Elementwise `ln |Γ(x)|` (`torch.lgamma`).
+    Lgamma,
+    /// Elementwise `ψ(x) = d/dx ln Γ(x)` (`torch.digamma`).
+    Digamma,
+}
+
+impl Op {
+    /// Every operation, in a fixed order (the order of the report's rows).
+    pub const ALL: [Op; 5] = [
+        Op::Uniform,
+        Op::StandardNormal,
+        Op::StandardGamma,
+        Op::Lgamma,
+        Op::Digamma,
+    ];
+
+    /// The operation's name, as torch spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Uniform => "uniform",
+            Op::StandardNormal => "standard_normal",
+            Op::StandardGamma => "standard_gamma",
+            Op::Lgamma => "lgamma",
+            Op::Digamma => "digamma",
+        }
+    }
+
+    /// Position in [`Op::ALL`]; used to index fixed-size tables.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Op::Uniform => 0,
+            Op::StandardNormal => 1,
+            Op::StandardGamma => 2,
+            Op::Lgamma => 3,
+            Op::Digamma => 4,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of [`Op`]s, as a bit mask: what a backend has been told not to run natively.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct OpSet(u32);
+
+impl OpSet {
+    /// The empty set.
+    pub const fn empty() -> Self {
+        OpSet(0)
+    }
+
+    /// Whether `op` is in the set.
+    pub const fn contains(self, op: Op) -> bool {
+        self.0 & (1 << op.index()) != 0
+    }
+
+    /// The set with `op` added.
+    #[must_use]
+    pub const fn with(self, op: Op) -> Self {
+        OpSet(self.0 | (1 << op.index()))
+    }
+
+    /// The operations in the set, in [`Op::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Op> {
+        Op::ALL.into_iter().filter(move |op| self.contains(*op))
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Op> for OpSet {
+    fn from_iter<I: IntoIterator<Item = Op>>(iter: I) -> Self {
+        iter.into_iter().fold(OpSet::empty(), OpSet::with)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(op.index(), i, "{op}");
+        }
+    }
+
+    #[test]
+    fn op_set_holds_exactly_what_was_added() {
+        let set: OpSet = [Op::StandardGamma, Op::Lgamma].into_iter().collect();
+        assert!(set.contains(Op::StandardGamma) && set.contains(Op::Lgamma));
+        assert!(!set.contains(Op::Uniform) && !set.contains(Op::Digamma));
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Op::StandardGamma, Op::Lgamma]
+        );
+        assert!(OpSet::empty().is_empty() && !set.is_empty());
+    }
+}

@@ -1,0 +1,119 @@
+//! The crate's error type.
+
+use crate::backend::Op;
+
+/// Everything that can go wrong in this crate, each variant saying what to change.
+///
+/// Nothing in the public API panics on bad input: shapes, devices, adapters and policies are
+/// checked and reported here. Bad *values* inside tensors (a negative concentration, a NaN) are
+/// not errors: reading them would force a device sync, so they produce NaN element-wise, as in
+/// torch; each op documents what it returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend does not run `op` natively: the analogue of torch's
+    /// `NotImplementedError: aten::_standard_gamma` on Apple GPUs.
+    #[error(
+        "`{op}` is not supported by the {backend} backend; wrap it in \
+         `FallbackBackend::new(gpu, NdArray::new())` to run `{op}` on the CPU, \
+         or use a backend that supports it"
+    )]
+    Unsupported {
+        /// The operation that was asked for.
+        op: Op,
+        /// The backend's name.
+        backend: String,
+    },
+
+    /// A [`FallbackBackend`](crate::FallbackBackend) with
+    /// [`FallbackPolicy::Deny`](crate::FallbackPolicy::Deny) was asked for an op its GPU lacks.
+    #[error(
+        "`{op}` is not supported by {gpu} and the fallback policy is `Deny`, so it was not \
+         forwarded to {cpu}; use `FallbackPolicy::Warn` or `FallbackPolicy::Silent` to allow it"
+    )]
+    FallbackDenied {
+        /// The operation that was asked for.
+        op: Op,
+        /// The primary (GPU) backend's name.
+        gpu: String,
+        /// The fallback (CPU) backend's name.
+        cpu: String,
+    },
+
+    /// Neither backend of a [`FallbackBackend`](crate::FallbackBackend) runs `op`.
+    #[error(
+        "`{op}` is supported neither by {gpu} nor by its fallback {cpu}; \
+         use a fallback backend that supports it (`NdArray` runs every op)"
+    )]
+    UnsupportedEverywhere {
+        /// The operation that was asked for.
+        op: Op,
+        /// The primary (GPU) backend's name.
+        gpu: String,
+        /// The fallback (CPU) backend's name.
+        cpu: String,
+    },
+
+    /// A tensor argument lives on another device than the backend it was given to.
+    #[error(
+        "`{op}`: argument `{param}` is on device {found} but the backend runs on {expected}; \
+         move it first with `tensor.to_device(backend.device())`"
+    )]
+    DeviceMismatch {
+        /// The operation that was asked for.
+        op: Op,
+        /// The argument's name.
+        param: &'static str,
+        /// The backend's device.
+        expected: String,
+        /// The argument's device.
+        found: String,
+    },
+
+    /// A requested shape cannot be allocated: its element count overflows `usize` or exceeds
+    /// what one tensor may hold.
+    #[error(
+        "`{op}`: shape {shape:?} asks for {elements} elements, more than the {limit} one tensor \
+         may hold; draw in smaller batches"
+    )]
+    ShapeTooLarge {
+        /// The operation that was asked for.
+        op: Op,
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// The element count (saturated at `u128::MAX` on overflow).
+        elements: u128,
+        /// The largest element count accepted.
+        limit: u64,
+    },
+
+    /// No wgpu adapter matched the request, or the adapter refused to create a device.
+    #[cfg(feature = "wgpu")]
+    #[error(
+        "no usable wgpu adapter ({api:?}, {adapter:?}): {reason}. On a machine without a GPU \
+         install a software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`) \
+         and select `AdapterKind::Cpu`, or use the CPU backend `NdArray::new()`"
+    )]
+    NoAdapter {
+        /// The requested graphics API.
+        api: crate::GraphicsApi,
+        /// The requested adapter.
+        adapter: crate::AdapterKind,
+        /// What wgpu said.
+        reason: String,
+    },
+
+    /// Reading a tensor back from a device failed (the device was lost, or ran out of memory).
+    #[error("`{op}`: reading tensor data back from {device} failed: {reason}")]
+    ReadBack {
+        /// The operation that was running.
+        op: Op,
+        /// The device that was read.
+        device: String,
+        /// What the device said.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! # toto-fallback
+//!
+//! Tensor-valued probability distributions on [burn](https://burn.dev) 0.22, with a per-op
+//! GPU→CPU fallback that you choose as a type and that reports exactly what ran where. Built
+//! for Datadog's Toto forecaster, whose Student-T mixture head needs gamma sampling that GPU
+//! backends lack.
+//!
+//! PyTorch on Apple GPUs crashed with `NotImplementedError: aten::_standard_gamma` until users
+//! set `PYTORCH_ENABLE_MPS_FALLBACK=1` *before* `import torch`, then paid a silent CPU round trip
+//! per step. burn's wgpu backend has no gamma sampling at all. Here the fallback is a value:
+//!
+//! ```
+//! use toto_fallback::{Backend, FallbackBackend, NdArray, Op};
+//!
+//! # fn gpu() -> NdArray { NdArray::seeded(0).with_unsupported([Op::StandardGamma]) }
+//! // `gpu()` would be `Wgpu::new()?`; any `Backend` lacking an op behaves the same.
+//! let backend = FallbackBackend::new(gpu(), NdArray::new());
+//! let alpha = burn::tensor::Tensor::<2>::full([2, 3], 0.5, backend.device());
+//! let gamma = backend.standard_gamma(alpha)?; // forwarded to the CPU, back on the GPU device
+//! assert_eq!(gamma.dims(), [2, 3]);
+//! assert_eq!(backend.report().op(Op::StandardGamma).forwarded.calls, 1);
+//! # Ok::<(), toto_fallback::Error>(())
+//! ```
+//!
+//! ## Map
+//! - [`Backend`]: the distribution-level backend trait (per-op support, seeding, sampling and
+//!   special functions), implemented by [`NdArray`] (CPU, every op), [`Wgpu`] (Vulkan/Metal/DX12,
+//!   no gamma) and [`FallbackBackend`] (routes per op, under a [`FallbackPolicy`], into a
+//!   [`Report`]).
+//! - [`special`]: `lgamma` and `digamma` as burn tensor compositions that run on any device.
+//! - [`Error`]: every failure, each saying what to change.
+
+#![deny(missing_docs)]
+
+pub mod backend;
+mod error;
+pub mod special;
+
+#[cfg(feature = "wgpu")]
+pub use backend::{AdapterKind, GraphicsApi, Wgpu};
+pub use backend::{
+    Backend, FallbackBackend, FallbackPolicy, MAX_ELEMENTS, NdArray, Op, OpReport, OpSet,
+    Placement, Report, Usage,
+};
+pub use error::{Error, Result};

@@ -1,0 +1,369 @@
+//! The backend layer on every backend: `NdArray`, `Wgpu` (lavapipe in CI) and
+//! `FallbackBackend<Wgpu, NdArray>`. Expected distributions come from statrs (f64).
+
+mod common;
+
+use std::f64::consts::PI;
+
+use burn::tensor::Tensor;
+use statrs::distribution::{ContinuousCDF, Gamma, Normal, Uniform};
+use toto_fallback::{Backend, Error, FallbackBackend, FallbackPolicy, NdArray, Op, Placement};
+
+use common::{assert_ks, assert_mean, values};
+
+const N: usize = 100_000;
+
+on_backends!(uniform_passes_ks, [ndarray, wgpu, fallback], |b| {
+    let u = values(b.uniform([N]).unwrap());
+    assert!(u.iter().all(|&x| (0.0..1.0).contains(&x)), "outside [0, 1)");
+    let dist = Uniform::new(0.0, 1.0).unwrap();
+    assert_ks("uniform", &u, |x| dist.cdf(x));
+});
+
+on_backends!(standard_normal_passes_ks, [ndarray, wgpu, fallback], |b| {
+    let z = values(b.standard_normal([100, N / 100]).unwrap());
+    let dist = Normal::new(0.0, 1.0).unwrap();
+    assert_ks("standard_normal", &z, |x| dist.cdf(x));
+    assert_mean("standard_normal", &z, 0.0, 1.0);
+});
+
+// Gamma(alpha, 1) for the grid, each at n = 1e5 (statrs' Gamma takes shape and rate).
+on_backends!(standard_gamma_passes_ks, [ndarray, fallback], |b| {
+    for alpha in [0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
+        let a = Tensor::<1>::full([N], alpha, b.device());
+        let g = values(b.standard_gamma(a).unwrap());
+        let dist = Gamma::new(alpha, 1.0).unwrap();
+        let what = format!("standard_gamma(alpha = {alpha})");
+        assert_ks(&what, &g, |x| dist.cdf(x));
+        assert_mean(&what, &g, alpha, alpha);
+    }
+});
+
+// Per-element concentrations: interleaved alphas must each get their own distribution.
+on_backends!(
+    standard_gamma_uses_each_elements_alpha,
+    [ndarray, fallback],
+    |b| {
+        let alphas = [0.3f32, 7.0];
+        let a: Vec<f32> = (0..N).map(|i| alphas[i % 2]).collect();
+        let a = Tensor::<2>::from_data(burn::tensor::TensorData::new(a, [N / 2, 2]), b.device());
+        let g = values(b.standard_gamma(a).unwrap());
+        for (k, &alpha) in alphas.iter().enumerate() {
+            let column: Vec<f64> = g.iter().skip(k).step_by(2).copied().collect();
+            let dist = Gamma::new(f64::from(alpha), 1.0).unwrap();
+            assert_ks(&format!("column alpha = {alpha}"), &column, |x| dist.cdf(x));
+        }
+    }
+);
+
+on_backends!(standard_gamma_value_rules, [ndarray, fallback], |b| {
+    let a = Tensor::<1>::from_floats([-1.0, 0.0, f32::NAN, f32::INFINITY, 1e-4, 3.0], b.device());
+    let g = values(b.standard_gamma(a).unwrap());
+    assert!(g[0].is_nan() && g[1].is_nan() && g[2].is_nan(), "{g:?}");
+    assert_eq!(g[3], f64::INFINITY);
+    assert!(
+        g[4] >= f64::from(f32::MIN_POSITIVE),
+        "clamped at the smallest normal f32: {g:?}"
+    );
+    assert!(g[5] > 0.0 && g[5].is_finite());
+});
+
+on_backends!(same_seed_same_samples, [ndarray, wgpu, fallback], |b| {
+    let draw = || {
+        let mut v = values(b.uniform([1000]).unwrap());
+        v.extend(values(b.standard_normal([10, 100]).unwrap()));
+        if b.supports(Op::StandardGamma) {
+            let a = Tensor::<1>::full([1000], 0.7, b.device());
+            v.extend(values(b.standard_gamma(a).unwrap()));
+        }
+        v
+    };
+    b.seed(42);
+    let first = draw();
+    b.seed(42);
+    assert_eq!(first, draw(), "same seed, same samples");
+    b.seed(43);
+    assert_ne!(first, draw(), "another seed, other samples");
+});
+
+on_backends!(
+    empty_shapes_give_empty_tensors,
+    [ndarray, wgpu, fallback],
+    |b| {
+        assert_eq!(b.uniform([0, 3]).unwrap().dims(), [0, 3]);
+        assert_eq!(b.standard_normal([4, 0]).unwrap().dims(), [4, 0]);
+        let x = Tensor::<1>::from_floats([0.5f32; 0], b.device());
+        assert_eq!(b.lgamma(x).unwrap().dims(), [0]);
+        if b.supports(Op::StandardGamma) {
+            let a = Tensor::<2>::ones([0, 5], b.device());
+            assert_eq!(b.standard_gamma(a).unwrap().dims(), [0, 5]);
+        }
+    }
+);
+
+on_backends!(
+    huge_shapes_are_refused_before_allocating,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let err = b.uniform([1 << 20, 1 << 20, 1 << 20]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ShapeTooLarge {
+                    op: Op::Uniform,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = b.standard_normal([usize::MAX, 2]).unwrap_err();
+        assert!(matches!(err, Error::ShapeTooLarge { .. }), "{err}");
+    }
+);
+
+// lgamma/digamma against statrs (f64). Tolerances: absolute where the value is O(1) and passes
+// through zero, relative where it is large (f32 keeps ~7 digits).
+on_backends!(
+    lgamma_and_digamma_match_statrs,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let xs: Vec<f32> = (1..400)
+            .map(|i| 0.025 * i as f32) // (0, 10)
+            .chain([1e-6, 1e-3, 0.5, 1.0, 2.0, 15.5, 100.0, 1e3, 3e4, 1e6, 1e20])
+            .chain([-0.5, -1.5, -2.25, -7.9, -100.5])
+            .collect();
+        let x = Tensor::<1>::from_floats(xs.as_slice(), b.device());
+        let lg = values(b.lgamma(x.clone()).unwrap());
+        let dg = values(b.digamma(x).unwrap());
+        for ((&x, &lg), &dg) in xs.iter().zip(&lg).zip(&dg) {
+            let x = f64::from(x);
+            let want = if x > 0.0 {
+                statrs::function::gamma::ln_gamma(x)
+            } else {
+                // Reflection in f64: ln|Γ(x)| = ln π - ln|sin πx| - ln Γ(1 - x).
+                PI.ln() - (PI * x).sin().abs().ln() - statrs::function::gamma::ln_gamma(1.0 - x)
+            };
+            let tol = 4e-6 * want.abs().max(1.0);
+            assert!(
+                (lg - want).abs() <= tol,
+                "lgamma({x}) = {lg}, statrs {want}"
+            );
+            let want = statrs::function::gamma::digamma(x);
+            let tol = 2e-6 * want.abs().max(1.0);
+            assert!(
+                (dg - want).abs() <= tol,
+                "digamma({x}) = {dg}, statrs {want}"
+            );
+        }
+    }
+);
+
+on_backends!(
+    special_functions_at_poles_and_infinities,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let x = Tensor::<1>::from_floats(
+            [0.0, -1.0, -3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN],
+            b.device(),
+        );
+        let lg = values(b.lgamma(x.clone()).unwrap());
+        assert!(lg[..5].iter().all(|&v| v == f64::INFINITY), "lgamma {lg:?}");
+        assert!(lg[5].is_nan());
+        let dg = values(b.digamma(x).unwrap());
+        assert_eq!(dg[0], f64::NEG_INFINITY, "digamma(0) is -inf as in torch");
+        assert!(
+            dg[1].is_nan() && dg[2].is_nan(),
+            "digamma at negative integers: {dg:?}"
+        );
+        assert_eq!(dg[3], f64::INFINITY);
+        assert!(dg[5].is_nan());
+    }
+);
+
+#[test]
+fn wgpu_alone_returns_unsupported_for_gamma() {
+    let Some(gpu) = common::wgpu(1) else { return };
+    assert!(!gpu.supports(Op::StandardGamma));
+    let alpha = Tensor::<1>::full([10], 2.0, gpu.device());
+    let err = gpu.standard_gamma(alpha).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { op: Op::StandardGamma, backend } if backend == gpu.name()),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("FallbackBackend"),
+        "the message names the fix: {err}"
+    );
+}
+
+#[test]
+fn fallback_runs_gamma_on_the_cpu_and_returns_gpu_tensors() {
+    let Some(b) = common::fallback(3) else { return };
+    assert_eq!(b.placement(Op::StandardGamma), Some(Placement::Forwarded));
+    assert_eq!(b.placement(Op::StandardNormal), Some(Placement::Native));
+    let alpha = Tensor::<1>::full([1000], 2.0, b.device());
+    let g = b.standard_gamma(alpha).unwrap();
+    assert_eq!(
+        &g.device(),
+        b.gpu().device(),
+        "results come back to the GPU device"
+    );
+}
+
+#[test]
+fn deny_policy_returns_fallback_denied() {
+    let Some(b) = common::fallback(4) else { return };
+    let b = b.backend.clone().with_policy(FallbackPolicy::Deny);
+    assert!(!b.supports(Op::StandardGamma));
+    let alpha = Tensor::<1>::full([10], 2.0, b.device());
+    let err = b.standard_gamma(alpha).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::FallbackDenied {
+                op: Op::StandardGamma,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("FallbackPolicy::Warn"), "{err}");
+    // Native ops still run under Deny.
+    b.uniform([10]).unwrap();
+    let report = b.report();
+    assert_eq!(
+        report.op(Op::StandardGamma).forwarded.calls,
+        0,
+        "a denied call is not counted"
+    );
+    assert_eq!(report.op(Op::Uniform).native.calls, 1);
+}
+
+#[test]
+fn report_counts_calls_elements_and_bytes() {
+    let Some(b) = common::fallback(5) else { return };
+    let n = 12_345;
+    let alpha = Tensor::<1>::full([n], 2.0, b.device());
+    b.standard_gamma(alpha).unwrap();
+    b.standard_normal([n]).unwrap();
+    let report = b.report();
+    let gamma = report.op(Op::StandardGamma);
+    assert_eq!(gamma.forwarded.calls, 1);
+    assert_eq!(gamma.forwarded.elements, n as u64);
+    assert_eq!(gamma.forwarded.bytes_to_cpu, 4 * n as u64);
+    assert_eq!(gamma.forwarded.bytes_to_gpu, 4 * n as u64);
+    assert_eq!(gamma.native.calls, 0);
+    let normal = report.op(Op::StandardNormal);
+    assert_eq!((normal.native.calls, normal.native.elements), (1, n as u64));
+    assert_eq!(normal.native.bytes_to_cpu + normal.native.bytes_to_gpu, 0);
+    assert_eq!(normal.forwarded.calls, 0);
+    let table = report.to_string();
+    assert!(table.contains("standard_gamma   cpu"), "{table}");
+    assert!(table.contains("standard_normal  gpu"), "{table}");
+    b.reset_report();
+    assert_eq!(b.report().total(Placement::Forwarded).calls, 0);
+}
+
+#[test]
+fn any_op_can_be_forced_onto_the_fallback() {
+    let Some(b) = common::wgpu(6) else { return };
+    let gpu = b
+        .backend
+        .clone()
+        .with_unsupported([Op::Uniform, Op::Lgamma]);
+    let b = FallbackBackend::new(gpu, NdArray::seeded(6)).with_policy(FallbackPolicy::Silent);
+    assert_eq!(b.placement(Op::Uniform), Some(Placement::Forwarded));
+    assert_eq!(b.placement(Op::Digamma), Some(Placement::Native));
+    let u = b.uniform([1000]).unwrap();
+    assert_eq!(&u.device(), b.gpu().device());
+    let x = Tensor::<1>::from_floats([0.5, 3.0, 10.0], b.device());
+    let lg = values(b.lgamma(x).unwrap());
+    assert!((lg[2] - statrs::function::gamma::ln_gamma(10.0)).abs() < 1e-5);
+    let report = b.report();
+    let uniform = report.op(Op::Uniform).forwarded;
+    assert_eq!(
+        (uniform.calls, uniform.bytes_to_cpu, uniform.bytes_to_gpu),
+        (1, 0, 4000)
+    );
+    let lgamma = report.op(Op::Lgamma).forwarded;
+    assert_eq!(
+        (lgamma.calls, lgamma.bytes_to_cpu, lgamma.bytes_to_gpu),
+        (1, 12, 12)
+    );
+}
+
+#[test]
+fn unsupported_everywhere_is_an_error() {
+    let gpu = NdArray::seeded(1).with_unsupported([Op::Digamma]);
+    let cpu = NdArray::seeded(2).with_unsupported([Op::Digamma]);
+    let b = FallbackBackend::new(gpu, cpu);
+    assert!(!b.supports(Op::Digamma));
+    let x = Tensor::<1>::ones([3], b.device());
+    let err = b.digamma(x).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedEverywhere {
+                op: Op::Digamma,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn tensors_on_another_device_are_refused() {
+    let Some(gpu) = common::wgpu(7) else { return };
+    let cpu = NdArray::seeded(7);
+    let on_cpu = Tensor::<1>::ones([3], cpu.device());
+    let err = gpu.lgamma(on_cpu).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DeviceMismatch {
+                op: Op::Lgamma,
+                param: "x",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let on_gpu = Tensor::<1>::ones([3], gpu.device());
+    let err = cpu.standard_gamma(on_gpu.clone()).unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceMismatch { param: "alpha", .. }),
+        "{err:?}"
+    );
+    let fallback = FallbackBackend::new(gpu.backend.clone(), cpu.clone());
+    let on_cpu = Tensor::<1>::ones([3], cpu.device());
+    let err = fallback.standard_gamma(on_cpu).unwrap_err();
+    assert!(matches!(err, Error::DeviceMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn shared_across_threads_no_count_is_lost() {
+    let Some(b) = common::fallback(8) else { return };
+    let threads = 4;
+    let calls = 10;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..calls {
+                    let alpha = Tensor::<1>::full([1000], 1.5, b.device());
+                    let g = values(b.standard_gamma(alpha).unwrap());
+                    assert!(g.iter().all(|&x| x > 0.0 && x.is_finite()));
+                }
+            });
+        }
+    });
+    let gamma = b.report().op(Op::StandardGamma).forwarded;
+    assert_eq!(gamma.calls, (threads * calls) as u64);
+    assert_eq!(gamma.elements, (threads * calls * 1000) as u64);
+}
+
+#[test]
+fn warn_policy_is_the_default() {
+    let b = FallbackBackend::new(NdArray::seeded(1), NdArray::seeded(2));
+    assert_eq!(b.policy(), FallbackPolicy::Warn);
+}

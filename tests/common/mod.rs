@@ -1,0 +1,154 @@
+//! Shared helpers for the integration tests: backends to run on, and statistical checks.
+#![allow(dead_code)] // each test file uses a subset
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use burn::tensor::Tensor;
+use toto_fallback::{
+    AdapterKind, Backend, FallbackBackend, FallbackPolicy, GraphicsApi, NdArray, Wgpu,
+};
+
+/// burn seeds its GPU generator process-wide, so tests that draw on wgpu take turns: otherwise a
+/// concurrent draw in another test would shift this test's stream.
+static WGPU_TURN: Mutex<()> = Mutex::new(());
+
+/// A backend for one test, holding the wgpu turn when it touches wgpu.
+pub struct On<B> {
+    pub backend: B,
+    _turn: Option<MutexGuard<'static, ()>>,
+}
+
+impl<B> std::ops::Deref for On<B> {
+    type Target = B;
+    fn deref(&self) -> &B {
+        &self.backend
+    }
+}
+
+pub fn ndarray(seed: u64) -> Option<On<NdArray>> {
+    Some(On {
+        backend: NdArray::seeded(seed),
+        _turn: None,
+    })
+}
+
+/// The wgpu device for this run: the default adapter, else a software one (lavapipe).
+/// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped with a
+/// printed reason.
+fn open_wgpu() -> Option<Wgpu> {
+    static OPENED: OnceLock<Result<Wgpu, String>> = OnceLock::new();
+    let opened = OPENED.get_or_init(|| {
+        Wgpu::new()
+            .or_else(|_| Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu))
+            .map(|gpu| {
+                eprintln!("wgpu tests run on: {}", gpu.name());
+                gpu
+            })
+            .map_err(|e| e.to_string())
+    });
+    match opened {
+        Ok(gpu) => Some(gpu.clone()),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but no wgpu adapter is available, so the wgpu tests cannot run: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED (no wgpu adapter): {e}");
+            None
+        }
+    }
+}
+
+pub fn wgpu(seed: u64) -> Option<On<Wgpu>> {
+    let turn = WGPU_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let gpu = open_wgpu()?;
+    gpu.seed(seed);
+    Some(On {
+        backend: gpu,
+        _turn: Some(turn),
+    })
+}
+
+pub fn fallback(seed: u64) -> Option<On<FallbackBackend<Wgpu, NdArray>>> {
+    let On {
+        backend: gpu,
+        _turn,
+    } = wgpu(seed)?;
+    let backend =
+        FallbackBackend::new(gpu, NdArray::seeded(seed)).with_policy(FallbackPolicy::Silent);
+    Some(On { backend, _turn })
+}
+
+/// Runs a test body on several backends: `on_backends!(name, [ndarray, wgpu, fallback], |b| ..)`
+/// makes one `#[test]` per backend in a module `name`; `b` derefs to the backend.
+#[macro_export]
+macro_rules! on_backends {
+    ($name:ident, [$($backend:ident),+], |$b:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $backend() {
+                    let Some($b) = common::$backend(0x5EED) else { return };
+                    $body
+                }
+            )+
+        }
+    };
+}
+
+/// Reads a tensor back as f64s.
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// The Kolmogorov-Smirnov statistic of `samples` against `cdf`.
+pub fn ks_statistic(samples: &[f64], cdf: impl Fn(f64) -> f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = cdf(x);
+            (f - i as f64 / n).max((i + 1) as f64 / n - f)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Asserts that `samples` pass a KS test against `cdf` at significance 1e-3: the critical value
+/// is `sqrt(ln(2 / 1e-3) / 2) / sqrt(n) = 1.949 / sqrt(n)` (asymptotic Kolmogorov distribution).
+/// Seeds are fixed, so a pass is reproducible; a correct sampler fails one case in a thousand
+/// seeds.
+pub fn assert_ks(what: &str, samples: &[f64], cdf: impl Fn(f64) -> f64) {
+    assert!(
+        samples.iter().all(|x| !x.is_nan()),
+        "{what}: NaN in samples"
+    );
+    let n = samples.len() as f64;
+    let d = ks_statistic(samples, cdf);
+    let critical = 1.949 / n.sqrt();
+    assert!(
+        d < critical,
+        "{what}: KS statistic {d:.5} >= critical {critical:.5} at n = {n}"
+    );
+}
+
+/// Asserts the sample mean is within 5 standard errors of `mean` (variance `var`).
+pub fn assert_mean(what: &str, samples: &[f64], mean: f64, var: f64) {
+    let n = samples.len() as f64;
+    let m = samples.iter().sum::<f64>() / n;
+    let se = (var / n).sqrt();
+    assert!(
+        (m - mean).abs() < 5.0 * se,
+        "{what}: sample mean {m} vs {mean} (5 standard errors = {})",
+        5.0 * se
+    );
+}
