@@ -103,11 +103,89 @@ pub enum Error {
         reason: String,
     },
 
+    /// A distribution's parameters do not broadcast to one batch shape.
+    #[error(
+        "{dist}: parameter `{param}` has shape {shape:?}, which does not broadcast with the \
+         other parameters' shape {batch:?}; give every parameter the same shape or size-1 \
+         dimensions where they differ"
+    )]
+    ParamShape {
+        /// The distribution.
+        dist: &'static str,
+        /// The parameter.
+        param: &'static str,
+        /// The parameter's shape.
+        shape: Vec<usize>,
+        /// The broadcast shape of the parameters before it.
+        batch: Vec<usize>,
+    },
+
+    /// A distribution's parameter lives on another device than its backend.
+    #[error(
+        "{dist}: parameter `{param}` is on device {found} but the backend runs on {expected}; \
+         create it with `backend.device()` or move it with `tensor.to_device(backend.device())`"
+    )]
+    ParamDevice {
+        /// The distribution.
+        dist: &'static str,
+        /// The parameter.
+        param: &'static str,
+        /// The backend's device.
+        expected: String,
+        /// The parameter's device.
+        found: String,
+    },
+
+    /// A parameter holds a value outside its domain (found by an explicit `validate()`).
+    #[error("{dist}: parameter `{param}` {requirement}, but element {index} is {value}")]
+    ParamValue {
+        /// The distribution.
+        dist: &'static str,
+        /// The parameter.
+        param: &'static str,
+        /// What the parameter must satisfy, e.g. "must be > 0 and finite".
+        requirement: &'static str,
+        /// The flat index of the first offending element.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
+
+    /// The output rank asked for does not fit the shapes involved.
+    #[error(
+        "{dist}: {what} has rank {needed} (sample shape length plus batch rank), but the \
+         result was asked for as `Tensor<{asked}>`; annotate it as `Tensor<{needed}>`"
+    )]
+    Rank {
+        /// The distribution.
+        dist: &'static str,
+        /// What the rank belongs to ("the sample", "the value").
+        what: &'static str,
+        /// The rank the shapes give.
+        needed: usize,
+        /// The rank the caller's type asked for.
+        asked: usize,
+    },
+
+    /// A value tensor does not broadcast with the distribution's batch shape.
+    #[error(
+        "{dist}: value of shape {shape:?} does not broadcast with the batch shape {batch:?}; \
+         its trailing dimensions must equal the batch shape's or be 1"
+    )]
+    ValueShape {
+        /// The distribution.
+        dist: &'static str,
+        /// The value's shape.
+        shape: Vec<usize>,
+        /// The distribution's batch shape.
+        batch: Vec<usize>,
+    },
+
     /// Reading a tensor back from a device failed (the device was lost, or ran out of memory).
-    #[error("`{op}`: reading tensor data back from {device} failed: {reason}")]
+    #[error("{what}: reading tensor data back from {device} failed: {reason}")]
     ReadBack {
-        /// The operation that was running.
-        op: Op,
+        /// What was reading (an op such as `standard_gamma`, or a `validate()`).
+        what: String,
         /// The device that was read.
         device: String,
         /// What the device said.

@@ -27,12 +27,17 @@
 //!   special functions), implemented by [`NdArray`] (CPU, every op), [`Wgpu`] (Vulkan/Metal/DX12,
 //!   no gamma) and [`FallbackBackend`] (routes per op, under a [`FallbackPolicy`], into a
 //!   [`Report`]).
-//! - [`special`]: `lgamma` and `digamma` as burn tensor compositions that run on any device.
+//! - [`dist`]: distributions over burn tensors on any backend: [`dist::Normal`],
+//!   [`dist::Gamma`], [`dist::Chi2`], [`dist::StudentT`], [`dist::Categorical`],
+//!   [`dist::MixtureSameFamily`] and [`dist::Affine`].
+//! - [`special`]: `lgamma`, `digamma`, `ndtr`, `ndtri` as burn tensor compositions that run on
+//!   any device.
 //! - [`Error`]: every failure, each saying what to change.
 
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod dist;
 mod error;
 pub mod special;
 

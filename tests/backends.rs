@@ -367,3 +367,24 @@ fn warn_policy_is_the_default() {
     let b = FallbackBackend::new(NdArray::seeded(1), NdArray::seeded(2));
     assert_eq!(b.policy(), FallbackPolicy::Warn);
 }
+
+on_backends!(
+    log1p_is_accurate_near_zero,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let xs: Vec<f32> = [
+            -0.9, -0.3, -1e-3, -1e-7, 0.0, 1e-9, 2e-5, 0.01, 0.4, 0.42, 3.0, 1e6,
+        ]
+        .into_iter()
+        .collect();
+        let x = Tensor::<1>::from_floats(xs.as_slice(), b.device());
+        let got = values(toto_fallback::special::log1p(x));
+        for (&x, &got) in xs.iter().zip(&got) {
+            let want = f64::from(x).ln_1p(); // f64 reference
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs() + 1e-30,
+                "log1p({x}) = {got}, f64 {want}"
+            );
+        }
+    }
+);

@@ -269,7 +269,7 @@ impl<Gpu: Backend, Cpu: Backend> FallbackBackend<Gpu, Cpu> {
 /// (burn's `to_device` would panic on them).
 fn move_to<const D: usize>(op: Op, t: Tensor<D>, device: &Device) -> Result<Tensor<D>> {
     let shape = t.dims();
-    Ok(upload(read_f32(op, t)?, shape, device))
+    Ok(upload(read_f32(op.name(), t)?, shape, device))
 }
 
 impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {

@@ -13,7 +13,6 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use rayon::prelude::*;
 
-use crate::backend::Op;
 use crate::error::{Error, Result};
 
 /// Elements per independently seeded chunk: large enough that seeding (a few ns) is noise next to
@@ -135,10 +134,10 @@ fn gamma_chunk(rng: &mut Xoshiro256PlusPlus, alpha: &[f32], out: &mut [f32]) {
 }
 
 /// Reads an `f32` tensor back into a host vector (a device sync on a GPU).
-pub(crate) fn read_f32<const D: usize>(op: Op, tensor: Tensor<D>) -> Result<Vec<f32>> {
+pub(crate) fn read_f32<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<Vec<f32>> {
     let device = tensor.device();
     let fail = |reason: String| Error::ReadBack {
-        op,
+        what: what.to_owned(),
         device: format!("{device:?}"),
         reason,
     };

@@ -128,6 +128,11 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Reads an `f32` tensor back to the host (a device sync on a GPU), for `validate()`s.
+pub(crate) fn read_back<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<f32>> {
+    host::read_f32(what, t)
+}
+
 /// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
 pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
     let elements = shape

@@ -104,7 +104,7 @@ impl Backend for NdArray {
         self.ensure_supported(Op::StandardGamma)?;
         self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
         let shape = alpha.dims();
-        let alpha = host::read_f32(Op::StandardGamma, alpha)?;
+        let alpha = host::read_f32(Op::StandardGamma.name(), alpha)?;
         let values = host::standard_gamma(self.rng.next_stream(), &alpha);
         Ok(host::upload(values, shape, &self.device))
     }

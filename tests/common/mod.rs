@@ -110,17 +110,34 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 
 /// The Kolmogorov-Smirnov statistic of `samples` against `cdf`.
 pub fn ks_statistic(samples: &[f64], cdf: impl Fn(f64) -> f64) -> f64 {
+    ks_statistic_with_atoms(samples, &cdf, &cdf)
+}
+
+/// The KS statistic against a distribution that may have atoms: `cdf_left(x)` is `P(X < x)`
+/// (equal to `cdf(x)` where there is no atom). Tied samples are handled as one step of the
+/// empirical CDF.
+pub fn ks_statistic_with_atoms(
+    samples: &[f64],
+    cdf: &dyn Fn(f64) -> f64,
+    cdf_left: &dyn Fn(f64) -> f64,
+) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len() as f64;
-    sorted
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let f = cdf(x);
-            (f - i as f64 / n).max((i + 1) as f64 / n - f)
-        })
-        .fold(0.0, f64::max)
+    let mut d: f64 = 0.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let x = sorted[i];
+        let mut j = i;
+        while j < sorted.len() && sorted[j] == x {
+            j += 1;
+        }
+        d = d
+            .max((cdf(x) - j as f64 / n).abs())
+            .max((cdf_left(x) - i as f64 / n).abs());
+        i = j;
+    }
+    d
 }
 
 /// Asserts that `samples` pass a KS test against `cdf` at significance 1e-3: the critical value
@@ -128,12 +145,22 @@ pub fn ks_statistic(samples: &[f64], cdf: impl Fn(f64) -> f64) -> f64 {
 /// Seeds are fixed, so a pass is reproducible; a correct sampler fails one case in a thousand
 /// seeds.
 pub fn assert_ks(what: &str, samples: &[f64], cdf: impl Fn(f64) -> f64) {
+    assert_ks_with_atoms(what, samples, &cdf, &cdf);
+}
+
+/// [`assert_ks`] against a distribution with atoms (see [`ks_statistic_with_atoms`]).
+pub fn assert_ks_with_atoms(
+    what: &str,
+    samples: &[f64],
+    cdf: &dyn Fn(f64) -> f64,
+    cdf_left: &dyn Fn(f64) -> f64,
+) {
     assert!(
         samples.iter().all(|x| !x.is_nan()),
         "{what}: NaN in samples"
     );
     let n = samples.len() as f64;
-    let d = ks_statistic(samples, cdf);
+    let d = ks_statistic_with_atoms(samples, cdf, cdf_left);
     let critical = 1.949 / n.sqrt();
     assert!(
         d < critical,
@@ -150,5 +177,36 @@ pub fn assert_mean(what: &str, samples: &[f64], mean: f64, var: f64) {
         (m - mean).abs() < 5.0 * se,
         "{what}: sample mean {m} vs {mean} (5 standard errors = {})",
         5.0 * se
+    );
+}
+
+/// Sample mean and (unbiased) variance.
+pub fn moments(samples: &[f64]) -> (f64, f64) {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var)
+}
+
+#[test]
+fn ks_statistic_handles_atoms() {
+    // Half the mass at 0 (an atom), half uniform on (0, 1).
+    let samples: Vec<f64> = (0..1000)
+        .map(|i| {
+            if i < 500 {
+                0.0
+            } else {
+                (i - 500) as f64 / 500.0 + 0.001
+            }
+        })
+        .collect();
+    let cdf = |x: f64| if x < 0.0 { 0.0 } else { 0.5 + 0.5 * x.min(1.0) };
+    let left = |x: f64| if x <= 0.0 { 0.0 } else { cdf(x) };
+    assert!(ks_statistic_with_atoms(&samples, &cdf, &left) < 0.01);
+    // Ignoring the atom's left limit hides nothing: treating the atom as continuous mass fails.
+    assert!(
+        ks_statistic_with_atoms(&samples, &|x: f64| x.clamp(0.0, 1.0), &|x: f64| x
+            .clamp(0.0, 1.0))
+            > 0.4
     );
 }

@@ -1,8 +1,12 @@
-//! Gamma sampling throughput: `NdArray` (every core, and one core), `FallbackBackend<Wgpu,
-//! NdArray>` (a forwarded op with its device round trip), and the CPU anchor, a plain
-//! `rand_distr` loop on one core.
+//! Backend-layer throughput.
 //!
-//! `cargo bench --bench gamma`; results go into docs/PERFORMANCE.md with the machine.
+//! - `standard_gamma(2.5)`: `NdArray` (every core, and one core), `FallbackBackend<Wgpu, NdArray>`
+//!   (a forwarded op with its device round trip), and the CPU anchor, a plain `rand_distr` loop on
+//!   one core. 86,016 draws is one Toto decode step (336 steps x 256 samples).
+//! - `special`: `lgamma` and `digamma` as tensor compositions on each device (the wgpu rows are
+//!   where burn's kernel fusion matters).
+//!
+//! `cargo bench --bench backend`; results go into docs/PERFORMANCE.md with the machine.
 
 use std::hint::black_box;
 
@@ -14,7 +18,7 @@ use rand_distr::{Distribution, Gamma};
 use toto_fallback::{Backend, FallbackBackend, FallbackPolicy, NdArray, Wgpu};
 
 const ALPHA: f32 = 2.5;
-const SIZES: [usize; 2] = [10_000, 1_000_000];
+const SIZES: [usize; 3] = [10_000, 86_016, 1_000_000];
 
 fn gamma(c: &mut Criterion) {
     let mut group = c.benchmark_group("standard_gamma(2.5)");
@@ -71,5 +75,38 @@ fn gamma(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gamma);
+fn special(c: &mut Criterion) {
+    let n = 1_000_000;
+    let mut group = c.benchmark_group("special");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(n as u64));
+    let cpu = NdArray::seeded(1);
+    let gpu = Wgpu::new().ok();
+    let devices = [Some(cpu.device().clone()), gpu.map(|g| g.device().clone())];
+    for device in devices.into_iter().flatten() {
+        let name = if &device == cpu.device() {
+            "ndarray"
+        } else {
+            "wgpu"
+        };
+        let x = Tensor::<1>::random([n], burn::tensor::Distribution::Uniform(0.1, 50.0), &device);
+        group.bench_function(BenchmarkId::new("lgamma", name), |b| {
+            b.iter(|| {
+                let y = toto_fallback::special::lgamma(x.clone());
+                device.sync().unwrap();
+                black_box(y)
+            });
+        });
+        group.bench_function(BenchmarkId::new("digamma", name), |b| {
+            b.iter(|| {
+                let y = toto_fallback::special::digamma(x.clone());
+                device.sync().unwrap();
+                black_box(y)
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gamma, special);
 criterion_main!(benches);

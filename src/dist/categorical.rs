@@ -1,0 +1,134 @@
+//! `Categorical(logits)` over the last dimension.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::shape::{batch_shape, full_shape, value_shape};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+const NAME: &str = "Categorical";
+
+/// The categorical distribution over `{0, .., K-1}` along the last dimension of its parameter,
+/// given by `logits` (unnormalised log-probabilities) or `probs` (non-negative weights,
+/// normalised here).
+///
+/// The parameter has shape `[batch.., K]` and rank `D`; the batch rank is `D - 1`. Samples are
+/// `Int` tensors of shape `[sample.., batch..]`, drawn by inverse CDF from one backend
+/// `uniform` per output (so they appear in a fallback report like every other draw).
+///
+/// ```
+/// use burn::tensor::{Int, Tensor};
+/// use toto_fallback::{Backend, NdArray};
+/// use toto_fallback::dist::Categorical;
+///
+/// let cpu = NdArray::seeded(0);
+/// let cat = Categorical::from_probs(&cpu, Tensor::<2>::from_floats([[0.0, 1.0, 0.0]], cpu.device()))?;
+/// let k: Tensor<2, Int> = cat.sample(&[5])?; // [5, 1]
+/// assert_eq!(k.into_data().try_to_vec::<i64>().unwrap(), [1, 1, 1, 1, 1]);
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Categorical<B: Backend, const D: usize> {
+    backend: B,
+    /// Normalised: `logsumexp` over the last dimension is 0.
+    log_probs: Tensor<D>,
+    dims: [usize; D],
+}
+
+impl<B: Backend, const D: usize> Categorical<B, D> {
+    /// From logits `[batch.., K]`.
+    ///
+    /// # Errors
+    /// [`Error::ParamDevice`](crate::Error::ParamDevice); [`Error::ParamShape`] if `D = 0` or
+    /// `K = 0`.
+    pub fn from_logits(backend: &B, logits: Tensor<D>) -> Result<Self> {
+        let dims = batch_shape(NAME, backend.device(), &[("logits", &logits)])?;
+        if D == 0 || dims[D - 1] == 0 {
+            return Err(Error::ParamShape {
+                dist: NAME,
+                param: "logits",
+                shape: dims.to_vec(),
+                batch: vec![],
+            });
+        }
+        Ok(Categorical {
+            backend: backend.clone(),
+            log_probs: log_softmax(logits, D - 1),
+            dims,
+        })
+    }
+
+    /// From non-negative weights `[batch.., K]` (they need not sum to 1).
+    ///
+    /// # Errors
+    /// As [`Categorical::from_logits`].
+    pub fn from_probs(backend: &B, probs: Tensor<D>) -> Result<Self> {
+        Self::from_logits(backend, probs.log())
+    }
+
+    /// The number of categories `K`.
+    pub fn num_categories(&self) -> usize {
+        self.dims[D - 1]
+    }
+
+    /// The batch shape, `[batch..]` (the parameter's shape without its last dimension).
+    pub fn batch_shape(&self) -> &[usize] {
+        &self.dims[..D - 1]
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        self.backend.device()
+    }
+
+    /// Normalised log-probabilities, `[batch.., K]`.
+    pub fn logits(&self) -> Tensor<D> {
+        self.log_probs.clone()
+    }
+
+    /// Probabilities, `[batch.., K]`.
+    pub fn probs(&self) -> Tensor<D> {
+        self.log_probs.clone().exp()
+    }
+
+    /// Category indices of shape `[sample.., batch..]` (`S = sample_shape.len() + D - 1`).
+    ///
+    /// # Errors
+    /// [`Error::Rank`]; the backend's errors.
+    pub fn sample<const S: usize>(&self, sample_shape: &[usize]) -> Result<Tensor<S, Int>> {
+        let shape = full_shape::<S>(NAME, sample_shape, self.batch_shape())?;
+        let n: usize = sample_shape.iter().product();
+        Ok(self.sample_flat(n)?.reshape(shape))
+    }
+
+    /// `[n, batch_numel, 1]` indices: one uniform per output, located in the CDF.
+    pub(crate) fn sample_flat(&self, n: usize) -> Result<Tensor<3, Int>> {
+        let k = self.num_categories();
+        let b: usize = self.batch_shape().iter().product();
+        let cdf = self.probs().reshape([1, b, k]).cumsum(2); // [1, B, K]
+        let u = self.backend.uniform([n, b, 1])?; // [n, B, 1]
+        // The index is the number of CDF entries at or below u; rounding can leave the last
+        // entry a hair under 1, so clamp to K - 1.
+        let below = cdf.expand([n, b, k]).lower_equal(u.expand([n, b, k]));
+        Ok(below.int().sum_dim(2).clamp_max(k as i64 - 1))
+    }
+
+    /// `ln P(X = index)` for `index` of shape `[sample.., batch..]` (broadcast like `log_prob` of
+    /// the continuous distributions); out-of-range indices are clamped into `[0, K-1]`.
+    ///
+    /// # Errors
+    /// [`Error::ValueShape`], [`Error::Rank`].
+    pub fn log_prob<const S: usize>(&self, index: Tensor<S, Int>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, index.dims(), self.batch_shape())?;
+        let k = self.num_categories();
+        let b: usize = self.batch_shape().iter().product();
+        let n = shape.iter().product::<usize>() / b.max(1);
+        let index = index
+            .expand(shape)
+            .reshape([n, b, 1])
+            .clamp(0, k as i64 - 1);
+        let lp = self.log_probs.clone().reshape([1, b, k]).expand([n, b, k]);
+        Ok(lp.gather(2, index).reshape(shape))
+    }
+}
