@@ -114,22 +114,23 @@ pub(crate) fn standard_gamma(key: StreamKey, alpha: &[f32]) -> Vec<f32> {
 }
 
 fn gamma_chunk(rng: &mut Xoshiro256PlusPlus, alpha: &[f32], out: &mut [f32]) {
-    // Runs of equal alpha are the common case (a scalar concentration broadcast, Chi2's df/2):
-    // building the sampler once per run keeps the per-draw cost at rand_distr's own.
-    let mut cached: Option<(f32, Gamma<f32>)> = None;
-    for (&a, o) in alpha.iter().zip(out.iter_mut()) {
-        *o = match cached {
-            Some((ca, g)) if ca == a => g.sample(rng).max(f32::MIN_POSITIVE),
-            _ if a == f32::INFINITY => f32::INFINITY,
-            _ => match Gamma::new(a, 1.0) {
-                Ok(g) => {
-                    cached = Some((a, g));
-                    g.sample(rng).max(f32::MIN_POSITIVE)
-                }
-                // alpha <= 0 or NaN: no such distribution.
-                Err(_) => f32::NAN,
-            },
-        };
+    // Runs of equal alpha are the common case (a broadcast concentration, Chi2's df/2): the
+    // sampler is built once per run and the inner loop is rand_distr's own.
+    let mut start = 0;
+    while start < alpha.len() {
+        let a = alpha[start];
+        // NaN equals nothing, so a NaN is a run of one.
+        let len = alpha[start..].iter().take_while(|&&x| x == a).count().max(1);
+        let run = &mut out[start..start + len];
+        match Gamma::new(a, 1.0) {
+            _ if a == f32::INFINITY => run.fill(f32::INFINITY),
+            Ok(g) => run
+                .iter_mut()
+                .for_each(|o| *o = g.sample(rng).max(f32::MIN_POSITIVE)),
+            // alpha <= 0 or NaN: no such distribution.
+            Err(_) => run.fill(f32::NAN),
+        }
+        start += len;
     }
 }
 
