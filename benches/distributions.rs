@@ -43,7 +43,12 @@ fn sync<B: Backend>(b: &B, t: Tensor<1>) -> Tensor<1> {
     t
 }
 
-fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B, one_core: Option<&rayon::ThreadPool>) {
+fn bench_backend<B: Backend>(
+    c: &mut Criterion,
+    name: &str,
+    b: &B,
+    one_core: Option<&rayon::ThreadPool>,
+) {
     let mut group = c.benchmark_group("distributions");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N as u64));
@@ -53,18 +58,34 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, b: &B, one_core: Opt
     };
     let t = student_t(b, N);
     group.bench_function(BenchmarkId::new("student_t sample", name), |bench| {
-        bench.iter(|| run(&mut || { black_box(sync(b, t.sample::<1>(&[]).unwrap())); }));
+        bench.iter(|| {
+            run(&mut || {
+                black_box(sync(b, t.sample::<1>(&[]).unwrap()));
+            })
+        });
     });
     let x = Tensor::<1>::random([N], Init::Normal(0.0, 2.0), b.device());
     group.bench_function(BenchmarkId::new("student_t log_prob", name), |bench| {
-        bench.iter(|| run(&mut || { black_box(sync(b, t.log_prob(x.clone()).unwrap())); }));
+        bench.iter(|| {
+            run(&mut || {
+                black_box(sync(b, t.log_prob(x.clone()).unwrap()));
+            })
+        });
     });
     let mix = mixture(b);
     group.bench_function(BenchmarkId::new("mixture24 sample", name), |bench| {
-        bench.iter(|| run(&mut || { black_box(sync(b, mix.sample::<1>(&[]).unwrap())); }));
+        bench.iter(|| {
+            run(&mut || {
+                black_box(sync(b, mix.sample::<1>(&[]).unwrap()));
+            })
+        });
     });
     group.bench_function(BenchmarkId::new("mixture24 log_prob", name), |bench| {
-        bench.iter(|| run(&mut || { black_box(sync(b, mix.log_prob(x.clone()).unwrap())); }));
+        bench.iter(|| {
+            run(&mut || {
+                black_box(sync(b, mix.log_prob(x.clone()).unwrap()));
+            })
+        });
     });
     group.finish();
 }
@@ -76,36 +97,50 @@ fn anchors(c: &mut Criterion) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let t = RdStudentT::<f32>::new(5.0).unwrap();
     let mut out = vec![0f32; N];
-    group.bench_function(BenchmarkId::new("student_t sample", "rand_distr loop, 1 core"), |bench| {
-        bench.iter(|| {
-            out.iter_mut().for_each(|o| *o = t.sample(&mut rng));
-            black_box(&out);
-        });
-    });
+    group.bench_function(
+        BenchmarkId::new("student_t sample", "rand_distr loop, 1 core"),
+        |bench| {
+            bench.iter(|| {
+                out.iter_mut().for_each(|o| *o = t.sample(&mut rng));
+                black_box(&out);
+            });
+        },
+    );
     // Mixture the scalar way: a WeightedIndex per position, then one StudentT of that component.
-    let weights: Vec<[f32; K]> = (0..N).map(|i| std::array::from_fn(|k| 1.0 + ((i * 7 + k * 13) % 11) as f32)).collect();
-    let dfs: Vec<[f32; K]> = (0..N).map(|i| std::array::from_fn(|k| 2.0 + ((i + k) % 10) as f32)).collect();
-    group.bench_function(BenchmarkId::new("mixture24 sample", "rand_distr loop, 1 core"), |bench| {
-        bench.iter(|| {
-            for i in 0..N {
-                let k = WeightedIndex::new(weights[i]).unwrap().sample(&mut rng);
-                out[i] = RdStudentT::new(dfs[i][k]).unwrap().sample(&mut rng);
-            }
-            black_box(&out);
-        });
-    });
+    let weights: Vec<[f32; K]> = (0..N)
+        .map(|i| std::array::from_fn(|k| 1.0 + ((i * 7 + k * 13) % 11) as f32))
+        .collect();
+    let dfs: Vec<[f32; K]> = (0..N)
+        .map(|i| std::array::from_fn(|k| 2.0 + ((i + k) % 10) as f32))
+        .collect();
+    group.bench_function(
+        BenchmarkId::new("mixture24 sample", "rand_distr loop, 1 core"),
+        |bench| {
+            bench.iter(|| {
+                for i in 0..N {
+                    let k = WeightedIndex::new(weights[i]).unwrap().sample(&mut rng);
+                    out[i] = RdStudentT::new(dfs[i][k]).unwrap().sample(&mut rng);
+                }
+                black_box(&out);
+            });
+        },
+    );
     group.finish();
 }
 
 fn distributions(c: &mut Criterion) {
     anchors(c);
     let cpu = NdArray::seeded(1);
-    let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one_core = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     bench_backend(c, "NdArray, 1 core", &cpu, Some(&one_core));
     bench_backend(c, "NdArray, all cores", &cpu, None);
     match Wgpu::new() {
         Ok(gpu) => {
-            let fallback = FallbackBackend::new(gpu, NdArray::seeded(1)).with_policy(FallbackPolicy::Silent);
+            let fallback =
+                FallbackBackend::new(gpu, NdArray::seeded(1)).with_policy(FallbackPolicy::Silent);
             bench_backend(c, "FallbackBackend<Wgpu, NdArray>", &fallback, None);
         }
         Err(e) => eprintln!("wgpu rows skipped: {e}"),

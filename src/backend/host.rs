@@ -120,7 +120,11 @@ fn gamma_chunk(rng: &mut Xoshiro256PlusPlus, alpha: &[f32], out: &mut [f32]) {
     while start < alpha.len() {
         let a = alpha[start];
         // NaN equals nothing, so a NaN is a run of one.
-        let len = alpha[start..].iter().take_while(|&&x| x == a).count().max(1);
+        let len = alpha[start..]
+            .iter()
+            .take_while(|&&x| x == a)
+            .count()
+            .max(1);
         let run = &mut out[start..start + len];
         match Gamma::new(a, 1.0) {
             _ if a == f32::INFINITY => run.fill(f32::INFINITY),
