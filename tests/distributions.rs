@@ -412,6 +412,12 @@ on_backends!(
             })
             .sum();
         assert!(chi2 < 16.27, "chi-squared {chi2}");
+        let h: Tensor<1> = cat.entropy().unwrap();
+        let want: f64 = probs
+            .iter()
+            .map(|&p| -f64::from(p) * f64::from(p).ln())
+            .sum();
+        assert!((values(h)[0] - want).abs() < 1e-6, "entropy");
         let index = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64], [1]), b.device());
         let lp = values(cat.log_prob(index).unwrap());
         assert!((lp[0] - 0.4f64.ln()).abs() < 1e-6);

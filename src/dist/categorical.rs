@@ -114,6 +114,27 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         Ok(below.int().sum_dim(2).clamp_max(k as i64 - 1))
     }
 
+    /// The entropy `−Σ_k p_k ln p_k` in nats, of shape `[batch..]` (`E = D − 1`).
+    ///
+    /// # Errors
+    /// [`Error::Rank`] unless `E = D − 1`.
+    pub fn entropy<const E: usize>(&self) -> Result<Tensor<E>> {
+        if E + 1 != D {
+            return Err(Error::Rank {
+                dist: NAME,
+                what: "the entropy",
+                needed: D - 1,
+                asked: E,
+            });
+        }
+        let mut shape = [0; E];
+        shape.copy_from_slice(self.batch_shape());
+        let lp = self.log_probs.clone();
+        // 0 · ln 0 = 0 for categories of probability 0 (logit -inf).
+        let plogp = lp.clone().exp().mul(lp.clone()).mask_fill(lp.is_inf(), 0.0);
+        Ok(plogp.sum_dim(D - 1).neg().reshape(shape))
+    }
+
     /// `ln P(X = index)` for `index` of shape `[sample.., batch..]` (broadcast like `log_prob` of
     /// the continuous distributions); out-of-range indices are clamped into `[0, K-1]`.
     ///

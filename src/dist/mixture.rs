@@ -1,6 +1,6 @@
 //! `MixtureSameFamily(mixing, component)`: Toto's output head.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::categorical::Categorical;
 use super::shape::{full_shape, value_shape};
@@ -181,10 +181,16 @@ where
         let n: usize = sample_shape.iter().product();
         let (b, k) = (self.batch_numel(), self.k);
         let index = self.mixing.sample_flat(n)?; // [n, B, 1]
+        // Each chosen component's flat position in the [B, K] parameter grid, b·K + k, so one
+        // `select` per parameter reads n·B values instead of gathering from n·B·K.
+        let offsets = Tensor::<1, Int>::arange(0..b as i64, self.device())
+            .mul_scalar(k as i64)
+            .reshape([1, b, 1]);
+        let flat = index.add(offsets).reshape([n * b]);
         let chosen = self.component.map_params(|p| {
-            p.reshape([1, b, k])
-                .expand([n, b, k])
-                .gather(2, index.clone())
+            p.reshape([b * k])
+                .select(0, flat.clone())
+                .reshape([n, b, 1])
         });
         let x: Tensor<3> = chosen.sample(&[])?; // [n, B, 1]
         Ok(x.reshape(shape))
