@@ -85,15 +85,29 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
 
     /// Elementwise `ln |Γ(x)|` (`torch.lgamma`); `+inf` at the poles `x = 0, -1, -2, ...`.
     ///
-    /// # Errors
-    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
-    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>>;
-
-    /// Elementwise digamma `ψ(x) = Γ'(x)/Γ(x)` (`torch.digamma`); NaN at the poles.
+    /// The provided body is [`special::lgamma`](crate::special::lgamma), a composition of burn
+    /// tensor ops that runs on any device.
     ///
     /// # Errors
     /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
-    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>>;
+    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Lgamma)?;
+        self.ensure_on_device(Op::Lgamma, "x", &x)?;
+        Ok(crate::special::lgamma(x))
+    }
+
+    /// Elementwise digamma `ψ(x) = Γ'(x)/Γ(x)` (`torch.digamma`); `-inf` at 0, NaN at the
+    /// negative integers.
+    ///
+    /// The provided body is [`special::digamma`](crate::special::digamma).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
+    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Digamma)?;
+        self.ensure_on_device(Op::Digamma, "x", &x)?;
+        Ok(crate::special::digamma(x))
+    }
 
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
     fn ensure_supported(&self, op: Op) -> Result<()> {

@@ -7,7 +7,6 @@ use burn::tensor::{Device, Tensor};
 use super::host::{self, HostRng};
 use super::{Backend, Op, OpSet, Support, checked_elements};
 use crate::error::Result;
-use crate::special;
 
 /// The CPU backend: burn's ndarray device, with every [`Op`] native.
 ///
@@ -111,17 +110,5 @@ impl Backend for NdArray {
         let alpha = host::read_f32(Op::StandardGamma.name(), alpha.mul_scalar(1.0))?;
         let values = host::standard_gamma(self.rng.next_stream(), &alpha);
         Ok(host::upload(values, shape, &self.device))
-    }
-
-    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Lgamma)?;
-        self.ensure_on_device(Op::Lgamma, "x", &x)?;
-        Ok(special::lgamma(x))
-    }
-
-    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Digamma)?;
-        self.ensure_on_device(Op::Digamma, "x", &x)?;
-        Ok(special::digamma(x))
     }
 }

@@ -9,7 +9,6 @@ use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
 
 use super::{Backend, Op, OpSet, Support, checked_elements};
 use crate::error::{Error, Result};
-use crate::special;
 
 /// Which graphics API wgpu drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -230,17 +229,5 @@ impl Backend for Wgpu {
             op: Op::StandardGamma,
             backend: self.name.to_string(),
         })
-    }
-
-    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Lgamma)?;
-        self.ensure_on_device(Op::Lgamma, "x", &x)?;
-        Ok(special::lgamma(x))
-    }
-
-    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Digamma)?;
-        self.ensure_on_device(Op::Digamma, "x", &x)?;
-        Ok(special::digamma(x))
     }
 }
