@@ -550,6 +550,25 @@ on_backends!(normal_mixture_cdf_matches_statrs, [ndarray, wgpu], |b| {
             "mixture cdf({x}) = {got} vs {want}"
         );
     }
+    // The quantile q solves F(q) = p to |F(q) - p| <= 1e-5, F from statrs.
+    let ps = [1e-5f32, 0.01, 0.2, 0.25, 0.5, 0.9, 0.999, 1.0 - 1e-5];
+    let q = values(mix.quantile(Tensor::<1>::from_floats(ps, dev)).unwrap());
+    for (&p, &q) in ps.iter().zip(&q) {
+        let f = 0.25 * SNormal::new(-2.0, 1.0).unwrap().cdf(q)
+            + 0.75 * SNormal::new(2.0, 0.5).unwrap().cdf(q);
+        assert!(
+            (f - f64::from(p)).abs() <= 1e-5,
+            "quantile({p}) = {q}: F(q) = {f}"
+        );
+    }
+    let edge = values(
+        mix.quantile(Tensor::<1>::from_floats([0.0, 1.0, 1.5], dev))
+            .unwrap(),
+    );
+    assert!(
+        edge[0] == f64::NEG_INFINITY && edge[1] == f64::INFINITY && edge[2].is_nan(),
+        "{edge:?}"
+    );
 });
 
 // --- Argument checks -------------------------------------------------------------------------
