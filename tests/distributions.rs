@@ -95,6 +95,85 @@ on_backends!(
     }
 );
 
+// cdf against statrs: absolute error <= 2e-6 for df in [0.5, 1e6].
+on_backends!(
+    student_t_cdf_matches_statrs,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let xs: Vec<f32> = (-80..=80)
+            .map(|i| i as f32 * 0.25)
+            .chain([
+                -1e4,
+                -300.0,
+                55.0,
+                1e3,
+                1e6,
+                1e20,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+            ])
+            .collect();
+        for df in [0.5, 1.0, 1.7, 2.1, 3.0, 4.9, 5.0, 7.5, 30.0, 1e3, 1e6] {
+            let (loc, scale) = (0.5f32, 1.5f32);
+            let t =
+                StudentT::new(&*b, full(&*b, df as f32), full(&*b, loc), full(&*b, scale)).unwrap();
+            let cdf = values(
+                t.cdf(Tensor::<1>::from_floats(xs.as_slice(), b.device()))
+                    .unwrap(),
+            );
+            let oracle = StudentsT::new(f64::from(loc), f64::from(scale), df).unwrap();
+            for (&x, &got) in xs.iter().zip(&cdf) {
+                let want = oracle.cdf(f64::from(x));
+                assert!(
+                    (got - want).abs() <= 2e-6,
+                    "df {df}: cdf({x}) = {got}, statrs {want}"
+                );
+            }
+        }
+    }
+);
+
+// cdf is the integral of exp(log_prob): Simpson's rule on [-3, 4] for three df.
+on_backends!(
+    student_t_cdf_is_the_integral_of_the_density,
+    [ndarray, wgpu],
+    |b| {
+        let (lo, hi, steps) = (-3.0f32, 4.0f32, 400);
+        let h = (hi - lo) / steps as f32;
+        let grid: Vec<f32> = (0..=steps).map(|i| lo + h * i as f32).collect();
+        for df in [1.5f32, 3.0, 8.0] {
+            let t = StudentT::new(&*b, full(&*b, df), full(&*b, 0.5), full(&*b, 0.8)).unwrap();
+            let pdf: Vec<f64> = values(
+                t.log_prob(Tensor::<1>::from_floats(grid.as_slice(), b.device()))
+                    .unwrap(),
+            )
+            .into_iter()
+            .map(f64::exp)
+            .collect();
+            let weight = |i: usize| {
+                if i == 0 || i == steps {
+                    1.0
+                } else if i % 2 == 1 {
+                    4.0
+                } else {
+                    2.0
+                }
+            };
+            let integral =
+                (0..=steps).map(|i| pdf[i] * weight(i)).sum::<f64>() * f64::from(h) / 3.0;
+            let cdf = values(
+                t.cdf(Tensor::<1>::from_floats([lo, hi], b.device()))
+                    .unwrap(),
+            );
+            let diff = cdf[1] - cdf[0];
+            assert!(
+                (integral - diff).abs() < 1e-5,
+                "df {df}: integral {integral} vs cdf difference {diff}"
+            );
+        }
+    }
+);
+
 on_backends!(student_t_moments_follow_torch_rules, [ndarray, wgpu], |b| {
     let dev = b.device();
     let df = Tensor::<1>::from_floats([0.5, 1.0, 1.5, 2.0, 3.0], dev);

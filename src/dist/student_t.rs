@@ -7,7 +7,7 @@ use super::shape::{batch_shape, full_shape, lift, value_shape};
 use super::{Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::special::{digamma_half_diff, lgamma_half_ratio, log1p};
+use crate::special::{digamma_half_diff, lgamma_half_ratio, log1p, student_t_cdf};
 
 const NAME: &str = "StudentT";
 
@@ -102,6 +102,25 @@ impl<B: Backend, const D: usize> StudentT<B, D> {
         super::validate::positive_or_inf(NAME, "df", &self.df)?;
         super::validate::finite(NAME, "loc", &self.loc)?;
         super::validate::positive(NAME, "scale", &self.scale)
+    }
+
+    /// `P(X <= value)`, with `value` broadcast as in [`Distribution::log_prob`].
+    ///
+    /// For `ν >= 5` Hill's normalising expansion (Algorithm 395, 1970) and the normal CDF; for
+    /// `ν < 5` the regularised incomplete beta function `1 − ½ I_{ν/(ν+y²)}(ν/2, ½)` by a
+    /// continued fraction with a fixed budget. Absolute error below 2e-6 against statrs for ν
+    /// in [0.5, 10⁶] (tested). The inverse (`quantile`) is not implemented yet.
+    ///
+    /// # Errors
+    /// As [`Distribution::log_prob`].
+    pub fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, value.dims(), &self.batch)?;
+        let df = lift::<D, S>(self.df.clone()).expand(shape);
+        let y = value
+            .sub(lift::<D, S>(self.loc.clone()))
+            .div(lift::<D, S>(self.scale.clone()))
+            .expand(shape);
+        Ok(student_t_cdf(y, df))
     }
 
     /// Draws with every parameter already of the full output shape.

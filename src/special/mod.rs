@@ -1,9 +1,12 @@
 //! Special functions as compositions of burn tensor ops, so they run natively on every device
 //! (WGSL, MSL and SPIR-V have no `lgamma`, `digamma` or `erfinv`) and stay differentiable.
 
+mod beta;
 mod gamma;
 mod normal;
 
+pub use self::beta::betainc;
+pub(crate) use self::beta::student_t_cdf;
 pub use self::gamma::{digamma, lgamma};
 pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
 pub use self::normal::{ndtr, ndtri};
