@@ -133,6 +133,56 @@ on_backends!(
     }
 );
 
+// quantile: relative error <= 1e-5 in t (absolute near 0) for p in [1e-6, 1 - 1e-6], checked
+// through statrs' f64 cdf and pdf: |F(q) - p| <= 1e-5 · f(q) · max(|q|, 1), the first-order image
+// of that tolerance. (statrs' own inverse_cdf is off by orders of magnitude in the far tail at
+// df = 0.5, where F(t) ≈ 0.32/√|t| puts the 1e-6 quantile at -1.03e11, and ~1e-3 at df = 1e6.)
+on_backends!(
+    student_t_quantile_matches_statrs,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let ps: Vec<f32> = [
+            1e-6,
+            1e-5,
+            1e-3,
+            0.05,
+            0.3,
+            0.5,
+            0.62,
+            0.9,
+            0.999,
+            1.0 - 1e-5,
+            1.0 - 1e-6,
+        ]
+        .into_iter()
+        .map(|p: f64| p as f32)
+        .collect();
+        for df in [0.5, 1.0, 2.1, 5.0, 9.9, 10.0, 30.0, 1e3, 1e6] {
+            let t =
+                StudentT::new(&*b, full(&*b, df as f32), full(&*b, 0.0), full(&*b, 1.0)).unwrap();
+            let q = values(
+                t.quantile(Tensor::<1>::from_floats(ps.as_slice(), b.device()))
+                    .unwrap(),
+            );
+            let oracle = StudentsT::new(0.0, 1.0, df).unwrap();
+            for (&p, &q) in ps.iter().zip(&q) {
+                let p = f64::from(p);
+                let miss = (oracle.cdf(q) - p).abs();
+                let tol = 1e-5 * oracle.pdf(q) * q.abs().max(1.0) + 1e-13;
+                assert!(
+                    miss <= tol,
+                    "df {df}: quantile({p}) = {q}, F(q) - p = {miss:e} > {tol:e}"
+                );
+            }
+            let edge = values(
+                t.quantile(Tensor::<1>::from_floats([0.0, 1.0, -0.5], b.device()))
+                    .unwrap(),
+            );
+            assert!(edge[0] == f64::NEG_INFINITY && edge[1] == f64::INFINITY && edge[2].is_nan());
+        }
+    }
+);
+
 // cdf is the integral of exp(log_prob): Simpson's rule on [-3, 4] for three df.
 on_backends!(
     student_t_cdf_is_the_integral_of_the_density,
@@ -778,3 +828,31 @@ fn validate_reads_values_and_names_the_bad_one() {
     .unwrap();
     n.validate().unwrap();
 }
+
+// Toto's head end to end: loc + scale · MixtureSameFamily(StudentT), its quantiles solving
+// F(q) = p to 1e-5 with F from statrs.
+on_backends!(affine_student_t_mixture_quantile, [ndarray, wgpu], |b| {
+    let (mix, w, p) = mixture(&*b);
+    let y = Affine::new(mix, full(&*b, 100.0), full(&*b, 4.0)).unwrap();
+    let ps = [0.001f32, 0.1, 0.5, 0.9, 0.999];
+    let x = Tensor::<2>::from_floats(ps.map(|v| [v, v]), b.device()); // [5, 2]
+    let q = values(y.quantile(x).unwrap());
+    for (i, &pi) in ps.iter().enumerate() {
+        for batch in 0..2 {
+            let qi = q[2 * i + batch];
+            let f: f64 = p
+                .iter()
+                .zip(&w[batch])
+                .map(|(c, wk)| {
+                    wk * StudentsT::new(100.0 + 4.0 * c[1], 4.0 * c[2], c[0])
+                        .unwrap()
+                        .cdf(qi)
+                })
+                .sum();
+            assert!(
+                (f - f64::from(pi)).abs() <= 1e-5,
+                "batch {batch}: quantile({pi}) = {qi}, F = {f}"
+            );
+        }
+    }
+});

@@ -4,10 +4,12 @@ use burn::tensor::{Device, Tensor};
 
 use super::mixture::MixtureComponent;
 use super::shape::{batch_shape, full_shape, lift, value_shape};
-use super::{Distribution, Entropy};
+use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::special::{digamma_half_diff, lgamma_half_ratio, log1p, student_t_cdf};
+use crate::special::{
+    digamma_half_diff, lgamma_half_ratio, log1p, student_t_cdf, student_t_quantile,
+};
 
 const NAME: &str = "StudentT";
 
@@ -104,25 +106,6 @@ impl<B: Backend, const D: usize> StudentT<B, D> {
         super::validate::positive(NAME, "scale", &self.scale)
     }
 
-    /// `P(X <= value)`, with `value` broadcast as in [`Distribution::log_prob`].
-    ///
-    /// For `ν >= 5` Hill's normalising expansion (Algorithm 395, 1970) and the normal CDF; for
-    /// `ν < 5` the regularised incomplete beta function `1 − ½ I_{ν/(ν+y²)}(ν/2, ½)` by a
-    /// continued fraction with a fixed budget. Absolute error below 2e-6 against statrs for ν
-    /// in [0.5, 10⁶] (tested). The inverse (`quantile`) is not implemented yet.
-    ///
-    /// # Errors
-    /// As [`Distribution::log_prob`].
-    pub fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
-        let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let df = lift::<D, S>(self.df.clone()).expand(shape);
-        let y = value
-            .sub(lift::<D, S>(self.loc.clone()))
-            .div(lift::<D, S>(self.scale.clone()))
-            .expand(shape);
-        Ok(student_t_cdf(y, df))
-    }
-
     /// Draws with every parameter already of the full output shape.
     fn draw<const S: usize>(&self, shape: [usize; S], df: Tensor<S>) -> Result<Tensor<S>> {
         let z = self.backend.standard_normal(shape)?;
@@ -179,6 +162,33 @@ impl<B: Backend, const D: usize> Distribution<D> for StudentT<B, D> {
             .div(df.clone().sub_scalar(2.0));
         var.mask_fill(df.clone().lower_equal_elem(2.0), f32::INFINITY)
             .mask_fill(df.lower_equal_elem(1.0), f32::NAN)
+    }
+}
+
+impl<B: Backend, const D: usize> Cdf<D> for StudentT<B, D> {
+    /// For `ν >= 5` Hill's normalising expansion (Algorithm 395, 1970) and the normal CDF; for
+    /// `ν < 5` the regularised incomplete beta function `1 − ½ I_{ν/(ν+y²)}(ν/2, ½)` by a
+    /// continued fraction with a fixed budget. Absolute error below 2e-6 against statrs for ν
+    /// in [0.5, 10⁶] (tested).
+    fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, value.dims(), &self.batch)?;
+        let df = lift::<D, S>(self.df.clone()).expand(shape);
+        let y = value
+            .sub(lift::<D, S>(self.loc.clone()))
+            .div(lift::<D, S>(self.scale.clone()))
+            .expand(shape);
+        Ok(student_t_cdf(y, df))
+    }
+
+    /// For `ν >= 10` Hill's expansion inverted (three Newton steps); for `ν < 10` a 48-step
+    /// bisection of the lower-tail incomplete beta in `asinh(t)`; the upper half by symmetry on
+    /// `1 − p`. Relative error below 1e-5 for `p` in `[1e-6, 1 − 1e-6]` (tested against statrs).
+    fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, p.dims(), &self.batch)?;
+        let df = lift::<D, S>(self.df.clone()).expand(shape);
+        let t = student_t_quantile(p.expand(shape), df);
+        Ok(t.mul(lift::<D, S>(self.scale.clone()))
+            .add(lift::<D, S>(self.loc.clone())))
     }
 }
 
