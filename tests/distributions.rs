@@ -348,6 +348,52 @@ on_backends!(
     }
 );
 
+// Gamma cdf against statrs (abs 2e-6) and quantile: relative 1e-5 in x through statrs' cdf and
+// pdf, |F(q) − p| <= 1e-5 · f(q) · q, or |F(q) − p| <= 1e-6 where that is tighter than the f32
+// CDF itself can resolve (small α: F ~ x^α, so x's relative error is F's divided by α). Small p
+// is skipped where the quantile is below f32's range.
+on_backends!(gamma_cdf_and_quantile_match_statrs, [ndarray, wgpu], |b| {
+    let rate = 2.0f64;
+    for (alpha, p_min) in [
+        (0.01, 0.5),
+        (0.1, 1e-3),
+        (0.5, 1e-6),
+        (1.0, 1e-6),
+        (2.5, 1e-6),
+        (10.0, 1e-6),
+        (100.0, 1e-6),
+    ] {
+        let g = Gamma::new(&*b, full(&*b, alpha as f32), full(&*b, rate as f32)).unwrap();
+        let oracle = SGamma::new(alpha, rate).unwrap();
+        let xs = [1e-3f32, 0.1, 0.5, 1.0, 3.0, 10.0, 60.0];
+        let cdf = values(g.cdf(Tensor::<1>::from_floats(xs, b.device())).unwrap());
+        for (&x, &got) in xs.iter().zip(&cdf) {
+            let want = oracle.cdf(f64::from(x));
+            assert!(
+                (got - want).abs() <= 2e-6,
+                "Gamma({alpha}) cdf({x}) = {got}, statrs {want}"
+            );
+        }
+        let ps: Vec<f32> = [1e-6, 1e-3, 0.1, 0.5, 0.9, 0.999, 1.0 - 1e-6]
+            .into_iter()
+            .filter(|&p: &f64| p >= p_min)
+            .map(|p| p as f32)
+            .collect();
+        let q = values(
+            g.quantile(Tensor::<1>::from_floats(ps.as_slice(), b.device()))
+                .unwrap(),
+        );
+        for (&p, &q) in ps.iter().zip(&q) {
+            let miss = (oracle.cdf(q) - f64::from(p)).abs();
+            let tol = (1e-5 * oracle.pdf(q) * q).max(1e-6);
+            assert!(
+                miss <= tol,
+                "Gamma({alpha}) quantile({p}) = {q}: |F(q) - p| = {miss:e} > {tol:e}"
+            );
+        }
+    }
+});
+
 on_backends!(chi2_samples_pass_ks, [ndarray, fallback], |b| {
     let chi2 = Chi2::new(&*b, full(&*b, 3.0)).unwrap();
     let s = draw(&chi2, N);

@@ -3,10 +3,10 @@
 use burn::tensor::{Device, Tensor};
 
 use super::shape::{batch_shape, full_shape, lift, value_shape};
-use super::{Distribution, Entropy};
+use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::special::{digamma, lgamma, xlogy};
+use crate::special::{digamma, gammainc, lgamma, xlogy};
 
 const NAME: &str = "Gamma";
 
@@ -126,6 +126,53 @@ impl<B: Backend, const D: usize> Distribution<D> for Gamma<B, D> {
     }
 }
 
+/// Bisection steps of [`Gamma`]'s quantile, in `ln(βx)` on `[−87, 88]` (the positive normal
+/// f32 range): the bracket shrinks below f32 resolution of the logarithm, a relative error near
+/// 1e-6 in `x` for `|ln βx| < 16`.
+const QUANTILE_STEPS: usize = 48;
+
+impl<B: Backend, const D: usize> Cdf<D> for Gamma<B, D> {
+    /// `P(α, βx)`, the regularised lower incomplete gamma function
+    /// ([`special::gammainc`](crate::special::gammainc)); absolute error below 2e-6 for α in
+    /// [0.01, 100] (tested against statrs).
+    fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, value.dims(), &self.batch)?;
+        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
+        let x = value.mul(lift::<D, S>(self.rate.clone())).expand(shape);
+        Ok(gammainc(alpha, x))
+    }
+
+    /// Bisection of `P(α, βx) = p` in `ln(βx)` with a fixed budget of 48 steps on the device;
+    /// `0` at `p = 0`, `+inf` at `p = 1`, NaN outside `[0, 1]`. Relative error 1e-5 in `x`
+    /// (tested) except where the problem is ill-conditioned for f32: for small α, `F ~ x^α`
+    /// turns the CDF's ~1e-7 error into an `x` error 1/α times larger; there the result
+    /// satisfies `|F(q) − p| <= 1e-6`. Quantiles below the smallest normal f32 come out near it.
+    fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
+        let shape = value_shape(NAME, p.dims(), &self.batch)?;
+        let p = p.expand(shape);
+        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
+        let mut lo = p.zeros_like().sub_scalar(87.0);
+        let mut hi = p.zeros_like().add_scalar(88.0);
+        for _ in 0..QUANTILE_STEPS {
+            let mid = lo.clone().add(hi.clone()).mul_scalar(0.5);
+            let below = gammainc(alpha.clone(), mid.clone().exp()).lower(p.clone());
+            lo = lo.mask_where(below.clone(), mid.clone());
+            hi = mid.mask_where(below, hi);
+        }
+        let x = lo
+            .add(hi)
+            .mul_scalar(0.5)
+            .exp()
+            .div(lift::<D, S>(self.rate.clone()));
+        Ok(x.mask_fill(p.clone().equal_elem(0.0), 0.0)
+            .mask_fill(p.clone().equal_elem(1.0), f32::INFINITY)
+            .mask_fill(
+                p.clone().lower_elem(0.0).bool_or(p.greater_elem(1.0)),
+                f32::NAN,
+            ))
+    }
+}
+
 impl<B: Backend, const D: usize> Entropy<D> for Gamma<B, D> {
     fn entropy(&self) -> Tensor<D> {
         let a = self.concentration.clone();
@@ -208,5 +255,14 @@ impl<B: Backend, const D: usize> Distribution<D> for Chi2<B, D> {
 impl<B: Backend, const D: usize> Entropy<D> for Chi2<B, D> {
     fn entropy(&self) -> Tensor<D> {
         self.gamma.entropy()
+    }
+}
+
+impl<B: Backend, const D: usize> Cdf<D> for Chi2<B, D> {
+    fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
+        self.gamma.cdf(value)
+    }
+    fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
+        self.gamma.quantile(p)
     }
 }

@@ -3,12 +3,14 @@
 
 mod beta;
 mod gamma;
+mod igamma;
 mod normal;
 
 pub use self::beta::betainc;
 pub(crate) use self::beta::{student_t_cdf, student_t_quantile};
 pub use self::gamma::{digamma, lgamma};
 pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
+pub use self::igamma::gammainc;
 pub use self::normal::{ndtr, ndtri};
 
 use burn::tensor::Tensor;
