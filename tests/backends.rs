@@ -459,3 +459,65 @@ on_backends!(gammainc_matches_statrs, [ndarray, wgpu], |b| {
         );
     }
 });
+
+// One categorical draw per row and sample: frequencies against the weights (Pearson's
+// chi-squared, 3 degrees of freedom, 0.999 quantile 16.27), per row.
+on_backends!(
+    categorical_frequencies_match_weights,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let weights = [[1.0f32, 2.0, 3.0, 4.0], [0.0, 5.0, 0.0, 5.0]];
+        let w = Tensor::<2>::from_floats(weights, b.device());
+        let samples = 50_000;
+        let idx = b.categorical(w, samples).unwrap();
+        assert_eq!(idx.dims(), [samples, 2]);
+        let idx: Vec<i64> = idx
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        for (row, w) in weights.iter().enumerate() {
+            let total: f32 = w.iter().sum();
+            let column: Vec<i64> = idx.iter().skip(row).step_by(2).copied().collect();
+            let mut chi2 = 0.0;
+            for (k, &wk) in w.iter().enumerate() {
+                let observed = column.iter().filter(|&&x| x == k as i64).count() as f64;
+                if wk == 0.0 {
+                    assert_eq!(observed, 0.0, "row {row}: category {k} has weight 0");
+                    continue;
+                }
+                let expected = f64::from(wk / total) * samples as f64;
+                chi2 += (observed - expected).powi(2) / expected;
+            }
+            assert!(chi2 < 16.27, "row {row}: chi-squared {chi2}");
+        }
+    }
+);
+
+#[test]
+fn categorical_forced_onto_the_fallback_is_counted() {
+    let Some(b) = common::wgpu(12) else { return };
+    let gpu = b.backend.clone().with_unsupported([Op::Categorical]);
+    let b = FallbackBackend::new(gpu, NdArray::seeded(12)).with_policy(FallbackPolicy::Silent);
+    let w = Tensor::<2>::ones([7, 24], b.device());
+    let idx = b.categorical(w, 10).unwrap();
+    assert_eq!(&idx.device(), b.gpu().device());
+    let r = b.report().op(Op::Categorical).forwarded;
+    assert_eq!(
+        (r.calls, r.elements, r.bytes_to_cpu, r.bytes_to_gpu),
+        (1, 70, 4 * 7 * 24, 4 * 70)
+    );
+    let err = b
+        .categorical(Tensor::<2>::ones([3, 0], b.device()), 1)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ParamShape {
+                param: "weights",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

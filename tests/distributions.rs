@@ -669,10 +669,11 @@ fn mixture_sampling_draws_one_gamma_per_output_through_the_fallback() {
         (1, 2000),
         "one gamma per output, not K per output"
     );
+    let pick = report.op(Op::Categorical).native;
     assert_eq!(
-        report.op(Op::Uniform).native.elements,
-        2000,
-        "one uniform picks each component"
+        (pick.calls, pick.elements),
+        (1, 2000),
+        "one categorical draw per output"
     );
 }
 

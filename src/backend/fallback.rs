@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::host::{read_f32, upload};
 use super::report::{Placement, Recorder, Report, Usage};
-use super::{Backend, Op, checked_elements};
+use super::{Backend, Op, categorical_shape, checked_elements};
 use crate::error::{Error, Result};
 
 /// What a [`FallbackBackend`] does with an op its GPU backend does not support.
@@ -265,6 +265,21 @@ impl<Gpu: Backend, Cpu: Backend> FallbackBackend<Gpu, Cpu> {
     }
 }
 
+/// Moves an index tensor between devices through host memory, as `i32` (4 bytes an index).
+fn move_int_to<const D: usize>(
+    op: Op,
+    t: Tensor<D, Int>,
+    device: &Device,
+) -> Result<Tensor<D, Int>> {
+    let from = t.device();
+    let data = t.try_into_data().map_err(|e| Error::ReadBack {
+        what: op.name().to_owned(),
+        device: format!("{from:?}"),
+        reason: e.to_string(),
+    })?;
+    Ok(Tensor::from_data(data.convert::<i32>(), device))
+}
+
 /// Moves a tensor between devices through host memory, with read errors as [`Error::ReadBack`]
 /// (burn's `to_device` would panic on them).
 fn move_to<const D: usize>(op: Op, t: Tensor<D>, device: &Device) -> Result<Tensor<D>> {
@@ -334,6 +349,28 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
             |g, x| g.digamma(x),
             |c, x| c.digamma(x),
         )
+    }
+
+    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        let op = Op::Categorical;
+        self.ensure_on_device(op, "weights", &weights)?;
+        let [rows, k] = categorical_shape(&weights, samples)?;
+        let n = samples * rows;
+        let start = Instant::now();
+        match self.route(op)? {
+            Placement::Native => {
+                let out = self.gpu.categorical(weights, samples)?;
+                self.record(op, Placement::Native, n, (0, 0), start);
+                Ok(out)
+            }
+            Placement::Forwarded => {
+                let weights = move_to(op, weights, self.cpu.device())?;
+                let out = self.cpu.categorical(weights, samples)?;
+                let out = move_int_to(op, out, self.gpu.device())?;
+                self.record(op, Placement::Forwarded, n, (4 * rows * k, 4 * n), start);
+                Ok(out)
+            }
+        }
     }
 }
 

@@ -70,9 +70,9 @@ fn chunk_rng(key: StreamKey, chunk: usize) -> Xoshiro256PlusPlus {
 
 /// Fills `out` chunk by chunk, in parallel once there is more than one chunk.
 /// `f(rng, offset, chunk)` fills `chunk`, which starts at element `offset` of `out`.
-pub(crate) fn fill<F>(key: StreamKey, out: &mut [f32], f: F)
+pub(crate) fn fill<T: Send, F>(key: StreamKey, out: &mut [T], f: F)
 where
-    F: Fn(&mut Xoshiro256PlusPlus, usize, &mut [f32]) + Sync,
+    F: Fn(&mut Xoshiro256PlusPlus, usize, &mut [T]) + Sync,
 {
     if out.len() <= CHUNK {
         f(&mut chunk_rng(key, 0), 0, out);
@@ -136,6 +136,31 @@ fn gamma_chunk(rng: &mut Xoshiro256PlusPlus, alpha: &[f32], out: &mut [f32]) {
         }
         start += len;
     }
+}
+
+/// `samples` category indices per row of `weights` (`rows × k`, row-major), as
+/// `[samples, rows]` row-major: a uniform scaled by the row's total, located in its cumulative
+/// sums by a linear scan (K is small: Toto's mixtures have 24 components).
+pub(crate) fn categorical(key: StreamKey, weights: &[f32], k: usize, samples: usize) -> Vec<i64> {
+    let rows = weights.len() / k;
+    let mut cdf = weights.to_vec();
+    cdf.par_chunks_mut(k).for_each(|row| {
+        let mut acc = 0.0;
+        row.iter_mut().for_each(|w| {
+            acc += *w;
+            *w = acc;
+        });
+    });
+    let mut out = vec![0i64; samples * rows];
+    fill(key, &mut out, |rng, offset, chunk| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            let row = &cdf[((offset + j) % rows) * k..][..k];
+            let u = rng.random::<f32>() * row[k - 1];
+            // Rounding can leave u at the total: the last index then.
+            *o = row.iter().position(|&c| u < c).unwrap_or(k - 1) as i64;
+        }
+    });
+    out
 }
 
 /// Reads an `f32` tensor back into a host vector (a device sync on a GPU).

@@ -21,7 +21,7 @@ pub use self::wgpu::{AdapterKind, GraphicsApi, Wgpu};
 
 use std::fmt;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -109,6 +109,36 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         Ok(crate::special::digamma(x))
     }
 
+    /// One category index in `0..K` per row of `weights` (`[rows, K]`, non-negative, not
+    /// necessarily normalised), drawn `samples` times: a `[samples, rows]` tensor. Row `r`'s index
+    /// is `k` with probability `weights[r, k] / Σ_j weights[r, j]`.
+    ///
+    /// The provided body is a composition: one backend `uniform` per output, located in the
+    /// rows' cumulative sums by counting, which makes `[samples, rows, K]` passes; CPU backends
+    /// override it with a host loop.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`], [`Error::ShapeTooLarge`];
+    /// [`Error::ParamShape`] if `K = 0`.
+    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        self.ensure_supported(Op::Categorical)?;
+        self.ensure_on_device(Op::Categorical, "weights", &weights)?;
+        let [rows, k] = categorical_shape(&weights, samples)?;
+        let cdf = weights.cumsum(1).reshape([1, rows, k]); // [1, rows, K]
+        let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
+        let u = self.uniform([samples, rows, 1])?.mul(total); // [samples, rows, 1]
+        // The index is the number of cumulative sums at or below u; rounding can leave the
+        // last one a hair under the total, so clamp to K - 1.
+        let below = cdf
+            .expand([samples, rows, k])
+            .lower_equal(u.expand([samples, rows, k]));
+        Ok(below
+            .int()
+            .sum_dim(2)
+            .clamp_max(k as i64 - 1)
+            .reshape([samples, rows]))
+    }
+
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
     fn ensure_supported(&self, op: Op) -> Result<()> {
         if self.supports(op) {
@@ -145,6 +175,22 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
 /// Reads an `f32` tensor back to the host (a device sync on a GPU), for `validate()`s.
 pub(crate) fn read_back<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<f32>> {
     host::read_f32(what, t)
+}
+
+/// `[rows, K]` of a categorical op's weights, checked: `K >= 1` and the `[samples, rows, K]`
+/// work fits [`MAX_ELEMENTS`].
+pub(crate) fn categorical_shape(weights: &Tensor<2>, samples: usize) -> Result<[usize; 2]> {
+    let [rows, k] = weights.dims();
+    if k == 0 {
+        return Err(Error::ParamShape {
+            dist: "categorical",
+            param: "weights",
+            shape: vec![rows, k],
+            batch: vec![rows, 1],
+        });
+    }
+    checked_elements(Op::Categorical, &[samples, rows, k])?;
+    Ok([rows, k])
 }
 
 /// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].

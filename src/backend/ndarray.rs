@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::host::{self, HostRng};
-use super::{Backend, Op, OpSet, Support, checked_elements};
+use super::{Backend, Op, OpSet, Support, categorical_shape, checked_elements};
 use crate::error::Result;
 
 /// The CPU backend: burn's ndarray device, with every [`Op`] native.
@@ -110,5 +110,20 @@ impl Backend for NdArray {
         let alpha = host::read_f32(Op::StandardGamma.name(), alpha.mul_scalar(1.0))?;
         let values = host::standard_gamma(self.rng.next_stream(), &alpha);
         Ok(host::upload(values, shape, &self.device))
+    }
+
+    /// A host loop over every core: the rows' cumulative sums once, then one uniform and a
+    /// linear scan per draw.
+    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        self.ensure_supported(Op::Categorical)?;
+        self.ensure_on_device(Op::Categorical, "weights", &weights)?;
+        let [rows, k] = categorical_shape(&weights, samples)?;
+        // `x * 1`: see `standard_gamma`.
+        let w = host::read_f32(Op::Categorical.name(), weights.mul_scalar(1.0))?;
+        let idx = host::categorical(self.rng.next_stream(), &w, k, samples);
+        Ok(Tensor::from_data(
+            TensorData::new(idx, [samples, rows]),
+            &self.device,
+        ))
     }
 }

@@ -21,16 +21,20 @@ pub enum Op {
     Lgamma,
     /// Elementwise `ψ(x) = d/dx ln Γ(x)` (`torch.digamma`).
     Digamma,
+    /// One category index per row of non-negative weights, repeated for a sample count
+    /// (`torch.multinomial(weights, 1)` per row): the mixture's component draw.
+    Categorical,
 }
 
 impl Op {
     /// Every operation, in a fixed order (the order of the report's rows).
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Uniform,
         Op::StandardNormal,
         Op::StandardGamma,
         Op::Lgamma,
         Op::Digamma,
+        Op::Categorical,
     ];
 
     /// The operation's name, as torch spells it.
@@ -41,6 +45,7 @@ impl Op {
             Op::StandardGamma => "standard_gamma",
             Op::Lgamma => "lgamma",
             Op::Digamma => "digamma",
+            Op::Categorical => "categorical",
         }
     }
 
@@ -52,6 +57,7 @@ impl Op {
             Op::StandardGamma => 2,
             Op::Lgamma => 3,
             Op::Digamma => 4,
+            Op::Categorical => 5,
         }
     }
 }

@@ -14,8 +14,8 @@ const NAME: &str = "Categorical";
 /// normalised here).
 ///
 /// The parameter has shape `[batch.., K]` and rank `D`; the batch rank is `D - 1`. Samples are
-/// `Int` tensors of shape `[sample.., batch..]`, drawn by inverse CDF from one backend
-/// `uniform` per output (so they appear in a fallback report like every other draw).
+/// `Int` tensors of shape `[sample.., batch..]`, drawn by the backend's `categorical` op (so
+/// they appear in a fallback report like every other draw).
 ///
 /// ```
 /// use burn::tensor::{Int, Tensor};
@@ -102,16 +102,12 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         Ok(self.sample_flat(n)?.reshape(shape))
     }
 
-    /// `[n, batch_numel, 1]` indices: one uniform per output, located in the CDF.
+    /// `[n, batch_numel, 1]` indices, through the backend's `categorical` op.
     pub(crate) fn sample_flat(&self, n: usize) -> Result<Tensor<3, Int>> {
         let k = self.num_categories();
         let b: usize = self.batch_shape().iter().product();
-        let cdf = self.probs().reshape([1, b, k]).cumsum(2); // [1, B, K]
-        let u = self.backend.uniform([n, b, 1])?; // [n, B, 1]
-        // The index is the number of CDF entries at or below u; rounding can leave the last
-        // entry a hair under 1, so clamp to K - 1.
-        let below = cdf.expand([n, b, k]).lower_equal(u.expand([n, b, k]));
-        Ok(below.int().sum_dim(2).clamp_max(k as i64 - 1))
+        let idx = self.backend.categorical(self.probs().reshape([b, k]), n)?; // [n, B]
+        Ok(idx.reshape([n, b, 1]))
     }
 
     /// The entropy `−Σ_k p_k ln p_k` in nats, of shape `[batch..]` (`E = D − 1`).
