@@ -521,3 +521,27 @@ fn categorical_forced_onto_the_fallback_is_counted() {
         "{err}"
     );
 }
+
+// ln B(a, b) against statrs' ln_beta; the tolerance follows the largest lgamma involved.
+on_backends!(lbeta_matches_statrs, [ndarray, wgpu], |b| {
+    let args = [0.1f32, 0.5, 1.0, 2.5, 7.0, 30.0];
+    let pairs: Vec<(f32, f32)> = args
+        .iter()
+        .flat_map(|&a| args.map(move |c| (a, c)))
+        .collect();
+    let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+    let c: Vec<f32> = pairs.iter().map(|p| p.1).collect();
+    let got = values(toto_fallback::special::lbeta(
+        Tensor::<1>::from_floats(a.as_slice(), b.device()),
+        Tensor::<1>::from_floats(c.as_slice(), b.device()),
+    ));
+    for (&(a, c), &got) in pairs.iter().zip(&got) {
+        let (a, c) = (f64::from(a), f64::from(c));
+        let want = statrs::function::beta::ln_beta(a, c);
+        let scale = statrs::function::gamma::ln_gamma(a + c).abs().max(1.0);
+        assert!(
+            (got - want).abs() <= 4e-6 * scale,
+            "lbeta({a}, {c}) = {got}, statrs {want}"
+        );
+    }
+});

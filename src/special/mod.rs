@@ -6,7 +6,7 @@ mod gamma;
 mod igamma;
 mod normal;
 
-pub use self::beta::betainc;
+pub use self::beta::{betainc, lbeta};
 pub(crate) use self::beta::{student_t_cdf, student_t_quantile};
 pub use self::gamma::{digamma, lgamma};
 pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
