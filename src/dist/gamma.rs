@@ -6,7 +6,7 @@ use super::shape::{batch_shape, full_shape, lift, value_shape};
 use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::special::{digamma, gammainc, lgamma, xlogy};
+use crate::special::{bisect, digamma, gammainc, lgamma, quantile_ends, xlogy};
 
 const NAME: &str = "Gamma";
 
@@ -151,25 +151,13 @@ impl<B: Backend, const D: usize> Cdf<D> for Gamma<B, D> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
         let p = p.expand(shape);
         let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
-        let mut lo = p.zeros_like().sub_scalar(87.0);
-        let mut hi = p.zeros_like().add_scalar(88.0);
-        for _ in 0..QUANTILE_STEPS {
-            let mid = lo.clone().add(hi.clone()).mul_scalar(0.5);
-            let below = gammainc(alpha.clone(), mid.clone().exp()).lower(p.clone());
-            lo = lo.mask_where(below.clone(), mid.clone());
-            hi = mid.mask_where(below, hi);
-        }
-        let x = lo
-            .add(hi)
-            .mul_scalar(0.5)
-            .exp()
-            .div(lift::<D, S>(self.rate.clone()));
-        Ok(x.mask_fill(p.clone().equal_elem(0.0), 0.0)
-            .mask_fill(p.clone().equal_elem(1.0), f32::INFINITY)
-            .mask_fill(
-                p.clone().lower_elem(0.0).bool_or(p.greater_elem(1.0)),
-                f32::NAN,
-            ))
+        let lo = p.zeros_like().sub_scalar(87.0);
+        let hi = p.zeros_like().add_scalar(88.0);
+        let u = bisect(lo, hi, QUANTILE_STEPS, |mid| {
+            Ok(gammainc(alpha.clone(), mid.exp()).lower(p.clone()))
+        })?;
+        let x = u.exp().div(lift::<D, S>(self.rate.clone()));
+        Ok(quantile_ends(x, p, 0.0))
     }
 }
 

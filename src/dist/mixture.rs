@@ -7,6 +7,7 @@ use super::shape::{full_shape, value_shape};
 use super::{Cdf, Distribution};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::special::{bisect, quantile_ends};
 
 const NAME: &str = "MixtureSameFamily";
 
@@ -242,23 +243,13 @@ where
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let (shape, p) = self.flat_value(p)?; // [N, B, 1]
         let q = self.components3().quantile(p.clone())?; // [N, B, K]
-        let mut lo = q.clone().min_dim(2);
-        let mut hi = q.max_dim(2);
-        for _ in 0..QUANTILE_STEPS {
-            let mid = lo.clone().add(hi.clone()).mul_scalar(0.5);
-            let below = self.cdf3(mid.clone())?.lower(p.clone());
-            lo = lo.mask_where(below.clone(), mid.clone());
-            hi = mid.mask_where(below, hi);
-        }
-        let x = lo.add(hi).mul_scalar(0.5);
-        // The bracket is infinite at p = 0 and 1; set those ends (and NaN outside) explicitly.
-        let x = x
-            .mask_fill(p.clone().equal_elem(0.0), f32::NEG_INFINITY)
-            .mask_fill(p.clone().equal_elem(1.0), f32::INFINITY)
-            .mask_fill(
-                p.clone().lower_elem(0.0).bool_or(p.greater_elem(1.0)),
-                f32::NAN,
-            );
+        let lo = q.clone().min_dim(2);
+        let hi = q.max_dim(2);
+        let x = bisect(lo, hi, QUANTILE_STEPS, |mid| {
+            Ok(self.cdf3(mid)?.lower(p.clone()))
+        })?;
+        // The bracket is infinite at p = 0 and 1; the ends are set explicitly.
+        let x = quantile_ends(x, p, f32::NEG_INFINITY);
         Ok(x.reshape(shape))
     }
 }

@@ -186,7 +186,7 @@ impl<B: Backend, const D: usize> Cdf<D> for StudentT<B, D> {
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
         let df = lift::<D, S>(self.df.clone()).expand(shape);
-        let t = student_t_quantile(p.expand(shape), df);
+        let t = student_t_quantile(p.expand(shape), df)?;
         Ok(t.mul(lift::<D, S>(self.scale.clone()))
             .add(lift::<D, S>(self.loc.clone())))
     }

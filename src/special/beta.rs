@@ -4,16 +4,14 @@ use burn::tensor::Tensor;
 
 use super::gamma::lgamma;
 use super::log1p;
+use super::solve::{Lentz, bisect, quantile_ends};
+use crate::error::Result;
 
 /// Continued-fraction terms evaluated by [`betainc`]: enough for f32 when `max(a, b) <= 3`
 /// (tested against statrs), and for the Student-T lower tail up to `a = ν/2 = 5` (the quantile
 /// tests); larger parameters need more and are handled elsewhere (the Student-T CDF switches to
 /// Hill's normalising expansion for `ν >= 5`, the quantile for `ν >= 10`).
 const CF_TERMS: usize = 40;
-
-/// Below this `|d|` or `|c|` the modified Lentz algorithm restarts from it instead of dividing
-/// by (nearly) zero (Numerical Recipes' `FPMIN`, scaled for f32).
-const TINY: f32 = 1e-30;
 
 /// `ln B(a, b) = lnΓ(a) + lnΓ(b) − lnΓ(a + b)`, elementwise, for `a, b > 0`.
 ///
@@ -69,29 +67,25 @@ fn continued_fraction<const D: usize>(a: Tensor<D>, b: Tensor<D>, x: Tensor<D>) 
     let qab = a.clone().add(b.clone());
     let qap = a.clone().add_scalar(1.0);
     let qam = a.clone().sub_scalar(1.0);
-    let mut c = x.ones_like();
-    let mut d = guard(
-        qab.clone()
-            .mul(x.clone())
-            .div(qap.clone())
-            .neg()
-            .add_scalar(1.0),
-    )
-    .recip();
-    let mut h = d.clone();
+    let one = x.ones_like();
+    let first = qab
+        .clone()
+        .mul(x.clone())
+        .div(qap.clone())
+        .neg()
+        .add_scalar(1.0);
+    let mut cf = Lentz::new(one.clone(), first);
     for m in 1..=CF_TERMS {
         let m = m as f32;
         // Even step: m (b − m) x / ((a + 2m − 1)(a + 2m)).
-        let aa = b.clone().sub_scalar(m).mul(x.clone()).mul_scalar(m).div(
+        let even = b.clone().sub_scalar(m).mul(x.clone()).mul_scalar(m).div(
             qam.clone()
                 .add_scalar(2.0 * m)
                 .mul(a.clone().add_scalar(2.0 * m)),
         );
-        d = guard(aa.clone().mul(d).add_scalar(1.0)).recip();
-        c = guard(aa.div(c).add_scalar(1.0));
-        h = h.mul(d.clone()).mul(c.clone());
+        cf.step(even, one.clone());
         // Odd step: −(a + m)(a + b + m) x / ((a + 2m)(a + 2m + 1)).
-        let aa = a
+        let odd = a
             .clone()
             .add_scalar(m)
             .mul(qab.clone().add_scalar(m))
@@ -102,17 +96,9 @@ fn continued_fraction<const D: usize>(a: Tensor<D>, b: Tensor<D>, x: Tensor<D>) 
                     .add_scalar(2.0 * m)
                     .mul(qap.clone().add_scalar(2.0 * m)),
             );
-        d = guard(aa.clone().mul(d).add_scalar(1.0)).recip();
-        c = guard(aa.div(c).add_scalar(1.0));
-        h = h.mul(d.clone()).mul(c.clone());
+        cf.step(odd, one.clone());
     }
-    h
-}
-
-/// `t`, with values of magnitude below [`TINY`] replaced by `TINY`.
-fn guard<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    let small = t.clone().abs().lower_elem(TINY);
-    t.mask_fill(small, TINY)
+    cf.value()
 }
 
 /// The Student-T CDF of the standardised value `t` with `ν` degrees of freedom.
@@ -181,22 +167,17 @@ const T_QUANTILE_STEPS: usize = 48;
 /// lower-tail CDF `½·I_{ν/(ν+t²)}(ν/2, ½)`, which keeps its relative accuracy in the tail, in
 /// `asinh(t)` with a fixed budget. The upper half follows by symmetry, computed on `1 − p`, which
 /// is exact in f32 for `p >= ½`.
-pub(crate) fn student_t_quantile<const D: usize>(p: Tensor<D>, df: Tensor<D>) -> Tensor<D> {
+pub(crate) fn student_t_quantile<const D: usize>(p: Tensor<D>, df: Tensor<D>) -> Result<Tensor<D>> {
     let upper = p.clone().greater_elem(0.5);
     let q = p
         .clone()
         .mask_where(upper.clone(), p.clone().neg().add_scalar(1.0)); // <= ½
     let hill = hill_lower_quantile(q.clone(), df.clone().clamp_min(10.0));
-    let bisected = bisect_lower_quantile(q, df.clone().clamp_max(10.0));
+    let bisected = bisect_lower_quantile(q, df.clone().clamp_max(10.0))?;
     let lower = bisected.mask_where(df.greater_equal_elem(10.0), hill); // <= 0
     let t = lower.clone().mask_where(upper, lower.neg());
-    t.mask_fill(p.clone().equal_elem(0.5), 0.0)
-        .mask_fill(p.clone().equal_elem(0.0), f32::NEG_INFINITY)
-        .mask_fill(p.clone().equal_elem(1.0), f32::INFINITY)
-        .mask_fill(
-            p.clone().lower_elem(0.0).bool_or(p.greater_elem(1.0)),
-            f32::NAN,
-        )
+    let t = t.mask_fill(p.clone().equal_elem(0.5), 0.0);
+    Ok(quantile_ends(t, p, f32::NEG_INFINITY))
 }
 
 /// Hill's expansion inverted, for `q <= ½` and `ν >= 10`; returns `t <= 0`.
@@ -239,13 +220,12 @@ fn hill_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Tensor<D>
 }
 
 /// Bisection of the lower-tail CDF in `u = asinh(t)` on `[−44, 0]`, for `q <= ½`, `ν < 10`.
-fn bisect_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Tensor<D> {
-    let mut lo = q.zeros_like().sub_scalar(44.0);
-    let mut hi = q.zeros_like();
+fn bisect_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Result<Tensor<D>> {
+    let lo = q.zeros_like().sub_scalar(44.0);
+    let hi = q.zeros_like();
     let half = q.ones_like().mul_scalar(0.5);
-    for _ in 0..T_QUANTILE_STEPS {
-        let mid = lo.clone().add(hi.clone()).mul_scalar(0.5);
-        let t2 = mid.clone().sinh().square();
+    let u = bisect(lo, hi, T_QUANTILE_STEPS, |mid| {
+        let t2 = mid.sinh().square();
         let total = df.clone().add(t2.clone());
         let f = betainc(
             df.clone().mul_scalar(0.5),
@@ -254,11 +234,9 @@ fn bisect_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Tensor<
             t2.div(total),
         )
         .mul_scalar(0.5);
-        let below = f.lower(q.clone());
-        lo = lo.mask_where(below.clone(), mid.clone());
-        hi = mid.mask_where(below, hi);
-    }
-    lo.add(hi).mul_scalar(0.5).sinh()
+        Ok(f.lower(q.clone()))
+    });
+    Ok(u?.sinh())
 }
 
 /// `eˣ − 1`, accurate near 0: a Taylor polynomial for `|x| < 0.35` (truncation below 1e-9

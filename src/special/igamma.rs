@@ -3,14 +3,12 @@
 use burn::tensor::Tensor;
 
 use super::gamma::lgamma;
+use super::solve::{Lentz, TINY};
 
 /// Terms of the series and of the continued fraction: at `x ≈ a + 1`, where both converge
 /// slowest, the series needs about `√(2a·ln 10⁸)` terms, 60 at `a = 100`. Tested for
 /// `a <= 100`.
 const TERMS: usize = 80;
-
-/// Below this the modified Lentz algorithm restarts instead of dividing by (nearly) zero.
-const TINY: f32 = 1e-30;
 
 /// The regularised lower incomplete gamma function `P(a, x) = γ(a, x)/Γ(a)`, the CDF of
 /// `Gamma(a, 1)` at `x`; `0` for `x <= 0`, `1` at `x = +inf`.
@@ -35,17 +33,14 @@ pub fn gammainc<const D: usize>(a: Tensor<D>, x: Tensor<D>) -> Tensor<D> {
 
     // Q by Lentz: b_n = x + 2n + 1 − a, a_n = −n (n − a).
     let mut b = xp.clone().add_scalar(1.0).sub(a.clone());
-    let mut c = x.ones_like().div_scalar(TINY);
-    let mut d = guard(b.clone()).recip();
-    let mut h = d.clone();
+    let mut cf = Lentz::new(x.ones_like().div_scalar(TINY), b.clone());
     for n in 1..=TERMS {
         let n = n as f32;
         let an = a.clone().sub_scalar(n).mul_scalar(n); // −n(n − a) = n(a − n)
         b = b.add_scalar(2.0);
-        d = guard(an.clone().mul(d).add(b.clone())).recip();
-        c = guard(b.clone().add(an.div(c)));
-        h = h.mul(d.clone()).mul(c.clone());
+        cf.step(an, b.clone());
     }
+    let h = cf.value();
     let q = ln_front.exp().mul(h);
     let p = series.mask_where(use_series.bool_not(), q.neg().add_scalar(1.0));
     p.mask_fill(x.clone().lower_equal_elem(0.0), 0.0)
@@ -97,9 +92,4 @@ fn ln_front<const D: usize>(a: Tensor<D>, x: Tensor<D>) -> Tensor<D> {
         .sub_scalar(0.918_938_5)
         .sub(correction);
     direct.mask_where(large, asymptotic)
-}
-
-fn guard<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    let small = t.clone().abs().lower_elem(TINY);
-    t.mask_fill(small, TINY)
 }

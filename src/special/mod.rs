@@ -5,6 +5,7 @@ mod beta;
 mod gamma;
 mod igamma;
 mod normal;
+mod solve;
 
 pub use self::beta::{betainc, lbeta};
 pub(crate) use self::beta::{student_t_cdf, student_t_quantile};
@@ -12,6 +13,7 @@ pub use self::gamma::{digamma, lgamma};
 pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
 pub use self::igamma::gammainc;
 pub use self::normal::{ndtr, ndtri};
+pub(crate) use self::solve::{bisect, quantile_ends};
 
 use burn::tensor::Tensor;
 

@@ -56,9 +56,7 @@ pub fn ndtri<const D: usize>(p: Tensor<D>) -> Tensor<D> {
         .mask_where(q.clone().lower_elem(0.0), tail.neg());
     let out = central.mask_where(q.clone().abs().greater_elem(0.425), tail);
     // The rational functions give inf/inf = NaN at p = 0 and 1: set the infinities there.
-    out.mask_fill(q.clone().abs().greater_elem(0.5), f32::NAN)
-        .mask_fill(p.clone().equal_elem(0.0), f32::NEG_INFINITY)
-        .mask_fill(p.equal_elem(1.0), f32::INFINITY)
+    super::solve::quantile_ends(out, p, f32::NEG_INFINITY)
 }
 
 /// `c[0] + c[1] x + c[2] x² + ...` by Horner's rule.
