@@ -80,6 +80,25 @@ fn bench_backend<B: Backend>(
             })
         });
     });
+    // Toto's per-step cost: the head's outputs become a new mixture (one softmax over [N, K])
+    // and are sampled once.
+    let (df, loc, scale, logits) = (
+        mix.component().df().clone(),
+        mix.component().loc().clone(),
+        mix.component().scale().clone(),
+        mix.mixing().logits(),
+    );
+    group.bench_function(BenchmarkId::new("mixture24 build+sample", name), |bench| {
+        bench.iter(|| {
+            run(&mut || {
+                let comp = StudentT::new(b, df.clone(), loc.clone(), scale.clone()).unwrap();
+                let mixing = Categorical::from_logits(b, logits.clone()).unwrap();
+                let m: MixtureSameFamily<B, StudentT<B, 2>, 1, 2> =
+                    MixtureSameFamily::new(mixing, comp).unwrap();
+                black_box(sync(b, m.sample::<1>(&[]).unwrap()));
+            })
+        });
+    });
     group.bench_function(BenchmarkId::new("mixture24 log_prob", name), |bench| {
         bench.iter(|| {
             run(&mut || {

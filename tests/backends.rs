@@ -467,7 +467,11 @@ on_backends!(
     [ndarray, wgpu, fallback],
     |b| {
         let weights = [[1.0f32, 2.0, 3.0, 4.0], [0.0, 5.0, 0.0, 5.0]];
-        let w = Tensor::<2>::from_floats(weights, b.device());
+        // Logits: ln of the weights (ln 0 = -inf is a category of probability 0), shifted by
+        // +100 per row so a loop without the max shift would overflow exp (e^100 > f32::MAX).
+        let w = Tensor::<2>::from_floats(weights, b.device())
+            .log()
+            .add_scalar(100.0);
         let samples = 50_000;
         let idx = b.categorical(w, samples).unwrap();
         assert_eq!(idx.dims(), [samples, 2]);
@@ -499,7 +503,7 @@ fn categorical_forced_onto_the_fallback_is_counted() {
     let Some(b) = common::wgpu(12) else { return };
     let gpu = b.backend.clone().with_unsupported([Op::Categorical]);
     let b = FallbackBackend::new(gpu, NdArray::seeded(12)).with_policy(FallbackPolicy::Silent);
-    let w = Tensor::<2>::ones([7, 24], b.device());
+    let w = Tensor::<2>::zeros([7, 24], b.device());
     let idx = b.categorical(w, 10).unwrap();
     assert_eq!(&idx.device(), b.gpu().device());
     let r = b.report().op(Op::Categorical).forwarded;
@@ -514,7 +518,7 @@ fn categorical_forced_onto_the_fallback_is_counted() {
         matches!(
             err,
             Error::ParamShape {
-                param: "weights",
+                param: "logits",
                 ..
             }
         ),

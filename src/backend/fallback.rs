@@ -351,21 +351,21 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
         )
     }
 
-    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         let op = Op::Categorical;
-        self.ensure_on_device(op, "weights", &weights)?;
-        let [rows, k] = categorical_shape(&weights, samples)?;
+        self.ensure_on_device(op, "logits", &logits)?;
+        let [rows, k] = categorical_shape(&logits, samples)?;
         let n = samples * rows;
         let start = Instant::now();
         match self.route(op)? {
             Placement::Native => {
-                let out = self.gpu.categorical(weights, samples)?;
+                let out = self.gpu.categorical(logits, samples)?;
                 self.record(op, Placement::Native, n, (0, 0), start);
                 Ok(out)
             }
             Placement::Forwarded => {
-                let weights = move_to(op, weights, self.cpu.device())?;
-                let out = self.cpu.categorical(weights, samples)?;
+                let logits = move_to(op, logits, self.cpu.device())?;
+                let out = self.cpu.categorical(logits, samples)?;
                 let out = move_int_to(op, out, self.gpu.device())?;
                 self.record(op, Placement::Forwarded, n, (4 * rows * k, 4 * n), start);
                 Ok(out)

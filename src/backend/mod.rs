@@ -109,21 +109,25 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         Ok(crate::special::digamma(x))
     }
 
-    /// One category index in `0..K` per row of `weights` (`[rows, K]`, non-negative, not
-    /// necessarily normalised), drawn `samples` times: a `[samples, rows]` tensor. Row `r`'s index
-    /// is `k` with probability `weights[r, k] / Σ_j weights[r, j]`.
+    /// One category index in `0..K` per row of `logits` (`[rows, K]`, unnormalised
+    /// log-weights), drawn `samples` times: a `[samples, rows]` tensor. Row `r`'s index is `k`
+    /// with probability `exp(logits[r, k]) / Σ_j exp(logits[r, j])`; a logit of `-inf` is a
+    /// category of probability 0. A row without any finite logit (all `-inf`, or a NaN) has no
+    /// distribution; its index is then unspecified but in `0..K`.
     ///
-    /// The provided body is a composition: one backend `uniform` per output, located in the
-    /// rows' cumulative sums by counting, which makes `[samples, rows, K]` passes; CPU backends
-    /// override it with a host loop.
+    /// The provided body is a composition: the row maximum is subtracted and exponentiated,
+    /// one backend `uniform` per output is located in the rows' cumulative sums by counting,
+    /// which makes `[samples, rows, K]` passes; CPU backends override it with one fused host
+    /// loop (max, exponential, cumulative sum and search per row).
     ///
     /// # Errors
     /// [`Error::Unsupported`], [`Error::DeviceMismatch`], [`Error::ShapeTooLarge`];
     /// [`Error::ParamShape`] if `K = 0`.
-    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        self.ensure_on_device(Op::Categorical, "weights", &weights)?;
-        let [rows, k] = categorical_shape(&weights, samples)?;
+        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
+        let [rows, k] = categorical_shape(&logits, samples)?;
+        let weights = logits.clone().sub(logits.max_dim(1)).exp();
         let cdf = weights.cumsum(1).reshape([1, rows, k]); // [1, rows, K]
         let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
         let u = self.uniform([samples, rows, 1])?.mul(total); // [samples, rows, 1]
@@ -135,7 +139,7 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         Ok(below
             .int()
             .sum_dim(2)
-            .clamp_max(k as i64 - 1)
+            .clamp(0, k as i64 - 1)
             .reshape([samples, rows]))
     }
 
@@ -179,12 +183,12 @@ pub(crate) fn read_back<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<
 
 /// `[rows, K]` of a categorical op's weights, checked: `K >= 1` and the `[samples, rows, K]`
 /// work fits [`MAX_ELEMENTS`].
-pub(crate) fn categorical_shape(weights: &Tensor<2>, samples: usize) -> Result<[usize; 2]> {
-    let [rows, k] = weights.dims();
+pub(crate) fn categorical_shape(logits: &Tensor<2>, samples: usize) -> Result<[usize; 2]> {
+    let [rows, k] = logits.dims();
     if k == 0 {
         return Err(Error::ParamShape {
             dist: "categorical",
-            param: "weights",
+            param: "logits",
             shape: vec![rows, k],
             batch: vec![rows, 1],
         });

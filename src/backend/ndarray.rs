@@ -120,12 +120,12 @@ impl Backend for NdArray {
 
     /// A host loop over every core: the rows' cumulative sums once, then one uniform and a
     /// linear scan per draw.
-    fn categorical(&self, weights: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        self.ensure_on_device(Op::Categorical, "weights", &weights)?;
-        let [rows, k] = categorical_shape(&weights, samples)?;
-        let w = read_unshared(Op::Categorical, weights)?;
-        let idx = host::categorical(self.rng.next_stream(), &w, k, samples);
+        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
+        let [rows, k] = categorical_shape(&logits, samples)?;
+        let w = read_unshared(Op::Categorical, logits)?;
+        let idx = host::categorical(self.rng.next_stream(), w, k, samples);
         Ok(Tensor::from_data(
             TensorData::new(idx, [samples, rows]),
             &self.device,

@@ -2,7 +2,7 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::shape::{batch_shape, broadcast, lift, value_shape};
+use super::shape::{BroadcastTo, batch_shape, broadcast, lift, value_shape};
 use super::{Cdf, Distribution, Entropy};
 use crate::error::{Error, Result};
 
@@ -55,8 +55,8 @@ impl<X: Distribution<D>, const D: usize> Affine<X, D> {
             });
         }
         Ok(Affine {
-            loc: loc.expand(batch),
-            scale: scale.expand(batch),
+            loc: loc.broadcast_to(batch),
+            scale: scale.broadcast_to(batch),
             base,
         })
     }
@@ -79,7 +79,7 @@ impl<X: Distribution<D>, const D: usize> Affine<X, D> {
     /// `(value − loc) / scale` and `scale`, both of the broadcast shape.
     fn inverse<const S: usize>(&self, value: Tensor<S>) -> Result<(Tensor<S>, Tensor<S>)> {
         let shape = value_shape(NAME, value.dims(), &self.base.batch_shape())?;
-        let scale = lift::<D, S>(self.scale.clone()).expand(shape);
+        let scale = lift::<D, S>(self.scale.clone()).broadcast_to(shape);
         let x = value.sub(lift::<D, S>(self.loc.clone())).div(scale.clone());
         Ok((x, scale))
     }
@@ -132,8 +132,8 @@ impl<X: Cdf<D>, const D: usize> Cdf<D> for Affine<X, D> {
 
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.base.batch_shape())?;
-        let p = p.expand(shape);
-        let scale = lift::<D, S>(self.scale.clone()).expand(shape);
+        let p = p.broadcast_to(shape);
+        let scale = lift::<D, S>(self.scale.clone()).broadcast_to(shape);
         let flipped = scale.lower_elem(0.0);
         let p = p.clone().mask_where(flipped, p.neg().add_scalar(1.0));
         Ok(self.forward(self.base.quantile(p)?))

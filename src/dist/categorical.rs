@@ -1,9 +1,10 @@
 //! `Categorical(logits)` over the last dimension.
 
-use burn::tensor::activation::log_softmax;
+use std::sync::OnceLock;
+
 use burn::tensor::{Device, Int, Tensor};
 
-use super::shape::{batch_shape, full_shape, value_shape};
+use super::shape::{BroadcastTo, batch_shape, full_shape, value_shape};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
@@ -31,8 +32,12 @@ const NAME: &str = "Categorical";
 #[derive(Debug, Clone)]
 pub struct Categorical<B: Backend, const D: usize> {
     backend: B,
-    /// Normalised: `logsumexp` over the last dimension is 0.
-    log_probs: Tensor<D>,
+    /// As given (or `ln probs`): what sampling reads, without normalising.
+    logits: Tensor<D>,
+    /// Normalised log-probabilities (`logsumexp` over the last dimension is 0), made on first use.
+    log_probs: OnceLock<Tensor<D>>,
+    /// `exp(log_probs)`, made on first use.
+    probs: OnceLock<Tensor<D>>,
     dims: [usize; D],
 }
 
@@ -43,18 +48,12 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
     /// [`Error::ParamDevice`](crate::Error::ParamDevice); [`Error::ParamShape`] if `D = 0` or
     /// `K = 0`.
     pub fn from_logits(backend: &B, logits: Tensor<D>) -> Result<Self> {
-        let dims = batch_shape(NAME, backend.device(), &[("logits", &logits)])?;
-        if D == 0 || dims[D - 1] == 0 {
-            return Err(Error::ParamShape {
-                dist: NAME,
-                param: "logits",
-                shape: dims.to_vec(),
-                batch: vec![],
-            });
-        }
+        let dims = Self::check(backend, "logits", &logits)?;
         Ok(Categorical {
             backend: backend.clone(),
-            log_probs: log_softmax(logits, D - 1),
+            logits,
+            log_probs: OnceLock::new(),
+            probs: OnceLock::new(),
             dims,
         })
     }
@@ -64,7 +63,31 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
     /// # Errors
     /// As [`Categorical::from_logits`].
     pub fn from_probs(backend: &B, probs: Tensor<D>) -> Result<Self> {
-        Self::from_logits(backend, probs.log())
+        let dims = Self::check(backend, "probs", &probs)?;
+        let total = probs.clone().sum_dim(D - 1);
+        let probs = probs.div(total);
+        let logits = probs.clone().log();
+        Ok(Categorical {
+            backend: backend.clone(),
+            log_probs: OnceLock::from(logits.clone()),
+            probs: OnceLock::from(probs),
+            logits,
+            dims,
+        })
+    }
+
+    /// The parameter's dims, checked: on the backend's device, `D >= 1` and `K >= 1`.
+    fn check(backend: &B, param: &'static str, t: &Tensor<D>) -> Result<[usize; D]> {
+        let dims = batch_shape(NAME, backend.device(), &[(param, t)])?;
+        if D == 0 || dims[D - 1] == 0 {
+            return Err(Error::ParamShape {
+                dist: NAME,
+                param,
+                shape: dims.to_vec(),
+                batch: vec![],
+            });
+        }
+        Ok(dims)
     }
 
     /// The number of categories `K`.
@@ -82,14 +105,22 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         self.backend.device()
     }
 
-    /// Normalised log-probabilities, `[batch.., K]`.
+    /// Normalised log-probabilities (`logits − logsumexp(logits)`), `[batch.., K]`; computed
+    /// on first use and kept.
     pub fn logits(&self) -> Tensor<D> {
-        self.log_probs.clone()
+        self.log_probs
+            .get_or_init(|| {
+                // Shifted by the row maximum so no exponential overflows.
+                let shifted = self.logits.clone().sub(self.logits.clone().max_dim(D - 1));
+                let total = shifted.clone().exp().sum_dim(D - 1);
+                shifted.sub(total.log())
+            })
+            .clone()
     }
 
-    /// Probabilities, `[batch.., K]`.
+    /// Probabilities, `[batch.., K]`; computed on first use and kept.
     pub fn probs(&self) -> Tensor<D> {
-        self.log_probs.clone().exp()
+        self.probs.get_or_init(|| self.logits().exp()).clone()
     }
 
     /// Category indices of shape `[sample.., batch..]` (`S = sample_shape.len() + D - 1`).
@@ -106,7 +137,9 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
     pub(crate) fn sample_flat(&self, n: usize) -> Result<Tensor<3, Int>> {
         let k = self.num_categories();
         let b: usize = self.batch_shape().iter().product();
-        let idx = self.backend.categorical(self.probs().reshape([b, k]), n)?; // [n, B]
+        let idx = self
+            .backend
+            .categorical(self.logits.clone().reshape([b, k]), n)?; // [n, B]
         Ok(idx.reshape([n, b, 1]))
     }
 
@@ -125,7 +158,7 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         }
         let mut shape = [0; E];
         shape.copy_from_slice(self.batch_shape());
-        let lp = self.log_probs.clone();
+        let lp = self.logits();
         // 0 · ln 0 = 0 for categories of probability 0 (logit -inf).
         let plogp = lp.clone().exp().mul(lp.clone()).mask_fill(lp.is_inf(), 0.0);
         Ok(plogp.sum_dim(D - 1).neg().reshape(shape))
@@ -142,10 +175,10 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         let b: usize = self.batch_shape().iter().product();
         let n = shape.iter().product::<usize>() / b.max(1);
         let index = index
-            .expand(shape)
+            .broadcast_to(shape)
             .reshape([n, b, 1])
             .clamp(0, k as i64 - 1);
-        let lp = self.log_probs.clone().reshape([1, b, k]).expand([n, b, k]);
+        let lp = self.logits().reshape([1, b, k]).broadcast_to([n, b, k]);
         Ok(lp.gather(2, index).reshape(shape))
     }
 }

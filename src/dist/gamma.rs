@@ -2,7 +2,7 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::shape::{batch_shape, full_shape, lift, value_shape};
+use super::shape::{BroadcastTo, batch_shape, full_shape, lift, value_shape};
 use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -61,8 +61,8 @@ impl<B: Backend, const D: usize> Gamma<B, D> {
         )?;
         Ok(Gamma {
             backend: backend.clone(),
-            concentration: concentration.expand(batch),
-            rate: rate.expand(batch),
+            concentration: concentration.broadcast_to(batch),
+            rate: rate.broadcast_to(batch),
             batch,
         })
     }
@@ -98,7 +98,7 @@ impl<B: Backend, const D: usize> Distribution<D> for Gamma<B, D> {
 
     fn sample<const S: usize>(&self, sample_shape: &[usize]) -> Result<Tensor<S>> {
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
-        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
+        let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
         let g = self.backend.standard_gamma(alpha)?;
         Ok(g.div(lift::<D, S>(self.rate.clone())))
     }
@@ -106,9 +106,9 @@ impl<B: Backend, const D: usize> Distribution<D> for Gamma<B, D> {
     /// `α ln β + (α - 1) ln x - βx - lnΓ(α)`, `-inf` for `x < 0`.
     fn log_prob<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let x = value.expand(shape);
-        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
-        let rate = lift::<D, S>(self.rate.clone()).expand(shape);
+        let x = value.broadcast_to(shape);
+        let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
+        let rate = lift::<D, S>(self.rate.clone()).broadcast_to(shape);
         let negative = x.clone().lower_elem(0.0);
         let lp = xlogy(alpha.clone(), rate.clone())
             .add(xlogy(alpha.clone().sub_scalar(1.0), x.clone()))
@@ -137,8 +137,10 @@ impl<B: Backend, const D: usize> Cdf<D> for Gamma<B, D> {
     /// [0.01, 100] (tested against statrs).
     fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
-        let x = value.mul(lift::<D, S>(self.rate.clone())).expand(shape);
+        let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
+        let x = value
+            .mul(lift::<D, S>(self.rate.clone()))
+            .broadcast_to(shape);
         Ok(gammainc(alpha, x))
     }
 
@@ -149,8 +151,8 @@ impl<B: Backend, const D: usize> Cdf<D> for Gamma<B, D> {
     /// satisfies `|F(q) − p| <= 1e-6`. Quantiles below the smallest normal f32 come out near it.
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
-        let p = p.expand(shape);
-        let alpha = lift::<D, S>(self.concentration.clone()).expand(shape);
+        let p = p.broadcast_to(shape);
+        let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
         let lo = p.zeros_like().sub_scalar(87.0);
         let hi = p.zeros_like().add_scalar(88.0);
         let u = bisect(lo, hi, QUANTILE_STEPS, |mid| {

@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Int, Tensor};
 
 use super::categorical::Categorical;
-use super::shape::{full_shape, value_shape};
+use super::shape::{BroadcastTo, full_shape, value_shape};
 use super::{Cdf, Distribution};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -144,7 +144,7 @@ where
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
         let b = self.batch_numel();
         let n = shape.iter().product::<usize>() / b.max(1);
-        Ok((shape, value.expand(shape).reshape([n, b, 1])))
+        Ok((shape, value.broadcast_to(shape).reshape([n, b, 1])))
     }
 
     /// Mixing log-weights as `[1, B, K]`.
@@ -263,6 +263,7 @@ where
     /// The mixture CDF of values `[N, B, 1]`.
     fn cdf3(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let f = self.components3().cdf(x)?; // [N, B, K]
-        Ok(f.mul(self.log_weights3().exp()).sum_dim(2))
+        let w = self.mixing.probs().reshape([1, self.batch_numel(), self.k]);
+        Ok(f.mul(w).sum_dim(2))
     }
 }

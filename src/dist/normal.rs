@@ -5,7 +5,7 @@ use std::f32::consts::PI;
 use burn::tensor::{Device, Tensor};
 
 use super::mixture::MixtureComponent;
-use super::shape::{batch_shape, full_shape, lift, value_shape};
+use super::shape::{BroadcastTo, batch_shape, full_shape, lift, value_shape};
 use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -57,8 +57,8 @@ impl<B: Backend, const D: usize> Normal<B, D> {
         let batch = batch_shape(NAME, backend.device(), &[("loc", &loc), ("scale", &scale)])?;
         Ok(Normal {
             backend: backend.clone(),
-            loc: loc.expand(batch),
-            scale: scale.expand(batch),
+            loc: loc.broadcast_to(batch),
+            scale: scale.broadcast_to(batch),
             batch,
         })
     }
@@ -85,7 +85,7 @@ impl<B: Backend, const D: usize> Normal<B, D> {
 
     fn standardize<const S: usize>(&self, value: Tensor<S>) -> Result<(Tensor<S>, Tensor<S>)> {
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let scale = lift::<D, S>(self.scale.clone()).expand(shape);
+        let scale = lift::<D, S>(self.scale.clone()).broadcast_to(shape);
         let z = value.sub(lift::<D, S>(self.loc.clone())).div(scale.clone());
         Ok((z, scale))
     }
@@ -136,7 +136,7 @@ impl<B: Backend, const D: usize> Cdf<D> for Normal<B, D> {
 
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
-        let z = ndtri(p.expand(shape));
+        let z = ndtri(p.broadcast_to(shape));
         Ok(z.mul(lift::<D, S>(self.scale.clone()))
             .add(lift::<D, S>(self.loc.clone())))
     }

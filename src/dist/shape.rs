@@ -1,8 +1,26 @@
 //! Shape bookkeeping shared by the distributions: broadcasting, devices, ranks.
 
+use burn::tensor::kind::Basic;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
+
+/// `expand` that leaves a tensor of the target shape alone: burn-ndarray's `expand` copies
+/// every element even when nothing changes.
+pub(crate) trait BroadcastTo<const D: usize> {
+    /// The tensor broadcast to `shape` (a no-op when it already has that shape).
+    fn broadcast_to(self, shape: [usize; D]) -> Self;
+}
+
+impl<const D: usize, K: Basic> BroadcastTo<D> for Tensor<D, K> {
+    fn broadcast_to(self, shape: [usize; D]) -> Self {
+        if self.dims() == shape {
+            self
+        } else {
+            self.expand(shape)
+        }
+    }
+}
 
 /// numpy/torch broadcasting of two shapes (right-aligned); `None` if they clash.
 pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {

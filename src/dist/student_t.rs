@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::mixture::MixtureComponent;
-use super::shape::{batch_shape, full_shape, lift, value_shape};
+use super::shape::{BroadcastTo, batch_shape, full_shape, lift, value_shape};
 use super::{Cdf, Distribution, Entropy};
 use crate::backend::Backend;
 use crate::error::Result;
@@ -74,9 +74,9 @@ impl<B: Backend, const D: usize> StudentT<B, D> {
         )?;
         Ok(StudentT {
             backend: backend.clone(),
-            df: df.expand(batch),
-            loc: loc.expand(batch),
-            scale: scale.expand(batch),
+            df: df.broadcast_to(batch),
+            loc: loc.broadcast_to(batch),
+            scale: scale.broadcast_to(batch),
             batch,
         })
     }
@@ -126,7 +126,7 @@ impl<B: Backend, const D: usize> Distribution<D> for StudentT<B, D> {
 
     fn sample<const S: usize>(&self, sample_shape: &[usize]) -> Result<Tensor<S>> {
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
-        let df = lift::<D, S>(self.df.clone()).expand(shape);
+        let df = lift::<D, S>(self.df.clone()).broadcast_to(shape);
         let t = self.draw(shape, df)?;
         Ok(t.mul(lift::<D, S>(self.scale.clone()))
             .add(lift::<D, S>(self.loc.clone())))
@@ -136,8 +136,8 @@ impl<B: Backend, const D: usize> Distribution<D> for StudentT<B, D> {
     /// `R(x) = lnΓ(x + ½) − lnΓ(x) − ½ ln x`.
     fn log_prob<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let df = lift::<D, S>(self.df.clone()).expand(shape);
-        let scale = lift::<D, S>(self.scale.clone()).expand(shape);
+        let df = lift::<D, S>(self.df.clone()).broadcast_to(shape);
+        let scale = lift::<D, S>(self.scale.clone()).broadcast_to(shape);
         let y = value.sub(lift::<D, S>(self.loc.clone())).div(scale.clone());
         let kernel = y.square().div(df.clone());
         let kernel = log1p(kernel).mul(df.clone().add_scalar(1.0).mul_scalar(0.5));
@@ -172,11 +172,11 @@ impl<B: Backend, const D: usize> Cdf<D> for StudentT<B, D> {
     /// in [0.5, 10⁶] (tested).
     fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
-        let df = lift::<D, S>(self.df.clone()).expand(shape);
+        let df = lift::<D, S>(self.df.clone()).broadcast_to(shape);
         let y = value
             .sub(lift::<D, S>(self.loc.clone()))
             .div(lift::<D, S>(self.scale.clone()))
-            .expand(shape);
+            .broadcast_to(shape);
         Ok(student_t_cdf(y, df))
     }
 
@@ -185,8 +185,8 @@ impl<B: Backend, const D: usize> Cdf<D> for StudentT<B, D> {
     /// `1 − p`. Relative error below 1e-5 for `p` in `[1e-6, 1 − 1e-6]` (tested against statrs).
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
-        let df = lift::<D, S>(self.df.clone()).expand(shape);
-        let t = student_t_quantile(p.expand(shape), df)?;
+        let df = lift::<D, S>(self.df.clone()).broadcast_to(shape);
+        let t = student_t_quantile(p.broadcast_to(shape), df)?;
         Ok(t.mul(lift::<D, S>(self.scale.clone()))
             .add(lift::<D, S>(self.loc.clone())))
     }

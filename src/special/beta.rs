@@ -19,6 +19,18 @@ const CF_TERMS: usize = 40;
 /// `4e-6·max(1, lnΓ(a + b))` (tested against statrs). Where one argument is large and the other
 /// ½ (the Student-T normaliser) the crate uses the cancellation-free series of
 /// `lnΓ(x + ½) − lnΓ(x)` instead.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // B(2, 3) = 1!·2!/4! = 1/12.
+/// let a = Tensor::<1>::from_floats([2.0], &dev);
+/// let b = Tensor::<1>::from_floats([3.0], &dev);
+/// let got: f32 = toto_fallback::special::lbeta(a, b).into_scalar();
+/// assert!((got - (1.0f32 / 12.0).ln()).abs() < 1e-6);
+/// ```
 pub fn lbeta<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     lgamma(a.clone())
         .add(lgamma(b.clone()))
@@ -32,6 +44,20 @@ pub fn lbeta<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 /// Lentz's continued fraction (Numerical Recipes §6.4) with a fixed budget of 40 terms, on the
 /// side of the symmetry `I_x(a, b) = 1 − I_{1−x}(b, a)` where it converges fastest. Intended for
 /// small parameters (`a, b <= 3`); it is exact at `x = 0` and `x = 1`.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // I_x(1, b) = 1 − (1 − x)^b: at x = 0.5, b = 3 that is 7/8.
+/// let a = Tensor::<1>::from_floats([1.0], &dev);
+/// let b = Tensor::<1>::from_floats([3.0], &dev);
+/// let x = Tensor::<1>::from_floats([0.5], &dev);
+/// let y = Tensor::<1>::from_floats([0.5], &dev); // 1 − x
+/// let got: f32 = toto_fallback::special::betainc(a, b, x, y).into_scalar();
+/// assert!((got - 0.875).abs() < 2e-6);
+/// ```
 pub fn betainc<const D: usize>(
     a: Tensor<D>,
     b: Tensor<D>,

@@ -28,6 +28,18 @@ const LN_PI: f32 = 1.144_729_9;
 ///
 /// Accuracy in f32 (against statrs' f64 `ln_gamma`, tested): absolute error below `4e-6` on
 /// `(0, 10]`, relative error below `1e-6` above.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // lnΓ(1/2) = ln √π (Abramowitz & Stegun 6.1.8); lnΓ(10) = ln 9! = ln 362880.
+/// let x = Tensor::<1>::from_floats([0.5, 10.0], &dev);
+/// let got = toto_fallback::special::lgamma(x).into_data().try_to_vec::<f32>().unwrap();
+/// assert!((got[0] - std::f32::consts::PI.sqrt().ln()).abs() < 1e-6);
+/// assert!((got[1] - 362_880f32.ln()).abs() < 1e-5);
+/// ```
 pub fn lgamma<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let reflect = x.clone().greater_elem(0.0).bool_not();
     // For x <= 0 evaluate at 1 - x >= 1, then reflect.
@@ -97,6 +109,17 @@ fn stirling<const D: usize>(z: Tensor<D>) -> Tensor<D> {
 ///
 /// Accuracy in f32 (against statrs' f64 `digamma`, tested): absolute error below `2e-6` on
 /// `(0, 10]` away from the poles, relative error below `1e-6` above.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // ψ(1) = −γ, the Euler–Mascheroni constant (A&S 6.3.2).
+/// let x = Tensor::<1>::from_floats([1.0], &dev);
+/// let got: f32 = toto_fallback::special::digamma(x).into_scalar();
+/// assert!((got + 0.577_215_66).abs() < 1e-6);
+/// ```
 pub fn digamma<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let reflect = x.clone().greater_elem(0.0).bool_not();
     let y = x

@@ -7,6 +7,17 @@ use burn::tensor::Tensor;
 /// The standard normal CDF `Φ(x) = ½(1 + erf(x/√2))`, elementwise.
 ///
 /// Absolute error below `1e-6` (burn's `erf`; tested against statrs).
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // Φ(1.959964) = 0.975 (the two-sided 95% normal quantile).
+/// let x = Tensor::<1>::from_floats([0.0, 1.959_964], &dev);
+/// let got = toto_fallback::special::ndtr(x).into_data().try_to_vec::<f32>().unwrap();
+/// assert!((got[0] - 0.5).abs() < 1e-7 && (got[1] - 0.975).abs() < 1e-6);
+/// ```
 pub fn ndtr<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.mul_scalar(FRAC_1_SQRT_2)
         .erf()
@@ -20,6 +31,17 @@ pub fn ndtr<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Algorithm AS 241 `PPND7` (Wichura 1988, *Applied Statistics* 37:477–484), the single-precision
 /// variant, accurate to about 1 part in 10⁷. Tails use `min(p, 1 - p)`, which is exact in f32 for
 /// `p >= 0.5` (Sterbenz), so quantiles near 1 keep their accuracy.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let dev = NdArray::seeded(0).device().clone();
+/// // Φ⁻¹(0.975) = 1.959964 and Φ⁻¹(1e-6) = −4.753424 (scipy.special.ndtri).
+/// let p = Tensor::<1>::from_floats([0.975, 1e-6], &dev);
+/// let got = toto_fallback::special::ndtri(p).into_data().try_to_vec::<f32>().unwrap();
+/// assert!((got[0] - 1.959_964).abs() < 1e-5 && (got[1] + 4.753_424).abs() < 5e-5);
+/// ```
 pub fn ndtri<const D: usize>(p: Tensor<D>) -> Tensor<D> {
     let q = p.clone().sub_scalar(0.5);
     let central = {
