@@ -191,6 +191,52 @@ pub enum Error {
         /// What the device said.
         reason: String,
     },
+
+    /// A Toto `config.json` key or value is wrong.
+    #[error("Toto config: `{field}`: {reason}")]
+    Config {
+        /// The key (or `config.json` when the text does not parse).
+        field: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+
+    /// A file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        reason: String,
+    },
+
+    /// A checkpoint does not fit the model its config describes. Every offending key is listed.
+    #[error(
+        "checkpoint {path} does not match the config: missing {missing:?}; unexpected \
+         {unexpected:?}; wrong shape or dtype {mismatched:?}; unreadable {unreadable:?} \
+         (keys as in the file; `model.` prefixes and both MLP namings are accepted)"
+    )]
+    Checkpoint {
+        /// The file (or `<bytes>`).
+        path: String,
+        /// Keys the model needs that the file lacks.
+        missing: Vec<String>,
+        /// Keys in the file that the model does not have (`rotary_emb.*` buffers are ignored).
+        unexpected: Vec<String>,
+        /// `key: expected …, found …` for tensors of the wrong shape or dtype.
+        mismatched: Vec<String>,
+        /// Tensors or files that could not be read or parsed.
+        unreadable: Vec<String>,
+    },
+
+    /// An input to the model or forecaster is wrong.
+    #[error("{what}: {reason}")]
+    Input {
+        /// Which input.
+        what: &'static str,
+        /// What is wrong and what would fix it.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

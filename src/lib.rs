@@ -32,6 +32,8 @@
 //!   [`dist::MixtureSameFamily`] and [`dist::Affine`].
 //! - [`special`]: `lgamma`, `digamma`, `ndtr`, `ndtri` as burn tensor compositions that run on
 //!   any device.
+//! - [`toto`]: Datadog's Toto over any [`Backend`]: config, checkpoint loader, forward pass
+//!   and forecaster, its scaler and sampling going through the backend's ops.
 //! - [`Error`]: every failure, each saying what to change.
 
 #![deny(missing_docs)]
@@ -40,11 +42,12 @@ pub mod backend;
 pub mod dist;
 mod error;
 pub mod special;
+pub mod toto;
 
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
     Backend, FallbackBackend, FallbackPolicy, MAX_ELEMENTS, NdArray, Op, OpReport, OpSet,
-    Placement, Report, Usage,
+    Placement, Report, ScalerSpec, Usage,
 };
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ mod host;
 mod ndarray;
 mod op;
 mod report;
+mod scaler;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
@@ -16,6 +17,7 @@ pub use self::fallback::{FallbackBackend, FallbackPolicy};
 pub use self::ndarray::NdArray;
 pub use self::op::{Op, OpSet};
 pub use self::report::{OpReport, Placement, Report, Usage};
+
 #[cfg(feature = "wgpu")]
 pub use self::wgpu::{AdapterKind, GraphicsApi, Wgpu};
 
@@ -143,6 +145,33 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
             .reshape([samples, rows]))
     }
 
+    /// Toto's causal patch scaler (toto-ts's `CausalPatchStdMeanScaler`) over `series` and
+    /// `weights` (`[B, V, T]`; weight 1 for a real value, 0 for padding): per series, a running
+    /// weighted mean and Bessel-corrected variance along time, `σ = sqrt(var + 0.1)` clamped to
+    /// `[max(0.1, σ_g·10^−e), σ_g·10^e]` of the global (context) statistics, each taken at the
+    /// last step of its patch and broadcast over the patch. Returns `(loc, scale)`, `[B, V, T]`.
+    ///
+    /// toto-ts computes it in f64; so does `NdArray` (on the host). The provided body is an f32
+    /// composition of cumulative sums, which loses digits on long or offset series (a mean of
+    /// 1e4 over 4096 steps); backends without f64 therefore leave [`Op::PatchScaler`]
+    /// unsupported and a [`FallbackBackend`] runs it on the CPU in f64.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`]; [`Error::Input`] if the shapes
+    /// differ or the patch size is 0.
+    fn patch_scaler(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
+        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
+        spec.check(&series, &weights)?;
+        Ok(scaler_composed(series, weights, spec))
+    }
+
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
     fn ensure_supported(&self, op: Op) -> Result<()> {
         if self.supports(op) {
@@ -238,6 +267,96 @@ impl Support {
     pub(crate) const fn supports(self, op: Op) -> bool {
         !self.lacking.contains(op) && !self.disabled.contains(op)
     }
+}
+
+/// The settings of [`Backend::patch_scaler`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScalerSpec {
+    /// Steps per patch; the statistics are taken at each patch's last step.
+    pub patch: usize,
+    /// Global statistics from the first `prefix` steps only (toto-ts's `scaling_prefix_length`).
+    pub prefix: Option<usize>,
+    /// Clamp the scale relative to the global statistics (toto-ts's `stabilize_with_global`).
+    pub stabilize: bool,
+    /// The clamp's decades (toto-ts's `scale_factor_exponent`).
+    pub exponent: f64,
+}
+
+impl ScalerSpec {
+    pub(crate) fn check(&self, series: &Tensor<3>, weights: &Tensor<3>) -> Result<()> {
+        if series.dims() != weights.dims() || self.patch == 0 {
+            return Err(Error::Input {
+                what: "patch_scaler",
+                reason: format!(
+                    "series {:?} and weights {:?} must have one shape and the patch size ({}) \
+                     must be at least 1",
+                    series.dims(),
+                    weights.dims(),
+                    self.patch
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// [`Backend::patch_scaler`] as f32 tensor ops (cumulative sums along time).
+fn scaler_composed(
+    series: Tensor<3>,
+    weights: Tensor<3>,
+    spec: ScalerSpec,
+) -> (Tensor<3>, Tensor<3>) {
+    const MIN: f64 = 0.1;
+    let [b, v, t] = series.dims();
+    let x = series;
+    let w = weights;
+    let wsum = w.clone().cumsum(2);
+    let denom = wsum.clone().clamp_min(1.0);
+    let mu = x.clone().mul(w.clone()).cumsum(2).div(denom.clone());
+    let mu_prev = Tensor::cat(
+        vec![
+            Tensor::zeros([b, v, 1], &x.device()),
+            mu.clone().slice([0..b, 0..v, 0..t.saturating_sub(1)]),
+        ],
+        2,
+    )
+    .slice([0..b, 0..v, 0..t]);
+    let m2 = x
+        .clone()
+        .sub(mu_prev)
+        .mul(x.clone().sub(mu.clone()))
+        .mul(w.clone())
+        .cumsum(2);
+    let var = m2.div(denom.sub_scalar(1.0).clamp_min(1.0));
+    let mut sigma = var.add_scalar(MIN).sqrt();
+    if spec.stabilize {
+        let end = spec.prefix.unwrap_or(t).min(t);
+        let keep = Tensor::<1, Int>::arange(0..t as i64, &x.device())
+            .lower_elem(end as i64)
+            .float()
+            .reshape([1, 1, t]);
+        let wg = w.mul(keep);
+        let wt = wg.clone().sum_dim(2).clamp_min(1.0);
+        let mug = x.clone().mul(wg.clone()).sum_dim(2).div(wt.clone());
+        let varg = x.sub(mug).mul(wg).square().sum_dim(2).div(wt);
+        let sg = varg.add_scalar(MIN).sqrt();
+        let factor = 10f64.powf(spec.exponent);
+        let lo = sg.clone().div_scalar(factor).clamp_min(MIN);
+        let hi = sg.mul_scalar(factor);
+        sigma = sigma
+            .max_pair(lo.expand([b, v, t]))
+            .min_pair(hi.expand([b, v, t]));
+    }
+    let at_patch_end = |s: Tensor<3>| {
+        // Patch ends: steps p-1, 2p-1, ...; a short last patch ends at t-1.
+        let p = spec.patch;
+        let n = t.div_ceil(p);
+        let ends: Vec<i64> = (0..n).map(|i| ((i + 1) * p).min(t) as i64 - 1).collect();
+        let idx: Vec<i64> = (0..t).map(|j| ends[j / p]).collect();
+        let idx = Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(idx, [t]), &s.device());
+        s.select(2, idx)
+    };
+    (at_patch_end(mu), at_patch_end(sigma))
 }
 
 #[cfg(test)]

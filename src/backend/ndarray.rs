@@ -5,7 +5,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::host::{self, HostRng};
-use super::{Backend, Op, OpSet, Support, categorical_shape, checked_elements};
+use super::{Backend, Op, OpSet, ScalerSpec, Support, categorical_shape, checked_elements};
 use crate::error::Result;
 
 /// The CPU backend: burn's ndarray device, with every [`Op`] native.
@@ -129,6 +129,26 @@ impl Backend for NdArray {
         Ok(Tensor::from_data(
             TensorData::new(idx, [samples, rows]),
             &self.device,
+        ))
+    }
+
+    fn patch_scaler(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
+        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
+        spec.check(&series, &weights)?;
+        let shape = series.dims();
+        let x = host::read_f32(Op::PatchScaler.name(), series)?;
+        let w = host::read_f32(Op::PatchScaler.name(), weights)?;
+        let (loc, scale) = super::scaler::patch_stats(&x, &w, shape[2], spec);
+        Ok((
+            host::upload(loc, shape, &self.device),
+            host::upload(scale, shape, &self.device),
         ))
     }
 }

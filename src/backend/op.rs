@@ -21,20 +21,24 @@ pub enum Op {
     Lgamma,
     /// Elementwise `ψ(x) = d/dx ln Γ(x)` (`torch.digamma`).
     Digamma,
-    /// One category index per row of non-negative weights, repeated for a sample count
-    /// (`torch.multinomial(weights, 1)` per row): the mixture's component draw.
+    /// One category index per row of logits, repeated for a sample count
+    /// (`torch.multinomial(softmax(logits), 1)` per row): the mixture's component draw.
     Categorical,
+    /// Toto's causal patch mean/std scaler ([`Backend::patch_scaler`](crate::Backend::patch_scaler)),
+    /// computed in f64 where the backend can.
+    PatchScaler,
 }
 
 impl Op {
     /// Every operation, in a fixed order (the order of the report's rows).
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Uniform,
         Op::StandardNormal,
         Op::StandardGamma,
         Op::Lgamma,
         Op::Digamma,
         Op::Categorical,
+        Op::PatchScaler,
     ];
 
     /// The operation's name, as torch spells it.
@@ -46,6 +50,7 @@ impl Op {
             Op::Lgamma => "lgamma",
             Op::Digamma => "digamma",
             Op::Categorical => "categorical",
+            Op::PatchScaler => "patch_scaler",
         }
     }
 
@@ -58,6 +63,7 @@ impl Op {
             Op::Lgamma => 3,
             Op::Digamma => 4,
             Op::Categorical => 5,
+            Op::PatchScaler => 6,
         }
     }
 }

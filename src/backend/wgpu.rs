@@ -134,7 +134,7 @@ impl Wgpu {
         Ok(Wgpu {
             device,
             name: name.into(),
-            support: Support::lacking(OpSet::empty().with(Op::StandardGamma)),
+            support: Support::lacking(OpSet::empty().with(Op::StandardGamma).with(Op::PatchScaler)),
         })
     }
 

@@ -1,0 +1,399 @@
+//! Toto's backbone: patch embedding, the time-/space-wise transformer stack, unembedding and
+//! the Student-T mixture head, as burn modules on any device.
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use super::config::{LayerKind, TotoConfig};
+
+/// RMSNorm with toto-ts's parameter name (`scale`) and epsilon (1e-8, inside the root).
+#[derive(Module, Debug)]
+pub(crate) struct RmsNorm {
+    pub(crate) scale: Param<Tensor<1>>,
+}
+
+const RMS_EPS: f64 = 1e-8;
+
+impl RmsNorm {
+    fn new(d: usize, device: &Device) -> Self {
+        RmsNorm {
+            scale: Param::from_tensor(Tensor::ones([d], device)),
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(RMS_EPS)
+            .sqrt();
+        let mut shape = [1; D];
+        shape[D - 1] = self.scale.dims()[0];
+        x.div(rms).mul(self.scale.val().reshape(shape))
+    }
+}
+
+/// `wQKV` and `wO` (renamed on load: Rust fields are snake case).
+#[derive(Module, Debug)]
+pub(crate) struct Attention {
+    pub(crate) wqkv: Linear,
+    pub(crate) wo: Linear,
+}
+
+/// SwiGLU: `w12` projects to `[gate | up]`, `w3` back.
+#[derive(Module, Debug)]
+pub(crate) struct Mlp {
+    pub(crate) w12: Linear,
+    pub(crate) w3: Linear,
+}
+
+impl Mlp {
+    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = self.w12.forward(x);
+        let f = y.dims()[D - 1] / 2;
+        let [gate, up] = y.split(f, D - 1).try_into().expect("split in two halves");
+        self.w3.forward(silu(gate).mul(up))
+    }
+}
+
+/// One pre-norm transformer layer.
+#[derive(Module, Debug)]
+pub(crate) struct Layer {
+    pub(crate) norm1: RmsNorm,
+    pub(crate) norm2: RmsNorm,
+    pub(crate) attention: Attention,
+    pub(crate) mlp: Mlp,
+}
+
+/// `patch_embed.projection`.
+#[derive(Module, Debug)]
+pub(crate) struct PatchEmbed {
+    pub(crate) projection: Linear,
+}
+
+/// `transformer.layers.{i}`.
+#[derive(Module, Debug)]
+pub(crate) struct Transformer {
+    pub(crate) layers: Vec<Layer>,
+}
+
+/// `output_distribution.*`: the mixture head's four projections.
+#[derive(Module, Debug)]
+pub(crate) struct Head {
+    pub(crate) df: Linear,
+    pub(crate) loc_proj: Linear,
+    pub(crate) scale_proj: Linear,
+    pub(crate) mixture_weights: Linear,
+}
+
+/// Toto's weights, named as in the checkpoint (after the loader's renaming).
+#[derive(Module, Debug)]
+pub struct TotoWeights {
+    pub(crate) patch_embed: PatchEmbed,
+    pub(crate) transformer: Transformer,
+    pub(crate) unembed: Linear,
+    pub(crate) output_distribution: Head,
+}
+
+fn linear(i: usize, o: usize, device: &Device) -> Linear {
+    LinearConfig::new(i, o).init(device)
+}
+
+impl TotoWeights {
+    /// Randomly initialised weights of the shapes `config` describes (burn's default
+    /// initialisers; norms at 1).
+    pub(crate) fn init(config: &TotoConfig, device: &Device) -> Self {
+        let (d, p, f, k) = (
+            config.embed_dim,
+            config.patch_size,
+            config.mlp_hidden_dim,
+            config.k_components(),
+        );
+        let layers = (0..config.num_layers)
+            .map(|_| Layer {
+                norm1: RmsNorm::new(d, device),
+                norm2: RmsNorm::new(d, device),
+                attention: Attention {
+                    wqkv: linear(d, 3 * d, device),
+                    wo: linear(d, d, device),
+                },
+                mlp: Mlp {
+                    w12: linear(d, 2 * f, device),
+                    w3: linear(f, d, device),
+                },
+            })
+            .collect();
+        TotoWeights {
+            patch_embed: PatchEmbed {
+                projection: linear(p, d, device),
+            },
+            transformer: Transformer { layers },
+            unembed: linear(d, d * p, device),
+            output_distribution: Head {
+                df: linear(d, k, device),
+                loc_proj: linear(d, k, device),
+                scale_proj: linear(d, k, device),
+                mixture_weights: linear(d, k, device),
+            },
+        }
+    }
+}
+
+/// The cached keys and values of one time-wise layer: `[B·V, H, S, Dh]` each, post-rotary.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerCache {
+    pub(crate) k: Tensor<4>,
+    pub(crate) v: Tensor<4>,
+}
+
+/// The KV cache of every time-wise layer (space-wise layers need none).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub(crate) layers: Vec<Option<LayerCache>>,
+    /// Patches cached so far.
+    pub(crate) patches: usize,
+}
+
+impl KvCache {
+    /// Patches held.
+    pub fn len(&self) -> usize {
+        self.patches
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.patches == 0
+    }
+
+    /// The cache with every entry repeated `times` along the batch (sample index outer): the
+    /// prefill of one context shared by `times` sample paths.
+    pub(crate) fn repeat(&self, times: usize) -> Self {
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    l.as_ref().map(|c| LayerCache {
+                        k: c.k.clone().repeat_dim(0, times),
+                        v: c.v.clone().repeat_dim(0, times),
+                    })
+                })
+                .collect(),
+            patches: self.patches,
+        }
+    }
+}
+
+/// The head's raw outputs over `[B, V, S·P, K]`.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadOutput {
+    pub(crate) df: Tensor<4>,
+    pub(crate) loc: Tensor<4>,
+    pub(crate) scale: Tensor<4>,
+    pub(crate) logits: Tensor<4>,
+}
+
+/// `torch.finfo(float32).eps`, the head's floor for softplus outputs.
+const F32_EPS: f32 = f32::EPSILON;
+
+/// torch's softplus with threshold 20: `x` above 20, `ln(1 + eˣ)` below (accurate for very
+/// negative `x` through [`special::log1p`](crate::special::log1p)).
+fn softplus<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let big = x.clone().greater_elem(20.0);
+    let small = crate::special::log1p(x.clone().clamp_max(20.0).exp());
+    small.mask_where(big, x)
+}
+
+/// Rotary angles (interleaved) and xPos scales (half-split) for positions
+/// `offset..offset + s`, computed in f32 as toto-ts does: `[s, Dh]` each.
+pub(crate) fn rope_tables(s: usize, offset: usize, dh: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = dh / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / dh as f32))
+        .collect();
+    let base: Vec<f32> = (0..half)
+        .map(|i| (2.0 * i as f32 + 0.4 * dh as f32) / (1.4 * dh as f32))
+        .collect();
+    let max_pos = (offset + s).saturating_sub(1) as f32;
+    let center = (max_pos / 2.0).floor();
+    let mut angles = Vec::with_capacity(s * dh);
+    let mut scales = Vec::with_capacity(s * dh);
+    for j in 0..s {
+        let pos = (offset + j) as f32;
+        for f in &inv_freq {
+            let a = pos * f;
+            angles.extend([a, a]);
+        }
+        let power = (pos - center) / 512.0;
+        let sc: Vec<f32> = base.iter().map(|b| b.powf(power)).collect();
+        scales.extend_from_slice(&sc);
+        scales.extend_from_slice(&sc);
+    }
+    (angles, scales)
+}
+
+/// Rotary position embedding with xPos on `x: [N, H, S, Dh]`; `sign` +1 for queries (times
+/// the scale), -1 for keys (divided by it).
+fn rope_xpos(x: Tensor<4>, offset: usize, sign: f32) -> Tensor<4> {
+    let [n, h, s, dh] = x.dims();
+    let device = x.device();
+    let (angles, scales) = rope_tables(s, offset, dh);
+    let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, dh]), &device);
+    let scales = Tensor::<2>::from_data(TensorData::new(scales, [s, dh]), &device);
+    let scales = if sign > 0.0 { scales } else { scales.recip() };
+    let (cos, sin) = (
+        angles.clone().cos().reshape([1, 1, s, dh]),
+        angles.sin().reshape([1, 1, s, dh]),
+    );
+    // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
+    let pairs = x.clone().reshape([n, h, s, dh / 2, 2]);
+    let x0 = pairs.clone().slice([0..n, 0..h, 0..s, 0..dh / 2, 0..1]);
+    let x1 = pairs.slice([0..n, 0..h, 0..s, 0..dh / 2, 1..2]);
+    let rotated = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, dh]);
+    x.mul(cos)
+        .add(rotated.mul(sin))
+        .mul(scales.reshape([1, 1, s, dh]))
+}
+
+/// `softmax(q kᵀ / √Dh + mask) v` with `mask` true where attention is *not* allowed.
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: Option<Tensor<4, Bool>>) -> Tensor<4> {
+    let dh = q.dims()[3];
+    let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt());
+    if let Some(blocked) = blocked {
+        scores = scores.mask_fill(blocked, f32::NEG_INFINITY);
+    }
+    softmax(scores, 3).matmul(v)
+}
+
+impl TotoWeights {
+    /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
+    /// in `cache`) and patch ids `[B, V, S]` to the head's outputs over `[B, V, T, K]`.
+    /// `hook` sees every named intermediate (for conformance tests).
+    pub(crate) fn forward(
+        &self,
+        config: &TotoConfig,
+        kinds: &[LayerKind],
+        scaled: Tensor<3>,
+        ids: Tensor<3, Int>,
+        mut cache: Option<&mut KvCache>,
+        hook: &mut dyn FnMut(&str, Tensor<4>),
+    ) -> HeadOutput {
+        let [b, v, t] = scaled.dims();
+        let (p, d, heads) = (config.patch_size, config.embed_dim, config.num_heads);
+        let dh = d / heads;
+        let s = t / p;
+        let offset = cache.as_ref().map_or(0, |c| c.patches);
+        let mut h = self
+            .patch_embed
+            .projection
+            .forward(scaled.reshape([b, v, s, p]));
+        hook("patch_embed", h.clone());
+        for (i, (layer, kind)) in self.transformer.layers.iter().zip(kinds).enumerate() {
+            let z = layer.norm1.forward(h.clone());
+            hook(&format!("layer{i}.norm1"), z.clone());
+            // wQKV's outputs are laid out (qkv, head_dim, heads), head index fastest.
+            let qkv = layer
+                .attention
+                .wqkv
+                .forward(z)
+                .reshape([b, v, s, 3, dh, heads])
+                .swap_dims(4, 5); // [B, V, S, 3, H, Dh]
+            let part = |j: usize| {
+                qkv.clone()
+                    .slice([0..b, 0..v, 0..s, j..j + 1, 0..heads, 0..dh])
+                    .reshape([b, v, s, heads, dh])
+            };
+            let (q, k, val) = (part(0), part(1), part(2));
+            let o = match kind {
+                LayerKind::Time => {
+                    let to_seq = |x: Tensor<5>| x.reshape([b * v, s, heads, dh]).swap_dims(1, 2);
+                    let q = rope_xpos(to_seq(q), offset, 1.0);
+                    let mut k = rope_xpos(to_seq(k), offset, -1.0);
+                    let mut val = to_seq(val);
+                    if let Some(cache) = cache.as_deref_mut() {
+                        if cache.layers.len() < kinds.len() {
+                            cache.layers.resize(kinds.len(), None);
+                        }
+                        if let Some(prev) = &cache.layers[i] {
+                            k = Tensor::cat(vec![prev.k.clone(), k], 2);
+                            val = Tensor::cat(vec![prev.v.clone(), val], 2);
+                        }
+                        cache.layers[i] = Some(LayerCache {
+                            k: k.clone(),
+                            v: val.clone(),
+                        });
+                    }
+                    // Causal at prefill; a decode step's one patch sees the whole cache.
+                    let blocked = (offset == 0 && s > 1).then(|| {
+                        Tensor::<2, Bool>::tril_mask([s, s], 0, &h.device())
+                            .reshape([1, 1, s, s])
+                            .expand([b * v, heads, s, s])
+                    });
+                    attend(q, k, val, blocked) // [B·V, H, S, Dh]
+                        .swap_dims(1, 2)
+                        .reshape([b, v, s, d])
+                }
+                LayerKind::Space => {
+                    let to_var =
+                        |x: Tensor<5>| x.permute([0, 2, 3, 1, 4]).reshape([b * s, heads, v, dh]);
+                    let id = ids.clone().permute([0, 2, 1]).reshape([b * s, 1, v]); // [B·S, 1, V]
+                    let blocked = id
+                        .clone()
+                        .reshape([b * s, 1, v, 1])
+                        .not_equal(id.reshape([b * s, 1, 1, v]))
+                        .expand([b * s, heads, v, v]);
+                    attend(to_var(q), to_var(k), to_var(val), Some(blocked))
+                        .reshape([b, s, heads, v, dh])
+                        .permute([0, 3, 1, 2, 4])
+                        .reshape([b, v, s, d])
+                }
+            };
+            let a = layer.attention.wo.forward(o);
+            hook(&format!("layer{i}.attention"), a.clone());
+            h = h.add(a);
+            let z = layer.norm2.forward(h.clone());
+            hook(&format!("layer{i}.norm2"), z.clone());
+            let m = layer.mlp.forward(z);
+            hook(&format!("layer{i}.mlp"), m.clone());
+            h = h.add(m);
+            hook(&format!("layer{i}.out"), h.clone());
+        }
+        if let Some(cache) = cache {
+            cache.patches += s;
+        }
+        // Unembed: token s yields P feature vectors (patch-internal offset outer).
+        let u = self.unembed.forward(h).reshape([b, v, s * p, d]);
+        hook("flattened", u.clone());
+        let head = &self.output_distribution;
+        HeadOutput {
+            df: softplus(head.df.forward(u.clone()))
+                .clamp_min(F32_EPS)
+                .add_scalar(2.0),
+            loc: head.loc_proj.forward(u.clone()),
+            scale: softplus(head.scale_proj.forward(u.clone())).clamp_min(F32_EPS),
+            logits: head.mixture_weights.forward(u),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_tables_follow_toto_layout() {
+        // Dh = 4: two frequencies 1 and 1/100; positions 0..3, centre floor(2/2) = 1.
+        let (angles, scales) = rope_tables(3, 0, 4);
+        assert_eq!(&angles[8..12], &[2.0, 2.0, 0.02, 0.02]);
+        let s0 = (0.0 + 1.6) / 5.6f32;
+        let s1 = (2.0 + 1.6) / 5.6f32;
+        // Position 0: power (0 - 1)/512; half-split: [s0, s1, s0, s1].
+        let want = [s0, s1, s0, s1].map(|s| s.powf(-1.0 / 512.0));
+        for (g, w) in scales[..4].iter().zip(want) {
+            assert!((g - w).abs() < 1e-7, "{g} vs {w}");
+        }
+    }
+}

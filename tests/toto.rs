@@ -1,0 +1,562 @@
+//! Toto against the toto-ts 0.2.0 fixture (tests/fixtures/tiny, made by toto_fixture.py):
+//! every intermediate, the distribution, and the loader's namings and errors.
+//!
+//! Tolerance: `|got − want| <= 1e-5 · max(1, |want|)`, i.e. absolute for values of magnitude up
+//! to 1 and relative above (the series and the data-space outputs are O(10), the activations
+//! O(1); f32 cannot promise more than a relative 1e-5 on an O(10) value after a dozen matmuls).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use toto_fallback::dist::{Cdf, Distribution};
+use toto_fallback::toto::{Toto, TotoConfig};
+use toto_fallback::{Backend, Error, Op};
+
+const FIXTURE: &str = "tests/fixtures/tiny";
+const TOL: f64 = 1e-5;
+
+/// The fixture's reference tensors, as f64 values with their shapes.
+struct Reference(HashMap<String, (Vec<usize>, Vec<f64>)>);
+
+impl Reference {
+    fn load() -> Self {
+        let bytes = std::fs::read(Path::new(FIXTURE).join("reference.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut map = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let values: Vec<f64> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+                    .collect(),
+                Dtype::I32 => data
+                    .chunks_exact(4)
+                    .map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap())))
+                    .collect(),
+                Dtype::I64 => data
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::BOOL => data.iter().map(|&b| f64::from(b)).collect(),
+                other => panic!("{name}: dtype {other:?}"),
+            };
+            map.insert(name, (view.shape().to_vec(), values));
+        }
+        Reference(map)
+    }
+
+    fn get(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture has no {name}"))
+    }
+
+    fn f32<const D: usize>(&self, name: &str, device: &burn::tensor::Device) -> Tensor<D> {
+        let (shape, v) = self.get(name);
+        let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape.clone()), device)
+    }
+
+    fn inputs(
+        &self,
+        device: &burn::tensor::Device,
+    ) -> (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>) {
+        let series = self.f32::<3>("input.series", device);
+        let mask = self
+            .f32::<3>("input.padding_mask", device)
+            .greater_elem(0.5);
+        let ids = self.f32::<3>("input.id_mask", device).int();
+        (series, mask, ids)
+    }
+}
+
+/// Asserts `got` matches the reference `name` (shape and values) within [`TOL`].
+fn assert_close<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>) {
+    let (shape, want) = reference.get(name);
+    assert_eq!(&got.dims()[..], &shape[..], "{name}: shape");
+    let got = common::values(got);
+    let mut worst = (0.0, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(1.0);
+        if !(err <= worst.0) {
+            worst = (err, i);
+        }
+    }
+    assert!(
+        worst.0 <= TOL,
+        "{name}: scaled error {:.2e} at {} (got {}, want {})",
+        worst.0,
+        worst.1,
+        got[worst.1],
+        want[worst.1]
+    );
+}
+
+fn load<B: Backend>(b: &B) -> Toto<B> {
+    Toto::from_dir(b, FIXTURE).expect("fixture loads")
+}
+
+/// Every intermediate of one forward pass without cache, and the distribution's outputs.
+fn check_forward<B: Backend>(b: &B) {
+    let reference = Reference::load();
+    let toto = load(b);
+    let dev = b.device();
+    let (series, mask, ids) = reference.inputs(dev);
+    let mut acts: HashMap<String, Tensor<4>> = HashMap::new();
+    let out = toto
+        .forward_hooked(series, mask, ids, None, None, &mut |name, t| {
+            acts.insert(name.to_owned(), t);
+        })
+        .unwrap();
+    for layer in 0..toto.config().num_layers {
+        for part in ["norm1", "attention", "norm2", "mlp", "out"] {
+            let name = format!("layer{layer}.{part}");
+            assert_close(&reference, &format!("act.{name}"), acts[&name].clone());
+        }
+    }
+    assert_close(&reference, "act.patch_embed", acts["patch_embed"].clone());
+    assert_close(&reference, "backbone.flattened", acts["flattened"].clone());
+    assert_close(&reference, "scaler.loc", out.loc.clone());
+    assert_close(&reference, "scaler.scale", out.scale.clone());
+    assert_close(&reference, "dist.df", out.df.clone());
+    assert_close(&reference, "dist.loc", out.component_loc.clone());
+    assert_close(&reference, "dist.scale", out.component_scale.clone());
+    assert_close(&reference, "dist.logits", out.logits.clone());
+    let mixture = out.mixture().unwrap();
+    assert_close(&reference, "dist.probs", mixture.mixing().probs());
+    assert_close(&reference, "dist.mean", mixture.mean());
+    assert_close(&reference, "dist.stddev", mixture.stddev());
+    let affine = out.distribution().unwrap();
+    assert_close(&reference, "affine.mean", affine.mean());
+    assert_close(&reference, "affine.stddev", affine.stddev());
+    let target = reference.f32::<3>("target.values", dev);
+    assert_close(
+        &reference,
+        "target.log_prob",
+        affine.log_prob(target).unwrap(),
+    );
+    let normalized = reference.f32::<3>("target.normalized", dev);
+    assert_close(
+        &reference,
+        "target.log_prob_normalized",
+        mixture.log_prob(normalized).unwrap(),
+    );
+    // gluonts evaluates the Student-T cdf through scipy in f64.
+    let points = reference.f32::<4>("cdf.points_data", dev);
+    assert_close(&reference, "cdf.data", affine.cdf(points).unwrap());
+}
+
+on_backends!(fixture_forward_matches_toto_ts, [ndarray, fallback], |b| {
+    check_forward(&*b);
+});
+
+#[test]
+fn the_scaler_is_forwarded_to_the_cpu_on_the_fallback() {
+    let Some(b) = common::fallback(1) else { return };
+    let reference = Reference::load();
+    let toto = load(&*b);
+    let (series, mask, ids) = reference.inputs(b.device());
+    toto.forward(series, mask, ids, None, None).unwrap();
+    let report = b.report();
+    let usage = report.op(Op::PatchScaler);
+    assert_eq!(usage.forwarded.calls, 1, "the f64 scaler runs on the CPU");
+    assert_eq!(usage.native.calls, 0);
+}
+
+#[test]
+fn the_f32_scaler_composition_is_close_to_the_f64_one() {
+    // The provided (f32) body of `patch_scaler`, forced by disabling NdArray's host override,
+    // against the fixture's f64-derived statistics.
+    let reference = Reference::load();
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let (series, mask, _) = reference.inputs(cpu.device());
+    let spec = toto_fallback::ScalerSpec {
+        patch: 8,
+        prefix: None,
+        stabilize: true,
+        exponent: 10.0,
+    };
+    let f32_scaler = Composed(cpu.clone());
+    let (loc, scale) = f32_scaler
+        .patch_scaler(series.clone(), mask.clone().float(), spec)
+        .unwrap();
+    assert_close(&reference, "scaler.loc", loc);
+    assert_close(&reference, "scaler.scale", scale);
+}
+
+/// NdArray with the provided bodies of every op it does not override here.
+#[derive(Debug, Clone)]
+struct Composed(toto_fallback::NdArray);
+
+impl Backend for Composed {
+    fn name(&self) -> &str {
+        "composed"
+    }
+    fn device(&self) -> &burn::tensor::Device {
+        self.0.device()
+    }
+    fn supports(&self, _op: Op) -> bool {
+        true
+    }
+    fn seed(&self, seed: u64) {
+        self.0.seed(seed)
+    }
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> toto_fallback::Result<Tensor<D>> {
+        self.0.uniform(shape)
+    }
+    fn standard_normal<const D: usize>(
+        &self,
+        shape: [usize; D],
+    ) -> toto_fallback::Result<Tensor<D>> {
+        self.0.standard_normal(shape)
+    }
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> toto_fallback::Result<Tensor<D>> {
+        self.0.standard_gamma(alpha)
+    }
+}
+
+/// The fixture's weights under other key namings, as bytes.
+fn renamed_checkpoint(
+    rename: impl Fn(&str) -> Option<String>,
+    extra: &[(&str, Vec<usize>)],
+) -> Vec<u8> {
+    let bytes = std::fs::read(Path::new(FIXTURE).join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(name, view)| {
+            rename(&name).map(|n| (n, view.shape().to_vec(), view.data().to_vec()))
+        })
+        .collect();
+    for (name, shape) in extra {
+        let n: usize = shape.iter().product();
+        owned.push((name.to_string(), shape.clone(), vec![0u8; 4 * n]));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn head_of<B: Backend>(toto: &Toto<B>, reference: &Reference) -> Vec<f64> {
+    let (series, mask, ids) = reference.inputs(toto.backend().device());
+    common::values(
+        toto.forward(series, mask, ids, None, None)
+            .unwrap()
+            .component_loc,
+    )
+}
+
+#[test]
+fn both_mlp_namings_and_prefixes_load_the_same_model() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let reference = Reference::load();
+    let config = TotoConfig::from_file(Path::new(FIXTURE).join("config.json")).unwrap();
+    let want = head_of(&load(&cpu), &reference);
+    // xFormers' names, no `model.` prefix, plus rotary buffers that must be ignored.
+    let fused = renamed_checkpoint(
+        |k| {
+            Some(
+                k.trim_start_matches("model.")
+                    .replace("mlp.0.weight", "mlp.0.w12.weight")
+                    .replace("mlp.0.bias", "mlp.0.w12.bias")
+                    .replace("mlp.2.weight", "mlp.0.w3.weight")
+                    .replace("mlp.2.bias", "mlp.0.w3.bias"),
+            )
+        },
+        &[
+            ("transformer.rotary_emb.freqs", vec![8]),
+            ("transformer.layers.0.attention.rotary_emb.freqs", vec![8]),
+        ],
+    );
+    let toto = Toto::from_safetensors_bytes(&cpu, config, fused).unwrap();
+    assert_eq!(head_of(&toto, &reference), want);
+}
+
+#[test]
+fn checkpoint_errors_name_every_bad_key() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let config = TotoConfig::from_file(Path::new(FIXTURE).join("config.json")).unwrap();
+    let broken = renamed_checkpoint(
+        |k| (k != "model.unembed.bias").then(|| k.to_owned()),
+        &[(
+            "model.transformer.layers.1.attention.wO.weight2",
+            vec![2, 2],
+        )],
+    );
+    let err = Toto::from_safetensors_bytes(&cpu, config.clone(), broken).unwrap_err();
+    match &err {
+        Error::Checkpoint {
+            missing,
+            unexpected,
+            ..
+        } => {
+            assert_eq!(missing, &["model.unembed.bias"]);
+            assert_eq!(
+                unexpected,
+                &["model.transformer.layers.1.attention.wO.weight2"]
+            );
+        }
+        other => panic!("expected a checkpoint error, got {other}"),
+    }
+    // A tensor of the wrong shape: the df projection with one component too many.
+    let bytes = std::fs::read(Path::new(FIXTURE).join("model.safetensors")).unwrap();
+    let mut bigger = config.clone();
+    bigger.output_distribution_kwargs.k_components = 5;
+    let err = Toto::from_safetensors_bytes(&cpu, bigger, bytes).unwrap_err();
+    let Error::Checkpoint { mismatched, .. } = &err else {
+        panic!("expected a checkpoint error, got {err}")
+    };
+    assert!(
+        mismatched
+            .iter()
+            .any(|m| m.starts_with("model.output_distribution.df.weight")),
+        "{mismatched:?}"
+    );
+    let missing = Toto::from_safetensors(&cpu, config, "no/such/model.safetensors").unwrap_err();
+    assert!(matches!(missing, Error::Io { .. }), "{missing}");
+}
+
+#[test]
+fn config_rejects_unknown_missing_and_absurd_keys() {
+    let text = std::fs::read_to_string(Path::new(FIXTURE).join("config.json")).unwrap();
+    let good = TotoConfig::from_json(&text).unwrap();
+    assert_eq!(
+        (good.embed_dim, good.num_heads, good.k_components()),
+        (32, 2, 4)
+    );
+    let with = |key: &str, value: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v[key] = serde_json::from_str(value).unwrap();
+        TotoConfig::from_json(&v.to_string())
+    };
+    let field = |r: toto_fallback::Result<TotoConfig>| match r {
+        Err(Error::Config { field, reason }) => format!("{field}: {reason}"),
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    assert!(field(with("flash", "true")).contains("unknown field `flash`"));
+    assert!(field(with("num_heads", "3")).starts_with("num_heads"));
+    assert!(field(with("num_layers", "0")).starts_with("num_layers"));
+    assert!(field(with("stride", "4")).starts_with("stride"));
+    assert!(field(with("spacewise_every_n_layers", "2")).starts_with("spacewise_every_n_layers"));
+    assert!(field(with("scaler_cls", "\"x\"")).starts_with("scaler_cls"));
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object_mut().unwrap().remove("embed_dim");
+    assert!(field(TotoConfig::from_json(&v.to_string())).contains("missing field `embed_dim`"));
+}
+
+#[test]
+fn the_full_base_config_has_the_published_parameter_count() {
+    // Source: toto-spec.md §1 (151,306,080, verified by building the model in toto-ts).
+    let config = TotoConfig::open_base_1_0();
+    assert_eq!(config.parameter_count(), 151_306_080);
+    // The layer pattern of the checkpoint: layers 0-10 time-wise, layer 11 space-wise.
+    let kinds = config.layer_kinds();
+    assert_eq!(kinds.len(), 12);
+    assert!(
+        kinds[..11]
+            .iter()
+            .all(|k| *k == toto_fallback::toto::LayerKind::Time)
+    );
+    assert_eq!(kinds[11], toto_fallback::toto::LayerKind::Space);
+}
+
+/// The forecaster's context as the fixture made it: the last 52 steps of the inputs.
+fn forecast_inputs(
+    reference: &Reference,
+    device: &burn::tensor::Device,
+) -> (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>) {
+    let (series, mask, ids) = reference.inputs(device);
+    let [b, v, t] = series.dims();
+    let cut = [0..b, 0..v, t - 52..t];
+    (
+        series.slice(cut.clone()),
+        mask.slice(cut.clone()),
+        ids.slice(cut),
+    )
+}
+
+fn check_mean_forecast<B: Backend>(b: &B) {
+    use toto_fallback::toto::ForecastOptions;
+    let reference = Reference::load();
+    let toto = load(b);
+    for (use_kv_cache, name) in [(true, "forecast.mean_kv"), (false, "forecast.mean_nokv")] {
+        let (series, mask, ids) = forecast_inputs(&reference, b.device());
+        let options = ForecastOptions {
+            prediction_length: 28,
+            num_samples: None,
+            samples_per_batch: 1,
+            use_kv_cache,
+        };
+        let f = toto
+            .forecast(series, Some(mask), Some(ids), &options)
+            .unwrap();
+        assert!(f.samples.is_none());
+        assert_close(&reference, name, f.mean);
+    }
+}
+
+on_backends!(mean_forecast_matches_toto_ts, [ndarray, fallback], |b| {
+    check_mean_forecast(&*b);
+});
+
+#[test]
+fn sampled_first_step_matches_the_analytic_distribution() {
+    use toto_fallback::toto::ForecastOptions;
+    // One decode step: every path's draws come from the prefill's distribution, whose mean and
+    // stddev toto-ts gives (the forecast context's last patch is the fixture's last patch, and the
+    // scaler prefix is the padded context, as in the fixture's forward pass only when the context
+    // is the whole series; so compare against our own analytic forward, which matched the
+    // fixture above).
+    let cpu = toto_fallback::NdArray::seeded(11);
+    let reference = Reference::load();
+    let toto = load(&cpu);
+    let (series, mask, ids) = reference.inputs(cpu.device());
+    let n = 4000;
+    let options = ForecastOptions {
+        prediction_length: 8,
+        num_samples: Some(n),
+        samples_per_batch: 1000,
+        use_kv_cache: true,
+    };
+    let f = toto
+        .forecast(
+            series.clone(),
+            Some(mask.clone()),
+            Some(ids.clone()),
+            &options,
+        )
+        .unwrap();
+    let samples = f.samples.clone().unwrap();
+    assert_eq!(samples.dims(), [2, 3, 8, n]);
+    let out = toto.forward(series, mask, ids, None, Some(56)).unwrap();
+    let dist = out.distribution().unwrap();
+    let [b, v, t] = dist.batch_shape();
+    let want_mean = common::values(dist.mean().slice([0..b, 0..v, t - 8..t]));
+    let want_sd = common::values(dist.stddev().slice([0..b, 0..v, t - 8..t]));
+    let got_mean = common::values(f.mean.clone());
+    for i in 0..want_mean.len() {
+        // Five standard errors of the mean; Student-T tails with df > 2 have finite variance.
+        let se = want_sd[i] / (n as f64).sqrt();
+        assert!(
+            (got_mean[i] - want_mean[i]).abs() <= 5.0 * se,
+            "step {i}: sample mean {} vs {} (se {se})",
+            got_mean[i],
+            want_mean[i]
+        );
+    }
+    // Median and quantiles are ordered.
+    let q10 = common::values(f.quantile(0.1).unwrap());
+    let q50 = common::values(f.median().unwrap());
+    let q90 = common::values(f.quantile(0.9).unwrap());
+    assert!(
+        q10.iter()
+            .zip(&q50)
+            .zip(&q90)
+            .all(|((a, m), c)| a <= m && m <= c)
+    );
+    assert!(f.quantile(1.5).is_err());
+}
+
+#[test]
+fn non_finite_values_are_masked_like_padding() {
+    use toto_fallback::toto::ForecastOptions;
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let reference = Reference::load();
+    let toto = load(&cpu);
+    let (series, mask, ids) = forecast_inputs(&reference, cpu.device());
+    let options = ForecastOptions {
+        prediction_length: 8,
+        num_samples: None,
+        samples_per_batch: 1,
+        use_kv_cache: true,
+    };
+    // A NaN and an inf, against the same positions set to 0 and marked as padding.
+    let [b, v, t] = series.dims();
+    let mut values = common::values(series.clone());
+    let mut real = common::values(mask.clone().float());
+    let (i, j) = (5, v * t + 17);
+    values[i] = f64::NAN;
+    values[j] = f64::INFINITY;
+    let poisoned = Tensor::<3>::from_data(
+        TensorData::new(
+            values.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            [b, v, t],
+        ),
+        cpu.device(),
+    );
+    values[i] = 0.0;
+    values[j] = 0.0;
+    real[i] = 0.0;
+    real[j] = 0.0;
+    let clean = Tensor::<3>::from_data(
+        TensorData::new(
+            values.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            [b, v, t],
+        ),
+        cpu.device(),
+    );
+    let clean_mask = Tensor::<3>::from_data(
+        TensorData::new(
+            real.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            [b, v, t],
+        ),
+        cpu.device(),
+    )
+    .greater_elem(0.5);
+    let got = toto
+        .forecast(poisoned, Some(mask), Some(ids.clone()), &options)
+        .unwrap();
+    let want = toto
+        .forecast(clean, Some(clean_mask), Some(ids), &options)
+        .unwrap();
+    let got = common::values(got.mean);
+    assert!(got.iter().all(|x| x.is_finite()));
+    assert_eq!(got, common::values(want.mean));
+}
+
+#[test]
+fn forecast_rejects_bad_options() {
+    use toto_fallback::toto::ForecastOptions;
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let toto = load(&cpu);
+    let series = Tensor::<3>::ones([1, 1, 10], cpu.device());
+    let bad = [
+        ForecastOptions {
+            prediction_length: 0,
+            ..ForecastOptions::default()
+        },
+        ForecastOptions {
+            num_samples: Some(0),
+            ..ForecastOptions::default()
+        },
+        ForecastOptions {
+            num_samples: Some(10),
+            samples_per_batch: 3,
+            ..ForecastOptions::default()
+        },
+    ];
+    for options in bad {
+        let err = toto
+            .forecast(series.clone(), None, None, &options)
+            .unwrap_err();
+        assert!(matches!(err, Error::Input { .. }), "{err}");
+    }
+    let empty = Tensor::<3>::ones([1, 1, 0], cpu.device());
+    assert!(
+        toto.forecast(empty, None, None, &ForecastOptions::default())
+            .is_err()
+    );
+}
