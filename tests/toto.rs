@@ -560,3 +560,63 @@ fn forecast_rejects_bad_options() {
             .is_err()
     );
 }
+
+#[test]
+fn the_f32_scaler_loses_digits_on_long_offset_series_the_f64_one_does_not() {
+    // 4096 steps around 1e4 with unit-size wiggles: the running sums in f32 carry ~1e8 and
+    // lose the variance's digits. Oracle: the same statistics in f64, two-pass per prefix.
+    let (t, patch) = (4096usize, 64usize);
+    let x: Vec<f64> = (0..t)
+        // Rounded to f32 first: the model's input is f32.
+        .map(|i| f64::from((1e4 + (i as f64 * 0.37).sin() + 0.5 * (i as f64 * 0.011).cos()) as f32))
+        .collect();
+    let mut want_loc = Vec::new();
+    let mut want_scale = Vec::new();
+    let n_all = t as f64;
+    let mu_all = x.iter().sum::<f64>() / n_all;
+    let sg = (x.iter().map(|v| (v - mu_all).powi(2)).sum::<f64>() / n_all + 0.1).sqrt();
+    for end in (patch..=t).step_by(patch) {
+        let s = &x[..end];
+        let mu = s.iter().sum::<f64>() / end as f64;
+        let var = s.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (end as f64 - 1.0);
+        want_loc.push(mu);
+        want_scale.push((var + 0.1).sqrt().clamp(0.1f64.max(sg * 1e-10), sg * 1e10));
+    }
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let series = Tensor::<3>::from_data(
+        TensorData::new(x.iter().map(|&v| v as f32).collect::<Vec<_>>(), [1, 1, t]),
+        cpu.device(),
+    );
+    let weights = Tensor::<3>::ones([1, 1, t], cpu.device());
+    let spec = toto_fallback::ScalerSpec {
+        patch,
+        prefix: None,
+        stabilize: true,
+        exponent: 10.0,
+    };
+    let worst = |b: &dyn Fn() -> (Tensor<3>, Tensor<3>)| {
+        let (loc, scale) = b();
+        let (loc, scale) = (common::values(loc), common::values(scale));
+        let mut e = (0.0f64, 0.0f64);
+        for (j, (wl, ws)) in want_loc.iter().zip(&want_scale).enumerate() {
+            let i = j * patch; // every step of a patch carries its statistic
+            e.0 = e.0.max((loc[i] - wl).abs() / wl.abs());
+            e.1 = e.1.max((scale[i] - ws).abs() / ws);
+        }
+        e
+    };
+    let host = worst(&|| {
+        cpu.patch_scaler(series.clone(), weights.clone(), spec)
+            .unwrap()
+    });
+    let composed = worst(&|| {
+        Composed(cpu.clone())
+            .patch_scaler(series.clone(), weights.clone(), spec)
+            .unwrap()
+    });
+    eprintln!("relative error (loc, scale): f64 host {host:?}, f32 composition {composed:?}");
+    // f64 on the host: exact up to the f32 rounding of the inputs and outputs.
+    assert!(host.0 <= 1e-7 && host.1 <= 1e-6, "{host:?}");
+    // The f32 composition is measurably worse on the scale: that is why it is not used silently.
+    assert!(composed.1 > 10.0 * host.1, "{composed:?} vs {host:?}");
+}
