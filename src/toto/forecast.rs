@@ -3,7 +3,7 @@
 use burn::tensor::{Bool, Int, Tensor};
 
 use super::model::KvCache;
-use super::{Toto, TotoOutput};
+use super::{Toto, TotoDistribution};
 use crate::backend::Backend;
 use crate::dist::Distribution;
 use crate::error::{Error, Result};
@@ -216,18 +216,18 @@ impl<B: Backend> Toto<B> {
         let context = t + pad;
         let steps = options.prediction_length.div_ceil(p);
         let prefix = Some(context);
-        let next = |paths: &Paths, cache: Option<&mut KvCache>| -> Result<TotoOutput<B>> {
+        // The distribution of the next patch only (the forward covers the whole context at
+        // prefill, and every step without a cache).
+        let next = |paths: &Paths, cache: Option<&mut KvCache>| -> Result<TotoDistribution<B>> {
             self.forward(
                 paths.series.clone(),
                 paths.mask.clone(),
                 paths.ids.clone(),
                 cache,
                 prefix,
-            )
-        };
-        let last_patch = |y: Tensor<3>| {
-            let [bb, vv, tt] = y.dims();
-            y.slice([0..bb, 0..vv, tt - p..tt])
+            )?
+            .last_steps(p)
+            .distribution()
         };
         let trim = |s: Tensor<3>| {
             let [bb, vv, _] = s.dims();
@@ -237,8 +237,7 @@ impl<B: Backend> Toto<B> {
             None => {
                 let mut cache = options.use_kv_cache.then(KvCache::default);
                 for _ in 0..steps {
-                    let out = next(&paths, cache.as_mut())?;
-                    let y = replace_extreme(last_patch(out.distribution()?.mean()));
+                    let y = replace_extreme(next(&paths, cache.as_mut())?.mean());
                     paths.push(y);
                 }
                 Ok(Forecast {
@@ -249,21 +248,17 @@ impl<B: Backend> Toto<B> {
             Some(n) => {
                 // Prefill once; its last patch's distribution gives every path's first step.
                 let mut prefill_cache = options.use_kv_cache.then(KvCache::default);
-                let first = next(&paths, prefill_cache.as_mut())?.distribution()?;
+                let first = next(&paths, prefill_cache.as_mut())?;
                 let mut chunks = Vec::with_capacity(n / spb);
                 for _ in 0..n / spb {
-                    let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, T']
-                    let [_, _, _, tt] = draws.dims();
-                    let y = draws
-                        .slice([0..spb, 0..b, 0..v, tt - p..tt])
-                        .reshape([spb * b, v, p]);
+                    let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]
+                    let y = draws.reshape([spb * b, v, p]);
                     let mut chunk = paths.repeat(spb);
                     let mut cache = prefill_cache.as_ref().map(|c| c.repeat(spb));
                     chunk.push(replace_extreme(y));
                     for _ in 1..steps {
-                        let out = next(&chunk, cache.as_mut())?;
-                        let y: Tensor<3> = out.distribution()?.sample(&[])?;
-                        chunk.push(replace_extreme(last_patch(y)));
+                        let y: Tensor<3> = next(&chunk, cache.as_mut())?.sample(&[])?;
+                        chunk.push(replace_extreme(y));
                     }
                     chunks.push(trim(chunk.series)); // [spb·B, V, pred]
                 }

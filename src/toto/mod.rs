@@ -67,6 +67,22 @@ impl<B: Backend> TotoOutput<B> {
         MixtureSameFamily::new(mixing, component)
     }
 
+    /// The output over only its last `n` steps (all of them if there are fewer): what a decode
+    /// step needs, so that means and draws are not computed for the whole context.
+    pub fn last_steps(&self, n: usize) -> Self {
+        let [b, v, t, k] = self.df.dims();
+        let cut = |x: &Tensor<4>| x.clone().slice([0..b, 0..v, t.saturating_sub(n)..t, 0..k]);
+        TotoOutput {
+            backend: self.backend.clone(),
+            loc: self.loc.clone(),
+            scale: self.scale.clone(),
+            df: cut(&self.df),
+            component_loc: cut(&self.component_loc),
+            component_scale: cut(&self.component_scale),
+            logits: cut(&self.logits),
+        }
+    }
+
     /// The distribution in data units: the mixture under the scaler's affine map, with `loc`
     /// and `scale` cut to the last `T'` steps (the prediction from patch `s` is de-normalised
     /// with patch `s`'s statistics, as toto-ts does).

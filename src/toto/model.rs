@@ -235,27 +235,42 @@ pub(crate) fn rope_tables(s: usize, offset: usize, dh: usize) -> (Vec<f32>, Vec<
     (angles, scales)
 }
 
-/// Rotary position embedding with xPos on `x: [N, H, S, Dh]`; `sign` +1 for queries (times
-/// the scale), -1 for keys (divided by it).
-fn rope_xpos(x: Tensor<4>, offset: usize, sign: f32) -> Tensor<4> {
-    let [n, h, s, dh] = x.dims();
-    let device = x.device();
-    let (angles, scales) = rope_tables(s, offset, dh);
-    let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, dh]), &device);
-    let scales = Tensor::<2>::from_data(TensorData::new(scales, [s, dh]), &device);
-    let scales = if sign > 0.0 { scales } else { scales.recip() };
-    let (cos, sin) = (
-        angles.clone().cos().reshape([1, 1, s, dh]),
-        angles.sin().reshape([1, 1, s, dh]),
-    );
-    // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
-    let pairs = x.clone().reshape([n, h, s, dh / 2, 2]);
-    let x0 = pairs.clone().slice([0..n, 0..h, 0..s, 0..dh / 2, 0..1]);
-    let x1 = pairs.slice([0..n, 0..h, 0..s, 0..dh / 2, 1..2]);
-    let rotated = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, dh]);
-    x.mul(cos)
-        .add(rotated.mul(sin))
-        .mul(scales.reshape([1, 1, s, dh]))
+/// The rotary + xPos factors of one forward pass, `[1, 1, S, Dh]` each, built once and shared
+/// by every time-wise layer.
+struct Rope {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    scale: Tensor<4>,
+}
+
+impl Rope {
+    fn new(s: usize, offset: usize, dh: usize, device: &Device) -> Self {
+        let (angles, scales) = rope_tables(s, offset, dh);
+        let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, dh]), device);
+        let scale = Tensor::<2>::from_data(TensorData::new(scales, [s, dh]), device);
+        Rope {
+            cos: angles.clone().cos().reshape([1, 1, s, dh]),
+            sin: angles.sin().reshape([1, 1, s, dh]),
+            scale: scale.reshape([1, 1, s, dh]),
+        }
+    }
+
+    /// Rotary position embedding with xPos on `x: [N, H, S, Dh]`: times the scale for queries,
+    /// divided by it for keys.
+    fn apply(&self, x: Tensor<4>, query: bool) -> Tensor<4> {
+        let [n, h, s, dh] = x.dims();
+        // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
+        let pairs = x.clone().reshape([n, h, s, dh / 2, 2]);
+        let x0 = pairs.clone().slice([0..n, 0..h, 0..s, 0..dh / 2, 0..1]);
+        let x1 = pairs.slice([0..n, 0..h, 0..s, 0..dh / 2, 1..2]);
+        let rotated = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, dh]);
+        let y = x.mul(self.cos.clone()).add(rotated.mul(self.sin.clone()));
+        if query {
+            y.mul(self.scale.clone())
+        } else {
+            y.div(self.scale.clone())
+        }
+    }
 }
 
 /// `softmax(q kᵀ / √Dh + mask) v` with `mask` true where attention is *not* allowed.
@@ -291,6 +306,7 @@ impl TotoWeights {
             .projection
             .forward(scaled.reshape([b, v, s, p]));
         hook("patch_embed", h.clone());
+        let rope = Rope::new(s, offset, dh, &h.device());
         for (i, (layer, kind)) in self.transformer.layers.iter().zip(kinds).enumerate() {
             let z = layer.norm1.forward(h.clone());
             hook(&format!("layer{i}.norm1"), z.clone());
@@ -310,8 +326,8 @@ impl TotoWeights {
             let o = match kind {
                 LayerKind::Time => {
                     let to_seq = |x: Tensor<5>| x.reshape([b * v, s, heads, dh]).swap_dims(1, 2);
-                    let q = rope_xpos(to_seq(q), offset, 1.0);
-                    let mut k = rope_xpos(to_seq(k), offset, -1.0);
+                    let q = rope.apply(to_seq(q), true);
+                    let mut k = rope.apply(to_seq(k), false);
                     let mut val = to_seq(val);
                     if let Some(cache) = cache.as_deref_mut() {
                         if cache.layers.len() < kinds.len() {
