@@ -1,93 +1,124 @@
-//! Quick start: pick the best device, draw a Student-T sample through the fallback, and print
-//! what ran where.
+//! Quick start: load Toto, forecast a series, print a summary of the forecast and what ran where.
 //!
 //! ```text
-//! cargo run --release --example quick_start
+//! cargo run --release --example quick_start                 # the bundled tiny test model
+//! cargo run --release --example quick_start -- MODEL_DIR    # e.g. Toto-Open-Base-1.0
 //! ```
 //!
-//! On a machine without a GPU, wgpu needs a software Vulkan driver
-//! (`apt-get install mesa-vulkan-drivers`); without one the example says so and runs on the CPU.
+//! `MODEL_DIR` holds `config.json` and `model.safetensors` (the layout of
+//! `Datadog/Toto-Open-Base-1.0` on the Hugging Face Hub). Without it, the example uses the tiny
+//! randomly initialised model the conformance tests use: it runs everything, but it is untrained
+//! and its forecasts mean nothing.
+//!
+//! Runs on the GPU through wgpu with the CPU as fallback; without a GPU adapter (or a software
+//! Vulkan driver: `apt-get install mesa-vulkan-drivers`) it says so and runs on the CPU.
 
-use burn::tensor::Tensor;
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use toto_fallback::toto::{ForecastOptions, Toto};
 use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
 
-const DF: f32 = 5.0;
-const N: usize = 1_000_000;
+const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
 fn main() -> Result<(), toto_fallback::Error> {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )
     .init();
-
+    let dir = std::env::args().nth(1).map(PathBuf::from);
     match Wgpu::new() {
         Ok(gpu) => {
-            println!("Using device: {}", gpu.name());
-            // Gamma sampling is not native on wgpu: the fallback runs it on the CPU.
+            println!("Using device: {} (CPU fallback: burn-ndarray)", gpu.name());
             let backend = FallbackBackend::new(gpu, NdArray::new());
-            student_t_summary(&backend)?;
+            forecast(&backend, dir)?;
             println!("\n{}", backend.report());
         }
         Err(e) => {
-            println!("No wgpu adapter ({e})");
+            println!("No wgpu adapter ({e}); running on the CPU.");
             let cpu = NdArray::new();
-            println!(
-                "Using device: {} (CPU; every op native, nothing falls back)",
-                cpu.name()
-            );
-            student_t_summary(&cpu)?;
+            println!("Using device: {}", cpu.name());
+            forecast(&cpu, dir)?;
         }
     }
     Ok(())
 }
 
-/// Draws `N` Student-T(DF) variates as `Z * sqrt(DF / (2 G))`, `Z ~ N(0, 1)`,
-/// `G ~ Gamma(DF / 2, 1)` (so `2G ~ Chi2(DF)`), and prints their summary next to the exact values.
-fn student_t_summary<B: Backend>(backend: &B) -> Result<(), toto_fallback::Error> {
-    backend.seed(2024);
-    let z = backend.standard_normal([N])?;
-    let alpha = Tensor::<1>::full([N], DF / 2.0, backend.device());
-    let g = backend.standard_gamma(alpha)?;
-    let t = z.mul(g.mul_scalar(2.0 / DF).sqrt().recip());
-
-    let mut v = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data");
-    v.sort_by(f32::total_cmp);
-    let n = v.len() as f64;
-    let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = v
-        .iter()
-        .map(|&x| (f64::from(x) - mean).powi(2))
-        .sum::<f64>()
-        / (n - 1.0);
-    let quantile = |p: f64| v[((n - 1.0) * p).round() as usize];
-
-    let exact = StudentsT::new(0.0, 1.0, f64::from(DF)).expect("valid Student-T");
-    let df = f64::from(DF);
+fn forecast<B: Backend>(backend: &B, dir: Option<PathBuf>) -> Result<(), toto_fallback::Error> {
+    let bundled = dir.is_none();
+    let dir = dir.unwrap_or_else(|| PathBuf::from(BUNDLED));
+    let model = Toto::from_dir(backend, &dir)?;
+    let config = model.config();
     println!(
-        "\nStudent-T(df = {DF}) sample of {N} draws, through {}:",
-        backend.name()
+        "Model loaded: {} parameters, patch size {}, {} layers, {} mixture components, from {}",
+        config.parameter_count(),
+        config.patch_size,
+        config.num_layers,
+        config.k_components(),
+        dir.display()
     );
-    println!("  {:<10} {:>10} {:>10}", "", "sample", "exact");
-    println!("  {:<10} {:>10.4} {:>10.4}", "mean", mean, 0.0);
-    println!(
-        "  {:<10} {:>10.4} {:>10.4}",
-        "variance",
-        var,
-        df / (df - 2.0)
-    );
-    for p in [0.05, 0.5, 0.95, 0.99] {
-        let label = format!("q{}", p * 100.0);
+    if bundled {
         println!(
-            "  {:<10} {:>10.4} {:>10.4}",
-            label,
-            quantile(p),
-            exact.inverse_cdf(p)
+            "  (the bundled tiny test model: random weights, untrained; its forecasts are \
+             meaningless. Pass the directory of Toto-Open-Base-1.0 for real ones.)"
         );
+    }
+
+    // Two variates of a periodic signal with a trend, as a [batch = 1, variates = 2, time]
+    // tensor: 8 patches of context (512 steps for Toto-Open-Base-1.0), 2 patches ahead.
+    let p = config.patch_size;
+    let (variates, context, horizon) = (2, 8 * p, 2 * p);
+    let values: Vec<f32> = (0..variates * context)
+        .map(|i| {
+            let (v, t) = ((i / context) as f32, (i % context) as f32);
+            10.0 + v * 5.0
+                + 0.01 * t
+                + (1.0 + v) * (t * std::f32::consts::TAU / (2 * p) as f32).sin()
+        })
+        .collect();
+    let series = Tensor::<3>::from_data(
+        TensorData::new(values, [1, variates, context]),
+        backend.device(),
+    );
+    let options = ForecastOptions {
+        prediction_length: horizon,
+        num_samples: Some(64),
+        samples_per_batch: 64,
+        use_kv_cache: true,
+    };
+    let start = Instant::now();
+    let forecast = model.forecast(series, None, None, &options)?;
+    let (median, low, high) = (
+        forecast.median()?,
+        forecast.quantile(0.1)?,
+        forecast.quantile(0.9)?,
+    );
+    let read = |t: Tensor<3>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    };
+    let (median, low, high) = (read(median), read(low), read(high));
+    println!(
+        "Forecast generated: {} variates x {horizon} steps from {} samples in {:.2} s",
+        variates,
+        options.num_samples.unwrap_or(0),
+        start.elapsed().as_secs_f64()
+    );
+    for v in 0..variates {
+        println!("  variate {v}: step   median   [10%, 90%]");
+        for step in [0, 1, 2, horizon / 2, horizon - 1] {
+            let i = v * horizon + step;
+            println!(
+                "             {:>4} {:>8.3}   [{:.3}, {:.3}]",
+                step + 1,
+                median[i],
+                low[i],
+                high[i]
+            );
+        }
     }
     Ok(())
 }

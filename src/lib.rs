@@ -48,6 +48,6 @@ pub mod toto;
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
     Backend, FallbackBackend, FallbackPolicy, MAX_ELEMENTS, NdArray, Op, OpReport, OpSet,
-    Placement, Report, ScalerSpec, Usage,
+    Placement, Report, ScalerSpec, ScalerState, Usage,
 };
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::host::{read_f32, upload};
 use super::report::{Placement, Recorder, Report, Usage};
-use super::{Backend, Op, ScalerSpec, categorical_shape, checked_elements};
+use super::{Backend, Op, ScalerSpec, ScalerState, categorical_shape, checked_elements};
 use crate::error::{Error, Result};
 
 /// What a [`FallbackBackend`] does with an op its GPU backend does not support.
@@ -395,6 +395,36 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
                 let series = move_to(op, series, self.cpu.device())?;
                 let weights = move_to(op, weights, self.cpu.device())?;
                 let (loc, scale) = self.cpu.patch_scaler(series, weights, spec)?;
+                let out = (self.to_gpu(op, loc)?, self.to_gpu(op, scale)?);
+                self.record(op, Placement::Forwarded, n, (8 * n, 8 * n), start);
+                Ok(out)
+            }
+        }
+    }
+
+    fn patch_scaler_extend(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        let op = Op::PatchScaler;
+        self.ensure_on_device(op, "series", &series)?;
+        self.ensure_on_device(op, "weights", &weights)?;
+        spec.check_whole_patches(&series, &weights)?;
+        let n = series.shape().num_elements();
+        let start = Instant::now();
+        match self.route(op)? {
+            Placement::Native => {
+                let out = self.gpu.patch_scaler_extend(state, series, weights, spec)?;
+                self.record(op, Placement::Native, n, (0, 0), start);
+                Ok(out)
+            }
+            Placement::Forwarded => {
+                let series = move_to(op, series, self.cpu.device())?;
+                let weights = move_to(op, weights, self.cpu.device())?;
+                let (loc, scale) = self.cpu.patch_scaler_extend(state, series, weights, spec)?;
                 let out = (self.to_gpu(op, loc)?, self.to_gpu(op, scale)?);
                 self.record(op, Placement::Forwarded, n, (8 * n, 8 * n), start);
                 Ok(out)

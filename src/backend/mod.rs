@@ -17,6 +17,7 @@ pub use self::fallback::{FallbackBackend, FallbackPolicy};
 pub use self::ndarray::NdArray;
 pub use self::op::{Op, OpSet};
 pub use self::report::{OpReport, Placement, Report, Usage};
+pub use self::scaler::ScalerState;
 
 #[cfg(feature = "wgpu")]
 pub use self::wgpu::{AdapterKind, GraphicsApi, Wgpu};
@@ -173,6 +174,41 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         Ok(scaler_composed(series, weights, spec))
     }
 
+    /// [`Backend::patch_scaler`] continued: the statistics of `series` and `weights`
+    /// (`[B, V, T]`, `T` whole patches) as the continuation of the series `state` has seen, so
+    /// that a decode step pays for its new patch only (the full op rereads the whole series).
+    /// An empty `state` starts the series and takes the clamp bounds from these steps (the
+    /// first `spec.prefix`). Returns the new steps' `(loc, scale)`, equal to the tail of
+    /// [`Backend::patch_scaler`] over the whole series.
+    ///
+    /// The recurrence is sequential and in f64, so the provided body runs it on the host (a
+    /// device read of the new steps and an upload of the result); backends without
+    /// [`Op::PatchScaler`] leave it to a [`FallbackBackend`].
+    ///
+    /// # Errors
+    /// As [`Backend::patch_scaler`]; [`Error::Input`] if `T` is not a multiple of the patch
+    /// size or the batch shape differs from the state's.
+    fn patch_scaler_extend(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
+        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
+        spec.check_whole_patches(&series, &weights)?;
+        let shape = series.dims();
+        let x = host::read_f32(Op::PatchScaler.name(), series)?;
+        let w = host::read_f32(Op::PatchScaler.name(), weights)?;
+        let (loc, scale) = state.extend(shape, &x, &w, spec)?;
+        Ok((
+            host::upload(loc, shape, self.device()),
+            host::upload(scale, shape, self.device()),
+        ))
+    }
+
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
     fn ensure_supported(&self, op: Op) -> Result<()> {
         if self.supports(op) {
@@ -284,6 +320,26 @@ pub struct ScalerSpec {
 }
 
 impl ScalerSpec {
+    /// [`ScalerSpec::check`], and the length a whole number of patches.
+    pub(crate) fn check_whole_patches(
+        &self,
+        series: &Tensor<3>,
+        weights: &Tensor<3>,
+    ) -> Result<()> {
+        self.check(series, weights)?;
+        let t = series.dims()[2];
+        if t % self.patch != 0 {
+            return Err(Error::Input {
+                what: "patch_scaler_extend",
+                reason: format!(
+                    "the new steps ({t}) must be whole patches of {} steps",
+                    self.patch
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn check(&self, series: &Tensor<3>, weights: &Tensor<3>) -> Result<()> {
         if series.dims() != weights.dims() || self.patch == 0 {
             return Err(Error::Input {

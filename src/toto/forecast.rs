@@ -3,7 +3,7 @@
 use burn::tensor::{Bool, Int, Tensor};
 
 use super::model::KvCache;
-use super::{Toto, TotoDistribution};
+use super::{Phases, Toto, TotoDistribution};
 use crate::backend::Backend;
 use crate::dist::Distribution;
 use crate::error::{Error, Result};
@@ -233,12 +233,14 @@ impl<B: Backend> Toto<B> {
             let [bb, vv, _] = s.dims();
             s.slice([0..bb, 0..vv, context..context + options.prediction_length])
         };
+        let mut phases = Phases::new("toto_fallback::forecast", &device);
         match options.num_samples {
             None => {
                 let mut cache = options.use_kv_cache.then(KvCache::default);
-                for _ in 0..steps {
+                for step in 0..steps {
                     let y = replace_extreme(next(&paths, cache.as_mut())?.mean());
                     paths.push(y);
+                    phases.mark(|| format!("step {step}: forward and mean"));
                 }
                 Ok(Forecast {
                     mean: trim(paths.series),
@@ -249,16 +251,21 @@ impl<B: Backend> Toto<B> {
                 // Prefill once; its last patch's distribution gives every path's first step.
                 let mut prefill_cache = options.use_kv_cache.then(KvCache::default);
                 let first = next(&paths, prefill_cache.as_mut())?;
+                phases.mark(|| format!("prefill of {context} steps"));
                 let mut chunks = Vec::with_capacity(n / spb);
-                for _ in 0..n / spb {
+                for c in 0..n / spb {
                     let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]
                     let y = draws.reshape([spb * b, v, p]);
                     let mut chunk = paths.repeat(spb);
-                    let mut cache = prefill_cache.as_ref().map(|c| c.repeat(spb));
+                    let mut cache = prefill_cache.as_ref().map(|c| c.share(spb));
                     chunk.push(replace_extreme(y));
-                    for _ in 1..steps {
-                        let y: Tensor<3> = next(&chunk, cache.as_mut())?.sample(&[])?;
+                    phases.mark(|| format!("chunk {c}, step 0: {spb} draws per series"));
+                    for step in 1..steps {
+                        let d = next(&chunk, cache.as_mut())?;
+                        phases.mark(|| format!("chunk {c}, step {step}: forward"));
+                        let y: Tensor<3> = d.sample(&[])?;
                         chunk.push(replace_extreme(y));
+                        phases.mark(|| format!("chunk {c}, step {step}: draws"));
                     }
                     chunks.push(trim(chunk.series)); // [spb·B, V, pred]
                 }

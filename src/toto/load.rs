@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use burn::store::{ApplyError, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 
 use super::model::TotoWeights;
 use crate::error::{Error, Result};
@@ -118,4 +120,32 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
             unreadable,
         })
     }
+}
+
+/// Module path → published key, applied in order when saving: the inverse of [`RENAMES`], into
+/// the naming of the published checkpoint (`model.` prefix, xFormers' fused MLP names).
+const SAVE_RENAMES: [(&str, &str); 5] = [
+    (r"\.attention\.wqkv\.", ".attention.wQKV."),
+    (r"\.attention\.wo\.", ".attention.wO."),
+    (r"\.mlp\.w12\.", ".mlp.0.w12."),
+    (r"\.mlp\.w3\.", ".mlp.0.w3."),
+    (r"^", "model."),
+];
+
+/// `weights` as the bytes of a safetensors file in the published naming and layout
+/// (PyTorch's `[out, in]` linear weights, f32).
+pub(crate) fn save_bytes(weights: &TotoWeights) -> Result<Vec<u8>> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    for (from, to) in SAVE_RENAMES {
+        store = store.with_key_remapping(from, to);
+    }
+    let mut store = store
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("format", "pt");
+    let fail = |e: burn::store::SafetensorsStoreError| Error::Io {
+        path: "<safetensors bytes>".to_owned(),
+        reason: e.to_string(),
+    };
+    weights.save_into(&mut store).map_err(fail)?;
+    store.get_bytes().map_err(fail)
 }

@@ -19,9 +19,9 @@ pub use self::config::{LayerKind, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConf
 pub use self::forecast::{Forecast, ForecastOptions};
 pub use self::model::{KvCache, TotoWeights};
 
-use self::load::{Source, load_into};
+use self::load::{Source, load_into, save_bytes};
 use self::model::HeadOutput;
-use crate::backend::Backend;
+use crate::backend::{Backend, ScalerState};
 use crate::dist::{Affine, Categorical, MixtureSameFamily, StudentT};
 use crate::error::{Error, Result};
 
@@ -36,9 +36,11 @@ pub type TotoDistribution<B> = Affine<TotoMixture<B>, 3>;
 #[derive(Debug, Clone)]
 pub struct TotoOutput<B: Backend> {
     backend: B,
-    /// The scaler's location per time step, `[B, V, T]` over the whole input.
+    /// The scaler's location per time step, `[B, V, T'']`: over the whole input, or only over
+    /// the steps processed when a cached pass continues the scaler's running statistics (see
+    /// [`Toto::forward`]). [`TotoOutput::distribution`] uses its last `T'` steps.
     pub loc: Tensor<3>,
-    /// The scaler's scale per time step, `[B, V, T]` over the whole input.
+    /// The scaler's scale per time step, shaped as [`TotoOutput::loc`].
     pub scale: Tensor<3>,
     /// Degrees of freedom `2 + max(softplus, eps)`, `[B, V, T', K]` (`T'`: the steps processed,
     /// all of `T` without a cache, the new patch with one).
@@ -181,6 +183,38 @@ impl<B: Backend> Toto<B> {
         Ok(Self::assemble(backend, config, weights))
     }
 
+    /// The weights as the bytes of a `model.safetensors` in the published naming (`model.`
+    /// prefix, `wQKV`/`wO`, `mlp.0.w12`/`mlp.0.w3`, PyTorch's `[out, in]` layout, f32), which
+    /// toto-ts's `Toto.load_from_checkpoint` and [`Toto::from_safetensors_bytes`] read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if burn-store cannot serialise a tensor.
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        save_bytes(&self.weights)
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if needed): the layout
+    /// [`Toto::from_dir`] and toto-ts's `Toto.load_from_checkpoint` read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path that could not be written.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let io = |path: &Path, e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let config = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&self.config).map_err(|e| Error::Io {
+            path: config.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&config, text).map_err(|e| io(&config, e))?;
+        let model = dir.join("model.safetensors");
+        std::fs::write(&model, self.to_safetensors_bytes()?).map_err(|e| io(&model, e))
+    }
+
     fn assemble(backend: &B, config: TotoConfig, weights: TotoWeights) -> Self {
         Toto {
             backend: backend.clone(),
@@ -208,7 +242,14 @@ impl<B: Backend> Toto<B> {
     ///   attend to each other in space-wise layers.
     /// - `cache`: with a [`KvCache`], only the patches not yet cached are processed (exactly
     ///   one after the first call) and the output covers those steps.
-    /// - `scaling_prefix`: global scaler statistics only from the first steps.
+    /// - `scaling_prefix`: global scaler statistics only from the first steps. When the first
+    ///   pass with a `cache` covers that prefix (or the config does not stabilise), the cache
+    ///   also keeps the scaler's running statistics ([`Backend::patch_scaler_extend`]) and later
+    ///   passes compute them for the new patch alone; otherwise every pass runs
+    ///   [`Backend::patch_scaler`] over the whole series, as toto-ts does.
+    ///
+    /// With `RUST_LOG=toto_fallback::toto=trace`, logs the time up to each intermediate
+    /// (synchronising the device for every reading, so only for profiling).
     ///
     /// # Errors
     /// [`Error::Input`] for shapes that do not fit; the backend's errors (the scaler is a
@@ -221,13 +262,15 @@ impl<B: Backend> Toto<B> {
         cache: Option<&mut KvCache>,
         scaling_prefix: Option<usize>,
     ) -> Result<TotoOutput<B>> {
+        let mut phases = Phases::new("toto_fallback::toto", self.backend.device());
+        let mut hook = |name: &str, _: Tensor<4>| phases.mark(|| name.to_owned());
         self.forward_hooked(
             series,
             padding_mask,
             id_mask,
             cache,
             scaling_prefix,
-            &mut |_, _| {},
+            &mut hook,
         )
     }
 
@@ -276,18 +319,43 @@ impl<B: Backend> Toto<B> {
             });
         }
         let weights = padding_mask.float();
-        let (loc, scale) = self.backend.patch_scaler(
-            series.clone(),
-            weights,
-            crate::backend::ScalerSpec {
-                patch: p,
-                prefix: scaling_prefix,
-                stabilize: self.config.stabilize_with_global,
-                exponent: self.config.scale_factor_exponent,
-            },
-        )?;
-        let scaled = series.sub(loc.clone()).div(scale.clone());
+        let spec = crate::backend::ScalerSpec {
+            patch: p,
+            prefix: scaling_prefix,
+            stabilize: self.config.stabilize_with_global,
+            exponent: self.config.scale_factor_exponent,
+        };
         let new = [0..b, 0..v, cached..t];
+        // With a cache, the scaler's running statistics continue from the previous pass when
+        // that is exact: the clamp's global statistics must come from a prefix the first pass
+        // saw whole (the forecaster's case). Then a decode step reads only its new patch.
+        if let Some(cache) = cache.as_deref_mut()
+            && cached == 0
+        {
+            let exact = !spec.stabilize || scaling_prefix.is_some_and(|n| n <= t);
+            cache.scaler = exact.then(ScalerState::default);
+        }
+        let (loc, scale, scaled) = match cache.as_deref_mut().and_then(|c| c.scaler.as_mut()) {
+            Some(state) => {
+                let x = series.slice(new.clone());
+                let (loc, scale) = self.backend.patch_scaler_extend(
+                    state,
+                    x.clone(),
+                    weights.slice(new.clone()),
+                    spec,
+                )?;
+                let scaled = x.sub(loc.clone()).div(scale.clone());
+                (loc, scale, scaled)
+            }
+            None => {
+                let (loc, scale) = self.backend.patch_scaler(series.clone(), weights, spec)?;
+                let scaled = series
+                    .sub(loc.clone())
+                    .div(scale.clone())
+                    .slice(new.clone());
+                (loc, scale, scaled)
+            }
+        };
         let ids = id_mask
             .slice(new.clone())
             .reshape([b, v, (t - cached) / p, p])
@@ -301,7 +369,7 @@ impl<B: Backend> Toto<B> {
         } = self.weights.forward(
             &self.config,
             &self.kinds,
-            scaled.slice(new),
+            scaled,
             ids,
             cache.as_deref_mut(),
             hook,
@@ -315,5 +383,39 @@ impl<B: Backend> Toto<B> {
             component_scale,
             logits,
         })
+    }
+}
+
+/// Wall time per phase, logged at `trace` level under `target`. The device is synchronised
+/// before each reading (so the time belongs to the phase), which stalls the queue: only when
+/// trace logging is on for `target`.
+pub(crate) struct Phases {
+    target: &'static str,
+    device: Option<burn::tensor::Device>,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    pub(crate) fn new(target: &'static str, device: &burn::tensor::Device) -> Self {
+        let on = log::log_enabled!(target: target, log::Level::Trace);
+        Phases {
+            target,
+            device: on.then(|| device.clone()),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn mark(&mut self, phase: impl FnOnce() -> String) {
+        if let Some(device) = &self.device {
+            let _ = device.sync();
+            let now = std::time::Instant::now();
+            log::trace!(
+                target: self.target,
+                "{}: {:.2} ms",
+                phase(),
+                (now - self.last).as_secs_f64() * 1e3
+            );
+            self.last = now;
+        }
     }
 }

@@ -7,6 +7,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use super::config::{LayerKind, TotoConfig};
+use crate::backend::ScalerState;
 
 /// RMSNorm with toto-ts's parameter name (`scale`) and epsilon (1e-8, inside the root).
 #[derive(Module, Debug)]
@@ -52,11 +53,23 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = self.w12.forward(x);
+        let y = dense(&self.w12, x);
         let f = y.dims()[D - 1] / 2;
         let [gate, up] = y.split(f, D - 1).try_into().expect("split in two halves");
-        self.w3.forward(silu(gate).mul(up))
+        dense(&self.w3, silu(gate).mul(up))
     }
+}
+
+/// `linear` over every row of `x: [.., K]` as one product `[rows, K] × [K, N]`. burn's `Linear`
+/// on a rank-4 input multiplies each leading index separately: at a decode step that is one
+/// matrix-vector product per (path, variate), each re-packing the weight on the CPU.
+fn dense<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let k = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = linear.forward(x.reshape([rows, k]));
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
 }
 
 /// One pre-norm transformer layer.
@@ -142,19 +155,40 @@ impl TotoWeights {
     }
 }
 
-/// The cached keys and values of one time-wise layer: `[B·V, H, S, Dh]` each, post-rotary.
-#[derive(Debug, Clone)]
+/// The cached keys and values of one time-wise layer, post-rotary.
+///
+/// `shared` holds the keys and values of a prefix common to every group of `share` consecutive
+/// blocks of rows (the prefill of one context, shared by `share` sample paths: `[B·V, H, S₀, Dh]`
+/// for rows `[share·B·V, …]`, sample index outer); `own` holds each row's later patches
+/// (`[share·B·V, H, S₁, Dh]`).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct LayerCache {
-    pub(crate) k: Tensor<4>,
-    pub(crate) v: Tensor<4>,
+    pub(crate) shared: Option<(Tensor<4>, Tensor<4>)>,
+    pub(crate) own: Option<(Tensor<4>, Tensor<4>)>,
 }
 
 /// The KV cache of every time-wise layer (space-wise layers need none).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
-    pub(crate) layers: Vec<Option<LayerCache>>,
+    pub(crate) layers: Vec<LayerCache>,
     /// Patches cached so far.
     pub(crate) patches: usize,
+    /// How many sample paths share each layer's `shared` prefix.
+    pub(crate) share: usize,
+    /// The scaler's running statistics, when the first pass allowed continuing them (see
+    /// `Toto::forward`); otherwise every pass rereads the whole series.
+    pub(crate) scaler: Option<ScalerState>,
+}
+
+impl Default for KvCache {
+    fn default() -> Self {
+        KvCache {
+            layers: Vec::new(),
+            patches: 0,
+            share: 1,
+            scaler: None,
+        }
+    }
 }
 
 impl KvCache {
@@ -168,21 +202,82 @@ impl KvCache {
         self.patches == 0
     }
 
-    /// The cache with every entry repeated `times` along the batch (sample index outer): the
-    /// prefill of one context shared by `times` sample paths.
-    pub(crate) fn repeat(&self, times: usize) -> Self {
+    /// The cache for `times` sample paths of every row (sample index outer), without copying
+    /// the prefix: what is cached so far becomes the shared prefix every path attends to, and
+    /// only the patches decoded from here on are stored per path. Attention over a shared
+    /// prefix is the same arithmetic as over a prefix repeated `times` ([`KvCache::repeat`]),
+    /// reassociated (a unit test compares them).
+    pub(crate) fn share(&self, times: usize) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match (&l.shared, &l.own) {
+                (None, own) => LayerCache {
+                    shared: own.clone(),
+                    own: None,
+                },
+                (Some(shared), own) => LayerCache {
+                    shared: Some(shared.clone()),
+                    own: own.as_ref().map(|(k, v)| {
+                        (
+                            k.clone().repeat_dim(0, times),
+                            v.clone().repeat_dim(0, times),
+                        )
+                    }),
+                },
+            })
+            .collect();
+        let share = if self.layers.iter().any(|l| l.shared.is_some()) {
+            self.share * times
+        } else {
+            times
+        };
         KvCache {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| {
-                    l.as_ref().map(|c| LayerCache {
-                        k: c.k.clone().repeat_dim(0, times),
-                        v: c.v.clone().repeat_dim(0, times),
-                    })
-                })
-                .collect(),
+            layers,
             patches: self.patches,
+            share,
+            scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
+        }
+    }
+
+    /// The cache with every entry materialised `times` over along the batch (sample index
+    /// outer): the reference [`KvCache::share`] is tested against.
+    #[cfg(test)]
+    pub(crate) fn repeat(&self, times: usize) -> Self {
+        let rows = |shared: &Tensor<4>, own: Option<&Tensor<4>>| {
+            let prefix = shared.clone().repeat_dim(0, self.share * times);
+            match own {
+                None => prefix,
+                Some(own) => Tensor::cat(vec![prefix, own.clone().repeat_dim(0, times)], 2),
+            }
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match (&l.shared, &l.own) {
+                (None, own) => LayerCache {
+                    shared: None,
+                    own: own.as_ref().map(|(k, v)| {
+                        (
+                            k.clone().repeat_dim(0, times),
+                            v.clone().repeat_dim(0, times),
+                        )
+                    }),
+                },
+                (Some((sk, sv)), own) => LayerCache {
+                    shared: None,
+                    own: Some((
+                        rows(sk, own.as_ref().map(|o| &o.0)),
+                        rows(sv, own.as_ref().map(|o| &o.1)),
+                    )),
+                },
+            })
+            .collect();
+        KvCache {
+            layers,
+            patches: self.patches,
+            share: 1,
+            scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
         }
     }
 }
@@ -283,6 +378,43 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, blocked: Option<Tensor<4, Bo
     softmax(scores, 3).matmul(v)
 }
 
+/// [`attend`] for queries `q: [share·N, H, S, Dh]` over a prefix `(kp, vp): [N, H, S₀, Dh]`
+/// shared by the `share` blocks of `N` rows, followed by each row's own keys and values
+/// `(ko, vo): [share·N, H, S₁, Dh]` (no mask: every query sees the whole cache). The prefix is never
+/// repeated: the `share` queries of a row become extra query rows against its one prefix.
+fn attend_shared(
+    q: Tensor<4>,
+    (kp, vp): (&Tensor<4>, &Tensor<4>),
+    (ko, vo): (Tensor<4>, Tensor<4>),
+    share: usize,
+) -> Tensor<4> {
+    let [rows, h, s, dh] = q.dims();
+    let n = rows / share;
+    let s0 = kp.dims()[2];
+    let scale = (dh as f64).sqrt();
+    // [share·N, H, S, ·] <-> [N, H, share·S, ·]
+    let gather = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([share, n, h, s, w])
+            .permute([1, 2, 0, 3, 4])
+            .reshape([n, h, share * s, w])
+    };
+    let scatter = |x: Tensor<4>| {
+        let w = x.dims()[3];
+        x.reshape([n, h, share, s, w])
+            .permute([2, 0, 1, 3, 4])
+            .reshape([rows, h, s, w])
+    };
+    let prefix_scores =
+        scatter(gather(q.clone()).matmul(kp.clone().swap_dims(2, 3))).div_scalar(scale);
+    let s1 = ko.dims()[2];
+    let own_scores = q.matmul(ko.swap_dims(2, 3)).div_scalar(scale);
+    let weights = softmax(Tensor::cat(vec![prefix_scores, own_scores], 3), 3);
+    let wp = weights.clone().slice([0..rows, 0..h, 0..s, 0..s0]);
+    let wo = weights.slice([0..rows, 0..h, 0..s, s0..s0 + s1]);
+    scatter(gather(wp).matmul(vp.clone())).add(wo.matmul(vo))
+}
+
 impl TotoWeights {
     /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
     /// in `cache`) and patch ids `[B, V, S]` to the head's outputs over `[B, V, T, K]`.
@@ -301,20 +433,14 @@ impl TotoWeights {
         let dh = d / heads;
         let s = t / p;
         let offset = cache.as_ref().map_or(0, |c| c.patches);
-        let mut h = self
-            .patch_embed
-            .projection
-            .forward(scaled.reshape([b, v, s, p]));
+        let mut h = dense(&self.patch_embed.projection, scaled.reshape([b, v, s, p]));
         hook("patch_embed", h.clone());
         let rope = Rope::new(s, offset, dh, &h.device());
         for (i, (layer, kind)) in self.transformer.layers.iter().zip(kinds).enumerate() {
             let z = layer.norm1.forward(h.clone());
             hook(&format!("layer{i}.norm1"), z.clone());
             // wQKV's outputs are laid out (qkv, head_dim, heads), head index fastest.
-            let qkv = layer
-                .attention
-                .wqkv
-                .forward(z)
+            let qkv = dense(&layer.attention.wqkv, z)
                 .reshape([b, v, s, 3, dh, heads])
                 .swap_dims(4, 5); // [B, V, S, 3, H, Dh]
             let part = |j: usize| {
@@ -329,26 +455,33 @@ impl TotoWeights {
                     let q = rope.apply(to_seq(q), true);
                     let mut k = rope.apply(to_seq(k), false);
                     let mut val = to_seq(val);
+                    let mut shared = None;
                     if let Some(cache) = cache.as_deref_mut() {
                         if cache.layers.len() < kinds.len() {
-                            cache.layers.resize(kinds.len(), None);
+                            cache.layers.resize(kinds.len(), LayerCache::default());
                         }
-                        if let Some(prev) = &cache.layers[i] {
-                            k = Tensor::cat(vec![prev.k.clone(), k], 2);
-                            val = Tensor::cat(vec![prev.v.clone(), val], 2);
+                        let entry = &mut cache.layers[i];
+                        if let Some((pk, pv)) = &entry.own {
+                            k = Tensor::cat(vec![pk.clone(), k], 2);
+                            val = Tensor::cat(vec![pv.clone(), val], 2);
                         }
-                        cache.layers[i] = Some(LayerCache {
-                            k: k.clone(),
-                            v: val.clone(),
-                        });
+                        entry.own = Some((k.clone(), val.clone()));
+                        shared = entry.shared.clone().map(|p| (p, cache.share));
                     }
-                    // Causal at prefill; a decode step's one patch sees the whole cache.
-                    let blocked = (offset == 0 && s > 1).then(|| {
-                        Tensor::<2, Bool>::tril_mask([s, s], 0, &h.device())
-                            .reshape([1, 1, s, s])
-                            .expand([b * v, heads, s, s])
-                    });
-                    attend(q, k, val, blocked) // [B·V, H, S, Dh]
+                    let o = match shared {
+                        // Decode steps of sample paths over a shared prefill.
+                        Some(((kp, vp), share)) => attend_shared(q, (&kp, &vp), (k, val), share),
+                        None => {
+                            // Causal at prefill; a decode step's one patch sees the whole cache.
+                            let blocked = (offset == 0 && s > 1).then(|| {
+                                Tensor::<2, Bool>::tril_mask([s, s], 0, &h.device())
+                                    .reshape([1, 1, s, s])
+                                    .expand([b * v, heads, s, s])
+                            });
+                            attend(q, k, val, blocked)
+                        }
+                    };
+                    o // [B·V, H, S, Dh]
                         .swap_dims(1, 2)
                         .reshape([b, v, s, d])
                 }
@@ -367,7 +500,7 @@ impl TotoWeights {
                         .reshape([b, v, s, d])
                 }
             };
-            let a = layer.attention.wo.forward(o);
+            let a = dense(&layer.attention.wo, o);
             hook(&format!("layer{i}.attention"), a.clone());
             h = h.add(a);
             let z = layer.norm2.forward(h.clone());
@@ -381,16 +514,44 @@ impl TotoWeights {
             cache.patches += s;
         }
         // Unembed: token s yields P feature vectors (patch-internal offset outer).
-        let u = self.unembed.forward(h).reshape([b, v, s * p, d]);
+        let u = dense(&self.unembed, h).reshape([b, v, s * p, d]);
         hook("flattened", u.clone());
+        // The four head projections as one product: `u` is the largest tensor of a decode step
+        // (rows × P × D) and is read once instead of four times.
         let head = &self.output_distribution;
+        let projections = [
+            &head.df,
+            &head.loc_proj,
+            &head.scale_proj,
+            &head.mixture_weights,
+        ];
+        let k = config.k_components();
+        let weight = Tensor::cat(projections.iter().map(|l| l.weight.val()).collect(), 1);
+        let bias = Tensor::cat(
+            projections
+                .iter()
+                .map(|l| match &l.bias {
+                    Some(b) => b.val(),
+                    None => Tensor::zeros([k], &weight.device()),
+                })
+                .collect(),
+            0,
+        );
+        let rows = b * v * s * p;
+        let y = u
+            .reshape([rows, d])
+            .matmul(weight)
+            .add(bias.reshape([1, 4 * k]));
+        let part = |j: usize| {
+            y.clone()
+                .slice([0..rows, j * k..(j + 1) * k])
+                .reshape([b, v, s * p, k])
+        };
         HeadOutput {
-            df: softplus(head.df.forward(u.clone()))
-                .clamp_min(F32_EPS)
-                .add_scalar(2.0),
-            loc: head.loc_proj.forward(u.clone()),
-            scale: softplus(head.scale_proj.forward(u.clone())).clamp_min(F32_EPS),
-            logits: head.mixture_weights.forward(u),
+            df: softplus(part(0)).clamp_min(F32_EPS).add_scalar(2.0),
+            loc: part(1),
+            scale: softplus(part(2)).clamp_min(F32_EPS),
+            logits: part(3),
         }
     }
 }
@@ -411,5 +572,68 @@ mod tests {
         for (g, w) in scales[..4].iter().zip(want) {
             assert!((g - w).abs() < 1e-7, "{g} vs {w}");
         }
+    }
+
+    #[test]
+    fn a_shared_prefix_attends_like_a_repeated_one() {
+        use crate::Backend as _;
+        let cpu = crate::NdArray::seeded(3);
+        let device = cpu.device().clone();
+        let mut config = TotoConfig::open_base_1_0();
+        (config.patch_size, config.stride, config.embed_dim) = (4, 4, 16);
+        (config.num_layers, config.num_heads, config.mlp_hidden_dim) = (3, 2, 24);
+        config.spacewise_every_n_layers = 3;
+        config.output_distribution_kwargs.k_components = 3;
+        let kinds = config.layer_kinds();
+        let weights = TotoWeights::init(&config, &device);
+        let (b, v, p, times) = (2, 3, 4, 3);
+        let input = |rows: usize, patches: usize| {
+            let n = rows * v * patches * p;
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                .collect();
+            (
+                Tensor::<3>::from_data(TensorData::new(x, [rows, v, patches * p]), &device),
+                Tensor::<3, Int>::zeros([rows, v, patches], &device),
+            )
+        };
+        let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| {
+            weights
+                .forward(
+                    &config,
+                    &kinds,
+                    x.0.clone(),
+                    x.1.clone(),
+                    Some(cache),
+                    &mut |_, _| {},
+                )
+                .loc
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let mut prefill = KvCache::default();
+        run(&input(b, 5), &mut prefill);
+        let mut shared = prefill.share(times);
+        let mut repeated = prefill.repeat(times);
+        // Two decode steps (the second attends to a shared prefix and an own part), then
+        // sharing again between them.
+        for step in 0..3 {
+            if step == 2 {
+                shared = shared.share(2);
+                repeated = repeated.repeat(2);
+            }
+            let rows = b * times * if step == 2 { 2 } else { 1 };
+            let x = input(rows, 1);
+            let (got, want) = (run(&x, &mut shared), run(&x, &mut repeated));
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "step {step}: {g} vs {w}"
+                );
+            }
+        }
+        assert_eq!(shared.share, 2 * times);
     }
 }

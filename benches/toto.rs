@@ -1,0 +1,152 @@
+//! Toto forecast time on the dashboard's workloads, with random weights of the
+//! Toto-Open-Base-1.0 configuration (151M parameters), on the same inputs as
+//! `bench/toto_ts_bench.py` (the toto-ts anchor): `sin(t / 10) + 0.01 t` for every variate.
+//!
+//! - criterion: `cargo bench --bench toto` times W-small on `NdArray` (all cores).
+//! - bench binary: `cargo bench --bench toto -- --workload w-eval --backend fallback` runs one
+//!   workload a few times and prints one JSON line (first run and median of the rest) like the
+//!   anchor script, with the fallback's report. Workloads: `w-small` (B=1, V=4, context 512,
+//!   horizon 128, 32 samples), `w-eval` (B=1, V=8, context 2048, horizon 336, 256 samples),
+//!   `w-eval-b4` (as w-eval with B=4). Backends: `ndarray`, `fallback`
+//!   (`FallbackBackend<Wgpu, NdArray>`). `--runs N` (default 4). With
+//!   `RUST_LOG=toto_fallback=trace` the forecaster logs each phase's time (synchronising the
+//!   device for each reading).
+//!
+//! Under `cargo test` (no `--bench` argument) it runs the tiny configuration once, as a smoke test.
+
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use criterion::Criterion;
+use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
+use toto_fallback::{Backend, FallbackBackend, NdArray, Op, Wgpu};
+
+/// (batch, variates, context, horizon, samples): as in bench/README.md.
+fn workload(name: &str) -> Option<(usize, usize, usize, usize, usize)> {
+    match name {
+        "w-small" => Some((1, 4, 512, 128, 32)),
+        "w-eval" => Some((1, 8, 2048, 336, 256)),
+        "w-eval-b4" => Some((4, 8, 2048, 336, 256)),
+        _ => None,
+    }
+}
+
+fn tiny() -> TotoConfig {
+    let mut c = TotoConfig::open_base_1_0();
+    (c.patch_size, c.stride, c.embed_dim, c.num_layers) = (8, 8, 32, 3);
+    (c.num_heads, c.mlp_hidden_dim, c.spacewise_every_n_layers) = (2, 48, 3);
+    c.output_distribution_kwargs.k_components = 4;
+    c
+}
+
+/// One forecast with the median read back to the host (as the anchor reads `out.median`).
+fn forecast<B: Backend>(
+    model: &Toto<B>,
+    (b, v, c, h, n): (usize, usize, usize, usize, usize),
+) -> f64 {
+    let series: Vec<f32> = (0..b * v * c)
+        .map(|i| {
+            let t = (i % c) as f32;
+            (t / 10.0).sin() + 0.01 * t
+        })
+        .collect();
+    let start = Instant::now();
+    let series =
+        Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), model.backend().device());
+    let options = ForecastOptions {
+        prediction_length: h,
+        num_samples: Some(n),
+        samples_per_batch: n,
+        use_kv_cache: true,
+    };
+    let f = model
+        .forecast(series, None, None, &options)
+        .expect("forecast");
+    let median = f.median().expect("median").into_data();
+    assert_eq!(median.num_elements(), b * v * h);
+    start.elapsed().as_secs_f64()
+}
+
+fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
+    let w = workload(name).unwrap_or_else(|| panic!("unknown workload {name}"));
+    let model = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
+    let times: Vec<f64> = (0..runs).map(|_| forecast(&model, w)).collect();
+    let mut rest = times[1..].to_vec();
+    rest.sort_by(f64::total_cmp);
+    let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
+    println!(
+        "{{\"impl\": \"toto-fallback\", \"backend\": \"{}\", \"threads\": {}, \"workload\": \"{name}\", \
+         \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \"samples\": {}, \
+         \"first_s\": {:.4}, \"median_s\": {:.4}, \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
+        backend.name(),
+        rayon::current_num_threads(),
+        w.0,
+        w.1,
+        w.2,
+        w.3,
+        w.4,
+        times[0],
+        median,
+        times
+            .iter()
+            .map(|t| (t * 1e4).round() / 1e4)
+            .collect::<Vec<_>>(),
+        report()
+    );
+}
+
+/// The forwarded ops of a fallback run, e.g. `standard_gamma x 12, patch_scaler x 6`.
+fn forwarded(b: &FallbackBackend<Wgpu, NdArray>) -> String {
+    let report = b.report();
+    Op::ALL
+        .into_iter()
+        .filter_map(|op| {
+            let calls = report.op(op).forwarded.calls;
+            (calls > 0).then(|| format!("{} x {calls}", op.name()))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn main() {
+    // `RUST_LOG=toto_fallback=trace` prints the forecaster's per-phase times.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
+    )
+    .init();
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(name) = value("--workload") {
+        let runs = value("--runs").map_or(4, |r| r.parse().expect("--runs N"));
+        match value("--backend").as_deref().unwrap_or("fallback") {
+            "ndarray" => run_workload(&NdArray::new(), &name, runs, String::new),
+            "fallback" => {
+                let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
+                run_workload(&b, &name, runs, || forwarded(&b));
+                eprintln!("{}", b.report());
+            }
+            other => panic!("unknown backend {other} (ndarray, fallback)"),
+        }
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test`: one small forecast so the benchmark code stays exercised.
+        let cpu = NdArray::seeded(0);
+        let model = Toto::random(&cpu, tiny()).expect("model");
+        let secs = forecast(&model, (1, 2, 64, 16, 4));
+        println!("toto bench smoke test: tiny forecast in {secs:.3} s");
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args().sample_size(10);
+    let cpu = NdArray::new();
+    let model = Toto::random(&cpu, TotoConfig::open_base_1_0()).expect("model");
+    let w = workload("w-small").expect("known");
+    c.bench_function("toto forecast W-small/ndarray", |bench| {
+        bench.iter(|| forecast(&model, w))
+    });
+    c.final_summary();
+}
