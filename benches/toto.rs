@@ -8,7 +8,8 @@
 //!   anchor script, with the fallback's report. Workloads: `w-small` (B=1, V=4, context 512,
 //!   horizon 128, 32 samples), `w-eval` (B=1, V=8, context 2048, horizon 336, 256 samples),
 //!   `w-eval-b4` (as w-eval with B=4). Backends: `ndarray`, `fallback`
-//!   (`FallbackBackend<Wgpu, NdArray>`). `--runs N` (default 4). With
+//!   (`FallbackBackend<Wgpu, NdArray>`), `fallback-cpu-t` (the same with the Student-T draws
+//!   forced onto the CPU). `--runs N` (default 4). With
 //!   `RUST_LOG=toto_fallback=trace` the forecaster logs each phase's time (synchronising the
 //!   device for each reading).
 //!
@@ -108,6 +109,53 @@ fn forwarded(b: &FallbackBackend<Wgpu, NdArray>) -> String {
         .join(", ")
 }
 
+/// Median of 5 timed calls after one warm-up, each with its output kept alive until the device
+/// has synchronised (fusion would otherwise be free to drop work whose result is unused).
+fn time_it<const D: usize>(b: &impl Backend, mut f: impl FnMut() -> Tensor<D>) -> f64 {
+    let warm = f();
+    b.device().sync().expect("sync");
+    drop(warm);
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let out = f();
+            b.device().sync().expect("sync");
+            let secs = start.elapsed().as_secs_f64();
+            drop(out);
+            secs
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
+}
+
+fn sampling<B: Backend>(b: &B) {
+    use burn::tensor::Distribution as Init;
+    use toto_fallback::dist::{Categorical, Distribution, MixtureSameFamily, StudentT};
+    let n = 10_000_000;
+    let df = Tensor::<1>::full([n], 5.0, b.device());
+    let s = time_it(b, || b.standard_t(df.clone()).expect("standard_t"));
+    println!(
+        "{{\"case\": \"student_t(df=5)\", \"backend\": \"{}\", \"n\": {n}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
+        b.name(),
+        n as f64 / s
+    );
+    let (p, k) = (n / 8, 24);
+    let u = |lo, hi| Tensor::<2>::random([p, k], Init::Uniform(lo, hi), b.device());
+    let comp = StudentT::new(b, u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1)).expect("components");
+    let mix: MixtureSameFamily<B, StudentT<B, 2>, 1, 2> = MixtureSameFamily::new(
+        Categorical::from_logits(b, u(-2.0, 2.0)).expect("logits"),
+        comp,
+    )
+    .expect("mixture");
+    let s = time_it(b, || -> Tensor<1> { mix.sample(&[]).expect("sample") });
+    println!(
+        "{{\"case\": \"mixture24_student_t\", \"backend\": \"{}\", \"n\": {p}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
+        b.name(),
+        p as f64 / s
+    );
+}
+
 fn main() {
     // `RUST_LOG=toto_fallback=trace` prints the forecaster's per-phase times.
     env_logger::Builder::from_env(
@@ -129,8 +177,26 @@ fn main() {
                 run_workload(&b, &name, runs, || forwarded(&b));
                 eprintln!("{}", b.report());
             }
-            other => panic!("unknown backend {other} (ndarray, fallback)"),
+            "fallback-cpu-t" => {
+                // Student-T draws forced onto the CPU (normal + gamma there), as before the
+                // native sampler: the forwarded path, measured side by side.
+                let gpu = Wgpu::new()
+                    .expect("a wgpu adapter")
+                    .with_unsupported([Op::StandardT]);
+                let b = FallbackBackend::new(gpu, NdArray::new());
+                run_workload(&b, &name, runs, || forwarded(&b));
+                eprintln!("{}", b.report());
+            }
+            other => panic!("unknown backend {other} (ndarray, fallback, fallback-cpu-t)"),
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--sampling") {
+        // The shapes of bench/torch_sampling_bench.py on a GPU: 1e7 Student-T(5) draws, and a
+        // K = 24 Student-T mixture over 1.25e6 positions, one draw each.
+        let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
+        sampling(&b);
+        eprintln!("{}", b.report());
         return;
     }
     if !args.iter().any(|a| a == "--bench") {

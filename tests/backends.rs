@@ -39,6 +39,65 @@ on_backends!(standard_gamma_passes_ks, [ndarray, fallback], |b| {
     }
 });
 
+// Student-T(df) at n = 1e6 per df (the KS size): Bailey's polar method on wgpu (and so
+// natively on the fallback), normal + gamma on NdArray. Oracle: statrs' StudentsT cdf.
+on_backends!(standard_t_passes_ks, [ndarray, wgpu, fallback], |b| {
+    for df in [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6] {
+        let d = Tensor::<2>::full([10, 100_000], df as f32, b.device());
+        let t = values(b.standard_t(d).unwrap());
+        let dist = statrs::distribution::StudentsT::new(0.0, 1.0, df).unwrap();
+        assert_ks(&format!("standard_t(df = {df})"), &t, |x| dist.cdf(x));
+    }
+});
+
+on_backends!(standard_t_uses_each_elements_df, [ndarray, wgpu], |b| {
+    // Interleaved df 1 (Cauchy) and 1e6 (normal): each half follows its own law.
+    let df: Vec<f32> = (0..200_000)
+        .map(|i| if i % 2 == 0 { 1.0 } else { 1e6 })
+        .collect();
+    let t = values(
+        b.standard_t(Tensor::<1>::from_floats(df.as_slice(), b.device()))
+            .unwrap(),
+    );
+    let (cauchy, normal): (Vec<f64>, Vec<f64>) = (
+        t.iter().step_by(2).copied().collect(),
+        t.iter().skip(1).step_by(2).copied().collect(),
+    );
+    let c = statrs::distribution::StudentsT::new(0.0, 1.0, 1.0).unwrap();
+    assert_ks("df = 1 elements", &cauchy, |x| c.cdf(x));
+    let n = Normal::new(0.0, 1.0).unwrap();
+    assert_ks("df = 1e6 elements", &normal, |x| n.cdf(x));
+});
+
+#[test]
+fn student_t_sampling_forwards_nothing_on_the_fallback() {
+    // Bailey's method needs no gamma: a Toto-sized mixture draw stays on the GPU.
+    let Some(b) = common::fallback(8) else { return };
+    assert_eq!(b.placement(Op::StandardT), Some(Placement::Native));
+    let df = Tensor::<2>::full([64, 24], 5.0, b.device());
+    let t = toto_fallback::dist::StudentT::new(&*b, df.clone(), df.zeros_like(), df.ones_like())
+        .unwrap();
+    use toto_fallback::dist::Distribution as _;
+    let _: Tensor<3> = t.sample(&[4]).unwrap();
+    let report = b.report();
+    assert!(
+        Op::ALL.iter().all(|&op| report.op(op).forwarded.calls == 0),
+        "{report}"
+    );
+    assert_eq!(report.op(Op::StandardT).native.calls, 1);
+    // Forced onto the CPU, the same op is forwarded and still correct in law.
+    let forced = FallbackBackend::new(
+        b.gpu().clone().with_unsupported([Op::StandardT]),
+        NdArray::seeded(9),
+    )
+    .with_policy(FallbackPolicy::Silent);
+    let d = Tensor::<1>::full([200_000], 5.0, forced.device());
+    let t = values(forced.standard_t(d).unwrap());
+    let dist = statrs::distribution::StudentsT::new(0.0, 1.0, 5.0).unwrap();
+    assert_ks("standard_t forced onto the CPU", &t, |x| dist.cdf(x));
+    assert_eq!(forced.report().op(Op::StandardT).forwarded.calls, 1);
+}
+
 // Per-element concentrations: interleaved alphas must each get their own distribution.
 on_backends!(
     standard_gamma_uses_each_elements_alpha,
@@ -388,6 +447,21 @@ on_backends!(
         }
     }
 );
+
+on_backends!(expm1_is_accurate_near_zero, [ndarray, wgpu], |b| {
+    let xs: Vec<f32> = vec![
+        -20.0, -1.0, -0.5, -0.49, -1e-3, -1e-8, 0.0, 1e-10, 3e-5, 0.01, 0.3, 0.499, 0.5, 2.0, 40.0,
+    ];
+    let x = Tensor::<1>::from_floats(xs.as_slice(), b.device());
+    let got = values(toto_fallback::special::expm1(x));
+    for (&x, &got) in xs.iter().zip(&got) {
+        let want = f64::from(x).exp_m1(); // f64 reference
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs() + 1e-30,
+            "expm1({x}) = {got}, f64 {want}"
+        );
+    }
+});
 
 // The incomplete beta against statrs' beta_reg for the small parameters it is sized for.
 on_backends!(betainc_matches_statrs, [ndarray, wgpu], |b| {

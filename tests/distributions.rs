@@ -56,7 +56,7 @@ fn check_moments<X: Distribution<1>>(what: &str, x: &X, s: &[f64], kurtosis: Opt
 
 const STUDENT_DFS: [f64; 7] = [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6];
 
-on_backends!(student_t_samples_pass_ks, [ndarray, fallback], |b| {
+on_backends!(student_t_samples_pass_ks, [ndarray, wgpu, fallback], |b| {
     for df in STUDENT_DFS {
         let (loc, scale) = (1.5, 2.0);
         let t = StudentT::new(&*b, full(&*b, df as f32), full(&*b, loc), full(&*b, scale)).unwrap();
@@ -656,24 +656,29 @@ on_backends!(
 );
 
 #[test]
-fn mixture_sampling_draws_one_gamma_per_output_through_the_fallback() {
+fn mixture_sampling_draws_one_student_t_per_output_and_forwards_nothing() {
     let Some(b) = common::fallback(11) else {
         return;
     };
     let (mix, _, _) = mixture(&*b);
     let _: Tensor<2> = mix.sample(&[1000]).unwrap();
     let report = b.report();
-    let gamma = report.op(Op::StandardGamma).forwarded;
+    let t = report.op(Op::StandardT).native;
     assert_eq!(
-        (gamma.calls, gamma.elements),
+        (t.calls, t.elements),
         (1, 2000),
-        "one gamma per output, not K per output"
+        "one Student-T draw per output, not K per output"
     );
     let pick = report.op(Op::Categorical).native;
     assert_eq!(
         (pick.calls, pick.elements),
         (1, 2000),
         "one categorical draw per output"
+    );
+    // Bailey's method needs no gamma: nothing leaves the GPU.
+    assert!(
+        Op::ALL.iter().all(|&op| report.op(op).forwarded.calls == 0),
+        "{report}"
     );
 }
 

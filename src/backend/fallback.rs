@@ -337,6 +337,16 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
         )
     }
 
+    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
+        self.unary(
+            Op::StandardT,
+            "df",
+            df,
+            |g, d| g.standard_t(d),
+            |c, d| c.standard_t(d),
+        )
+    }
+
     fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
         self.unary(Op::Lgamma, "x", x, |g, x| g.lgamma(x), |c, x| c.lgamma(x))
     }

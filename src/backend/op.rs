@@ -24,6 +24,9 @@ pub enum Op {
     /// One category index per row of logits, repeated for a sample count
     /// (`torch.multinomial(softmax(logits), 1)` per row): the mixture's component draw.
     Categorical,
+    /// One standard Student-T draw per element of a tensor of degrees of freedom
+    /// (`torch.distributions.StudentT(df).sample()`, numpy's `standard_t`).
+    StandardT,
     /// Toto's causal patch mean/std scaler ([`Backend::patch_scaler`](crate::Backend::patch_scaler)),
     /// computed in f64 where the backend can.
     PatchScaler,
@@ -31,10 +34,11 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in a fixed order (the order of the report's rows).
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::Uniform,
         Op::StandardNormal,
         Op::StandardGamma,
+        Op::StandardT,
         Op::Lgamma,
         Op::Digamma,
         Op::Categorical,
@@ -47,6 +51,7 @@ impl Op {
             Op::Uniform => "uniform",
             Op::StandardNormal => "standard_normal",
             Op::StandardGamma => "standard_gamma",
+            Op::StandardT => "standard_t",
             Op::Lgamma => "lgamma",
             Op::Digamma => "digamma",
             Op::Categorical => "categorical",
@@ -60,10 +65,11 @@ impl Op {
             Op::Uniform => 0,
             Op::StandardNormal => 1,
             Op::StandardGamma => 2,
-            Op::Lgamma => 3,
-            Op::Digamma => 4,
-            Op::Categorical => 5,
-            Op::PatchScaler => 6,
+            Op::StandardT => 3,
+            Op::Lgamma => 4,
+            Op::Digamma => 5,
+            Op::Categorical => 6,
+            Op::PatchScaler => 7,
         }
     }
 }

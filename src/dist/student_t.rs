@@ -105,14 +105,6 @@ impl<B: Backend, const D: usize> StudentT<B, D> {
         super::validate::finite(NAME, "loc", &self.loc)?;
         super::validate::positive(NAME, "scale", &self.scale)
     }
-
-    /// Draws with every parameter already of the full output shape.
-    fn draw<const S: usize>(&self, shape: [usize; S], df: Tensor<S>) -> Result<Tensor<S>> {
-        let z = self.backend.standard_normal(shape)?;
-        let g = self.backend.standard_gamma(df.clone().mul_scalar(0.5))?;
-        // Z · sqrt(ν / 2G) = Z / sqrt(χ²/ν).
-        Ok(z.mul(df.div(g.mul_scalar(2.0)).sqrt()))
-    }
 }
 
 impl<B: Backend, const D: usize> Distribution<D> for StudentT<B, D> {
@@ -127,7 +119,7 @@ impl<B: Backend, const D: usize> Distribution<D> for StudentT<B, D> {
     fn sample<const S: usize>(&self, sample_shape: &[usize]) -> Result<Tensor<S>> {
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
         let df = lift::<D, S>(self.df.clone()).broadcast_to(shape);
-        let t = self.draw(shape, df)?;
+        let t = self.backend.standard_t(df)?;
         Ok(t.mul(lift::<D, S>(self.scale.clone()))
             .add(lift::<D, S>(self.loc.clone())))
     }
