@@ -623,7 +623,7 @@ fn mixture<B: Backend>(
 
 on_backends!(
     mixture_samples_pass_ks_and_draw_once_per_output,
-    [ndarray, fallback],
+    [ndarray, wgpu, fallback],
     |b| {
         let (mix, w, p) = mixture(&*b);
         let x: Tensor<2> = mix.sample(&[N]).unwrap(); // [N, 2]
