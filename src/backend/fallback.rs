@@ -234,6 +234,36 @@ impl<Gpu: Backend, Cpu: Backend> FallbackBackend<Gpu, Cpu> {
     }
 
     /// An op from one tensor to a tensor of the same shape.
+    /// Routes a scaler op (`series`, `weights` in; `(loc, scale)` out): 4 bytes per value to
+    /// the CPU and 8 back when forwarded. `state` goes to whichever side runs.
+    fn scaler<S>(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        state: S,
+        on_gpu: impl FnOnce(&Gpu, S, Tensor<3>, Tensor<3>) -> Result<(Tensor<3>, Tensor<3>)>,
+        on_cpu: impl FnOnce(&Cpu, S, Tensor<3>, Tensor<3>) -> Result<(Tensor<3>, Tensor<3>)>,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        let op = Op::PatchScaler;
+        let n = series.shape().num_elements();
+        let start = Instant::now();
+        match self.route(op)? {
+            Placement::Native => {
+                let out = on_gpu(&self.gpu, state, series, weights)?;
+                self.record(op, Placement::Native, n, (0, 0), start);
+                Ok(out)
+            }
+            Placement::Forwarded => {
+                let series = move_to(op, series, self.cpu.device())?;
+                let weights = move_to(op, weights, self.cpu.device())?;
+                let (loc, scale) = on_cpu(&self.cpu, state, series, weights)?;
+                let out = (self.to_gpu(op, loc)?, self.to_gpu(op, scale)?);
+                self.record(op, Placement::Forwarded, n, (8 * n, 8 * n), start);
+                Ok(out)
+            }
+        }
+    }
+
     fn unary<const D: usize>(
         &self,
         op: Op,
@@ -389,27 +419,14 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        let op = Op::PatchScaler;
-        self.ensure_on_device(op, "series", &series)?;
-        self.ensure_on_device(op, "weights", &weights)?;
-        spec.check(&series, &weights)?;
-        let n = series.shape().num_elements();
-        let start = Instant::now();
-        match self.route(op)? {
-            Placement::Native => {
-                let out = self.gpu.patch_scaler(series, weights, spec)?;
-                self.record(op, Placement::Native, n, (0, 0), start);
-                Ok(out)
-            }
-            Placement::Forwarded => {
-                let series = move_to(op, series, self.cpu.device())?;
-                let weights = move_to(op, weights, self.cpu.device())?;
-                let (loc, scale) = self.cpu.patch_scaler(series, weights, spec)?;
-                let out = (self.to_gpu(op, loc)?, self.to_gpu(op, scale)?);
-                self.record(op, Placement::Forwarded, n, (8 * n, 8 * n), start);
-                Ok(out)
-            }
-        }
+        spec.check(self, &series, &weights)?;
+        self.scaler(
+            series,
+            weights,
+            (),
+            |g, (), x, w| g.patch_scaler(x, w, spec),
+            |c, (), x, w| c.patch_scaler(x, w, spec),
+        )
     }
 
     fn patch_scaler_extend(
@@ -419,27 +436,14 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        let op = Op::PatchScaler;
-        self.ensure_on_device(op, "series", &series)?;
-        self.ensure_on_device(op, "weights", &weights)?;
-        spec.check_whole_patches(&series, &weights)?;
-        let n = series.shape().num_elements();
-        let start = Instant::now();
-        match self.route(op)? {
-            Placement::Native => {
-                let out = self.gpu.patch_scaler_extend(state, series, weights, spec)?;
-                self.record(op, Placement::Native, n, (0, 0), start);
-                Ok(out)
-            }
-            Placement::Forwarded => {
-                let series = move_to(op, series, self.cpu.device())?;
-                let weights = move_to(op, weights, self.cpu.device())?;
-                let (loc, scale) = self.cpu.patch_scaler_extend(state, series, weights, spec)?;
-                let out = (self.to_gpu(op, loc)?, self.to_gpu(op, scale)?);
-                self.record(op, Placement::Forwarded, n, (8 * n, 8 * n), start);
-                Ok(out)
-            }
-        }
+        spec.check_extend(self, &series, &weights)?;
+        self.scaler(
+            series,
+            weights,
+            state,
+            |g, state, x, w| g.patch_scaler_extend(state, x, w, spec),
+            |c, state, x, w| c.patch_scaler_extend(state, x, w, spec),
+        )
     }
 }
 

@@ -13,6 +13,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use rayon::prelude::*;
 
+use super::Op;
 use crate::error::{Error, Result};
 
 /// Elements per independently seeded chunk: large enough that seeding (a few ns) is noise next to
@@ -204,6 +205,21 @@ pub(crate) fn read_f32<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<
 }
 
 /// Uploads a host vector as a tensor of `shape` on `device`.
+/// A scaler computation on the host: `series` and `weights` read back, `(loc, scale)` computed by
+/// `f` from their shape and values, both uploaded to `device`.
+pub(crate) fn scaler(
+    series: Tensor<3>,
+    weights: Tensor<3>,
+    device: &Device,
+    f: impl FnOnce([usize; 3], &[f32], &[f32]) -> Result<(Vec<f32>, Vec<f32>)>,
+) -> Result<(Tensor<3>, Tensor<3>)> {
+    let shape = series.dims();
+    let x = read_f32(Op::PatchScaler.name(), series)?;
+    let w = read_f32(Op::PatchScaler.name(), weights)?;
+    let (loc, scale) = f(shape, &x, &w)?;
+    Ok((upload(loc, shape, device), upload(scale, shape, device)))
+}
+
 pub(crate) fn upload<const D: usize>(
     values: Vec<f32>,
     shape: [usize; D],

@@ -15,6 +15,7 @@ mod wgpu;
 
 pub use self::fallback::{FallbackBackend, FallbackPolicy};
 pub use self::ndarray::NdArray;
+pub(crate) use self::ndarray::is_ndarray;
 pub use self::op::{Op, OpSet};
 pub use self::report::{OpReport, Placement, Report, Usage};
 pub use self::scaler::ScalerState;
@@ -196,9 +197,7 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
-        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
-        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
-        spec.check(&series, &weights)?;
+        spec.check(self, &series, &weights)?;
         Ok(scaler_composed(series, weights, spec))
     }
 
@@ -224,17 +223,10 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
-        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
-        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
-        spec.check_whole_patches(&series, &weights)?;
-        let shape = series.dims();
-        let x = host::read_f32(Op::PatchScaler.name(), series)?;
-        let w = host::read_f32(Op::PatchScaler.name(), weights)?;
-        let (loc, scale) = state.extend(shape, &x, &w, spec)?;
-        Ok((
-            host::upload(loc, shape, self.device()),
-            host::upload(scale, shape, self.device()),
-        ))
+        spec.check_extend(self, &series, &weights)?;
+        host::scaler(series, weights, self.device(), |shape, x, w| {
+            state.extend(shape, x, w, spec)
+        })
     }
 
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
@@ -348,27 +340,16 @@ pub struct ScalerSpec {
 }
 
 impl ScalerSpec {
-    /// [`ScalerSpec::check`], and the length a whole number of patches.
-    pub(crate) fn check_whole_patches(
+    /// The checks of [`Backend::patch_scaler`]'s arguments: both on `backend`'s device, one
+    /// shape, a patch of at least one step.
+    pub(crate) fn check<B: Backend>(
         &self,
+        backend: &B,
         series: &Tensor<3>,
         weights: &Tensor<3>,
     ) -> Result<()> {
-        self.check(series, weights)?;
-        let t = series.dims()[2];
-        if t % self.patch != 0 {
-            return Err(Error::Input {
-                what: "patch_scaler_extend",
-                reason: format!(
-                    "the new steps ({t}) must be whole patches of {} steps",
-                    self.patch
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    pub(crate) fn check(&self, series: &Tensor<3>, weights: &Tensor<3>) -> Result<()> {
+        backend.ensure_on_device(Op::PatchScaler, "series", series)?;
+        backend.ensure_on_device(Op::PatchScaler, "weights", weights)?;
         if series.dims() != weights.dims() || self.patch == 0 {
             return Err(Error::Input {
                 what: "patch_scaler",
@@ -377,6 +358,27 @@ impl ScalerSpec {
                      must be at least 1",
                     series.dims(),
                     weights.dims(),
+                    self.patch
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`ScalerSpec::check`], and a length of whole patches ([`Backend::patch_scaler_extend`]).
+    pub(crate) fn check_extend<B: Backend>(
+        &self,
+        backend: &B,
+        series: &Tensor<3>,
+        weights: &Tensor<3>,
+    ) -> Result<()> {
+        self.check(backend, series, weights)?;
+        let t = series.dims()[2];
+        if t % self.patch != 0 {
+            return Err(Error::Input {
+                what: "patch_scaler_extend",
+                reason: format!(
+                    "the new steps ({t}) must be whole patches of {} steps",
                     self.patch
                 ),
             });

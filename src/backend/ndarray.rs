@@ -8,6 +8,14 @@ use super::host::{self, HostRng};
 use super::{Backend, Op, OpSet, ScalerSpec, Support, categorical_shape, checked_elements};
 use crate::error::Result;
 
+/// Whether `device` is burn-ndarray's, where some burn ops have other costs than on a GPU
+/// (`gather` is slower than `select` there; on wgpu `select` is the slow one).
+pub(crate) fn is_ndarray(device: &Device) -> bool {
+    #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; we target ndarray.
+    let cpu = Device::ndarray();
+    *device == cpu
+}
+
 /// The CPU backend: burn's ndarray device, with every [`Op`] native.
 ///
 /// Random draws are made on the host with `rand_distr` (ziggurat normals, Marsaglia–Tsang gamma
@@ -149,16 +157,9 @@ impl Backend for NdArray {
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
-        self.ensure_on_device(Op::PatchScaler, "series", &series)?;
-        self.ensure_on_device(Op::PatchScaler, "weights", &weights)?;
-        spec.check(&series, &weights)?;
-        let shape = series.dims();
-        let x = host::read_f32(Op::PatchScaler.name(), series)?;
-        let w = host::read_f32(Op::PatchScaler.name(), weights)?;
-        let (loc, scale) = super::scaler::patch_stats(&x, &w, shape[2], spec);
-        Ok((
-            host::upload(loc, shape, &self.device),
-            host::upload(scale, shape, &self.device),
-        ))
+        spec.check(self, &series, &weights)?;
+        host::scaler(series, weights, &self.device, |shape, x, w| {
+            Ok(super::scaler::patch_stats(x, w, shape[2], spec))
+        })
     }
 }

@@ -242,7 +242,7 @@ fn hill_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Tensor<D>
         s = s.sub(f.div(df_ds));
     }
     let y = s.square();
-    expm1(y.div(a)).mul(df).sqrt().neg()
+    super::expm1(y.div(a)).mul(df).sqrt().neg()
 }
 
 /// Bisection of the lower-tail CDF in `u = asinh(t)` on `[−44, 0]`, for `q <= ½`, `ν < 10`.
@@ -263,22 +263,4 @@ fn bisect_lower_quantile<const D: usize>(q: Tensor<D>, df: Tensor<D>) -> Result<
         Ok(f.lower(q.clone()))
     });
     Ok(u?.sinh())
-}
-
-/// `eˣ − 1`, accurate near 0: a Taylor polynomial for `|x| < 0.35` (truncation below 1e-9
-/// relative), `exp(x) − 1` beyond.
-fn expm1<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let c = [
-        1.0,
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-    ];
-    let series = x.clone().mul(super::normal::poly(x.clone(), &c));
-    let far = x.clone().abs().greater_elem(0.35);
-    series.mask_where(far, x.exp().sub_scalar(1.0))
 }

@@ -318,7 +318,6 @@ impl<B: Backend> Toto<B> {
                 ),
             });
         }
-        let weights = padding_mask.float();
         let spec = crate::backend::ScalerSpec {
             patch: p,
             prefix: scaling_prefix,
@@ -341,14 +340,16 @@ impl<B: Backend> Toto<B> {
                 let (loc, scale) = self.backend.patch_scaler_extend(
                     state,
                     x.clone(),
-                    weights.slice(new.clone()),
+                    padding_mask.slice(new.clone()).float(),
                     spec,
                 )?;
                 let scaled = x.sub(loc.clone()).div(scale.clone());
                 (loc, scale, scaled)
             }
             None => {
-                let (loc, scale) = self.backend.patch_scaler(series.clone(), weights, spec)?;
+                let (loc, scale) =
+                    self.backend
+                        .patch_scaler(series.clone(), padding_mask.float(), spec)?;
                 let scaled = series
                     .sub(loc.clone())
                     .div(scale.clone())
