@@ -8,10 +8,13 @@
 //!   anchor script, with the fallback's report. Workloads: `w-small` (B=1, V=4, context 512,
 //!   horizon 128, 32 samples), `w-eval` (B=1, V=8, context 2048, horizon 336, 256 samples),
 //!   `w-eval-b4` (as w-eval with B=4). Backends: `ndarray`, `fallback`
-//!   (`FallbackBackend<Wgpu, NdArray>`), `fallback-cpu-t` (the same with the Student-T draws
+//!   (`FallbackBackend<Wgpu, NdArray>`), `fallback-forced` (the same with every native sampler
 //!   forced onto the CPU). `--runs N` (default 4). With
 //!   `RUST_LOG=toto_fallback=trace` the forecaster logs each phase's time (synchronising the
 //!   device for each reading).
+//!
+//! - `cargo bench --bench toto -- --sampling [--forced]`: sampling throughput (JSON lines) on
+//!   the fallback's native kernels, and with `--forced` on the CPU through the fallback.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configuration once, as a smoke test.
 
@@ -109,13 +112,13 @@ fn forwarded(b: &FallbackBackend<Wgpu, NdArray>) -> String {
         .join(", ")
 }
 
-/// Median of 5 timed calls after one warm-up, each with its output kept alive until the device
+/// Median of 11 timed calls after one warm-up, each with its output kept alive until the device
 /// has synchronised (fusion would otherwise be free to drop work whose result is unused).
 fn time_it<const D: usize>(b: &impl Backend, mut f: impl FnMut() -> Tensor<D>) -> f64 {
     let warm = f();
     b.device().sync().expect("sync");
     drop(warm);
-    let mut t: Vec<f64> = (0..5)
+    let mut t: Vec<f64> = (0..11)
         .map(|_| {
             let start = Instant::now();
             let out = f();
@@ -126,35 +129,62 @@ fn time_it<const D: usize>(b: &impl Backend, mut f: impl FnMut() -> Tensor<D>) -
         })
         .collect();
     t.sort_by(f64::total_cmp);
-    t[2]
+    t[5]
 }
 
-fn sampling<B: Backend>(b: &B) {
+/// Prints one JSON line per sampling case: the shapes of bench/torch_sampling_bench.py (1e7
+/// Student-T(5) and Gamma(2.5) draws, a K = 24 Student-T mixture over 1.25e6 positions with one
+/// draw each), plus 1e8 draws to show the throughput once launch costs are amortised.
+fn sampling<B: Backend>(b: &B, label: &str) {
     use burn::tensor::Distribution as Init;
     use toto_fallback::dist::{Categorical, Distribution, MixtureSameFamily, StudentT};
-    let n = 10_000_000;
-    let df = Tensor::<1>::full([n], 5.0, b.device());
-    let s = time_it(b, || b.standard_t(df.clone()).expect("standard_t"));
-    println!(
-        "{{\"case\": \"student_t(df=5)\", \"backend\": \"{}\", \"n\": {n}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
-        b.name(),
-        n as f64 / s
-    );
-    let (p, k) = (n / 8, 24);
-    let u = |lo, hi| Tensor::<2>::random([p, k], Init::Uniform(lo, hi), b.device());
-    let comp = StudentT::new(b, u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1)).expect("components");
-    let mix: MixtureSameFamily<B, StudentT<B, 2>, 1, 2> = MixtureSameFamily::new(
-        Categorical::from_logits(b, u(-2.0, 2.0)).expect("logits"),
-        comp,
-    )
-    .expect("mixture");
-    let s = time_it(b, || -> Tensor<1> { mix.sample(&[]).expect("sample") });
-    println!(
-        "{{\"case\": \"mixture24_student_t\", \"backend\": \"{}\", \"n\": {p}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
-        b.name(),
-        p as f64 / s
-    );
+    let line = |case: &str, n: usize, s: f64| {
+        println!(
+            "{{\"case\": \"{case}\", \"backend\": \"{label}\", \"n\": {n}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
+            n as f64 / s
+        );
+    };
+    for n in [10_000_000, 100_000_000] {
+        let df = Tensor::<1>::full([n], 5.0, b.device());
+        let s = time_it(b, || b.standard_t(df.clone()).expect("standard_t"));
+        line("student_t(df=5)", n, s);
+        let alpha = Tensor::<1>::full([n], 2.5, b.device());
+        let s = time_it(b, || {
+            b.standard_gamma(alpha.clone()).expect("standard_gamma")
+        });
+        line("gamma(alpha=2.5)", n, s);
+        let s = time_it(b, || b.uniform([n]).expect("uniform"));
+        line("uniform", n, s);
+    }
+    for p in [1_250_000, 12_500_000] {
+        let k = 24;
+        let u = |lo, hi| Tensor::<2>::random([p, k], Init::Uniform(lo, hi), b.device());
+        let comp = StudentT::new(b, u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1)).expect("components");
+        let mix: MixtureSameFamily<B, StudentT<B, 2>, 1, 2> = MixtureSameFamily::new(
+            Categorical::from_logits(b, u(-2.0, 2.0)).expect("logits"),
+            comp,
+        )
+        .expect("mixture");
+        let s = time_it(b, || -> Tensor<1> { mix.sample(&[]).expect("sample") });
+        line("mixture24_student_t", p, s);
+        // The backend op alone, without the distribution layer.
+        let (logits, df, loc, scale) = (u(-2.0, 2.0), u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1));
+        let s = time_it(b, || {
+            b.student_t_mixture(logits.clone(), df.clone(), loc.clone(), scale.clone(), 1)
+                .expect("student_t_mixture")
+        });
+        line("student_t_mixture op (K=24)", p, s);
+    }
 }
+
+/// The sampling ops of the native wgpu kernels, for the forced-fallback runs.
+const SAMPLERS: [Op; 5] = [
+    Op::Uniform,
+    Op::StandardNormal,
+    Op::StandardGamma,
+    Op::StandardT,
+    Op::StudentTMixture,
+];
 
 fn main() {
     // `RUST_LOG=toto_fallback=trace` prints the forecaster's per-phase times.
@@ -177,26 +207,30 @@ fn main() {
                 run_workload(&b, &name, runs, || forwarded(&b));
                 eprintln!("{}", b.report());
             }
-            "fallback-cpu-t" => {
-                // Student-T draws forced onto the CPU (normal + gamma there), as before the
-                // native sampler: the forwarded path, measured side by side.
+            "fallback-forced" => {
+                // Every native sampler forced onto the CPU: the forwarded path, measured side
+                // by side with the native one.
                 let gpu = Wgpu::new()
                     .expect("a wgpu adapter")
-                    .with_unsupported([Op::StandardT]);
+                    .with_unsupported(SAMPLERS);
                 let b = FallbackBackend::new(gpu, NdArray::new());
                 run_workload(&b, &name, runs, || forwarded(&b));
                 eprintln!("{}", b.report());
             }
-            other => panic!("unknown backend {other} (ndarray, fallback, fallback-cpu-t)"),
+            other => panic!("unknown backend {other} (ndarray, fallback, fallback-forced)"),
         }
         return;
     }
     if args.iter().any(|a| a == "--sampling") {
-        // The shapes of bench/torch_sampling_bench.py on a GPU: 1e7 Student-T(5) draws, and a
-        // K = 24 Student-T mixture over 1.25e6 positions, one draw each.
-        let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
-        sampling(&b);
+        let gpu = Wgpu::new().expect("a wgpu adapter");
+        let b = FallbackBackend::new(gpu.clone(), NdArray::new());
+        sampling(&b, "native");
         eprintln!("{}", b.report());
+        if args.iter().any(|a| a == "--forced") {
+            let b = FallbackBackend::new(gpu.with_unsupported(SAMPLERS), NdArray::new());
+            sampling(&b, "forced");
+            eprintln!("{}", b.report());
+        }
         return;
     }
     if !args.iter().any(|a| a == "--bench") {

@@ -1,7 +1,7 @@
 //! Device check: which adapter wgpu picks, which distribution ops run natively on it and which
-//! the fallback sends to the CPU, and a test draw through the fallback (a Student-T sample,
-//! which needs gamma sampling) with its report. The Rust counterpart of checking that
-//! `PYTORCH_ENABLE_MPS_FALLBACK=1` took effect.
+//! the fallback sends to the CPU, and a test draw (a Student-T sample built from normal and
+//! gamma draws) twice: natively, and with gamma forced onto the CPU, each with its report. The
+//! Rust counterpart of checking that `PYTORCH_ENABLE_MPS_FALLBACK=1` took effect.
 //!
 //! ```text
 //! cargo run --release --example device_check
@@ -26,7 +26,7 @@ fn main() -> Result<(), toto_fallback::Error> {
     match Wgpu::new() {
         Ok(gpu) => {
             println!("Using device: {}", gpu.name());
-            let backend = FallbackBackend::new(gpu, NdArray::new());
+            let backend = FallbackBackend::new(gpu.clone(), NdArray::new());
             println!("\nOp support (policy: {}):", backend.policy().name());
             for op in Op::ALL {
                 let place = match backend.placement(op) {
@@ -34,11 +34,16 @@ fn main() -> Result<(), toto_fallback::Error> {
                     Some(toto_fallback::Placement::Forwarded) => "forwarded to the CPU",
                     None => "unavailable",
                 };
-                println!("  {:<16} {place}", op.name());
+                println!("  {:<17} {place}", op.name());
             }
-            // Gamma sampling is not native on wgpu: the fallback runs it on the CPU.
+            // Gamma sampling is native on wgpu (a Philox kernel): nothing is forwarded.
             student_t_summary(&backend)?;
             println!("\n{}", backend.report());
+            // The same draw with gamma forced onto the CPU: the fallback path at work.
+            let forced =
+                FallbackBackend::new(gpu.with_unsupported([Op::StandardGamma]), NdArray::new());
+            student_t_summary(&forced)?;
+            println!("\n{}", forced.report());
         }
         Err(e) => {
             println!("No wgpu adapter ({e})");

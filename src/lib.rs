@@ -7,7 +7,9 @@
 //!
 //! PyTorch on Apple GPUs crashed with `NotImplementedError: aten::_standard_gamma` until users
 //! set `PYTORCH_ENABLE_MPS_FALLBACK=1` *before* `import torch`, then paid a silent CPU round trip
-//! per step. burn's wgpu backend has no gamma sampling at all. Here the fallback is a value:
+//! per step. burn's wgpu backend has no gamma sampling at all. This crate brings its own GPU
+//! samplers (gamma, Student-T, Toto's mixture draw) and keeps the fallback for any op a device
+//! lacks — as a value:
 //!
 //! ```
 //! use toto_fallback::{Backend, FallbackBackend, NdArray, Op};
@@ -24,9 +26,11 @@
 //!
 //! ## Map
 //! - [`Backend`]: the distribution-level backend trait (per-op support, seeding, sampling and
-//!   special functions), implemented by [`NdArray`] (CPU, every op), [`Wgpu`] (Vulkan/Metal/DX12,
-//!   no gamma) and [`FallbackBackend`] (routes per op, under a [`FallbackPolicy`], into a
-//!   [`Report`]).
+//!   special functions), implemented by [`NdArray`] (CPU, every op), [`Wgpu`]
+//!   (Vulkan/Metal/DX12; every sampler a native CubeCL kernel) and [`FallbackBackend`] (routes
+//!   per op, under a [`FallbackPolicy`], into a [`Report`]).
+//! - [`rng`]: the counter-based generator (Philox4x32-10) behind the native samplers, keyed by
+//!   seed, call and element index, so draws do not depend on the launch layout or batch size.
 //! - [`dist`]: distributions over burn tensors on any backend: [`dist::Normal`],
 //!   [`dist::Gamma`], [`dist::Chi2`], [`dist::StudentT`], [`dist::Categorical`],
 //!   [`dist::MixtureSameFamily`] and [`dist::Affine`].
@@ -41,6 +45,7 @@
 pub mod backend;
 pub mod dist;
 mod error;
+pub mod rng;
 pub mod special;
 pub mod toto;
 

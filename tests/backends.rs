@@ -5,50 +5,67 @@ mod common;
 
 use std::f64::consts::PI;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use statrs::distribution::{ContinuousCDF, Gamma, Normal, Uniform};
-use toto_fallback::{Backend, Error, FallbackBackend, FallbackPolicy, NdArray, Op, Placement};
+use toto_fallback::rng::DrawKey;
+use toto_fallback::{
+    Backend, Error, FallbackBackend, FallbackPolicy, NdArray, Op, Placement, Wgpu,
+};
 
 use common::{assert_ks, assert_mean, values};
 
 const N: usize = 100_000;
 
-on_backends!(uniform_passes_ks, [ndarray, wgpu, fallback], |b| {
+on_backends!(uniform_passes_ks, [ndarray, wgpu, fallback, forced], |b| {
     let u = values(b.uniform([N]).unwrap());
     assert!(u.iter().all(|&x| (0.0..1.0).contains(&x)), "outside [0, 1)");
     let dist = Uniform::new(0.0, 1.0).unwrap();
     assert_ks("uniform", &u, |x| dist.cdf(x));
 });
 
-on_backends!(standard_normal_passes_ks, [ndarray, wgpu, fallback], |b| {
-    let z = values(b.standard_normal([100, N / 100]).unwrap());
-    let dist = Normal::new(0.0, 1.0).unwrap();
-    assert_ks("standard_normal", &z, |x| dist.cdf(x));
-    assert_mean("standard_normal", &z, 0.0, 1.0);
-});
-
-// Gamma(alpha, 1) for the grid, each at n = 1e5 (statrs' Gamma takes shape and rate).
-on_backends!(standard_gamma_passes_ks, [ndarray, fallback], |b| {
-    for alpha in [0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
-        let a = Tensor::<1>::full([N], alpha, b.device());
-        let g = values(b.standard_gamma(a).unwrap());
-        let dist = Gamma::new(alpha, 1.0).unwrap();
-        let what = format!("standard_gamma(alpha = {alpha})");
-        assert_ks(&what, &g, |x| dist.cdf(x));
-        assert_mean(&what, &g, alpha, alpha);
+on_backends!(
+    standard_normal_passes_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        let z = values(b.standard_normal([100, N / 100]).unwrap());
+        let dist = Normal::new(0.0, 1.0).unwrap();
+        assert_ks("standard_normal", &z, |x| dist.cdf(x));
+        assert_mean("standard_normal", &z, 0.0, 1.0);
     }
-});
+);
+
+// Gamma(alpha, 1) for the grid, each at n = 1e6 (statrs' Gamma takes shape and rate):
+// Marsaglia–Tsang in a Philox kernel on wgpu (and so on the fallback), rand_distr on NdArray
+// (and on the forced fallback).
+on_backends!(
+    standard_gamma_passes_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        for alpha in [0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
+            let a = Tensor::<2>::full([10, N], alpha, b.device());
+            let g = values(b.standard_gamma(a).unwrap());
+            let dist = Gamma::new(alpha, 1.0).unwrap();
+            let what = format!("standard_gamma(alpha = {alpha})");
+            assert_ks(&what, &g, |x| dist.cdf(x));
+            assert_mean(&what, &g, alpha, alpha);
+        }
+    }
+);
 
 // Student-T(df) at n = 1e6 per df (the KS size): Bailey's polar method on wgpu (and so
 // natively on the fallback), normal + gamma on NdArray. Oracle: statrs' StudentsT cdf.
-on_backends!(standard_t_passes_ks, [ndarray, wgpu, fallback], |b| {
-    for df in [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6] {
-        let d = Tensor::<2>::full([10, 100_000], df as f32, b.device());
-        let t = values(b.standard_t(d).unwrap());
-        let dist = statrs::distribution::StudentsT::new(0.0, 1.0, df).unwrap();
-        assert_ks(&format!("standard_t(df = {df})"), &t, |x| dist.cdf(x));
+on_backends!(
+    standard_t_passes_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        for df in [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6] {
+            let d = Tensor::<2>::full([10, 100_000], df as f32, b.device());
+            let t = values(b.standard_t(d).unwrap());
+            let dist = statrs::distribution::StudentsT::new(0.0, 1.0, df).unwrap();
+            assert_ks(&format!("standard_t(df = {df})"), &t, |x| dist.cdf(x));
+        }
     }
-});
+);
 
 on_backends!(standard_t_uses_each_elements_df, [ndarray, wgpu], |b| {
     // Interleaved df 1 (Cauchy) and 1e6 (normal): each half follows its own law.
@@ -101,7 +118,7 @@ fn student_t_sampling_forwards_nothing_on_the_fallback() {
 // Per-element concentrations: interleaved alphas must each get their own distribution.
 on_backends!(
     standard_gamma_uses_each_elements_alpha,
-    [ndarray, fallback],
+    [ndarray, wgpu, forced],
     |b| {
         let alphas = [0.3f32, 7.0];
         let a: Vec<f32> = (0..N).map(|i| alphas[i % 2]).collect();
@@ -115,7 +132,7 @@ on_backends!(
     }
 );
 
-on_backends!(standard_gamma_value_rules, [ndarray, fallback], |b| {
+on_backends!(standard_gamma_value_rules, [ndarray, wgpu, forced], |b| {
     let a = Tensor::<1>::from_floats([-1.0, 0.0, f32::NAN, f32::INFINITY, 1e-4, 3.0], b.device());
     let g = values(b.standard_gamma(a).unwrap());
     assert!(g[0].is_nan() && g[1].is_nan() && g[2].is_nan(), "{g:?}");
@@ -127,23 +144,27 @@ on_backends!(standard_gamma_value_rules, [ndarray, fallback], |b| {
     assert!(g[5] > 0.0 && g[5].is_finite());
 });
 
-on_backends!(same_seed_same_samples, [ndarray, wgpu, fallback], |b| {
-    let draw = || {
-        let mut v = values(b.uniform([1000]).unwrap());
-        v.extend(values(b.standard_normal([10, 100]).unwrap()));
-        if b.supports(Op::StandardGamma) {
-            let a = Tensor::<1>::full([1000], 0.7, b.device());
-            v.extend(values(b.standard_gamma(a).unwrap()));
-        }
-        v
-    };
-    b.seed(42);
-    let first = draw();
-    b.seed(42);
-    assert_eq!(first, draw(), "same seed, same samples");
-    b.seed(43);
-    assert_ne!(first, draw(), "another seed, other samples");
-});
+on_backends!(
+    same_seed_same_samples,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        let draw = || {
+            let mut v = values(b.uniform([1000]).unwrap());
+            v.extend(values(b.standard_normal([10, 100]).unwrap()));
+            if b.supports(Op::StandardGamma) {
+                let a = Tensor::<1>::full([1000], 0.7, b.device());
+                v.extend(values(b.standard_gamma(a).unwrap()));
+            }
+            v
+        };
+        b.seed(42);
+        let first = draw();
+        b.seed(42);
+        assert_eq!(first, draw(), "same seed, same samples");
+        b.seed(43);
+        assert_ne!(first, draw(), "another seed, other samples");
+    }
+);
 
 on_backends!(
     empty_shapes_give_empty_tensors,
@@ -240,8 +261,13 @@ on_backends!(
 );
 
 #[test]
-fn wgpu_alone_returns_unsupported_for_gamma() {
+fn wgpu_without_gamma_returns_unsupported() {
     let Some(gpu) = common::wgpu(1) else { return };
+    assert!(
+        gpu.supports(Op::StandardGamma),
+        "native since the Philox kernels"
+    );
+    let gpu = gpu.backend.clone().with_unsupported([Op::StandardGamma]);
     assert!(!gpu.supports(Op::StandardGamma));
     let alpha = Tensor::<1>::full([10], 2.0, gpu.device());
     let err = gpu.standard_gamma(alpha).unwrap_err();
@@ -257,7 +283,9 @@ fn wgpu_alone_returns_unsupported_for_gamma() {
 
 #[test]
 fn fallback_runs_gamma_on_the_cpu_and_returns_gpu_tensors() {
-    let Some(b) = common::fallback(3) else { return };
+    let Some(b) = common::forced_only(3, [Op::StandardGamma]) else {
+        return;
+    };
     assert_eq!(b.placement(Op::StandardGamma), Some(Placement::Forwarded));
     assert_eq!(b.placement(Op::StandardNormal), Some(Placement::Native));
     let alpha = Tensor::<1>::full([1000], 2.0, b.device());
@@ -271,7 +299,9 @@ fn fallback_runs_gamma_on_the_cpu_and_returns_gpu_tensors() {
 
 #[test]
 fn deny_policy_returns_fallback_denied() {
-    let Some(b) = common::fallback(4) else { return };
+    let Some(b) = common::forced_only(4, [Op::StandardGamma]) else {
+        return;
+    };
     let b = b.backend.clone().with_policy(FallbackPolicy::Deny);
     assert!(!b.supports(Op::StandardGamma));
     let alpha = Tensor::<1>::full([10], 2.0, b.device());
@@ -300,7 +330,9 @@ fn deny_policy_returns_fallback_denied() {
 
 #[test]
 fn report_counts_calls_elements_and_bytes() {
-    let Some(b) = common::fallback(5) else { return };
+    let Some(b) = common::forced_only(5, [Op::StandardGamma]) else {
+        return;
+    };
     let n = 12_345;
     let alpha = Tensor::<1>::full([n], 2.0, b.device());
     b.standard_gamma(alpha).unwrap();
@@ -317,8 +349,8 @@ fn report_counts_calls_elements_and_bytes() {
     assert_eq!(normal.native.bytes_to_cpu + normal.native.bytes_to_gpu, 0);
     assert_eq!(normal.forwarded.calls, 0);
     let table = report.to_string();
-    assert!(table.contains("standard_gamma   cpu"), "{table}");
-    assert!(table.contains("standard_normal  gpu"), "{table}");
+    assert!(table.contains("standard_gamma    cpu"), "{table}");
+    assert!(table.contains("standard_normal   gpu"), "{table}");
     b.reset_report();
     assert_eq!(b.report().total(Placement::Forwarded).calls, 0);
 }
@@ -396,13 +428,17 @@ fn tensors_on_another_device_are_refused() {
     );
     let fallback = FallbackBackend::new(gpu.backend.clone(), cpu.clone());
     let on_cpu = Tensor::<1>::ones([3], cpu.device());
-    let err = fallback.standard_gamma(on_cpu).unwrap_err();
+    let err = fallback.standard_gamma(on_cpu.clone()).unwrap_err();
+    assert!(matches!(err, Error::DeviceMismatch { .. }), "{err:?}");
+    let err = gpu.standard_gamma(on_cpu).unwrap_err();
     assert!(matches!(err, Error::DeviceMismatch { .. }), "{err:?}");
 }
 
 #[test]
 fn shared_across_threads_no_count_is_lost() {
-    let Some(b) = common::fallback(8) else { return };
+    let Some(b) = common::forced_only(8, [Op::StandardGamma]) else {
+        return;
+    };
     let threads = 4;
     let calls = 10;
     std::thread::scope(|s| {
@@ -621,5 +657,161 @@ on_backends!(lbeta_matches_statrs, [ndarray, wgpu], |b| {
             (got - want).abs() <= 4e-6 * scale,
             "lbeta({a}, {c}) = {got}, statrs {want}"
         );
+    }
+});
+
+// --- The counter-based generator ---------------------------------------------------------------
+
+fn f32s<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+// The host Philox (checked against Random123's known answers in the crate's unit tests) is the
+// oracle: wgpu's kernel and NdArray compute the same uniforms, bit for bit.
+#[test]
+fn philox_uniforms_agree_bitwise_on_gpu_cpu_and_the_host_oracle() {
+    let Some(gpu) = common::wgpu(21) else { return };
+    let cpu = NdArray::seeded(21);
+    // The second call after seeding on both (call number 1).
+    gpu.uniform([5]).unwrap();
+    cpu.uniform([5]).unwrap();
+    let g = f32s(gpu.uniform([1000, 37]).unwrap());
+    let c = f32s(cpu.uniform([1000, 37]).unwrap());
+    assert_eq!(g.len(), 37_000);
+    assert!(g == c, "wgpu and ndarray uniforms differ");
+    let key = DrawKey::new(21, 1);
+    for i in (0..37_000).step_by(97) {
+        let want = key.uniform(i as u64).to_bits();
+        assert_eq!(g[i], want, "element {i}");
+    }
+}
+
+// Row 3 of a batch of 8 gets the same draws as row 3 drawn alone (at its offset), for every
+// native sampler: draws depend on the element's index, not on the batch or the launch.
+#[test]
+fn wgpu_draws_do_not_depend_on_batch_size() {
+    let Some(gpu) = common::wgpu(22) else { return };
+    // Odd, so series 3 starts mid-block (lane 1 of 2, lane 3 of 4).
+    let n = 3001;
+    let k = 5;
+    let draw = |g: &Wgpu, rows: usize, first: usize| -> Vec<Vec<u32>> {
+        let dev = g.device();
+        let per_row = |f: fn(usize, usize) -> f32, cols: usize| {
+            let v: Vec<f32> = (first..first + rows)
+                .flat_map(|r| (0..cols).map(move |c| f(r, c)))
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), dev)
+        };
+        let per_series = |f: fn(usize, usize) -> f32| {
+            let v: Vec<f32> = (first..first + rows)
+                .flat_map(|r| (0..n * k).map(move |i| f(r, i % k)))
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(v, [rows * n, k]), dev)
+        };
+        let alpha = per_row(|r, c| 0.3 + (r * 7 + c % 11) as f32 * 0.2, n);
+        let df = per_row(|r, c| 0.8 + (r + c % 5) as f32, n);
+        vec![
+            f32s(g.uniform([rows, n]).unwrap()),
+            f32s(g.standard_normal([rows, n]).unwrap()),
+            f32s(g.standard_gamma(alpha).unwrap()),
+            f32s(g.standard_t(df).unwrap()),
+            // One draw per row of an [rows·n, K] mixture: each series owns n consecutive rows.
+            f32s(
+                g.student_t_mixture(
+                    per_series(|r, c| ((r + c) % 3) as f32),
+                    per_series(|_, c| 2.0 + c as f32),
+                    per_series(|r, c| (r * 10 + c) as f32),
+                    per_series(|_, c| 1.0 + c as f32 * 0.1),
+                    1,
+                )
+                .unwrap(),
+            ),
+        ]
+    };
+    gpu.seed(5);
+    let batch = draw(&gpu, 8, 0);
+    gpu.seed(5);
+    let alone = draw(&gpu.with_offset(3 * n as u64), 1, 3);
+    let ops = ["uniform", "normal", "gamma", "t", "mixture"];
+    for (op, (b, a)) in ops.iter().zip(batch.iter().zip(&alone)) {
+        assert_eq!(a.len(), n, "{op}");
+        assert!(
+            b[3 * n..4 * n] == a[..],
+            "{op}: series 3 differs when drawn alone"
+        );
+        assert!(b[2 * n..3 * n] != a[..], "{op}: series 2 must differ");
+    }
+}
+
+#[test]
+fn native_sampling_on_the_fallback_reads_nothing_back() {
+    let Some(b) = common::fallback(23) else {
+        return;
+    };
+    let dev = b.device();
+    b.uniform([100]).unwrap();
+    b.standard_normal([100]).unwrap();
+    b.standard_gamma(Tensor::<1>::full([100], 0.4, dev))
+        .unwrap();
+    b.standard_t(Tensor::<1>::full([100], 3.0, dev)).unwrap();
+    let p = || Tensor::<2>::ones([10, 24], dev);
+    b.student_t_mixture(p(), p(), p(), p(), 10).unwrap();
+    let report = b.report();
+    for op in common::SAMPLERS {
+        assert_eq!(
+            report.op(op).native.calls,
+            1,
+            "{op} runs natively: {report}"
+        );
+    }
+    let forwarded = report.total(Placement::Forwarded);
+    assert_eq!(
+        (forwarded.calls, forwarded.bytes_to_cpu),
+        (0, 0),
+        "{report}"
+    );
+}
+
+// Mixture draws through the fused kernel against statrs' Student-T cdfs weighted by the
+// softmax: K = 24 (Toto's; the tiled kernel on wgpu) at n = 1e6, and K = 60 (past the tile's
+// limit: the direct kernel) at n = 2e5.
+on_backends!(student_t_mixture_passes_ks, [ndarray, wgpu, forced], |b| {
+    for (k, n) in [(24usize, 1_000_000usize), (60, 200_000)] {
+        let logits: Vec<f32> = (0..k).map(|j| ((j * 7) % 5) as f32 * 0.6 - 1.0).collect();
+        let df: Vec<f32> = (0..k).map(|j| 1.5 + (j % 30) as f32 * 0.7).collect();
+        let loc: Vec<f32> = (0..k).map(|j| (j % 24) as f32 * 0.5 - 6.0).collect();
+        let scale: Vec<f32> = (0..k).map(|j| 0.3 + (j % 4) as f32 * 0.4).collect();
+        let row =
+            |v: &Vec<f32>| Tensor::<2>::from_data(TensorData::new(v.clone(), [1, k]), b.device());
+        let x = values(
+            b.student_t_mixture(row(&logits), row(&df), row(&loc), row(&scale), n)
+                .unwrap(),
+        );
+        let max = logits.iter().copied().fold(f32::MIN, f32::max);
+        let w: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+        let total: f64 = w.iter().sum();
+        let comps: Vec<statrs::distribution::StudentsT> = (0..k)
+            .map(|j| {
+                statrs::distribution::StudentsT::new(
+                    f64::from(loc[j]),
+                    f64::from(scale[j]),
+                    f64::from(df[j]),
+                )
+                .unwrap()
+            })
+            .collect();
+        assert_ks(&format!("student_t_mixture (K = {k})"), &x, |v| {
+            comps
+                .iter()
+                .zip(&w)
+                .map(|(c, wk)| wk / total * c.cdf(v))
+                .sum()
+        });
     }
 });

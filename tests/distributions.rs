@@ -12,7 +12,7 @@ use toto_fallback::dist::{
     Affine, Categorical, Cdf, Chi2, Distribution, Entropy, Gamma, MixtureSameFamily, Normal,
     StudentT,
 };
-use toto_fallback::{Backend, Error, Op};
+use toto_fallback::{Backend, Error, Op, Placement};
 
 use common::{assert_ks, assert_ks_with_atoms, moments, values};
 
@@ -56,19 +56,24 @@ fn check_moments<X: Distribution<1>>(what: &str, x: &X, s: &[f64], kurtosis: Opt
 
 const STUDENT_DFS: [f64; 7] = [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6];
 
-on_backends!(student_t_samples_pass_ks, [ndarray, wgpu, fallback], |b| {
-    for df in STUDENT_DFS {
-        let (loc, scale) = (1.5, 2.0);
-        let t = StudentT::new(&*b, full(&*b, df as f32), full(&*b, loc), full(&*b, scale)).unwrap();
-        let s = draw(&t, N);
-        let oracle = StudentsT::new(f64::from(loc), f64::from(scale), df).unwrap();
-        let what = format!("StudentT(df = {df})");
-        assert_ks(&what, &s, |x| oracle.cdf(x));
-        // Kurtosis of t_ν is 3 + 6/(ν − 4) for ν > 4.
-        let kurtosis = (df > 8.0).then(|| 3.0 + 6.0 / (df - 4.0));
-        check_moments(&what, &t, &s, kurtosis);
+on_backends!(
+    student_t_samples_pass_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        for df in STUDENT_DFS {
+            let (loc, scale) = (1.5, 2.0);
+            let t =
+                StudentT::new(&*b, full(&*b, df as f32), full(&*b, loc), full(&*b, scale)).unwrap();
+            let s = draw(&t, N);
+            let oracle = StudentsT::new(f64::from(loc), f64::from(scale), df).unwrap();
+            let what = format!("StudentT(df = {df})");
+            assert_ks(&what, &s, |x| oracle.cdf(x));
+            // Kurtosis of t_ν is 3 + 6/(ν − 4) for ν > 4.
+            let kurtosis = (df > 8.0).then(|| 3.0 + 6.0 / (df - 4.0));
+            check_moments(&what, &t, &s, kurtosis);
+        }
     }
-});
+);
 
 // log_prob against statrs' ln_pdf for df in [0.1, 1e6] and |x| <= 1e3. The tolerance is 1e-5
 // absolute, relative once |log p| > 1: f32 cannot hold -3.5e5 (df = 1e6, x = 1e3) to 1e-5.
@@ -282,33 +287,37 @@ on_backends!(entropies_match_statrs, [ndarray, wgpu], |b| {
 
 // Draws below the smallest normal f32 are clamped there (as torch does); for alpha = 0.01 that
 // is ~42% of the mass, so the oracle is the clamped distribution: an atom at the clamp point.
-on_backends!(gamma_samples_pass_ks, [ndarray, fallback], |b| {
-    let rate = 2.0f64;
-    for alpha in [0.01, 0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
-        let g = Gamma::new(&*b, full(&*b, alpha as f32), full(&*b, rate as f32)).unwrap();
-        let s = draw(&g, N);
-        let oracle = SGamma::new(alpha, rate).unwrap();
-        let clamp = f64::from(f32::MIN_POSITIVE / rate as f32);
-        let cdf = |x: f64| {
-            if x < clamp * 0.999 {
-                0.0
-            } else {
-                oracle.cdf(x)
-            }
-        };
-        let left = |x: f64| {
-            if x <= clamp * 1.001 {
-                0.0
-            } else {
-                oracle.cdf(x)
-            }
-        };
-        let what = format!("Gamma({alpha}, rate {rate})");
-        assert_ks_with_atoms(&what, &s, &cdf, &left);
-        // Kurtosis of Gamma(α) is 3 + 6/α.
-        check_moments(&what, &g, &s, Some(3.0 + 6.0 / alpha));
+on_backends!(
+    gamma_samples_pass_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        let rate = 2.0f64;
+        for alpha in [0.01, 0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
+            let g = Gamma::new(&*b, full(&*b, alpha as f32), full(&*b, rate as f32)).unwrap();
+            let s = draw(&g, N);
+            let oracle = SGamma::new(alpha, rate).unwrap();
+            let clamp = f64::from(f32::MIN_POSITIVE / rate as f32);
+            let cdf = |x: f64| {
+                if x < clamp * 0.999 {
+                    0.0
+                } else {
+                    oracle.cdf(x)
+                }
+            };
+            let left = |x: f64| {
+                if x <= clamp * 1.001 {
+                    0.0
+                } else {
+                    oracle.cdf(x)
+                }
+            };
+            let what = format!("Gamma({alpha}, rate {rate})");
+            assert_ks_with_atoms(&what, &s, &cdf, &left);
+            // Kurtosis of Gamma(α) is 3 + 6/α.
+            check_moments(&what, &g, &s, Some(3.0 + 6.0 / alpha));
+        }
     }
-});
+);
 
 on_backends!(
     gamma_and_chi2_log_prob_match_statrs,
@@ -394,13 +403,17 @@ on_backends!(gamma_cdf_and_quantile_match_statrs, [ndarray, wgpu], |b| {
     }
 });
 
-on_backends!(chi2_samples_pass_ks, [ndarray, fallback], |b| {
-    let chi2 = Chi2::new(&*b, full(&*b, 3.0)).unwrap();
-    let s = draw(&chi2, N);
-    let oracle = statrs::distribution::ChiSquared::new(3.0).unwrap();
-    assert_ks("Chi2(3)", &s, |x| oracle.cdf(x));
-    check_moments("Chi2(3)", &chi2, &s, Some(3.0 + 12.0 / 3.0));
-});
+on_backends!(
+    chi2_samples_pass_ks,
+    [ndarray, wgpu, fallback, forced],
+    |b| {
+        let chi2 = Chi2::new(&*b, full(&*b, 3.0)).unwrap();
+        let s = draw(&chi2, N);
+        let oracle = statrs::distribution::ChiSquared::new(3.0).unwrap();
+        assert_ks("Chi2(3)", &s, |x| oracle.cdf(x));
+        check_moments("Chi2(3)", &chi2, &s, Some(3.0 + 12.0 / 3.0));
+    }
+);
 
 // --- Normal ----------------------------------------------------------------------------------
 
@@ -623,7 +636,7 @@ fn mixture<B: Backend>(
 
 on_backends!(
     mixture_samples_pass_ks_and_draw_once_per_output,
-    [ndarray, wgpu, fallback],
+    [ndarray, wgpu, fallback, forced],
     |b| {
         let (mix, w, p) = mixture(&*b);
         let x: Tensor<2> = mix.sample(&[N]).unwrap(); // [N, 2]
@@ -656,30 +669,72 @@ on_backends!(
 );
 
 #[test]
-fn mixture_sampling_draws_one_student_t_per_output_and_forwards_nothing() {
+fn mixture_sampling_is_one_fused_op_and_forwards_nothing() {
     let Some(b) = common::fallback(11) else {
         return;
     };
     let (mix, _, _) = mixture(&*b);
     let _: Tensor<2> = mix.sample(&[1000]).unwrap();
     let report = b.report();
-    let t = report.op(Op::StandardT).native;
+    let fused = report.op(Op::StudentTMixture).native;
     assert_eq!(
-        (t.calls, t.elements),
+        (fused.calls, fused.elements),
         (1, 2000),
-        "one Student-T draw per output, not K per output"
+        "one fused call, one draw per output (not K per output)"
     );
-    let pick = report.op(Op::Categorical).native;
+    assert_eq!(report.op(Op::StandardT).native.calls, 0, "{report}");
+    assert_eq!(report.op(Op::Categorical).native.calls, 0, "{report}");
+    // Nothing leaves the GPU: no forwarded op, no byte read back.
+    assert_eq!(report.total(Placement::Forwarded).calls, 0, "{report}");
+    assert_eq!(report.total(Placement::Native).bytes_to_cpu, 0, "{report}");
+}
+
+#[test]
+fn mixture_sampling_forced_onto_the_cpu_forwards_only_the_student_t_draw() {
+    let Some(b) = common::forced(12) else {
+        return;
+    };
+    let (mix, _, _) = mixture(&*b);
+    let _: Tensor<2> = mix.sample(&[1000]).unwrap();
+    let report = b.report();
+    // The fused op is composed on the fallback: the component pick stays on the GPU and only
+    // the chosen degrees of freedom cross, 4 bytes a draw each way.
+    let t = report.op(Op::StandardT).forwarded;
     assert_eq!(
-        (pick.calls, pick.elements),
-        (1, 2000),
-        "one categorical draw per output"
-    );
-    // Bailey's method needs no gamma: nothing leaves the GPU.
-    assert!(
-        Op::ALL.iter().all(|&op| report.op(op).forwarded.calls == 0),
+        (t.calls, t.elements, t.bytes_to_cpu, t.bytes_to_gpu),
+        (1, 2000, 4 * 2000, 4 * 2000),
         "{report}"
     );
+    assert_eq!(report.op(Op::Categorical).native.calls, 1, "{report}");
+    assert_eq!(report.total(Placement::Forwarded).calls, 1, "{report}");
+    assert_eq!(
+        report.op(Op::StudentTMixture).forwarded.calls,
+        0,
+        "{report}"
+    );
+}
+
+#[test]
+fn a_gpu_without_categorical_forwards_the_whole_mixture_draw() {
+    let Some(b) = common::forced_only(13, [Op::StudentTMixture, Op::Categorical]) else {
+        return;
+    };
+    let (mix, _, _) = mixture(&*b);
+    let _: Tensor<2> = mix.sample(&[1000]).unwrap();
+    let report = b.report();
+    let fused = report.op(Op::StudentTMixture).forwarded;
+    // Four [2, 3] parameter tensors to the CPU, 2000 draws back.
+    assert_eq!(
+        (
+            fused.calls,
+            fused.elements,
+            fused.bytes_to_cpu,
+            fused.bytes_to_gpu
+        ),
+        (1, 2000, 4 * 4 * 6, 4 * 2000),
+        "{report}"
+    );
+    assert_eq!(report.total(Placement::Forwarded).calls, 1, "{report}");
 }
 
 on_backends!(

@@ -193,8 +193,10 @@ fn the_second_fixture_has_another_shape() {
 }
 
 #[test]
-fn the_scaler_is_forwarded_to_the_cpu_on_the_fallback() {
-    let Some(b) = common::fallback(1) else { return };
+fn the_scaler_forced_onto_the_cpu_is_forwarded_one_patch_per_step() {
+    let Some(b) = common::forced_only(1, [Op::PatchScaler]) else {
+        return;
+    };
     let reference = Reference::load();
     let toto = load(&*b);
     let (series, mask, ids) = reference.inputs(b.device());
@@ -220,6 +222,43 @@ fn the_scaler_is_forwarded_to_the_cpu_on_the_fallback() {
     let usage = report.op(Op::PatchScaler);
     assert_eq!(usage.forwarded.calls, 4);
     assert_eq!(usage.forwarded.elements, 2 * 3 * 56 + 3 * 2 * 3 * 8);
+}
+
+// The bar: a sampled forecast on FallbackBackend<Wgpu, NdArray> forwards nothing (the
+// samplers are Philox kernels, the f64 scaler a kernel on adapters with f64 shaders, lavapipe
+// included), and reads nothing back until the caller reads the forecast.
+#[test]
+fn a_sampled_forecast_on_the_fallback_forwards_nothing() {
+    let Some(b) = common::fallback(2) else { return };
+    assert!(
+        b.gpu().supports(Op::PatchScaler),
+        "this adapter has no f64 shaders; the scaler would be forwarded: {}",
+        b.gpu().name()
+    );
+    let reference = Reference::load();
+    let toto = load(&*b);
+    let (series, mask, ids) = forecast_inputs(&reference, b.device());
+    let options = toto_fallback::toto::ForecastOptions {
+        prediction_length: 28,
+        num_samples: Some(8),
+        samples_per_batch: 4,
+        use_kv_cache: true,
+    };
+    let forecast = toto
+        .forecast(series, Some(mask), Some(ids), &options)
+        .unwrap();
+    assert_eq!(forecast.samples.as_ref().unwrap().dims(), [2, 3, 28, 8]);
+    let report = b.report();
+    let forwarded = report.total(toto_fallback::Placement::Forwarded);
+    assert_eq!(
+        (forwarded.calls, forwarded.bytes_to_cpu),
+        (0, 0),
+        "{report}"
+    );
+    let native = report.total(toto_fallback::Placement::Native);
+    assert_eq!(native.bytes_to_cpu, 0, "{report}");
+    assert!(report.op(Op::StudentTMixture).native.calls > 0, "{report}");
+    assert!(report.op(Op::PatchScaler).native.calls > 0, "{report}");
 }
 
 #[test]
@@ -675,6 +714,30 @@ fn the_f32_scaler_loses_digits_on_long_offset_series_the_f64_one_does_not() {
     eprintln!("relative error (loc, scale): f64 host {host:?}, f32 composition {composed:?}");
     // f64 on the host: exact up to the f32 rounding of the inputs and outputs.
     assert!(host.0 <= 1e-7 && host.1 <= 1e-6, "{host:?}");
+    // The wgpu f64 kernel (one thread per series), whole series and patch by patch.
+    if let Some(gpu) = common::wgpu(3) {
+        let on_gpu = |t: &Tensor<3>| Tensor::<3>::from_data(t.to_data(), gpu.device());
+        let (s, w) = (on_gpu(&series), on_gpu(&weights));
+        let kernel = worst(&|| gpu.patch_scaler(s.clone(), w.clone(), spec).unwrap());
+        eprintln!("relative error (loc, scale): f64 wgpu kernel {kernel:?}");
+        assert!(kernel.0 <= 1e-7 && kernel.1 <= 1e-6, "{kernel:?}");
+        let stepped = worst(&|| {
+            let mut state = toto_fallback::ScalerState::default();
+            let parts: Vec<(Tensor<3>, Tensor<3>)> = (0..t / patch)
+                .map(|i| {
+                    let cut =
+                        |x: &Tensor<3>| x.clone().slice([0..1, 0..1, i * patch..(i + 1) * patch]);
+                    gpu.patch_scaler_extend(&mut state, cut(&s), cut(&w), spec)
+                        .unwrap()
+                })
+                .collect();
+            let (loc, scale): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+            (Tensor::cat(loc, 2), Tensor::cat(scale, 2))
+        });
+        // Continuing sees only the first patch for the clamp bounds; with exponent 10 they
+        // never bind here, so the statistics are those of the whole series.
+        assert!(stepped.0 <= 1e-7 && stepped.1 <= 1e-6, "{stepped:?}");
+    }
     // The f32 composition is measurably worse on the scale: that is why it is not used silently.
     assert!(composed.1 > 10.0 * host.1, "{composed:?} vs {host:?}");
 }

@@ -9,7 +9,10 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::host::{read_f32, upload};
 use super::report::{Placement, Recorder, Report, Usage};
-use super::{Backend, Op, ScalerSpec, ScalerState, categorical_shape, checked_elements};
+use super::{
+    Backend, Op, ScalerSpec, ScalerState, categorical_shape, checked_elements, mixture_check,
+    mixture_composed,
+};
 use crate::error::{Error, Result};
 
 /// What a [`FallbackBackend`] does with an op its GPU backend does not support.
@@ -408,6 +411,50 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
                 let out = self.cpu.categorical(logits, samples)?;
                 let out = move_int_to(op, out, self.gpu.device())?;
                 self.record(op, Placement::Forwarded, n, (4 * rows * k, 4 * n), start);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Native when the GPU has the fused op. Otherwise, when the GPU runs the categorical
+    /// draw, the fused op is composed here from [`Backend::categorical`], a gather on the GPU
+    /// and [`Backend::standard_t`], each routed on its own: only the chosen components' degrees
+    /// of freedom then cross to the CPU (4 bytes a draw, not the `[rows, K]` parameters). Only a
+    /// GPU without categorical draws forwards the whole op.
+    fn student_t_mixture(
+        &self,
+        logits: Tensor<2>,
+        df: Tensor<2>,
+        loc: Tensor<2>,
+        scale: Tensor<2>,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
+        let op = Op::StudentTMixture;
+        let [rows, k] = mixture_check(self, &logits, [&df, &loc, &scale], samples)?;
+        if !self.gpu.supports(op) && self.gpu.supports(Op::Categorical) {
+            return mixture_composed(self, logits, df, loc, scale, samples);
+        }
+        let n = samples * rows;
+        let start = Instant::now();
+        match self.route(op)? {
+            Placement::Native => {
+                let out = self
+                    .gpu
+                    .student_t_mixture(logits, df, loc, scale, samples)?;
+                self.record(op, Placement::Native, n, (0, 0), start);
+                Ok(out)
+            }
+            Placement::Forwarded => {
+                let cpu = self.cpu.device();
+                let out = self.cpu.student_t_mixture(
+                    move_to(op, logits, cpu)?,
+                    move_to(op, df, cpu)?,
+                    move_to(op, loc, cpu)?,
+                    move_to(op, scale, cpu)?,
+                    samples,
+                )?;
+                let out = self.to_gpu(op, out)?;
+                self.record(op, Placement::Forwarded, n, (16 * rows * k, 4 * n), start);
                 Ok(out)
             }
         }

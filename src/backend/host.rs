@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::Op;
 use crate::error::{Error, Result};
+use crate::rng::{DrawKey, unit_f32};
 
 /// Elements per independently seeded chunk: large enough that seeding (a few ns) is noise next to
 /// sampling (~10-50 ns per element), small enough that one Toto decode step (~86k draws) spreads
@@ -30,6 +31,13 @@ pub(crate) struct HostRng {
 /// The key of one call's stream: `(seed, call index)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamKey(u64, u64);
+
+impl StreamKey {
+    /// The Philox key of this call ([`crate::rng`]): the seed, and the call number's low word.
+    pub(crate) fn draw_key(self) -> DrawKey {
+        DrawKey::new(self.0, self.1 as u32)
+    }
+}
 
 impl HostRng {
     pub(crate) fn new(seed: u64) -> Self {
@@ -84,12 +92,22 @@ where
     }
 }
 
-/// `U[0, 1)` draws.
+/// `U[0, 1)` draws from Philox blocks ([`crate::rng`]): element `i` is word `i mod 4` of block
+/// `i / 4`, bit for bit what the wgpu kernel computes for the same seed and call.
 pub(crate) fn uniform(key: StreamKey, n: usize) -> Vec<f32> {
+    let key = key.draw_key();
     let mut out = vec![0.0; n];
-    fill(key, &mut out, |rng, _, chunk| {
-        chunk.iter_mut().for_each(|o| *o = rng.random::<f32>());
-    });
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            // CHUNK is a multiple of 4: each chunk starts at a block boundary.
+            for (b, four) in chunk.chunks_mut(4).enumerate() {
+                let words = key.block((c * CHUNK / 4 + b) as u64, 0);
+                for (o, &w) in four.iter_mut().zip(&words) {
+                    *o = unit_f32(w);
+                }
+            }
+        });
     out
 }
 

@@ -6,6 +6,8 @@
 
 mod fallback;
 mod host;
+#[cfg(feature = "wgpu")]
+mod kernels;
 mod ndarray;
 mod op;
 mod report;
@@ -156,23 +158,35 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
         self.ensure_on_device(Op::Categorical, "logits", &logits)?;
-        let [rows, k] = categorical_shape(&logits, samples)?;
-        let weights = logits.clone().sub(logits.max_dim(1)).exp();
-        let cdf = weights.cumsum(1).reshape([1, rows, k]); // [1, rows, K]
-        let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
-        let u = self.uniform([samples, rows, 1])?.mul(total); // [samples, rows, 1]
-        // The index is the number of cumulative sums at or below u; rounding can leave the
-        // last one a hair under the total, so clamp to K - 1.
-        let below = cdf
-            .expand([samples, rows, k])
-            .lower_equal(u.expand([samples, rows, k]));
-        // Counted in f32 (exact up to 2^24 categories): burn-wgpu's integer sum was 3x slower.
-        Ok(below
-            .float()
-            .sum_dim(2)
-            .int()
-            .clamp(0, k as i64 - 1)
-            .reshape([samples, rows]))
+        let [rows, _] = categorical_shape(&logits, samples)?;
+        let u = self.uniform([samples, rows, 1])?;
+        Ok(categorical_composed(logits, u))
+    }
+
+    /// `samples` draws from each row of a Student-T mixture: row `r` (of `rows`) has mixing
+    /// `logits[r]` (`K` unnormalised log-weights) and components `df[r]`, `loc[r]`, `scale[r]`
+    /// (all `[rows, K]`). Returns `[samples, rows]`: each draw picks component `k` with
+    /// probability `softmax(logits[r])[k]`, then draws `loc[r, k] + scale[r, k] · T(df[r, k])`.
+    /// This is `MixtureSameFamily(Categorical, StudentT)`'s sample, Toto's output head.
+    ///
+    /// The provided body composes [`Backend::categorical`], a per-row gather of the chosen
+    /// components and [`Backend::standard_t`]; [`Wgpu`] runs it as one kernel (one Philox block
+    /// per draw: a uniform against the row's cumulative weights, two for Bailey's polar method).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`], [`Error::ShapeTooLarge`];
+    /// [`Error::ParamShape`] if a parameter's shape differs from `logits`' or `K = 0`.
+    fn student_t_mixture(
+        &self,
+        logits: Tensor<2>,
+        df: Tensor<2>,
+        loc: Tensor<2>,
+        scale: Tensor<2>,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
+        self.ensure_supported(Op::StudentTMixture)?;
+        mixture_check(self, &logits, [&df, &loc, &scale], samples)?;
+        mixture_composed(self, logits, df, loc, scale, samples)
     }
 
     /// Toto's causal patch scaler (toto-ts's `CausalPatchStdMeanScaler`) over `series` and
@@ -283,6 +297,93 @@ pub(crate) fn categorical_shape(logits: &Tensor<2>, samples: usize) -> Result<[u
     Ok([rows, k])
 }
 
+/// [`Backend::student_t_mixture`] composed from the backend's own ops (each routed and
+/// reported on a [`FallbackBackend`]): [`Backend::categorical`], a per-row gather of the chosen
+/// components and [`Backend::standard_t`]. Arguments are checked by the caller.
+pub(crate) fn mixture_composed<B: Backend>(
+    backend: &B,
+    logits: Tensor<2>,
+    df: Tensor<2>,
+    loc: Tensor<2>,
+    scale: Tensor<2>,
+    samples: usize,
+) -> Result<Tensor<2>> {
+    let index = backend.categorical(logits, samples)?; // [samples, rows]
+    let pick = |p: Tensor<2>| gather_rows(p, index.clone());
+    let t = backend.standard_t(pick(df))?;
+    Ok(t.mul(pick(scale)).add(pick(loc)))
+}
+
+/// [`Backend::categorical`]'s composition given its uniforms `u` (`[samples, rows, 1]`): the
+/// row maximum is subtracted and exponentiated, and each uniform, scaled by its row's total, is
+/// located in the row's cumulative sums by counting (`[samples, rows, K]` passes).
+pub(crate) fn categorical_composed(logits: Tensor<2>, u: Tensor<3>) -> Tensor<2, Int> {
+    let [rows, k] = logits.dims();
+    let [samples, _, _] = u.dims();
+    let weights = logits.clone().sub(logits.max_dim(1)).exp();
+    let cdf = weights.cumsum(1).reshape([1, rows, k]); // [1, rows, K]
+    let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
+    let u = u.mul(total); // [samples, rows, 1]
+    // The index is the number of cumulative sums at or below u; rounding can leave the last
+    // one a hair under the total, so clamp to K - 1.
+    let below = cdf
+        .expand([samples, rows, k])
+        .lower_equal(u.expand([samples, rows, k]));
+    // Counted in f32 (exact up to 2^24 categories): burn-wgpu's integer sum was 3x slower.
+    below
+        .float()
+        .sum_dim(2)
+        .int()
+        .clamp(0, k as i64 - 1)
+        .reshape([samples, rows])
+}
+
+/// The checks of [`Backend::student_t_mixture`]'s arguments: every tensor on `backend`'s device,
+/// the components shaped like the logits, `K >= 1` and a draw that fits [`MAX_ELEMENTS`].
+pub(crate) fn mixture_check<B: Backend>(
+    backend: &B,
+    logits: &Tensor<2>,
+    params: [&Tensor<2>; 3],
+    samples: usize,
+) -> Result<[usize; 2]> {
+    let op = Op::StudentTMixture;
+    backend.ensure_on_device(op, "logits", logits)?;
+    let [rows, k] = categorical_shape(logits, samples)?;
+    for (name, p) in ["df", "loc", "scale"].into_iter().zip(params) {
+        backend.ensure_on_device(op, name, p)?;
+        if p.dims() != [rows, k] {
+            return Err(Error::ParamShape {
+                dist: "student_t_mixture",
+                param: name,
+                shape: p.dims().to_vec(),
+                batch: vec![rows, k],
+            });
+        }
+    }
+    Ok([rows, k])
+}
+
+/// Row `r` of `params` (`[rows, K]`) at the components `index[s, r]` picks (`[samples, rows]`):
+/// a `[samples, rows]` tensor. burn-ndarray is fastest with one `select` on the flattened grid;
+/// burn-wgpu's `select` is pathological for long index lists (8 s for 125k indices on lavapipe,
+/// ~200 ms for 1.25M on an H200) and `gather` along `K` takes milliseconds.
+pub(crate) fn gather_rows(params: Tensor<2>, index: Tensor<2, Int>) -> Tensor<2> {
+    let [rows, k] = params.dims();
+    let [samples, _] = index.dims();
+    if is_ndarray(&params.device()) {
+        let offsets = Tensor::<1, Int>::arange(0..rows as i64, &params.device())
+            .mul_scalar(k as i64)
+            .reshape([1, rows]);
+        let flat = index.add(offsets).reshape([samples * rows]);
+        params
+            .reshape([rows * k])
+            .select(0, flat)
+            .reshape([samples, rows])
+    } else {
+        params.gather(1, index.swap_dims(0, 1)).swap_dims(0, 1)
+    }
+}
+
 /// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
 pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
     let elements = shape
@@ -374,7 +475,7 @@ impl ScalerSpec {
     ) -> Result<()> {
         self.check(backend, series, weights)?;
         let t = series.dims()[2];
-        if t % self.patch != 0 {
+        if !t.is_multiple_of(self.patch) {
             return Err(Error::Input {
                 what: "patch_scaler_extend",
                 reason: format!(

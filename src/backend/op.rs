@@ -27,6 +27,10 @@ pub enum Op {
     /// One standard Student-T draw per element of a tensor of degrees of freedom
     /// (`torch.distributions.StudentT(df).sample()`, numpy's `standard_t`).
     StandardT,
+    /// Draws from a mixture of Student-T components (Toto's output head): one component per
+    /// draw from the mixing weights, then that component's Student-T, shifted and scaled
+    /// ([`Backend::student_t_mixture`](crate::Backend::student_t_mixture)).
+    StudentTMixture,
     /// Toto's causal patch mean/std scaler ([`Backend::patch_scaler`](crate::Backend::patch_scaler)),
     /// computed in f64 where the backend can.
     PatchScaler,
@@ -34,7 +38,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in a fixed order (the order of the report's rows).
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::Uniform,
         Op::StandardNormal,
         Op::StandardGamma,
@@ -42,6 +46,7 @@ impl Op {
         Op::Lgamma,
         Op::Digamma,
         Op::Categorical,
+        Op::StudentTMixture,
         Op::PatchScaler,
     ];
 
@@ -55,6 +60,7 @@ impl Op {
             Op::Lgamma => "lgamma",
             Op::Digamma => "digamma",
             Op::Categorical => "categorical",
+            Op::StudentTMixture => "student_t_mixture",
             Op::PatchScaler => "patch_scaler",
         }
     }
@@ -69,7 +75,8 @@ impl Op {
             Op::Lgamma => 4,
             Op::Digamma => 5,
             Op::Categorical => 6,
-            Op::PatchScaler => 7,
+            Op::StudentTMixture => 7,
+            Op::PatchScaler => 8,
         }
     }
 }

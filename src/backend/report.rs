@@ -90,9 +90,9 @@ impl OpReport {
 ///
 /// ```text
 /// What runs where: wgpu (wgpu<wgsl>, llvmpipe) -> ndarray (policy: warn)
-/// op               runs on    calls    elements     to CPU     to GPU       time
-/// standard_normal  gpu            1      100000        0 B        0 B     0.3 ms
-/// standard_gamma   cpu            1      100000  390.6 KiB  390.6 KiB    14.2 ms
+/// op                runs on    calls    elements     to CPU     to GPU       time
+/// standard_normal   gpu            1      100000        0 B        0 B     0.3 ms
+/// standard_gamma    cpu            1      100000  390.6 KiB  390.6 KiB    14.2 ms
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -135,7 +135,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<16} {:<8} {:>8} {:>12} {:>11} {:>11} {:>11}",
+            "{:<17} {:<8} {:>8} {:>12} {:>11} {:>11} {:>11}",
             "op", "runs on", "calls", "elements", "to CPU", "to GPU", "time"
         )?;
         let mut any = false;
@@ -147,7 +147,7 @@ impl fmt::Display for Report {
                 any = true;
                 writeln!(
                     f,
-                    "{:<16} {:<8} {:>8} {:>12} {:>11} {:>11} {:>11}",
+                    "{:<17} {:<8} {:>8} {:>12} {:>11} {:>11} {:>11}",
                     row.op.name(),
                     placement,
                     usage.calls,
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(report.op(Op::StandardGamma).native, Usage::default());
         assert_eq!(report.total(Placement::Native).calls, 1);
         let table = report.to_string();
-        assert!(table.contains("standard_gamma   cpu"), "{table}");
+        assert!(table.contains("standard_gamma    cpu"), "{table}");
         assert!(table.contains("uniform          gpu"), "{table}");
         assert!(
             !table.contains("lgamma"),

@@ -1,6 +1,7 @@
 //! Toto's causal patch std/mean scaler (`CausalPatchStdMeanScaler`) on the host, in f64 as
 //! toto-ts does.
 
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// The scaler's constants: toto-ts's `minimum_scale` is *added* to the variance.
@@ -47,6 +48,33 @@ pub(crate) struct RowState {
 }
 
 impl RowState {
+    /// The six doubles of the device state (`lo, hi, wsum, xsum, m2, mu_prev`; no clamp is
+    /// `lo = hi = 0`, as real bounds are positive).
+    fn to_words(self) -> [f64; 6] {
+        let (lo, hi) = if self.hi.is_finite() {
+            (self.lo, self.hi)
+        } else {
+            (0.0, 0.0)
+        };
+        [lo, hi, self.wsum, self.xsum, self.m2, self.mu_prev]
+    }
+
+    fn from_words(w: &[f64]) -> Self {
+        let (lo, hi) = if w[1] > 0.0 {
+            (w[0], w[1])
+        } else {
+            (f64::NEG_INFINITY, f64::INFINITY)
+        };
+        RowState {
+            lo,
+            hi,
+            wsum: w[2],
+            xsum: w[3],
+            m2: w[4],
+            mu_prev: w[5],
+        }
+    }
+
     /// The state before the first step of `x`, with the clamp bounds from its first
     /// `p.prefix` steps (all of `x` without a prefix); no Bessel correction for them.
     pub(crate) fn start(x: &[f32], w: &[f32], p: ScalerSpec) -> Self {
@@ -120,11 +148,18 @@ impl RowState {
 /// Made empty ([`ScalerState::default`]); the first
 /// [`Backend::patch_scaler_extend`](crate::Backend::patch_scaler_extend) call sets the clamp
 /// bounds from its steps (its `prefix` first steps) and every call continues the series.
+///
+/// The statistics live where the backend that runs the scaler keeps them: on the host for
+/// [`NdArray`](crate::NdArray), in a GPU buffer for [`Wgpu`](crate::Wgpu) on adapters with f64
+/// shaders. A state moves (one small read or upload) if the op moves between backends.
 #[derive(Debug, Clone, Default)]
 pub struct ScalerState {
     /// `[B, V]` of the series, once started.
     pub(crate) shape: Option<[usize; 2]>,
     pub(crate) rows: Vec<RowState>,
+    /// The same statistics as a `[B·V, 6]` f64 tensor on a GPU, when a device kernel keeps them
+    /// (`rows` is then stale).
+    pub(crate) device: Option<Tensor<2>>,
 }
 
 impl ScalerState {
@@ -137,7 +172,62 @@ impl ScalerState {
     pub(crate) fn repeat(&self, times: usize) -> Self {
         ScalerState {
             shape: self.shape.map(|[b, v]| [b * times, v]),
-            rows: (0..times).flat_map(|_| self.rows.iter().copied()).collect(),
+            rows: match self.device {
+                Some(_) => Vec::new(),
+                None => (0..times).flat_map(|_| self.rows.iter().copied()).collect(),
+            },
+            device: self.device.as_ref().map(|t| t.clone().repeat_dim(0, times)),
+        }
+    }
+
+    /// The statistics as a `[B·V, 6]` f64 tensor on `device` (uploading host statistics once);
+    /// `None` before the first step.
+    pub(crate) fn on_device(&mut self, device: &Device) -> Option<Tensor<2>> {
+        self.shape?;
+        if self.device.is_none() {
+            let words: Vec<f64> = self.rows.iter().flat_map(|r| r.to_words()).collect();
+            let rows = self.rows.len();
+            self.device = Some(Tensor::from_data(
+                TensorData::new(words, [rows, 6]),
+                (device, DType::F64),
+            ));
+        }
+        self.device.clone()
+    }
+
+    /// Brings device statistics back to the host (a small read), for the host recurrence.
+    fn bring_home(&mut self) -> crate::Result<()> {
+        if let Some(t) = self.device.take() {
+            let data = t.try_into_data().map_err(|e| crate::Error::ReadBack {
+                what: "patch_scaler state".to_owned(),
+                device: "gpu".to_owned(),
+                reason: e.to_string(),
+            })?;
+            let words =
+                data.convert::<f64>()
+                    .try_to_vec::<f64>()
+                    .map_err(|e| crate::Error::ReadBack {
+                        what: "patch_scaler state".to_owned(),
+                        device: "gpu".to_owned(),
+                        reason: format!("{e:?}"),
+                    })?;
+            self.rows = words.chunks(6).map(RowState::from_words).collect();
+        }
+        Ok(())
+    }
+
+    /// Checks that new steps of batch shape `[b, v]` continue this state.
+    pub(crate) fn check_shape(&self, b: usize, v: usize) -> crate::Result<()> {
+        match self.shape {
+            Some(seen) if seen != [b, v] => Err(crate::Error::Input {
+                what: "patch_scaler_extend",
+                reason: format!(
+                    "the state holds series of shape {seen:?} (batch, variates); the new \
+                     steps have {:?}",
+                    [b, v]
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -151,27 +241,16 @@ impl ScalerState {
         spec: ScalerSpec,
     ) -> crate::Result<(Vec<f32>, Vec<f32>)> {
         let [b, v, t] = shape;
-        match self.shape {
-            None => {
-                self.rows = values
-                    .chunks(t.max(1))
-                    .zip(weights.chunks(t.max(1)))
-                    .map(|(x, w)| RowState::start(x, w, spec))
-                    .collect();
-                self.rows.resize(b * v, RowState::start(&[], &[], spec));
-                self.shape = Some([b, v]);
-            }
-            Some(seen) if seen != [b, v] => {
-                return Err(crate::Error::Input {
-                    what: "patch_scaler_extend",
-                    reason: format!(
-                        "the state holds series of shape {seen:?} (batch, variates); the new \
-                         steps have {:?}",
-                        [b, v]
-                    ),
-                });
-            }
-            Some(_) => {}
+        self.check_shape(b, v)?;
+        self.bring_home()?;
+        if self.shape.is_none() {
+            self.rows = values
+                .chunks(t.max(1))
+                .zip(weights.chunks(t.max(1)))
+                .map(|(x, w)| RowState::start(x, w, spec))
+                .collect();
+            self.rows.resize(b * v, RowState::start(&[], &[], spec));
+            self.shape = Some([b, v]);
         }
         let mut loc = vec![0f32; values.len()];
         let mut scale = vec![0f32; values.len()];

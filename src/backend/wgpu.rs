@@ -1,13 +1,17 @@
-//! [`Wgpu`]: burn's wgpu device (Vulkan, Metal, DX12), without gamma sampling.
+//! [`Wgpu`]: burn's wgpu device (Vulkan, Metal, DX12), with native Philox samplers.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::wgpu::{WgpuBackend, WgpuInitError};
-use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
+use burn::tensor::{Device, DeviceKind, Int, Tensor};
 
-use super::{Backend, Op, OpSet, Support, checked_elements};
+use super::host::HostRng;
+use super::{
+    Backend, Op, OpSet, ScalerSpec, ScalerState, Support, categorical_composed, categorical_shape,
+    checked_elements, kernels, mixture_check,
+};
 use crate::error::{Error, Result};
 
 /// Which graphics API wgpu drives.
@@ -69,16 +73,23 @@ impl GraphicsApi {
 
 /// The GPU backend: burn's wgpu device (Vulkan, Metal, DX12).
 ///
-/// Native: what burn ships — [`Op::Uniform`] and [`Op::StandardNormal`] through burn's
-/// `Tensor::random`, and the special functions ([`Op::Lgamma`], [`Op::Digamma`]) composed from
-/// elementwise tensor ops. **Not** native: [`Op::StandardGamma`]; burn 0.22 has no gamma sampling
-/// on any GPU, so calling it returns [`Error::Unsupported`], the analogue of PyTorch's
-/// `NotImplementedError: aten::_standard_gamma` on Apple GPUs. Wrap the backend in
-/// [`FallbackBackend`](crate::FallbackBackend) to run it on the CPU instead.
+/// Native: every sampler, as CubeCL kernels over a counter-based generator (Philox4x32-10,
+/// [`crate::rng`]) — [`Op::Uniform`], [`Op::StandardNormal`] (Box–Muller),
+/// [`Op::StandardGamma`] (Marsaglia–Tsang with the `alpha < 1` boost), [`Op::StandardT`]
+/// (Bailey's polar method without rejection) and [`Op::StudentTMixture`] (component pick and
+/// Student-T draw fused, Toto's head) — plus the special functions ([`Op::Lgamma`],
+/// [`Op::Digamma`]) and [`Op::Categorical`] composed from tensor ops. burn 0.22 itself has no
+/// gamma sampling on any GPU; these kernels are this crate's. **Not** native:
+/// [`Op::PatchScaler`] (Toto's scaler runs in f64); [`FallbackBackend`](crate::FallbackBackend)
+/// runs it on the CPU. [`Wgpu::with_unsupported`] forces any op onto the fallback.
 ///
-/// Seeding: [`Backend::seed`] seeds burn's cubecl generator, which is global to every cubecl
-/// device of the process (burn's design). Draws are reproducible for a seed when one thread
-/// samples; streams differ between adapters and from the CPU backend's.
+/// Seeding and reproducibility: [`Backend::seed`] restarts this backend's call sequence (clones
+/// share it); element `i` of the `k`-th sampling call after `seed(s)` is computed from Philox
+/// blocks keyed by `s` and addressed by `(i, k)`, so draws depend on neither the adapter, the
+/// launch layout nor the batch size, and the uniforms equal [`NdArray`](crate::NdArray)'s bit
+/// for bit. [`Wgpu::with_offset`] draws a slice of a larger call. Transforms use the adapter's
+/// `ln`/`cos`/`exp`, so Student-T or gamma values may differ across adapters in the last bits.
+/// Each call costs one kernel launch and no host read-back.
 ///
 /// Opening an adapter is expensive: constructors cache the device per `(api, adapter)`, so
 /// building another `Wgpu` for the same adapter is cheap and shares it.
@@ -87,7 +98,8 @@ impl GraphicsApi {
 /// use toto_fallback::{AdapterKind, Backend, GraphicsApi, Op, Wgpu};
 ///
 /// let gpu = Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Default)?;
-/// assert!(!gpu.supports(Op::StandardGamma));
+/// assert!(gpu.supports(Op::StandardGamma));
+/// assert!(!gpu.supports(Op::PatchScaler));
 /// println!("running on {}", gpu.name());
 /// # Ok::<(), toto_fallback::Error>(())
 /// ```
@@ -96,6 +108,8 @@ pub struct Wgpu {
     device: Device,
     name: Arc<str>,
     support: Support,
+    rng: Arc<HostRng>,
+    offset: u64,
 }
 
 impl fmt::Debug for Wgpu {
@@ -104,6 +118,8 @@ impl fmt::Debug for Wgpu {
             .field("name", &self.name)
             .field("device", &self.device)
             .field("support", &self.support)
+            .field("rng", &self.rng)
+            .field("offset", &self.offset)
             .finish()
     }
 }
@@ -131,11 +147,47 @@ impl Wgpu {
     pub fn with_adapter(api: GraphicsApi, adapter: AdapterKind) -> Result<Self> {
         let device = open(api, adapter)?;
         let name = describe(&device, api);
+        // Toto's scaler runs in f64 as toto-ts does: native where the adapter has f64 shaders
+        // (Vulkan on most desktop GPUs, lavapipe), forwarded elsewhere (Metal has no f64).
+        let lacking = if device.supports_dtype(burn::tensor::DType::F64) {
+            OpSet::empty()
+        } else {
+            OpSet::empty().with(Op::PatchScaler)
+        };
         Ok(Wgpu {
             device,
             name: name.into(),
-            support: Support::lacking(OpSet::empty().with(Op::StandardGamma).with(Op::PatchScaler)),
+            support: Support::lacking(lacking),
+            rng: Arc::new(HostRng::new(rand::random())),
+            offset: 0,
         })
+    }
+
+    /// A handle whose draws start at element `offset` of each call's stream ([`crate::rng`]):
+    /// a call drawing `n` elements through it returns elements `offset..offset + n` of what
+    /// the same call would draw for a larger output. This is how a slice of a batch reproduces
+    /// the batch's draws: row 3 of an `[8, n]` draw equals a `[1, n]` draw at offset `3n`, made
+    /// by the same call after the same seed. The handle shares the seed and call sequence with
+    /// `self`.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Tensor;
+    /// use toto_fallback::{Backend, Wgpu};
+    ///
+    /// let gpu = Wgpu::new()?;
+    /// gpu.seed(7);
+    /// let batch = gpu.standard_gamma(Tensor::<2>::full([8, 100], 2.5, gpu.device()))?;
+    /// gpu.seed(7);
+    /// let third = gpu.with_offset(300).standard_gamma(Tensor::<2>::full([1, 100], 2.5, gpu.device()))?;
+    /// assert_eq!(batch.slice([3..4, 0..100]).into_data(), third.into_data());
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_offset(&self, offset: u64) -> Self {
+        Wgpu {
+            offset,
+            ..self.clone()
+        }
     }
 
     /// This backend with `ops` marked unsupported as well, so a
@@ -145,6 +197,51 @@ impl Wgpu {
     pub fn with_unsupported(mut self, ops: impl IntoIterator<Item = Op>) -> Self {
         self.support = self.support.disable(ops);
         self
+    }
+}
+
+impl Wgpu {
+    /// The scaler kernels over `series`/`weights` continuing `state` (started here if empty).
+    fn scaler(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let [b, v, t] = series.dims();
+        if b * v * t == 0 {
+            // burn's reshape reads a 0 as "keep this dimension": nothing to compute anyway.
+            state.shape.get_or_insert([b, v]);
+            let empty = || Tensor::empty([b, v, t], &self.device);
+            return (empty(), empty());
+        }
+        let x = series.reshape([b * v, t]);
+        let w = weights.reshape([b * v, t]);
+        let start = match state.on_device(&self.device) {
+            Some(s) => s,
+            None => {
+                let end = spec.prefix.unwrap_or(t).min(t);
+                let factor = 10f64.powf(spec.exponent);
+                state.shape = Some([b, v]);
+                kernels::scaler_start(x.clone(), w.clone(), end, spec.stabilize, factor)
+            }
+        };
+        let (loc, scale, next) = kernels::scaler_extend(x, w, start, spec.patch);
+        state.device = Some(next);
+        state.rows.clear();
+        (loc.reshape([b, v, t]), scale.reshape([b, v, t]))
+    }
+
+    /// The Philox key of the next call, at this handle's offset.
+    fn key(&self) -> crate::rng::DrawKey {
+        self.rng.next_stream().draw_key().with_offset(self.offset)
+    }
+
+    /// A one-element tensor that names this device to the kernels (an extension op routes on
+    /// an input tensor).
+    fn anchor(&self) -> Tensor<1> {
+        Tensor::empty([1], &self.device)
     }
 }
 
@@ -200,34 +297,109 @@ impl Backend for Wgpu {
         self.support.supports(op)
     }
 
+    /// Restarts this backend's Philox call sequence from `seed` (clones share it), and seeds
+    /// burn's own cubecl generator for any burn random op the caller makes.
     fn seed(&self, seed: u64) {
+        self.rng.reseed(seed);
         self.device.seed(seed);
     }
 
     fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
         self.ensure_supported(Op::Uniform)?;
-        checked_elements(Op::Uniform, &shape)?;
-        Ok(Tensor::random(shape, Distribution::Default, &self.device))
+        let n = checked_elements(Op::Uniform, &shape)?;
+        let key = self.key();
+        if n == 0 {
+            // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
+            return Ok(Tensor::empty(shape, &self.device));
+        }
+        Ok(kernels::uniform(self.anchor(), n, key).reshape(shape))
     }
 
+    /// Box–Muller from one Philox block per element (one of the pair).
     fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
         self.ensure_supported(Op::StandardNormal)?;
-        checked_elements(Op::StandardNormal, &shape)?;
-        Ok(Tensor::random(
-            shape,
-            Distribution::Normal(0.0, 1.0),
-            &self.device,
-        ))
+        let n = checked_elements(Op::StandardNormal, &shape)?;
+        let key = self.key();
+        if n == 0 {
+            // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
+            return Ok(Tensor::empty(shape, &self.device));
+        }
+        Ok(kernels::normal(self.anchor(), n, key).reshape(shape))
     }
 
+    /// Marsaglia–Tsang in one kernel, one Philox block per attempt (see the type's docs).
     fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
-        // Not native on any wgpu adapter (burn has no gamma kernel): this is the error that
-        // FallbackBackend exists to turn into a CPU round trip.
         self.ensure_supported(Op::StandardGamma)?;
         self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
-        Err(Error::Unsupported {
-            op: Op::StandardGamma,
-            backend: self.name.to_string(),
-        })
+        checked_elements(Op::StandardGamma, &alpha.dims())?;
+        let key = self.key();
+        Ok(kernels::gamma(alpha, key))
+    }
+
+    /// Bailey's polar method in one kernel, one Philox block per draw.
+    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardT)?;
+        self.ensure_on_device(Op::StandardT, "df", &df)?;
+        checked_elements(Op::StandardT, &df.dims())?;
+        let key = self.key();
+        Ok(kernels::student_t(df, key))
+    }
+
+    /// The provided composition, with its uniforms from the Philox kernel directly (so forcing
+    /// [`Op::Uniform`] onto a fallback leaves categorical draws native).
+    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        self.ensure_supported(Op::Categorical)?;
+        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
+        let [rows, _] = categorical_shape(&logits, samples)?;
+        let n = samples * rows;
+        let u = if n == 0 {
+            Tensor::empty([samples, rows, 1], &self.device)
+        } else {
+            kernels::uniform(self.anchor(), n, self.key()).reshape([samples, rows, 1])
+        };
+        Ok(categorical_composed(logits, u))
+    }
+
+    /// Two f64 kernels, one thread per series: the clamp bounds, then the recurrence.
+    fn patch_scaler(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        spec.check(self, &series, &weights)?;
+        let mut state = ScalerState::default();
+        Ok(self.scaler(&mut state, series, weights, spec))
+    }
+
+    /// The state stays in a GPU buffer between calls; a decode step reads only its new patch.
+    fn patch_scaler_extend(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        spec.check_extend(self, &series, &weights)?;
+        let [b, v, _] = series.dims();
+        state.check_shape(b, v)?;
+        Ok(self.scaler(state, series, weights, spec))
+    }
+
+    /// One kernel: each draw reads its row's logits, picks a component and draws from it.
+    fn student_t_mixture(
+        &self,
+        logits: Tensor<2>,
+        df: Tensor<2>,
+        loc: Tensor<2>,
+        scale: Tensor<2>,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
+        self.ensure_supported(Op::StudentTMixture)?;
+        mixture_check(self, &logits, [&df, &loc, &scale], samples)?;
+        let key = self.key();
+        Ok(kernels::mixture_t(logits, df, loc, scale, samples, key))
     }
 }

@@ -1,11 +1,11 @@
 //! `MixtureSameFamily(mixing, component)`: Toto's output head.
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use super::categorical::Categorical;
 use super::shape::{BroadcastTo, full_shape, value_shape};
 use super::{Cdf, Distribution};
-use crate::backend::Backend;
+use crate::backend::{Backend, gather_rows};
 use crate::error::{Error, Result};
 use crate::special::{bisect, quantile_ends};
 
@@ -24,6 +24,16 @@ pub trait MixtureComponent<const D: usize>: Distribution<D> {
 
     /// The family's name, for errors.
     fn family(&self) -> &'static str;
+
+    /// `samples` draws from the mixture of these components (batch shape `[batch.., K]`,
+    /// flattened to `rows × K`) with mixing `logits` (`[rows, K]`) as one backend op, when the
+    /// family has one: `Some([samples, rows])`. `None` (the default) makes
+    /// [`MixtureSameFamily::sample`] draw the component index, gather its parameters and sample
+    /// the family.
+    fn sample_mixture(&self, logits: Tensor<2>, samples: usize) -> Option<Result<Tensor<2>>> {
+        let _ = (logits, samples);
+        None
+    }
 }
 
 /// A mixture of `K` components of one family: `p(x) = Σ_k w_k p_k(x)`, with the weights from a
@@ -181,32 +191,14 @@ where
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
         let n: usize = sample_shape.iter().product();
         let (b, k) = (self.batch_numel(), self.k);
-        let index = self.mixing.sample_flat(n)?; // [n, B, 1]
-        let chosen = if crate::backend::is_ndarray(self.device()) {
-            // Each chosen component's flat position in the [B, K] grid, b·K + k: one `select`
-            // per parameter reads n·B values (burn-ndarray's `gather` draws 35% fewer mixture
-            // samples per second, alternating bench runs on one core).
-            let offsets = Tensor::<1, Int>::arange(0..b as i64, self.device())
-                .mul_scalar(k as i64)
-                .reshape([1, b, 1]);
-            let flat = index.add(offsets).reshape([n * b]);
-            self.component.map_params(|p| {
-                p.reshape([b * k])
-                    .select(0, flat.clone())
-                    .reshape([n, b, 1])
-            })
-        } else {
-            // Row b of the grid gathers its n chosen components along K. (burn-wgpu's `select`
-            // on the flattened grid took 8 s for 125k indices on lavapipe and ~200 ms for 1.25M
-            // on an H200; `gather` takes milliseconds.)
-            let rows = index.reshape([n, b]).swap_dims(0, 1); // [B, n]
-            self.component.map_params(|p| {
-                p.reshape([b, k])
-                    .gather(1, rows.clone())
-                    .swap_dims(0, 1)
-                    .reshape([n, b, 1])
-            })
-        };
+        let logits = self.mixing.logits().reshape([b, k]);
+        if let Some(x) = self.component.sample_mixture(logits, n) {
+            return Ok(x?.reshape(shape));
+        }
+        let index = self.mixing.sample_flat(n)?.reshape([n, b]); // [n, B]
+        let chosen = self
+            .component
+            .map_params(|p| gather_rows(p.reshape([b, k]), index.clone()).reshape([n, b, 1]));
         let x: Tensor<3> = chosen.sample(&[])?; // [n, B, 1]
         Ok(x.reshape(shape))
     }

@@ -216,4 +216,17 @@ impl<B: Backend, const D: usize> MixtureComponent<D> for StudentT<B, D> {
     fn family(&self) -> &'static str {
         NAME
     }
+
+    /// [`Backend::student_t_mixture`]: one op (one kernel on [`Wgpu`](crate::Wgpu)).
+    fn sample_mixture(&self, logits: Tensor<2>, samples: usize) -> Option<Result<Tensor<2>>> {
+        let [rows, k] = logits.dims();
+        let flat = |p: &Tensor<D>| p.clone().reshape([rows, k]);
+        Some(self.backend.student_t_mixture(
+            logits,
+            flat(&self.df),
+            flat(&self.loc),
+            flat(&self.scale),
+            samples,
+        ))
+    }
 }

@@ -182,7 +182,9 @@ impl TotoConfig {
                 ),
             );
         }
-        if self.embed_dim % self.num_heads != 0 || (self.embed_dim / self.num_heads) % 2 != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads)
+            || !(self.embed_dim / self.num_heads).is_multiple_of(2)
+        {
             return bad(
                 "num_heads",
                 format!(

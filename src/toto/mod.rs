@@ -367,14 +367,9 @@ impl<B: Backend> Toto<B> {
             loc: component_loc,
             scale: component_scale,
             logits,
-        } = self.weights.forward(
-            &self.config,
-            &self.kinds,
-            scaled,
-            ids,
-            cache.as_deref_mut(),
-            hook,
-        );
+        } = self
+            .weights
+            .forward(&self.config, &self.kinds, scaled, ids, cache, hook);
         Ok(TotoOutput {
             backend: self.backend.clone(),
             loc,

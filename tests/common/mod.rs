@@ -78,6 +78,35 @@ pub fn fallback(seed: u64) -> Option<On<FallbackBackend<Wgpu, NdArray>>> {
     Some(On { backend, _turn })
 }
 
+/// The sampling ops the native wgpu kernels run, for [`forced`].
+pub const SAMPLERS: [toto_fallback::Op; 5] = [
+    toto_fallback::Op::Uniform,
+    toto_fallback::Op::StandardNormal,
+    toto_fallback::Op::StandardGamma,
+    toto_fallback::Op::StandardT,
+    toto_fallback::Op::StudentTMixture,
+];
+
+/// `FallbackBackend<Wgpu, NdArray>` with every native sampler forced onto the CPU: the fallback
+/// path, tested next to the native one.
+pub fn forced(seed: u64) -> Option<On<FallbackBackend<Wgpu, NdArray>>> {
+    forced_only(seed, SAMPLERS)
+}
+
+/// `FallbackBackend<Wgpu, NdArray>` with `ops` forced onto the CPU.
+pub fn forced_only(
+    seed: u64,
+    ops: impl IntoIterator<Item = toto_fallback::Op>,
+) -> Option<On<FallbackBackend<Wgpu, NdArray>>> {
+    let On {
+        backend: gpu,
+        _turn,
+    } = wgpu(seed)?;
+    let backend = FallbackBackend::new(gpu.with_unsupported(ops), NdArray::seeded(seed))
+        .with_policy(FallbackPolicy::Silent);
+    Some(On { backend, _turn })
+}
+
 /// Runs a test body on several backends: `on_backends!(name, [ndarray, wgpu, fallback], |b| ..)`
 /// makes one `#[test]` per backend in a module `name`; `b` derefs to the backend.
 #[macro_export]
