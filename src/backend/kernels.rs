@@ -278,6 +278,8 @@ fn student_t_kernel(
 /// of the acceptance, which reads words 0-2 only). Each attempt is accepted with probability
 /// above 0.95, so a warp of 32 finishes in about three; the loop has no bound because a bound
 /// would leave some element unfinished, but the chance of 20 rejections in a row is below 1e-26.
+/// A two-kernel split (one attempt each, then the rejected elements from an atomic list) keeps
+/// warps converged but measured slower on an H100 (docs/PERFORMANCE.md).
 #[allow(unused_assignments)] // `accepted` and `w3` are written before the loop breaks.
 #[cube(launch)]
 fn gamma_kernel(

@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(report.total(Placement::Native).calls, 1);
         let table = report.to_string();
         assert!(table.contains("standard_gamma    cpu"), "{table}");
-        assert!(table.contains("uniform          gpu"), "{table}");
+        assert!(table.contains("uniform           gpu"), "{table}");
         assert!(
             !table.contains("lgamma"),
             "ops never called are not listed: {table}"
