@@ -17,7 +17,7 @@ use toto_fallback::{Backend, FallbackBackend, NdArray, Op, Wgpu};
 const DF: f32 = 5.0;
 const N: usize = 1_000_000;
 
-fn main() -> Result<(), toto_fallback::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )
@@ -60,7 +60,7 @@ fn main() -> Result<(), toto_fallback::Error> {
 
 /// Draws `N` Student-T(DF) variates as `Z * sqrt(DF / (2 G))`, `Z ~ N(0, 1)`,
 /// `G ~ Gamma(DF / 2, 1)` (so `2G ~ Chi2(DF)`), and prints their summary next to the exact values.
-fn student_t_summary<B: Backend>(backend: &B) -> Result<(), toto_fallback::Error> {
+fn student_t_summary<B: Backend>(backend: &B) -> Result<(), Box<dyn std::error::Error>> {
     backend.seed(2024);
     let z = backend.standard_normal([N])?;
     let alpha = Tensor::<1>::full([N], DF / 2.0, backend.device());

@@ -22,7 +22,7 @@ use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
-fn main() -> Result<(), toto_fallback::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )
@@ -45,7 +45,10 @@ fn main() -> Result<(), toto_fallback::Error> {
     Ok(())
 }
 
-fn forecast<B: Backend>(backend: &B, dir: Option<PathBuf>) -> Result<(), toto_fallback::Error> {
+fn forecast<B: Backend>(
+    backend: &B,
+    dir: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let bundled = dir.is_none();
     let dir = dir.unwrap_or_else(|| PathBuf::from(BUNDLED));
     let model = Toto::from_dir(backend, &dir)?;

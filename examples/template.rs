@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use toto_fallback::toto::{ForecastOptions, Toto};
 use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
 
-fn main() -> Result<(), toto_fallback::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A model directory with config.json + model.safetensors (default: the tiny test model).
     let dir = std::env::args()
         .nth(1)
@@ -20,7 +20,7 @@ fn main() -> Result<(), toto_fallback::Error> {
     }
 }
 
-fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), toto_fallback::Error> {
+fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let model = Toto::from_dir(backend, dir)?;
     // [batch, variates, time]: one series of 512 steps.
     let history: Vec<f32> = (0..512).map(|t| (t as f32 / 10.0).sin()).collect();

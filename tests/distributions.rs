@@ -612,14 +612,16 @@ on_backends!(
     }
 );
 
-/// A Toto-shaped mixture over `K = 3` Student-T components with batch shape [2].
-fn mixture<B: Backend>(
-    b: &B,
-) -> (
+/// A Toto-shaped Student-T mixture, its weights `[batch][K]` and component parameters
+/// `[K][df, loc, scale]`.
+type TestMixture<B> = (
     MixtureSameFamily<B, StudentT<B, 2>, 1, 2>,
     [[f64; 3]; 2],
     [[f64; 3]; 3],
-) {
+);
+
+/// A Toto-shaped mixture over `K = 3` Student-T components with batch shape [2].
+fn mixture<B: Backend>(b: &B) -> TestMixture<B> {
     let w = [[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]];
     // Per component: df, loc, scale (the same for both batch entries here).
     let p = [[2.5, -4.0, 1.0], [6.0, 0.0, 0.5], [30.0, 3.0, 2.0]];
@@ -641,7 +643,7 @@ on_backends!(
         let (mix, w, p) = mixture(&*b);
         let x: Tensor<2> = mix.sample(&[N]).unwrap(); // [N, 2]
         let x = values(x);
-        for batch in 0..2 {
+        for (batch, weights) in w.iter().enumerate() {
             let column: Vec<f64> = x.iter().skip(batch).step_by(2).copied().collect();
             let comps: Vec<StudentsT> = p
                 .iter()
@@ -650,13 +652,13 @@ on_backends!(
             let cdf = |v: f64| {
                 comps
                     .iter()
-                    .zip(&w[batch])
+                    .zip(weights)
                     .map(|(c, wk)| wk * c.cdf(v))
                     .sum::<f64>()
             };
             assert_ks(&format!("mixture, batch {batch}"), &column, cdf);
             let mean = values(mix.mean())[batch];
-            let want: f64 = p.iter().zip(&w[batch]).map(|(c, wk)| wk * c[1]).sum();
+            let want: f64 = p.iter().zip(weights).map(|(c, wk)| wk * c[1]).sum();
             assert!((mean - want).abs() < 1e-5, "mixture mean {mean} vs {want}");
             let (m, _) = moments(&column);
             let var = values(mix.variance())[batch];

@@ -395,6 +395,7 @@ fn mixture_t_kernel(
 /// consecutive addresses), then each thread scans its own row from shared memory. Rows are
 /// `(first row of the cube + t) mod rows`, so any `rows` and `samples` work. `K` is a
 /// compile-time constant (one kernel per `K`), at most [`TILED_MAX_K`].
+#[allow(clippy::erasing_op)] // `u * 0` makes a run-time variable of a compile-time constant.
 #[cube(launch)]
 fn mixture_t_tiled_kernel(
     logits: &[f32],

@@ -35,15 +35,13 @@ pub fn ndarray(seed: u64) -> Option<On<NdArray>> {
 /// The wgpu device for this run: the default adapter, else a software one (lavapipe).
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped with a
 /// printed reason.
+#[allow(clippy::result_large_err)] // the closure returns the crate's `Error` as it is
 fn open_wgpu() -> Option<Wgpu> {
     static OPENED: OnceLock<Result<Wgpu, String>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
         Wgpu::new()
             .or_else(|_| Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu))
-            .map(|gpu| {
-                eprintln!("wgpu tests run on: {}", gpu.name());
-                gpu
-            })
+            .inspect(|gpu| eprintln!("wgpu tests run on: {}", gpu.name()))
             .map_err(|e| e.to_string())
     });
     match opened {
