@@ -37,7 +37,8 @@
 //! - [`special`]: `lgamma`, `digamma`, `ndtr`, `ndtri` as burn tensor compositions that run on
 //!   any device.
 //! - [`toto`]: Datadog's Toto over any [`Backend`]: config, checkpoint loader, forward pass
-//!   and forecaster, its scaler and sampling going through the backend's ops.
+//!   and forecaster, its scaler and sampling going through the backend's ops; with the `plot`
+//!   feature, `Forecast::fan_chart` draws a forecast as a PNG fan chart.
 //! - [`Error`]: every failure, each saying what to change.
 
 #![deny(missing_docs)]

@@ -910,3 +910,62 @@ fn save_writes_a_directory_from_dir_reads() {
     let reference = Reference::load();
     assert_eq!(head_of(&again, &reference), head_of(&toto, &reference));
 }
+
+/// The fan chart (feature `plot`): a PNG of the requested size that decodes, is not blank, and
+/// has the forecast's bands in its right part; bad indices are refused.
+#[cfg(feature = "plot")]
+#[test]
+fn fan_chart_writes_a_png_that_is_not_blank() {
+    use toto_fallback::toto::FanChart;
+    let cpu = toto_fallback::NdArray::seeded(5);
+    let toto = load(&cpu);
+    let reference = Reference::load();
+    let (series, mask, ids) = forecast_inputs(&reference, cpu.device());
+    let options = toto_fallback::toto::ForecastOptions {
+        prediction_length: 16,
+        num_samples: Some(32),
+        samples_per_batch: 32,
+        use_kv_cache: true,
+    };
+    let forecast = toto
+        .forecast(series.clone(), Some(mask), Some(ids), &options)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("toto-fallback-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fan.png");
+    let chart = FanChart {
+        series: 1,
+        variate: 2,
+        width: 400,
+        height: 200,
+        ..FanChart::default()
+    };
+    forecast.fan_chart(&series, &path, &chart).unwrap();
+    let png = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (400, 200));
+    let pixels: Vec<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    let white = pixels.iter().filter(|p| **p == [255, 255, 255]).count();
+    let colours: std::collections::HashSet<[u8; 3]> = pixels.iter().copied().collect();
+    assert!(
+        white < pixels.len() * 95 / 100 && colours.len() >= 8,
+        "a blank chart: {white} of {} pixels white, {} colours",
+        pixels.len(),
+        colours.len()
+    );
+    // The bands are tinted blue (more blue than red), and only right of the forecast origin.
+    let bluish = |x: u32| {
+        (0..200).any(|y| {
+            let [r, _, b] = png.get_pixel(x, y).0;
+            u16::from(b) > u16::from(r) + 40
+        })
+    };
+    assert!((300..390).any(bluish), "no forecast band on the right");
+    assert!(!(20..150).any(bluish), "forecast colour over the history");
+    let bad = FanChart {
+        variate: 9,
+        ..FanChart::default()
+    };
+    let err = forecast.fan_chart(&series, &path, &bad).unwrap_err();
+    assert!(matches!(err, Error::Input { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -10,6 +10,8 @@ mod config;
 mod forecast;
 mod load;
 mod model;
+#[cfg(feature = "plot")]
+mod plot;
 
 use std::path::Path;
 
@@ -18,6 +20,8 @@ use burn::tensor::{Bool, Int, Tensor};
 pub use self::config::{LayerKind, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig};
 pub use self::forecast::{Forecast, ForecastOptions};
 pub use self::model::{KvCache, TotoWeights};
+#[cfg(feature = "plot")]
+pub use self::plot::FanChart;
 
 use self::load::{Source, load_into, save_bytes};
 use self::model::HeadOutput;

@@ -1,0 +1,89 @@
+//! Forecast plot: forecast two series with Toto and draw each as a PNG fan chart (history,
+//! median, 50% and 90% bands of 256 sample paths), because a forecast is easier to look at than
+//! to read.
+//!
+//! ```text
+//! cargo run --release --features plot --example forecast_plot                  # tiny model
+//! cargo run --release --features plot --example forecast_plot -- MODEL_DIR OUT_DIR
+//! ```
+//!
+//! `MODEL_DIR` holds `config.json` and `model.safetensors` (Toto-Open-Base-1.0's layout); without
+//! it the bundled tiny test model is used, which is untrained: its fans are wide and meaningless,
+//! but every step runs. The PNGs go to `OUT_DIR` (default: the system's temporary directory).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Tensor, TensorData};
+use toto_fallback::toto::{FanChart, ForecastOptions, Toto};
+use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
+
+const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
+    )
+    .init();
+    let mut args = std::env::args().skip(1);
+    let model_dir = args
+        .next()
+        .map_or_else(|| PathBuf::from(BUNDLED), PathBuf::from);
+    let out_dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
+    match Wgpu::new() {
+        Ok(gpu) => {
+            println!("Using device: {}", gpu.name());
+            run(
+                &FallbackBackend::new(gpu, NdArray::new()),
+                &model_dir,
+                &out_dir,
+            )
+        }
+        Err(e) => {
+            println!("No wgpu adapter ({e}); running on the CPU.");
+            run(&NdArray::new(), &model_dir, &out_dir)
+        }
+    }
+}
+
+fn run<B: Backend>(
+    backend: &B,
+    model_dir: &PathBuf,
+    out_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let model = Toto::from_dir(backend, model_dir)?;
+    let p = model.config().patch_size;
+    // Two variates: a daily-like cycle with a trend, and a noisier, slower one.
+    let (variates, context, horizon) = (2, 12 * p, 4 * p);
+    let values: Vec<f32> = (0..variates * context)
+        .map(|i| {
+            let (v, t) = ((i / context) as f32, (i % context) as f32);
+            let period = (2 * p) as f32 * (1.0 + v);
+            20.0 + 0.02 * t
+                + (3.0 - v) * (t * std::f32::consts::TAU / period).sin()
+                + 0.3 * ((t * 12.9898).sin() * 43758.547).fract()
+        })
+        .collect();
+    let history = Tensor::<3>::from_data(
+        TensorData::new(values, [1, variates, context]),
+        backend.device(),
+    );
+    let options = ForecastOptions {
+        prediction_length: horizon,
+        num_samples: Some(256),
+        samples_per_batch: 256,
+        use_kv_cache: true,
+    };
+    let forecast = model.forecast(history.clone(), None, None, &options)?;
+    std::fs::create_dir_all(out_dir)?;
+    for variate in 0..variates {
+        let path = out_dir.join(format!("toto_forecast_variate{variate}.png"));
+        let chart = FanChart {
+            variate,
+            title: format!("Toto forecast, variate {variate} ({horizon} steps, 256 paths)"),
+            ..FanChart::default()
+        };
+        forecast.fan_chart(&history, &path, &chart)?;
+        println!("Wrote {}", path.display());
+    }
+    Ok(())
+}
