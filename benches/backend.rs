@@ -1,8 +1,9 @@
 //! Backend-layer throughput.
 //!
 //! - `standard_gamma(2.5)`: `NdArray` (every core, and one core), `FallbackBackend<Wgpu, NdArray>`
-//!   (a forwarded op with its device round trip), and the CPU anchor, a plain `rand_distr` loop on
-//!   one core. 86,016 draws is one Toto decode step (336 steps x 256 samples).
+//!   with gamma forced onto the CPU (a forwarded op with its device round trip) and native (the
+//!   Philox kernel), and the CPU anchor, a plain `rand_distr` loop on one core. 86,016 draws is
+//!   one Toto decode step (336 steps x 256 samples).
 //! - `special`: `lgamma` and `digamma` as tensor compositions on each device (the wgpu rows are
 //!   where burn's kernel fusion matters).
 //!
@@ -15,7 +16,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand_distr::{Distribution, Gamma};
-use toto_fallback::{Backend, FallbackBackend, FallbackPolicy, NdArray, Wgpu};
+use toto_fallback::{Backend, FallbackBackend, FallbackPolicy, NdArray, Op, Wgpu};
 
 const ALPHA: f32 = 2.5;
 const SIZES: [usize; 3] = [10_000, 86_016, 1_000_000];
@@ -58,18 +59,28 @@ fn gamma(c: &mut Criterion) {
         });
 
         if let Some(gpu) = &gpu {
-            let backend = FallbackBackend::new(gpu.clone(), NdArray::seeded(1))
-                .with_policy(FallbackPolicy::Silent);
-            let alpha = Tensor::<1>::full([n], ALPHA, backend.device());
-            let id = BenchmarkId::new("FallbackBackend<Wgpu, NdArray>", n);
-            group.bench_with_input(id, &n, |b, _| {
-                b.iter(|| {
-                    let g = backend.standard_gamma(alpha.clone()).unwrap();
-                    // Wait for the upload so the round trip is measured whole.
-                    backend.device().sync().unwrap();
-                    black_box(g)
+            let cases = [
+                ("FallbackBackend<Wgpu, NdArray>, forwarded", true),
+                ("FallbackBackend<Wgpu, NdArray>, native", false),
+            ];
+            for (label, forced) in cases {
+                let gpu = if forced {
+                    gpu.clone().with_unsupported([Op::StandardGamma])
+                } else {
+                    gpu.clone()
+                };
+                let backend = FallbackBackend::new(gpu, NdArray::seeded(1))
+                    .with_policy(FallbackPolicy::Silent);
+                let alpha = Tensor::<1>::full([n], ALPHA, backend.device());
+                group.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
+                    b.iter(|| {
+                        let g = backend.standard_gamma(alpha.clone()).unwrap();
+                        // Wait for the device so the whole call is measured.
+                        backend.device().sync().unwrap();
+                        black_box(g)
+                    });
                 });
-            });
+            }
         }
     }
     group.finish();
