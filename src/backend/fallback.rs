@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 use super::host::{read_f32, upload};
 use super::report::{Placement, Recorder, Report, Usage};
 use super::{
-    Backend, Op, ScalerSpec, ScalerState, categorical_shape, checked_elements, mixture_check,
+    Backend, Op, ScalerSpec, ScalerState, categorical_check, checked_elements, mixture_check,
     mixture_composed,
 };
 use crate::error::{Error, Result};
@@ -396,8 +396,7 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
 
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         let op = Op::Categorical;
-        self.ensure_on_device(op, "logits", &logits)?;
-        let [rows, k] = categorical_shape(&logits, samples)?;
+        let [rows, k] = categorical_check(self, &logits, samples)?;
         let n = samples * rows;
         let start = Instant::now();
         match self.route(op)? {

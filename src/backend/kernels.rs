@@ -43,11 +43,31 @@ impl From<DrawKey> for Key {
     }
 }
 
-/// Where a launch that serves `lanes` elements per block starts: the first block's index
-/// (low, high word) and how many lanes of it lie before element 0.
-fn first_block(offset: u64, lanes: u64) -> (u32, u32, u32) {
-    let block = offset / lanes;
-    (block as u32, (block >> 32) as u32, (offset % lanes) as u32)
+/// A launch's Philox key and first block, as one kernel argument: block `first + t` is thread
+/// `t`'s.
+#[derive(CubeLaunch, CubeType)]
+struct Stream {
+    k0: u32,
+    k1: u32,
+    first_lo: u32,
+    first_hi: u32,
+    call: u32,
+}
+
+impl Key {
+    /// The kernel argument for a launch serving `lanes` elements per block, and how many lanes
+    /// of its first block lie before element 0.
+    fn stream(&self, lanes: u64) -> (StreamLaunch, u32) {
+        let block = self.offset / lanes;
+        let first = StreamLaunch::new(
+            self.k0,
+            self.k1,
+            block as u32,
+            (block >> 32) as u32,
+            self.call,
+        );
+        (first, (self.offset % lanes) as u32)
+    }
 }
 
 /// Threads for `n` elements served `lanes` per block, starting `shift` lanes into a block.
@@ -100,13 +120,13 @@ fn philox(c0: u32, c1: u32, c2: u32, c3: u32, k0: u32, k1: u32) -> Block {
 
 /// Block `first + t` (a 64-bit index as two words) in slot `slot`.
 #[cube]
-fn block_at(t: u32, slot: u32, k0: u32, k1: u32, first_lo: u32, first_hi: u32, call: u32) -> Block {
-    let lo = first_lo + t;
-    let mut hi = first_hi;
-    if lo < first_lo {
+fn block_at(t: u32, slot: u32, s: &Stream) -> Block {
+    let lo = s.first_lo + t;
+    let mut hi = s.first_hi;
+    if lo < s.first_lo {
         hi += 1u32;
     }
-    philox(lo, hi, call, slot, k0, k1)
+    philox(lo, hi, s.call, slot, s.k0, s.k1)
 }
 
 /// Writes lane `lane` of thread `t`'s block (`lanes` per block, output starting `shift` lanes
@@ -192,21 +212,12 @@ fn polar_t(nu: f32, w1: u32, w2: u32) -> f32 {
 }
 
 #[cube(launch)]
-fn uniform_kernel(
-    out: &mut [f32],
-    threads: u32,
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    shift: u32,
-    call: u32,
-) {
+fn uniform_kernel(out: &mut [f32], threads: u32, stream: Stream, shift: u32) {
     let t = u32::cast_from(ABSOLUTE_POS);
     if t >= threads {
         terminate!();
     }
-    let b = block_at(t, 0u32, k0, k1, first_lo, first_hi, call);
+    let b = block_at(t, 0u32, &stream);
     write_lane(out, t, 0u32, 4u32, shift, unit(b.w0));
     write_lane(out, t, 1u32, 4u32, shift, unit(b.w1));
     write_lane(out, t, 2u32, 4u32, shift, unit(b.w2));
@@ -215,21 +226,12 @@ fn uniform_kernel(
 
 /// Box–Muller on words 0-1 (lanes 0, 1: cosine, sine) and 2-3 (lanes 2, 3).
 #[cube(launch)]
-fn normal_kernel(
-    out: &mut [f32],
-    threads: u32,
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    shift: u32,
-    call: u32,
-) {
+fn normal_kernel(out: &mut [f32], threads: u32, stream: Stream, shift: u32) {
     let t = u32::cast_from(ABSOLUTE_POS);
     if t >= threads {
         terminate!();
     }
-    let b = block_at(t, 0u32, k0, k1, first_lo, first_hi, call);
+    let b = block_at(t, 0u32, &stream);
     let r0 = f32::sqrt(-2.0f32 * f32::ln(unit_open(b.w0)));
     let a0 = (unit(b.w1) - 0.5f32) * 6.283_185_5f32;
     let r1 = f32::sqrt(-2.0f32 * f32::ln(unit_open(b.w2)));
@@ -242,22 +244,12 @@ fn normal_kernel(
 
 /// Two Student-T draws per block: lane 0 from words 0-1, lane 1 from words 2-3.
 #[cube(launch)]
-fn student_t_kernel(
-    df: &[f32],
-    out: &mut [f32],
-    threads: u32,
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    shift: u32,
-    call: u32,
-) {
+fn student_t_kernel(df: &[f32], out: &mut [f32], threads: u32, stream: Stream, shift: u32) {
     let t = u32::cast_from(ABSOLUTE_POS);
     if t >= threads {
         terminate!();
     }
-    let b = block_at(t, 0u32, k0, k1, first_lo, first_hi, call);
+    let b = block_at(t, 0u32, &stream);
     let g = t * 2u32;
     if g >= shift {
         let i = (g - shift) as usize;
@@ -282,15 +274,7 @@ fn student_t_kernel(
 /// warps converged but measured slower on an H100 (docs/PERFORMANCE.md).
 #[allow(unused_assignments)] // `accepted` and `w3` are written before the loop breaks.
 #[cube(launch)]
-fn gamma_kernel(
-    alpha: &[f32],
-    out: &mut [f32],
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    call: u32,
-) {
+fn gamma_kernel(alpha: &[f32], out: &mut [f32], stream: Stream) {
     let i = ABSOLUTE_POS;
     if i >= out.len() {
         terminate!();
@@ -310,7 +294,7 @@ fn gamma_kernel(
         let mut accepted = 0.0f32;
         let mut w3 = 0u32;
         loop {
-            let b = block_at(index, attempt, k0, k1, first_lo, first_hi, call);
+            let b = block_at(index, attempt, &stream);
             let x = f32::sqrt(-2.0f32 * f32::ln(unit_open(b.w0))) * cos_turn(unit(b.w1));
             let v = 1.0f32 + c * x;
             if v > 0.0f32 {
@@ -352,11 +336,7 @@ fn mixture_t_kernel(
     out: &mut [f32],
     rows: u32,
     k: u32,
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    call: u32,
+    stream: Stream,
 ) {
     let i = ABSOLUTE_POS;
     if i >= out.len() {
@@ -364,7 +344,7 @@ fn mixture_t_kernel(
     }
     let index = u32::cast_from(i);
     let base = (index % rows) * k;
-    let b = block_at(index, 0u32, k0, k1, first_lo, first_hi, call);
+    let b = block_at(index, 0u32, &stream);
     let mut max = logits[base as usize];
     for m in 1..k {
         max = f32::max(max, logits[(base + m) as usize]);
@@ -404,11 +384,7 @@ fn mixture_t_tiled_kernel(
     scale: &[f32],
     out: &mut [f32],
     rows: u32,
-    k0: u32,
-    k1: u32,
-    first_lo: u32,
-    first_hi: u32,
-    call: u32,
+    stream: Stream,
     #[comptime] k: u32,
 ) {
     let u = UNIT_POS;
@@ -424,7 +400,7 @@ fn mixture_t_tiled_kernel(
     let i = i0 + u;
     if (i as usize) < out.len() {
         let base = u * k;
-        let b = block_at(i, 0u32, k0, k1, first_lo, first_hi, call);
+        let b = block_at(i, 0u32, &stream);
         let mut max = tile[base as usize];
         for m in 1..k {
             max = f32::max(max, tile[(base + m) as usize]);
@@ -497,7 +473,7 @@ fn output(like: &CubeTensor, shape: Shape, threads: usize) -> (CubeTensor, CubeC
 
 impl SamplerOps for CubeBackend {
     fn philox_uniform(anchor: CubeTensor, n: usize, key: Key) -> CubeTensor {
-        let (first_lo, first_hi, shift) = first_block(key.offset, 4);
+        let (stream, shift) = key.stream(4);
         let threads = blocks_for(n, 4, shift);
         let (out, count, dim) = output(&anchor, Shape::new([n]), threads);
         if n > 0 {
@@ -507,19 +483,15 @@ impl SamplerOps for CubeBackend {
                 dim,
                 out.clone().into_buffer_arg(),
                 threads as u32,
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
+                stream,
                 shift,
-                key.call,
             );
         }
         out
     }
 
     fn philox_normal(anchor: CubeTensor, n: usize, key: Key) -> CubeTensor {
-        let (first_lo, first_hi, shift) = first_block(key.offset, 4);
+        let (stream, shift) = key.stream(4);
         let threads = blocks_for(n, 4, shift);
         let (out, count, dim) = output(&anchor, Shape::new([n]), threads);
         if n > 0 {
@@ -529,12 +501,8 @@ impl SamplerOps for CubeBackend {
                 dim,
                 out.clone().into_buffer_arg(),
                 threads as u32,
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
+                stream,
                 shift,
-                key.call,
             );
         }
         out
@@ -543,7 +511,7 @@ impl SamplerOps for CubeBackend {
     fn philox_student_t(df: CubeTensor, key: Key) -> CubeTensor {
         let df = into_contiguous(df);
         let n = df.meta.num_elements();
-        let (first_lo, first_hi, shift) = first_block(key.offset, 2);
+        let (stream, shift) = key.stream(2);
         let threads = blocks_for(n, 2, shift);
         let (out, count, dim) = output(&df, df.meta.shape().clone(), threads);
         if n > 0 {
@@ -554,12 +522,8 @@ impl SamplerOps for CubeBackend {
                 df.clone().into_buffer_arg(),
                 out.clone().into_buffer_arg(),
                 threads as u32,
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
+                stream,
                 shift,
-                key.call,
             );
         }
         out
@@ -568,7 +532,7 @@ impl SamplerOps for CubeBackend {
     fn philox_gamma(alpha: CubeTensor, key: Key) -> CubeTensor {
         let alpha = into_contiguous(alpha);
         let n = alpha.meta.num_elements();
-        let (first_lo, first_hi, _) = first_block(key.offset, 1);
+        let (stream, _) = key.stream(1);
         let (out, count, dim) = output(&alpha, alpha.meta.shape().clone(), n);
         if n > 0 {
             gamma_kernel::launch(
@@ -577,11 +541,7 @@ impl SamplerOps for CubeBackend {
                 dim,
                 alpha.clone().into_buffer_arg(),
                 out.clone().into_buffer_arg(),
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
-                key.call,
+                stream,
             );
         }
         out
@@ -597,7 +557,7 @@ impl SamplerOps for CubeBackend {
     ) -> CubeTensor {
         let [logits, df, loc, scale] = [logits, df, loc, scale].map(into_contiguous);
         let (rows, k) = (logits.meta.shape()[0], logits.meta.shape()[1]);
-        let (first_lo, first_hi, _) = first_block(key.offset, 1);
+        let (stream, _) = key.stream(1);
         let n = samples * rows;
         let (out, count, dim) = output(&logits, Shape::new([samples, rows]), n);
         if n > 0 && (1..=TILED_MAX_K).contains(&k) {
@@ -611,11 +571,7 @@ impl SamplerOps for CubeBackend {
                 scale.clone().into_buffer_arg(),
                 out.clone().into_buffer_arg(),
                 rows as u32,
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
-                key.call,
+                stream,
                 k as u32,
             );
         } else if n > 0 && k > 0 {
@@ -630,11 +586,7 @@ impl SamplerOps for CubeBackend {
                 out.clone().into_buffer_arg(),
                 rows as u32,
                 k as u32,
-                key.k0,
-                key.k1,
-                first_lo,
-                first_hi,
-                key.call,
+                stream,
             );
         }
         out

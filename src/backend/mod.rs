@@ -157,8 +157,7 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     /// [`Error::ParamShape`] if `K = 0`.
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
-        let [rows, _] = categorical_shape(&logits, samples)?;
+        let [rows, _] = categorical_check(self, &logits, samples)?;
         let u = self.uniform([samples, rows, 1])?;
         Ok(categorical_composed(logits, u))
     }
@@ -279,6 +278,17 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
 /// Reads an `f32` tensor back to the host (a device sync on a GPU), for `validate()`s.
 pub(crate) fn read_back<const D: usize>(what: &str, t: Tensor<D>) -> Result<Vec<f32>> {
     host::read_f32(what, t)
+}
+
+/// The checks of [`Backend::categorical`]'s arguments: `logits` on `backend`'s device, then
+/// [`categorical_shape`].
+pub(crate) fn categorical_check<B: Backend>(
+    backend: &B,
+    logits: &Tensor<2>,
+    samples: usize,
+) -> Result<[usize; 2]> {
+    backend.ensure_on_device(Op::Categorical, "logits", logits)?;
+    categorical_shape(logits, samples)
 }
 
 /// `[rows, K]` of a categorical op's weights, checked: `K >= 1` and the `[samples, rows, K]`

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::host::{self, HostRng};
-use super::{Backend, Op, OpSet, ScalerSpec, Support, categorical_shape, checked_elements};
+use super::{Backend, Op, OpSet, ScalerSpec, Support, categorical_check, checked_elements};
 use crate::error::Result;
 
 /// Whether `device` is burn-ndarray's, where some burn ops have other costs than on a GPU
@@ -140,8 +140,7 @@ impl Backend for NdArray {
     /// linear scan per draw.
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
-        let [rows, k] = categorical_shape(&logits, samples)?;
+        let [rows, k] = categorical_check(self, &logits, samples)?;
         let w = read_unshared(Op::Categorical, logits)?;
         let idx = host::categorical(self.rng.next_stream(), w, k, samples);
         Ok(Tensor::from_data(

@@ -9,7 +9,7 @@ use burn::tensor::{Device, DeviceKind, Int, Tensor};
 
 use super::host::HostRng;
 use super::{
-    Backend, Op, OpSet, ScalerSpec, ScalerState, Support, categorical_composed, categorical_shape,
+    Backend, Op, OpSet, ScalerSpec, ScalerState, Support, categorical_check, categorical_composed,
     checked_elements, kernels, mixture_check,
 };
 use crate::error::{Error, Result};
@@ -349,8 +349,7 @@ impl Backend for Wgpu {
     /// [`Op::Uniform`] onto a fallback leaves categorical draws native).
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        self.ensure_on_device(Op::Categorical, "logits", &logits)?;
-        let [rows, _] = categorical_shape(&logits, samples)?;
+        let [rows, _] = categorical_check(self, &logits, samples)?;
         let n = samples * rows;
         let u = if n == 0 {
             Tensor::empty([samples, rows, 1], &self.device)
