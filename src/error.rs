@@ -87,6 +87,23 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A distribution was asked for more draws (or a broadcast value of more elements) than
+    /// one tensor may hold, before anything was allocated.
+    #[error(
+        "{dist}: a result of shape {shape:?} has {elements} elements, more than the {limit} one \
+         tensor may hold; draw in smaller batches"
+    )]
+    SampleTooLarge {
+        /// The distribution.
+        dist: &'static str,
+        /// The requested shape (sample shape followed by the batch shape).
+        shape: Vec<usize>,
+        /// The element count (saturated at `u128::MAX` on overflow).
+        elements: u128,
+        /// The largest element count accepted.
+        limit: u64,
+    },
+
     /// No wgpu adapter matched the request, or the adapter refused to create a device.
     #[cfg(feature = "wgpu")]
     #[error(
@@ -210,24 +227,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A checkpoint does not fit the model its config describes. Every offending key is listed.
-    #[error(
-        "checkpoint {path} does not match the config: missing {missing:?}; unexpected \
-         {unexpected:?}; wrong shape or dtype {mismatched:?}; unreadable {unreadable:?} \
-         (keys as in the file; `model.` prefixes and both MLP namings are accepted)"
-    )]
-    Checkpoint {
-        /// The file (or `<bytes>`).
-        path: String,
-        /// Keys the model needs that the file lacks.
-        missing: Vec<String>,
-        /// Keys in the file that the model does not have (`rotary_emb.*` buffers are ignored).
-        unexpected: Vec<String>,
-        /// `key: expected …, found …` for tensors of the wrong shape or dtype.
-        mismatched: Vec<String>,
-        /// Tensors or files that could not be read or parsed.
-        unreadable: Vec<String>,
-    },
+    /// A checkpoint does not fit the model its config describes, or cannot be read. Every
+    /// offending key is listed (boxed, so that `Result<T, Error>` stays small).
+    #[error("{0}")]
+    Checkpoint(Box<CheckpointProblems>),
 
     /// An input to the model or forecaster is wrong.
     #[error("{what}: {reason}")]
@@ -239,5 +242,68 @@ pub enum Error {
     },
 }
 
+/// What is wrong with a checkpoint ([`Error::Checkpoint`]): every missing, unexpected, mis-shaped
+/// or unreadable tensor, by its name in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "checkpoint {path} does not match the config: missing {missing:?}; unexpected \
+     {unexpected:?}; wrong shape or dtype {mismatched:?}; unreadable {unreadable:?} \
+     (keys as in the file; `model.` prefixes and both MLP namings are accepted)"
+)]
+#[non_exhaustive]
+pub struct CheckpointProblems {
+    /// The file (or `<bytes>`).
+    pub path: String,
+    /// Keys the model needs that the file lacks.
+    pub missing: Vec<String>,
+    /// Keys in the file that the model does not have (`rotary_emb.*` buffers are ignored).
+    pub unexpected: Vec<String>,
+    /// `key: expected …, found …` for tensors of the wrong shape or dtype.
+    pub mismatched: Vec<String>,
+    /// Tensors or files that could not be read or parsed.
+    pub unreadable: Vec<String>,
+}
+
+impl CheckpointProblems {
+    /// No problem found yet, for `path`.
+    pub(crate) fn new(path: String) -> Self {
+        CheckpointProblems {
+            path,
+            missing: Vec::new(),
+            unexpected: Vec::new(),
+            mismatched: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Whether nothing is wrong.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.mismatched.is_empty()
+            && self.unreadable.is_empty()
+    }
+
+    /// The file could not be read at all: `reason` as the only problem.
+    pub(crate) fn unreadable(path: String, reason: String) -> Error {
+        let mut problems = CheckpointProblems::new(path);
+        problems.unreadable.push(reason);
+        Error::Checkpoint(Box::new(problems))
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn results_stay_small() {
+        // clippy's `result_large_err` threshold is 128 bytes; boxed lists keep us well below.
+        assert!(
+            std::mem::size_of::<super::Error>() <= 96,
+            "{}",
+            std::mem::size_of::<super::Error>()
+        );
+    }
+}

@@ -40,6 +40,16 @@
 //!   and forecaster, its scaler and sampling going through the backend's ops; with the `plot`
 //!   feature, `Forecast::fan_chart` draws a forecast as a PNG fan chart.
 //! - [`Error`]: every failure, each saying what to change.
+//!
+//! ## Threads and bad input
+//! Every backend, distribution, [`toto::Toto`] and [`toto::Forecast`] is `Send + Sync`. One
+//! backend (or its clones, which share the report, the seed and the call counter) may serve
+//! many threads at once: each sampling call takes the next call number under a lock, so
+//! concurrent calls draw distinct streams and no report count is lost. Which thread gets which
+//! stream then depends on timing; for draws that are reproducible per thread, give each thread
+//! its own seeded backend. Bad input (shapes, devices, sizes, configs, checkpoints) is an
+//! [`Error`], never a panic; bad *values* inside tensors give NaN element-wise, as each op
+//! documents. The crate's `docs/reliability.md` lists every case with its result and its test.
 
 #![deny(missing_docs)]
 
@@ -56,4 +66,4 @@ pub use backend::{
     Backend, FallbackBackend, FallbackPolicy, MAX_ELEMENTS, NdArray, Op, OpReport, OpSet,
     Placement, Report, ScalerSpec, ScalerState, Usage,
 };
-pub use error::{Error, Result};
+pub use error::{CheckpointProblems, Error, Result};

@@ -25,6 +25,7 @@ pub use self::scaler::ScalerState;
 #[cfg(feature = "wgpu")]
 pub use self::wgpu::{AdapterKind, GraphicsApi, Wgpu};
 
+use crate::dist::shape::{BroadcastTo, ReshapeExact};
 use std::fmt;
 
 use burn::tensor::{Device, Int, Tensor};
@@ -331,21 +332,21 @@ pub(crate) fn categorical_composed(logits: Tensor<2>, u: Tensor<3>) -> Tensor<2,
     let [rows, k] = logits.dims();
     let [samples, _, _] = u.dims();
     let weights = logits.clone().sub(logits.max_dim(1)).exp();
-    let cdf = weights.cumsum(1).reshape([1, rows, k]); // [1, rows, K]
+    let cdf = weights.cumsum(1).reshape_exact([1, rows, k]); // [1, rows, K]
     let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
     let u = u.mul(total); // [samples, rows, 1]
     // The index is the number of cumulative sums at or below u; rounding can leave the last
     // one a hair under the total, so clamp to K - 1.
     let below = cdf
-        .expand([samples, rows, k])
-        .lower_equal(u.expand([samples, rows, k]));
+        .broadcast_to([samples, rows, k])
+        .lower_equal(u.broadcast_to([samples, rows, k]));
     // Counted in f32 (exact up to 2^24 categories): burn-wgpu's integer sum was 3x slower.
     below
         .float()
         .sum_dim(2)
         .int()
         .clamp(0, k as i64 - 1)
-        .reshape([samples, rows])
+        .reshape_exact([samples, rows])
 }
 
 /// The checks of [`Backend::student_t_mixture`]'s arguments: every tensor on `backend`'s device,
@@ -383,23 +384,28 @@ pub(crate) fn gather_rows(params: Tensor<2>, index: Tensor<2, Int>) -> Tensor<2>
     if is_ndarray(&params.device()) {
         let offsets = Tensor::<1, Int>::arange(0..rows as i64, &params.device())
             .mul_scalar(k as i64)
-            .reshape([1, rows]);
-        let flat = index.add(offsets).reshape([samples * rows]);
+            .reshape_exact([1, rows]);
+        let flat = index.add(offsets).reshape_exact([samples * rows]);
         params
-            .reshape([rows * k])
+            .reshape_exact([rows * k])
             .select(0, flat)
-            .reshape([samples, rows])
+            .reshape_exact([samples, rows])
     } else {
         params.gather(1, index.swap_dims(0, 1)).swap_dims(0, 1)
     }
 }
 
-/// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
-pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
-    let elements = shape
+/// The element count of `shape`, saturated at `u128::MAX`.
+pub(crate) fn element_count(shape: &[usize]) -> u128 {
+    shape
         .iter()
         .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
-        .unwrap_or(u128::MAX);
+        .unwrap_or(u128::MAX)
+}
+
+/// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
+pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
+    let elements = element_count(shape);
     if elements > u128::from(MAX_ELEMENTS) {
         return Err(Error::ShapeTooLarge {
             op,
@@ -532,7 +538,7 @@ fn scaler_composed(
         let keep = Tensor::<1, Int>::arange(0..t as i64, &x.device())
             .lower_elem(end as i64)
             .float()
-            .reshape([1, 1, t]);
+            .reshape_exact([1, 1, t]);
         let wg = w.mul(keep);
         let wt = wg.clone().sum_dim(2).clamp_min(1.0);
         let mug = x.clone().mul(wg.clone()).sum_dim(2).div(wt.clone());
@@ -542,8 +548,8 @@ fn scaler_composed(
         let lo = sg.clone().div_scalar(factor).clamp_min(MIN);
         let hi = sg.mul_scalar(factor);
         sigma = sigma
-            .max_pair(lo.expand([b, v, t]))
-            .min_pair(hi.expand([b, v, t]));
+            .max_pair(lo.broadcast_to([b, v, t]))
+            .min_pair(hi.broadcast_to([b, v, t]));
     }
     let at_patch_end = |s: Tensor<3>| {
         // Patch ends: steps p-1, 2p-1, ...; a short last patch ends at t-1.

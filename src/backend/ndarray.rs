@@ -100,13 +100,16 @@ impl Backend for NdArray {
     }
 
     /// `Z · sqrt(ν / 2G)` with `Z ~ N(0, 1)`, `G ~ Gamma(ν/2, 1)` from this backend's host
-    /// samplers (faster here than the polar method's transcendental functions).
+    /// samplers (faster here than the polar method's transcendental functions). `ν = +inf`
+    /// gives `Z` (the limit; `ν / 2G` would be `inf / inf`).
     fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
         self.ensure_supported(Op::StandardT)?;
         self.ensure_on_device(Op::StandardT, "df", &df)?;
         let z = self.standard_normal(df.dims())?;
         let g = self.standard_gamma(df.clone().mul_scalar(0.5))?;
-        Ok(z.mul(df.div(g.mul_scalar(2.0)).sqrt()))
+        let infinite = df.clone().equal_elem(f32::INFINITY);
+        let ratio = df.div(g.mul_scalar(2.0)).mask_fill(infinite, 1.0);
+        Ok(z.mul(ratio.sqrt()))
     }
 
     fn seed(&self, seed: u64) {

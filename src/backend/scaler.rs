@@ -1,7 +1,9 @@
 //! Toto's causal patch std/mean scaler (`CausalPatchStdMeanScaler`) on the host, in f64 as
 //! toto-ts does.
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::Tensor;
+#[cfg(feature = "wgpu")]
+use burn::tensor::{DType, Device, TensorData};
 use rayon::prelude::*;
 
 /// The scaler's constants: toto-ts's `minimum_scale` is *added* to the variance.
@@ -50,6 +52,7 @@ pub(crate) struct RowState {
 impl RowState {
     /// The six doubles of the device state (`lo, hi, wsum, xsum, m2, mu_prev`; no clamp is
     /// `lo = hi = 0`, as real bounds are positive).
+    #[cfg(feature = "wgpu")]
     fn to_words(self) -> [f64; 6] {
         let (lo, hi) = if self.hi.is_finite() {
             (self.lo, self.hi)
@@ -182,6 +185,7 @@ impl ScalerState {
 
     /// The statistics as a `[B·V, 6]` f64 tensor on `device` (uploading host statistics once);
     /// `None` before the first step.
+    #[cfg(feature = "wgpu")]
     pub(crate) fn on_device(&mut self, device: &Device) -> Option<Tensor<2>> {
         self.shape?;
         if self.device.is_none() {

@@ -1,5 +1,6 @@
 //! [`Wgpu`]: burn's wgpu device (Vulkan, Metal, DX12), with native Philox samplers.
 
+use crate::dist::shape::ReshapeExact;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -79,9 +80,11 @@ impl GraphicsApi {
 /// (Bailey's polar method without rejection) and [`Op::StudentTMixture`] (component pick and
 /// Student-T draw fused, Toto's head) — plus the special functions ([`Op::Lgamma`],
 /// [`Op::Digamma`]) and [`Op::Categorical`] composed from tensor ops. burn 0.22 itself has no
-/// gamma sampling on any GPU; these kernels are this crate's. **Not** native:
-/// [`Op::PatchScaler`] (Toto's scaler runs in f64); [`FallbackBackend`](crate::FallbackBackend)
-/// runs it on the CPU. [`Wgpu::with_unsupported`] forces any op onto the fallback.
+/// gamma sampling on any GPU; these kernels are this crate's. [`Op::PatchScaler`] (Toto's
+/// scaler, in f64 as toto-ts computes it) is a kernel too, native where the adapter has f64
+/// shaders (Vulkan on desktop GPUs, lavapipe) and unsupported elsewhere (Metal), where a
+/// [`FallbackBackend`](crate::FallbackBackend) runs it on the CPU. [`Wgpu::with_unsupported`]
+/// forces any op onto the fallback.
 ///
 /// Seeding and reproducibility: [`Backend::seed`] restarts this backend's call sequence (clones
 /// share it); element `i` of the `k`-th sampling call after `seed(s)` is computed from Philox
@@ -99,7 +102,8 @@ impl GraphicsApi {
 ///
 /// let gpu = Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Default)?;
 /// assert!(gpu.supports(Op::StandardGamma));
-/// assert!(!gpu.supports(Op::PatchScaler));
+/// // Toto's f64 scaler: native with f64 shaders (Vulkan), forwarded on Metal.
+/// println!("f64 scaler native: {}", gpu.supports(Op::PatchScaler));
 /// println!("running on {}", gpu.name());
 /// # Ok::<(), toto_fallback::Error>(())
 /// ```
@@ -216,8 +220,8 @@ impl Wgpu {
             let empty = || Tensor::empty([b, v, t], &self.device);
             return (empty(), empty());
         }
-        let x = series.reshape([b * v, t]);
-        let w = weights.reshape([b * v, t]);
+        let x = series.reshape_exact([b * v, t]);
+        let w = weights.reshape_exact([b * v, t]);
         let start = match state.on_device(&self.device) {
             Some(s) => s,
             None => {
@@ -230,7 +234,7 @@ impl Wgpu {
         let (loc, scale, next) = kernels::scaler_extend(x, w, start, spec.patch);
         state.device = Some(next);
         state.rows.clear();
-        (loc.reshape([b, v, t]), scale.reshape([b, v, t]))
+        (loc.reshape_exact([b, v, t]), scale.reshape_exact([b, v, t]))
     }
 
     /// The Philox key of the next call, at this handle's offset.
@@ -312,7 +316,7 @@ impl Backend for Wgpu {
             // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
             return Ok(Tensor::empty(shape, &self.device));
         }
-        Ok(kernels::uniform(self.anchor(), n, key).reshape(shape))
+        Ok(kernels::uniform(self.anchor(), n, key).reshape_exact(shape))
     }
 
     /// Box–Muller from one Philox block per element (one of the pair).
@@ -324,7 +328,7 @@ impl Backend for Wgpu {
             // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
             return Ok(Tensor::empty(shape, &self.device));
         }
-        Ok(kernels::normal(self.anchor(), n, key).reshape(shape))
+        Ok(kernels::normal(self.anchor(), n, key).reshape_exact(shape))
     }
 
     /// Marsaglia–Tsang in one kernel, one Philox block per attempt (see the type's docs).
@@ -354,7 +358,7 @@ impl Backend for Wgpu {
         let u = if n == 0 {
             Tensor::empty([samples, rows, 1], &self.device)
         } else {
-            kernels::uniform(self.anchor(), n, self.key()).reshape([samples, rows, 1])
+            kernels::uniform(self.anchor(), n, self.key()).reshape_exact([samples, rows, 1])
         };
         Ok(categorical_composed(logits, u))
     }

@@ -1,5 +1,6 @@
 //! `Categorical(logits)` over the last dimension.
 
+use super::shape::ReshapeExact;
 use std::sync::OnceLock;
 
 use burn::tensor::{Device, Int, Tensor};
@@ -130,7 +131,7 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
     pub fn sample<const S: usize>(&self, sample_shape: &[usize]) -> Result<Tensor<S, Int>> {
         let shape = full_shape::<S>(NAME, sample_shape, self.batch_shape())?;
         let n: usize = sample_shape.iter().product();
-        Ok(self.sample_flat(n)?.reshape(shape))
+        Ok(self.sample_flat(n)?.reshape_exact(shape))
     }
 
     /// `[n, batch_numel, 1]` indices, through the backend's `categorical` op.
@@ -139,8 +140,8 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         let b: usize = self.batch_shape().iter().product();
         let idx = self
             .backend
-            .categorical(self.logits.clone().reshape([b, k]), n)?; // [n, B]
-        Ok(idx.reshape([n, b, 1]))
+            .categorical(self.logits.clone().reshape_exact([b, k]), n)?; // [n, B]
+        Ok(idx.reshape_exact([n, b, 1]))
     }
 
     /// The entropy `−Σ_k p_k ln p_k` in nats, of shape `[batch..]` (`E = D − 1`).
@@ -161,7 +162,7 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         let lp = self.logits();
         // 0 · ln 0 = 0 for categories of probability 0 (logit -inf).
         let plogp = lp.clone().exp().mul(lp.clone()).mask_fill(lp.is_inf(), 0.0);
-        Ok(plogp.sum_dim(D - 1).neg().reshape(shape))
+        Ok(plogp.sum_dim(D - 1).neg().reshape_exact(shape))
     }
 
     /// `ln P(X = index)` for `index` of shape `[sample.., batch..]` (broadcast like `log_prob` of
@@ -176,9 +177,12 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         let n = shape.iter().product::<usize>() / b.max(1);
         let index = index
             .broadcast_to(shape)
-            .reshape([n, b, 1])
+            .reshape_exact([n, b, 1])
             .clamp(0, k as i64 - 1);
-        let lp = self.logits().reshape([1, b, k]).broadcast_to([n, b, k]);
-        Ok(lp.gather(2, index).reshape(shape))
+        let lp = self
+            .logits()
+            .reshape_exact([1, b, k])
+            .broadcast_to([n, b, k]);
+        Ok(lp.gather(2, index).reshape_exact(shape))
     }
 }

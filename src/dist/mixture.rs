@@ -1,5 +1,6 @@
 //! `MixtureSameFamily(mixing, component)`: Toto's output head.
 
+use super::shape::ReshapeExact;
 use burn::tensor::{Device, Tensor};
 
 use super::categorical::Categorical;
@@ -146,7 +147,7 @@ where
     /// Components as `[1, B, K]` for evaluation against values `[N, B, 1]`.
     fn components3(&self) -> C::Mapped<3> {
         let (b, k) = (self.batch_numel(), self.k);
-        self.component.map_params(|p| p.reshape([1, b, k]))
+        self.component.map_params(|p| p.reshape_exact([1, b, k]))
     }
 
     /// A value broadcast to the full shape and flattened to `[N, B, 1]`.
@@ -154,14 +155,14 @@ where
         let shape = value_shape(NAME, value.dims(), &self.batch)?;
         let b = self.batch_numel();
         let n = shape.iter().product::<usize>() / b.max(1);
-        Ok((shape, value.broadcast_to(shape).reshape([n, b, 1])))
+        Ok((shape, value.broadcast_to(shape).reshape_exact([n, b, 1])))
     }
 
     /// Mixing log-weights as `[1, B, K]`.
     fn log_weights3(&self) -> Tensor<3> {
         self.mixing
             .logits()
-            .reshape([1, self.batch_numel(), self.k])
+            .reshape_exact([1, self.batch_numel(), self.k])
     }
 
     /// Mixing weights times a per-component quantity `[B.., K]`, summed over `K`: `[B..]`.
@@ -170,7 +171,7 @@ where
             .probs()
             .mul(per_component)
             .sum_dim(DK - 1)
-            .reshape(self.batch)
+            .reshape_exact(self.batch)
     }
 }
 
@@ -191,16 +192,16 @@ where
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
         let n: usize = sample_shape.iter().product();
         let (b, k) = (self.batch_numel(), self.k);
-        let logits = self.mixing.logits().reshape([b, k]);
+        let logits = self.mixing.logits().reshape_exact([b, k]);
         if let Some(x) = self.component.sample_mixture(logits, n) {
-            return Ok(x?.reshape(shape));
+            return Ok(x?.reshape_exact(shape));
         }
-        let index = self.mixing.sample_flat(n)?.reshape([n, b]); // [n, B]
-        let chosen = self
-            .component
-            .map_params(|p| gather_rows(p.reshape([b, k]), index.clone()).reshape([n, b, 1]));
+        let index = self.mixing.sample_flat(n)?.reshape_exact([n, b]); // [n, B]
+        let chosen = self.component.map_params(|p| {
+            gather_rows(p.reshape_exact([b, k]), index.clone()).reshape_exact([n, b, 1])
+        });
         let x: Tensor<3> = chosen.sample(&[])?; // [n, B, 1]
-        Ok(x.reshape(shape))
+        Ok(x.reshape_exact(shape))
     }
 
     fn log_prob<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
@@ -209,7 +210,7 @@ where
         // logsumexp over K, shifted by the max so no term overflows.
         let max = lp.clone().max_dim(2); // [N, B, 1]
         let lse = lp.sub(max.clone()).exp().sum_dim(2).log().add(max);
-        Ok(lse.reshape(shape))
+        Ok(lse.reshape_exact(shape))
     }
 
     fn mean(&self) -> Tensor<D> {
@@ -238,7 +239,7 @@ where
     /// `P(X <= value) = Σ_k w_k F_k(value)`.
     fn cdf<const S: usize>(&self, value: Tensor<S>) -> Result<Tensor<S>> {
         let (shape, x) = self.flat_value(value)?;
-        Ok(self.cdf3(x)?.reshape(shape))
+        Ok(self.cdf3(x)?.reshape_exact(shape))
     }
 
     /// The `x` with `Σ_k w_k F_k(x) = p`, by bisection inside the bracket
@@ -256,7 +257,7 @@ where
         })?;
         // The bracket is infinite at p = 0 and 1; the ends are set explicitly.
         let x = quantile_ends(x, p, f32::NEG_INFINITY);
-        Ok(x.reshape(shape))
+        Ok(x.reshape_exact(shape))
     }
 }
 
@@ -269,7 +270,10 @@ where
     /// The mixture CDF of values `[N, B, 1]`.
     fn cdf3(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let f = self.components3().cdf(x)?; // [N, B, K]
-        let w = self.mixing.probs().reshape([1, self.batch_numel(), self.k]);
+        let w = self
+            .mixing
+            .probs()
+            .reshape_exact([1, self.batch_numel(), self.k]);
         Ok(f.mul(w).sum_dim(2))
     }
 }

@@ -15,7 +15,7 @@ mod categorical;
 mod gamma;
 mod mixture;
 mod normal;
-mod shape;
+pub(crate) mod shape;
 mod student_t;
 mod validate;
 

@@ -3,10 +3,11 @@
 use burn::tensor::kind::Basic;
 use burn::tensor::{Device, Tensor};
 
+use crate::backend::{MAX_ELEMENTS, element_count};
 use crate::error::{Error, Result};
 
-/// `expand` that leaves a tensor of the target shape alone: burn-ndarray's `expand` copies
-/// every element even when nothing changes.
+/// `expand` that leaves a tensor of the target shape alone (burn-ndarray's `expand` copies every
+/// element even when nothing changes) and builds empty results directly.
 pub(crate) trait BroadcastTo<const D: usize> {
     /// The tensor broadcast to `shape` (a no-op when it already has that shape).
     fn broadcast_to(self, shape: [usize; D]) -> Self;
@@ -16,8 +17,32 @@ impl<const D: usize, K: Basic> BroadcastTo<D> for Tensor<D, K> {
     fn broadcast_to(self, shape: [usize; D]) -> Self {
         if self.dims() == shape {
             self
+        } else if shape.contains(&0) {
+            // burn's `expand` refuses zero-sized dimensions.
+            Tensor::empty(shape, &self.device())
         } else {
             self.expand(shape)
+        }
+    }
+}
+
+/// `reshape` that takes the shape literally: burn's `reshape` reads a 0 as "keep this
+/// dimension" (ONNX semantics), so reshaping to a shape with a zero-sized dimension panics or
+/// keeps the wrong size. An empty result is built directly instead.
+pub(crate) trait ReshapeExact {
+    /// The kind of the tensor (float, int or bool).
+    type Kind: Basic;
+    /// The tensor with `shape`, which must hold as many elements.
+    fn reshape_exact<const D2: usize>(self, shape: [usize; D2]) -> Tensor<D2, Self::Kind>;
+}
+
+impl<const D: usize, K: Basic> ReshapeExact for Tensor<D, K> {
+    type Kind = K;
+    fn reshape_exact<const D2: usize>(self, shape: [usize; D2]) -> Tensor<D2, K> {
+        if shape.contains(&0) {
+            Tensor::empty(shape, &self.device())
+        } else {
+            self.reshape(shape)
         }
     }
 }
@@ -72,7 +97,7 @@ pub(crate) fn lift<const D: usize, const S: usize>(t: Tensor<D>) -> Tensor<S> {
     debug_assert!(S >= D, "lift to a lower rank");
     let mut shape = [1; S];
     shape[S - D..].copy_from_slice(&t.dims());
-    t.reshape(shape)
+    t.reshape_exact(shape)
 }
 
 /// `[sample.., batch..]` as a rank-`S` shape, or [`Error::Rank`].
@@ -91,6 +116,9 @@ pub(crate) fn full_shape<const S: usize>(
         });
     }
     let full: Vec<usize> = sample.iter().chain(batch).copied().collect();
+    // The sample count alone is checked too: with an empty batch the full count is 0.
+    fits(dist, sample)?;
+    fits(dist, &full)?;
     Ok(to_array(&full))
 }
 
@@ -113,7 +141,22 @@ pub(crate) fn value_shape<const S: usize>(
         shape: value.to_vec(),
         batch: batch.to_vec(),
     })?;
+    fits(dist, &full)?;
     Ok(to_array(&full))
+}
+
+/// `Ok` if a tensor of `shape` may be allocated, else [`Error::SampleTooLarge`].
+fn fits(dist: &'static str, shape: &[usize]) -> Result<()> {
+    let elements = element_count(shape);
+    if elements > u128::from(MAX_ELEMENTS) {
+        return Err(Error::SampleTooLarge {
+            dist,
+            shape: shape.to_vec(),
+            elements,
+            limit: MAX_ELEMENTS,
+        });
+    }
+    Ok(())
 }
 
 fn to_array<const N: usize>(v: &[usize]) -> [usize; N] {

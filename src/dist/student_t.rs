@@ -1,5 +1,6 @@
 //! `StudentT(df, loc, scale)`.
 
+use super::shape::ReshapeExact;
 use burn::tensor::{Device, Tensor};
 
 use super::mixture::MixtureComponent;
@@ -220,7 +221,7 @@ impl<B: Backend, const D: usize> MixtureComponent<D> for StudentT<B, D> {
     /// [`Backend::student_t_mixture`]: one op (one kernel on [`Wgpu`](crate::Wgpu)).
     fn sample_mixture(&self, logits: Tensor<2>, samples: usize) -> Option<Result<Tensor<2>>> {
         let [rows, k] = logits.dims();
-        let flat = |p: &Tensor<D>| p.clone().reshape([rows, k]);
+        let flat = |p: &Tensor<D>| p.clone().reshape_exact([rows, k]);
         Some(self.backend.student_t_mixture(
             logits,
             flat(&self.df),

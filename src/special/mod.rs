@@ -15,6 +15,7 @@ pub use self::igamma::gammainc;
 pub use self::normal::{ndtr, ndtri};
 pub(crate) use self::solve::{bisect, quantile_ends};
 
+use crate::dist::shape::BroadcastTo;
 use burn::tensor::Tensor;
 
 /// `ln(1 + x)`, accurate near 0 on every device.
@@ -96,6 +97,6 @@ pub fn expm1<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// `x · ln y` with `0 · ln 0 = 0` (torch's `xlogy`), for densities at the support's edge.
 pub(crate) fn xlogy<const D: usize>(x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
     let out = x.clone().mul(y.log());
-    let zero = x.equal_elem(0.0).expand(out.shape());
+    let zero = x.equal_elem(0.0).broadcast_to(out.dims());
     out.mask_fill(zero, 0.0)
 }

@@ -4,12 +4,21 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::MAX_ELEMENTS;
 use crate::error::{Error, Result};
 
 /// The scaler class string of toto-ts (a dictionary key in Python, so it must match exactly).
 pub const SCALER_CLS: &str = "<class 'model.scaler.CausalPatchStdMeanScaler'>";
 /// The output distribution class string of toto-ts.
 pub const OUTPUT_CLS: &str = "<class 'model.distribution.MixtureOfStudentTsOutput'>";
+
+/// The largest model [`TotoConfig::validate`] accepts: 2^34 parameters (64 GiB of f32 weights,
+/// a hundred times Toto-Open-Base-1.0), so that an absurd `config.json` is an error instead of
+/// an allocation the machine cannot make.
+pub const MAX_PARAMETERS: u64 = 1 << 34;
+
+/// The largest `scale_factor_exponent` accepted: `10^300` is still a finite f64.
+pub const MAX_SCALE_EXPONENT: f64 = 300.0;
 
 /// Keyword arguments of the output distribution: the number of Student-T components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +191,27 @@ impl TotoConfig {
                 ),
             );
         }
+        // Sizes first: an absurd size is the problem, whatever else it breaks.
+        let fits = self.checked_sizes().is_some_and(|(total, largest)| {
+            total as u128 <= u128::from(MAX_PARAMETERS)
+                && largest as u128 <= u128::from(MAX_ELEMENTS)
+        });
+        if !fits {
+            return bad(
+                "embed_dim",
+                format!(
+                    "the sizes (embed_dim {}, num_layers {}, mlp_hidden_dim {}, patch_size {}, \
+                     k_components {}) describe a model of more than {MAX_PARAMETERS} \
+                     parameters or a weight of more than {MAX_ELEMENTS} elements; \
+                     Toto-Open-Base-1.0 has 151,306,080",
+                    self.embed_dim,
+                    self.num_layers,
+                    self.mlp_hidden_dim,
+                    self.patch_size,
+                    self.k_components()
+                ),
+            );
+        }
         if !self.embed_dim.is_multiple_of(self.num_heads)
             || !(self.embed_dim / self.num_heads).is_multiple_of(2)
         {
@@ -221,13 +251,20 @@ impl TotoConfig {
                 ),
             );
         }
-        if !(self.scale_factor_exponent.is_finite() && self.scale_factor_exponent >= 0.0) {
+        if !(0.0..=MAX_SCALE_EXPONENT).contains(&self.scale_factor_exponent) {
             return bad(
                 "scale_factor_exponent",
                 format!(
-                    "must be finite and >= 0; got {}",
+                    "must be in [0, {MAX_SCALE_EXPONENT}] (10^exponent must be a finite f64); \
+                     got {}",
                     self.scale_factor_exponent
                 ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return bad(
+                "dropout",
+                format!("must be a probability in [0, 1]; got {}", self.dropout),
             );
         }
         Ok(())
@@ -264,16 +301,44 @@ impl TotoConfig {
             .collect()
     }
 
-    /// The number of parameters of the model this configuration describes.
+    /// The number of parameters of the model this configuration describes (saturated at
+    /// `usize::MAX` for absurd sizes, which [`TotoConfig::validate`] rejects).
     pub fn parameter_count(&self) -> usize {
+        self.checked_sizes().map_or(usize::MAX, |(total, _)| total)
+    }
+
+    /// `(parameter count, largest tensor's element count)`, or `None` on overflow.
+    fn checked_sizes(&self) -> Option<(usize, usize)> {
         let (d, p, f, k) = (
             self.embed_dim,
             self.patch_size,
             self.mlp_hidden_dim,
             self.k_components(),
         );
-        let linear = |i: usize, o: usize| i * o + o;
-        let layer = 2 * d + linear(d, 3 * d) + linear(d, d) + linear(d, 2 * f) + linear(f, d);
-        linear(p, d) + self.num_layers * layer + linear(d, d * p) + 4 * linear(d, k)
+        let linear = |i: usize, o: usize| i.checked_mul(o)?.checked_add(o);
+        let layer = [
+            2usize.checked_mul(d)?,
+            linear(d, 3usize.checked_mul(d)?)?,
+            linear(d, d)?,
+            linear(d, 2usize.checked_mul(f)?)?,
+            linear(f, d)?,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)?;
+        let head = linear(d, d.checked_mul(p)?)?;
+        let total = [
+            linear(p, d)?,
+            self.num_layers.checked_mul(layer)?,
+            head,
+            4usize.checked_mul(linear(d, k)?)?,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)?;
+        // The largest single weight: wqkv [3D, D], w12 [2F, D], w3 [D, F], the unembedding
+        // [D·P, D], the patch embedding [D, P], the head's [K, D].
+        let largest = [3 * d * d, 2 * f * d, d * p * d, d * p, k * d]
+            .into_iter()
+            .max()?;
+        Some((total, largest))
     }
 }

@@ -4,7 +4,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::model::KvCache;
 use super::{Phases, Toto, TotoDistribution};
-use crate::backend::Backend;
+use crate::backend::{Backend, MAX_ELEMENTS};
 use crate::dist::Distribution;
 use crate::error::{Error, Result};
 
@@ -96,6 +96,74 @@ impl Forecast {
     }
 }
 
+impl<B: Backend> Toto<B> {
+    /// Refuses a forecast whose largest tensors could not be allocated, before allocating
+    /// anything: the output, the decoded paths, the activations of one step and the KV cache.
+    fn check_forecast_size(&self, [b, v, t]: [usize; 3], options: &ForecastOptions) -> Result<()> {
+        let c = &self.config;
+        let p = c.patch_size as u128;
+        let (b, v, t, d) = (b as u128, v as u128, t as u128, c.embed_dim as u128);
+        let pred = options.prediction_length as u128;
+        let context = t.div_ceil(p) * p;
+        let total = context + pred.div_ceil(p) * p;
+        let samples = options.num_samples.unwrap_or(1) as u128;
+        let paths = b * v * options.num_samples.map_or(1, |_| options.samples_per_batch) as u128;
+        let heads = c.num_heads as u128;
+        let per_step = if options.use_kv_cache { p } else { total };
+        let needs = [
+            (
+                "the forecast's samples [B, V, prediction_length, num_samples]",
+                b * v * pred * samples,
+            ),
+            (
+                "the decoded paths [samples_per_batch·B, V, T]",
+                paths * total,
+            ),
+            (
+                "the prefill's activations [B·V, T, embed_dim]",
+                b * v * context * d,
+            ),
+            ("one decode step's activations", paths * per_step * d),
+            ("one layer's KV cache", paths * (total / p) * d),
+            (
+                "one layer's attention scores",
+                paths * heads * (total / p) * (per_step / p).max(1),
+            ),
+        ];
+        match needs.iter().find(|(_, n)| *n > u128::from(MAX_ELEMENTS)) {
+            None => Ok(()),
+            Some((what, n)) => Err(Error::Input {
+                what: "Toto::forecast",
+                reason: format!(
+                    "{what} would hold {n} elements, more than the {MAX_ELEMENTS} one tensor may \
+                     hold; lower samples_per_batch (paths decoded at once), num_samples, \
+                     prediction_length or the context length"
+                ),
+            }),
+        }
+    }
+}
+
+/// Waits for the work behind `t` and reports its failure. burn's tensor ops are lazy and
+/// infallible: an allocation the device refuses (out of memory, or past the adapter's largest
+/// buffer) marks the tensors that depend on it as failed, and the failure surfaces when they
+/// are read. Reading one sum of the result here turns it into an error of the call that queued
+/// the work, instead of a panic in the caller's `into_data`.
+fn settle(what: &str, t: &Tensor<3>) -> Result<()> {
+    t.clone()
+        .sum()
+        .try_into_data()
+        .map(drop)
+        .map_err(|e| Error::ReadBack {
+            what: what.to_owned(),
+            device: format!("{:?}", t.device()),
+            reason: format!(
+                "{e}\n(if an allocation failed, the device ran out of memory or past its largest \
+                 buffer: lower samples_per_batch, which bounds the paths decoded at once)"
+            ),
+        })
+}
+
 /// Values that must not be fed back: NaN, ±inf, `|y| >= f32::MAX / 2` become 0 (toto-ts's
 /// `replace_extreme_values`).
 fn replace_extreme(y: Tensor<3>) -> Tensor<3> {
@@ -150,8 +218,14 @@ impl<B: Backend> Toto<B> {
     /// mode the context is prefilled **once** and its KV cache shared by every sample path
     /// (toto-ts repeats the prefill per path; the prefix is identical, so sharing is exact).
     ///
+    /// The call returns once the device has finished the forecast (it reads back one sum of
+    /// the mean), so that a device failure — an allocation the GPU refused — is an error here
+    /// rather than a panic where the result is read.
+    ///
     /// # Errors
-    /// [`Error::Input`] for bad shapes or options; the model's and backend's errors.
+    /// [`Error::Input`] for bad shapes or options, or a request whose tensors could not be
+    /// allocated ([`MAX_ELEMENTS`]); [`Error::ReadBack`] if the device failed (out of memory);
+    /// the model's and backend's errors.
     pub fn forecast(
         &self,
         series: Tensor<3>,
@@ -182,9 +256,12 @@ impl<B: Backend> Toto<B> {
             )));
         }
         let device = series.device();
+        self.check_device("Toto::forecast", "series", &device)?;
         let mask =
             padding_mask.unwrap_or_else(|| Tensor::<3, Int>::ones([b, v, t], &device).bool());
+        self.check_device("Toto::forecast", "padding_mask", &mask.device())?;
         let ids = id_mask.unwrap_or_else(|| Tensor::zeros([b, v, t], &device));
+        self.check_device("Toto::forecast", "id_mask", &ids.device())?;
         if mask.dims() != [b, v, t] || ids.dims() != [b, v, t] {
             return Err(input(format!(
                 "padding_mask {:?} and id_mask {:?} must have the series' shape {:?}",
@@ -193,6 +270,7 @@ impl<B: Backend> Toto<B> {
                 [b, v, t]
             )));
         }
+        self.check_forecast_size([b, v, t], options)?;
         // Non-finite values are masked out.
         let bad = series.clone().is_nan().bool_or(series.clone().is_inf());
         let series = series.mask_fill(bad.clone(), 0.0);
@@ -242,8 +320,10 @@ impl<B: Backend> Toto<B> {
                     paths.push(y);
                     phases.mark(|| format!("step {step}: forward and mean"));
                 }
+                let mean = trim(paths.series);
+                settle("Toto::forecast", &mean)?;
                 Ok(Forecast {
-                    mean: trim(paths.series),
+                    mean,
                     samples: None,
                 })
             }
@@ -273,8 +353,10 @@ impl<B: Backend> Toto<B> {
                 let samples = Tensor::cat(chunks, 0) // [N·B, V, pred], sample index outer
                     .reshape([n, b, v, pred])
                     .permute([1, 2, 3, 0]); // [B, V, pred, N]
+                let mean = samples.clone().mean_dim(3).reshape([b, v, pred]);
+                settle("Toto::forecast", &mean)?;
                 Ok(Forecast {
-                    mean: samples.clone().mean_dim(3).reshape([b, v, pred]),
+                    mean,
                     samples: Some(samples),
                 })
             }

@@ -6,8 +6,12 @@ use burn::store::{
     ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 
+use burn::tensor::{bf16, f16};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
 use super::model::TotoWeights;
-use crate::error::{Error, Result};
+use crate::error::{CheckpointProblems, Error, Result};
 
 /// Checkpoint key → module path, applied in order: the `model.` prefix goes, Python's `wQKV`/`wO`
 /// become snake case, and both MLP namings (`mlp.0.w12`/`mlp.0.w3` of xFormers' fused SwiGLU,
@@ -42,20 +46,28 @@ pub(crate) enum Source<'a> {
 pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result<()> {
     let (mut store, label) = match source {
         Source::File(path) => {
-            // burn-store maps the file lazily; check it can be opened first for a clear error.
-            std::fs::File::open(path).map_err(|e| Error::Io {
-                path: path.display().to_string(),
+            let label = path.display().to_string();
+            let io = |e: std::io::Error| Error::Io {
+                path: label.clone(),
                 reason: e.to_string(),
-            })?;
-            (
-                SafetensorsStore::from_file(path),
-                path.display().to_string(),
-            )
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            // SAFETY: the map is read-only and dropped before this function returns. Like any
+            // file map (burn-store maps the file too), another process writing the file during
+            // the load may show torn data, which the checks below then report; it cannot make
+            // this process read outside the map.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+            let store = match to_f32(&map, &label)? {
+                None => SafetensorsStore::from_file(path),
+                Some(converted) => SafetensorsStore::from_bytes(Some(converted)),
+            };
+            (store, label)
         }
-        Source::Bytes(bytes) => (
-            SafetensorsStore::from_bytes(Some(bytes)),
-            "<bytes>".to_owned(),
-        ),
+        Source::Bytes(bytes) => {
+            let label = "<bytes>".to_owned();
+            let bytes = to_f32(&bytes, &label)?.unwrap_or(bytes);
+            (SafetensorsStore::from_bytes(Some(bytes)), label)
+        }
     };
     for (from, to) in RENAMES {
         store = store.with_key_remapping(from, to);
@@ -66,34 +78,27 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
         .validate(false);
     let result = weights
         .load_from(&mut store)
-        .map_err(|e| Error::Checkpoint {
-            path: label.clone(),
-            missing: vec![],
-            unexpected: vec![],
-            mismatched: vec![],
-            unreadable: vec![e.to_string()],
-        })?;
-    let missing: Vec<String> = result
+        .map_err(|e| CheckpointProblems::unreadable(label.clone(), e.to_string()))?;
+    let mut problems = CheckpointProblems::new(label);
+    problems.missing = result
         .missing
         .iter()
         .map(|(path, _)| published_name(path))
         .collect();
     // Rotary buffers (`rotary_emb.freqs`, `.scale`) are recomputed, never loaded.
-    let unexpected: Vec<String> = result
+    problems.unexpected = result
         .unused
         .iter()
         .filter(|k| !k.contains("rotary_emb."))
         .map(|k| published_name(k))
         .collect();
-    let mut mismatched = Vec::new();
-    let mut unreadable = Vec::new();
     for e in &result.errors {
         match e {
             ApplyError::ShapeMismatch {
                 path,
                 expected,
                 found,
-            } => mismatched.push(format!(
+            } => problems.mismatched.push(format!(
                 "{}: expected shape {expected:?}, found {found:?}",
                 published_name(path)
             )),
@@ -101,25 +106,93 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
                 path,
                 expected,
                 found,
-            } => mismatched.push(format!(
+            } => problems.mismatched.push(format!(
                 "{}: expected dtype {expected:?}, found {found:?}",
                 published_name(path)
             )),
-            other => unreadable.push(other.to_string()),
+            other => problems.unreadable.push(other.to_string()),
         }
     }
-    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() && unreadable.is_empty()
-    {
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Checkpoint {
-            path: label,
-            missing,
-            unexpected,
-            mismatched,
-            unreadable,
-        })
+        Err(Error::Checkpoint(Box::new(problems)))
     }
+}
+
+/// Checks a safetensors file before burn-store reads it: its header must parse and cover the
+/// data exactly, and every tensor must be floating point. `None` when every tensor is f32 (load
+/// as is); the file rewritten with every tensor in f32 when some are f16, bf16 or f64 (burn's
+/// CPU backend has no f16, and burn-store would hand it the file's dtype).
+fn to_f32(bytes: &[u8], label: &str) -> Result<Option<Vec<u8>>> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| {
+        CheckpointProblems::unreadable(
+            label.to_owned(),
+            format!("not a complete safetensors file: {e}"),
+        )
+    })?;
+    let mut problems = CheckpointProblems::new(label.to_owned());
+    let mut convert = false;
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in &tensors {
+        match view.dtype() {
+            Dtype::F32 => {}
+            Dtype::F16 | Dtype::BF16 | Dtype::F64 => convert = true,
+            other => problems.mismatched.push(format!(
+                "{name}: expected a floating-point dtype (F32, or F16, BF16, F64 converted to \
+                 F32), found {other:?}"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Checkpoint(Box::new(problems)));
+    }
+    if !convert {
+        return Ok(None);
+    }
+    let converted: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let f32s: Vec<f32> = match view.dtype() {
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+                    .collect(),
+                _ => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            };
+            let bytes = f32s.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (name, bytes, view.shape().to_vec())
+        })
+        .collect();
+    let unreadable = |e: safetensors::SafeTensorError| {
+        CheckpointProblems::unreadable(label.to_owned(), format!("converting to f32: {e}"))
+    };
+    let views = converted
+        .iter()
+        .map(|(name, data, shape)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|view| (name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable)?;
+    let metadata = SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone());
+    safetensors::serialize(views, metadata)
+        .map(Some)
+        .map_err(unreadable)
 }
 
 /// Module path → published key, applied in order when saving: the inverse of [`RENAMES`], into

@@ -15,9 +15,11 @@ mod plot;
 
 use std::path::Path;
 
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
-pub use self::config::{LayerKind, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig};
+pub use self::config::{
+    LayerKind, MAX_PARAMETERS, MAX_SCALE_EXPONENT, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig,
+};
 pub use self::forecast::{Forecast, ForecastOptions};
 pub use self::model::{KvCache, TotoWeights};
 #[cfg(feature = "plot")]
@@ -219,6 +221,21 @@ impl<B: Backend> Toto<B> {
         std::fs::write(&model, self.to_safetensors_bytes()?).map_err(|e| io(&model, e))
     }
 
+    /// `Ok` if an input named `param` lives on the model's device.
+    fn check_device(&self, what: &'static str, param: &str, found: &Device) -> Result<()> {
+        let expected = self.backend.device();
+        if found == expected {
+            return Ok(());
+        }
+        Err(Error::Input {
+            what,
+            reason: format!(
+                "`{param}` is on device {found:?} but the model runs on {expected:?}; move it \
+                 with `tensor.to_device(toto.backend().device())`"
+            ),
+        })
+    }
+
     fn assemble(backend: &B, config: TotoConfig, weights: TotoWeights) -> Self {
         Toto {
             backend: backend.clone(),
@@ -292,6 +309,9 @@ impl<B: Backend> Toto<B> {
     ) -> Result<TotoOutput<B>> {
         let [b, v, t] = series.dims();
         let p = self.config.patch_size;
+        self.check_device("Toto::forward", "series", &series.device())?;
+        self.check_device("Toto::forward", "padding_mask", &padding_mask.device())?;
+        self.check_device("Toto::forward", "id_mask", &id_mask.device())?;
         if padding_mask.dims() != [b, v, t] || id_mask.dims() != [b, v, t] {
             return Err(Error::Input {
                 what: "Toto::forward",

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: backends to run on, and statistical checks.
 #![allow(dead_code)] // each test file uses a subset
 
+pub mod fuzz_input;
+
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use burn::tensor::Tensor;
@@ -35,7 +37,6 @@ pub fn ndarray(seed: u64) -> Option<On<NdArray>> {
 /// The wgpu device for this run: the default adapter, else a software one (lavapipe).
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped with a
 /// printed reason.
-#[allow(clippy::result_large_err)] // the closure returns the crate's `Error` as it is
 fn open_wgpu() -> Option<Wgpu> {
     static OPENED: OnceLock<Result<Wgpu, String>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
