@@ -326,6 +326,16 @@ fn forecast_refuses_oversized_requests_before_allocating() {
             ..ForecastOptions::default()
         }),
     );
+    // Sizes whose products overflow u128 (2^64 · 2^64 · ...) without a KV cache.
+    input_error(
+        "everything usize::MAX",
+        run(ForecastOptions {
+            prediction_length: usize::MAX,
+            num_samples: Some(usize::MAX),
+            samples_per_batch: usize::MAX,
+            use_kv_cache: false,
+        }),
+    );
 }
 
 #[test]

@@ -395,27 +395,33 @@ pub(crate) fn gather_rows(params: Tensor<2>, index: Tensor<2, Int>) -> Tensor<2>
     }
 }
 
-/// The element count of `shape`, saturated at `u128::MAX`.
-pub(crate) fn element_count(shape: &[usize]) -> u128 {
-    shape
-        .iter()
-        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+/// The product of `factors`, saturated at `u128::MAX`.
+pub(crate) fn saturating_product(factors: impl IntoIterator<Item = u128>) -> u128 {
+    factors
+        .into_iter()
+        .try_fold(1u128, u128::checked_mul)
         .unwrap_or(u128::MAX)
+}
+
+/// The element count of `shape` if one tensor may hold it (at most [`MAX_ELEMENTS`]), else
+/// `Err` with the count (saturated at `u128::MAX`).
+pub(crate) fn element_count(shape: &[usize]) -> std::result::Result<usize, u128> {
+    let elements = saturating_product(shape.iter().map(|&d| d as u128));
+    if elements > u128::from(MAX_ELEMENTS) {
+        return Err(elements);
+    }
+    // Bounded by MAX_ELEMENTS = 2^32 above; on 32-bit targets the allocation fails later anyway.
+    Ok(usize::try_from(elements).unwrap_or(usize::MAX))
 }
 
 /// The element count of `shape`, or [`Error::ShapeTooLarge`] past [`MAX_ELEMENTS`].
 pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
-    let elements = element_count(shape);
-    if elements > u128::from(MAX_ELEMENTS) {
-        return Err(Error::ShapeTooLarge {
-            op,
-            shape: shape.to_vec(),
-            elements,
-            limit: MAX_ELEMENTS,
-        });
-    }
-    // Bounded by MAX_ELEMENTS = 2^32 above; on 32-bit targets the allocation fails later anyway.
-    Ok(usize::try_from(elements).unwrap_or(usize::MAX))
+    element_count(shape).map_err(|elements| Error::ShapeTooLarge {
+        op,
+        shape: shape.to_vec(),
+        elements,
+        limit: MAX_ELEMENTS,
+    })
 }
 
 /// A set of ops that default to unsupported on a backend, plus the ops the user disabled.

@@ -147,16 +147,14 @@ pub(crate) fn value_shape<const S: usize>(
 
 /// `Ok` if a tensor of `shape` may be allocated, else [`Error::SampleTooLarge`].
 fn fits(dist: &'static str, shape: &[usize]) -> Result<()> {
-    let elements = element_count(shape);
-    if elements > u128::from(MAX_ELEMENTS) {
-        return Err(Error::SampleTooLarge {
+    element_count(shape)
+        .map(drop)
+        .map_err(|elements| Error::SampleTooLarge {
             dist,
             shape: shape.to_vec(),
             elements,
             limit: MAX_ELEMENTS,
-        });
-    }
-    Ok(())
+        })
 }
 
 fn to_array<const N: usize>(v: &[usize]) -> [usize; N] {

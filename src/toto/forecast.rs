@@ -4,7 +4,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::model::KvCache;
 use super::{Phases, Toto, TotoDistribution};
-use crate::backend::{Backend, MAX_ELEMENTS};
+use crate::backend::{Backend, MAX_ELEMENTS, saturating_product};
 use crate::dist::Distribution;
 use crate::error::{Error, Result};
 
@@ -107,27 +107,34 @@ impl<B: Backend> Toto<B> {
         let context = t.div_ceil(p) * p;
         let total = context + pred.div_ceil(p) * p;
         let samples = options.num_samples.unwrap_or(1) as u128;
-        let paths = b * v * options.num_samples.map_or(1, |_| options.samples_per_batch) as u128;
+        let spb = options.num_samples.map_or(1, |_| options.samples_per_batch) as u128;
         let heads = c.num_heads as u128;
         let per_step = if options.use_kv_cache { p } else { total };
+        // Products of up to five sizes of up to 2^64 each: saturate rather than overflow.
         let needs = [
             (
                 "the forecast's samples [B, V, prediction_length, num_samples]",
-                b * v * pred * samples,
+                saturating_product([b, v, pred, samples]),
             ),
             (
                 "the decoded paths [samples_per_batch·B, V, T]",
-                paths * total,
+                saturating_product([spb, b, v, total]),
             ),
             (
                 "the prefill's activations [B·V, T, embed_dim]",
-                b * v * context * d,
+                saturating_product([b, v, context, d]),
             ),
-            ("one decode step's activations", paths * per_step * d),
-            ("one layer's KV cache", paths * (total / p) * d),
+            (
+                "one decode step's activations",
+                saturating_product([spb, b, v, per_step, d]),
+            ),
+            (
+                "one layer's KV cache",
+                saturating_product([spb, b, v, total / p, d]),
+            ),
             (
                 "one layer's attention scores",
-                paths * heads * (total / p) * (per_step / p).max(1),
+                saturating_product([spb, b, v, heads, total / p, per_step / p]),
             ),
         ];
         match needs.iter().find(|(_, n)| *n > u128::from(MAX_ELEMENTS)) {

@@ -155,25 +155,25 @@ fn to_f32(bytes: &[u8], label: &str) -> Result<Option<Vec<u8>>> {
         .into_iter()
         .map(|(name, view)| {
             let data = view.data();
-            let f32s: Vec<f32> = match view.dtype() {
+            let bytes: Vec<u8> = match view.dtype() {
                 Dtype::F16 => data
                     .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .flat_map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
                     .collect(),
                 Dtype::BF16 => data
                     .chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .flat_map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
                     .collect(),
                 Dtype::F64 => data
                     .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+                    .flat_map(|c| {
+                        let x = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+                        (x as f32).to_le_bytes()
+                    })
                     .collect(),
-                _ => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-                    .collect(),
+                // F32 already (the loop above let nothing else through).
+                _ => data.to_vec(),
             };
-            let bytes = f32s.iter().flat_map(|x| x.to_le_bytes()).collect();
             (name, bytes, view.shape().to_vec())
         })
         .collect();
