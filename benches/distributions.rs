@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand_distr::weighted::WeightedIndex;
 use rand_distr::{Distribution as _, StudentT as RdStudentT};
-use toto_fallback::dist::{Categorical, Distribution, MixtureSameFamily, StudentT};
+use toto_fallback::distr::{Categorical, Distribution, MixtureSameFamily, StudentT};
 use toto_fallback::{Backend, FallbackBackend, FallbackPolicy, NdArray, Wgpu};
 
 const N: usize = 100_000;

@@ -23,7 +23,7 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use criterion::Criterion;
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
-use toto_fallback::{Backend, FallbackBackend, NdArray, Op, Wgpu};
+use toto_fallback::{Backend, FallbackBackend, MixtureParams, NdArray, Op, Wgpu};
 
 /// (batch, variates, context, horizon, samples): as in bench/README.md.
 fn workload(name: &str) -> Option<(usize, usize, usize, usize, usize)> {
@@ -137,7 +137,7 @@ fn time_it<const D: usize>(b: &impl Backend, mut f: impl FnMut() -> Tensor<D>) -
 /// draw each), plus 1e8 draws to show the throughput once launch costs are amortised.
 fn sampling<B: Backend>(b: &B, label: &str) {
     use burn::tensor::Distribution as Init;
-    use toto_fallback::dist::{Categorical, Distribution, MixtureSameFamily, StudentT};
+    use toto_fallback::distr::{Categorical, Distribution, MixtureSameFamily, StudentT};
     let line = |case: &str, n: usize, s: f64| {
         println!(
             "{{\"case\": \"{case}\", \"backend\": \"{label}\", \"n\": {n}, \"median_s\": {s:.6}, \"samples_per_s\": {:.0}}}",
@@ -168,9 +168,9 @@ fn sampling<B: Backend>(b: &B, label: &str) {
         let s = time_it(b, || -> Tensor<1> { mix.sample(&[]).expect("sample") });
         line("mixture24_student_t", p, s);
         // The backend op alone, without the distribution layer.
-        let (logits, df, loc, scale) = (u(-2.0, 2.0), u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1));
+        let params = MixtureParams::new(u(-2.0, 2.0), u(2.0, 12.0), u(-1.0, 1.0), u(0.1, 1.1));
         let s = time_it(b, || {
-            b.student_t_mixture(logits.clone(), df.clone(), loc.clone(), scale.clone(), 1)
+            b.student_t_mixture(params.clone(), 1)
                 .expect("student_t_mixture")
         });
         line("student_t_mixture op (K=24)", p, s);

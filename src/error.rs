@@ -1,6 +1,14 @@
 //! The crate's error type.
+//!
+//! One layer above the leaves: it names an [`Op`] or a wgpu adapter request, and every other
+//! module returns it.
 
-use crate::backend::Op;
+#[cfg(feature = "wgpu")]
+use crate::adapter::{AdapterKind, GraphicsApi};
+use crate::op::Op;
+
+/// An underlying error kept as the source of ours.
+pub type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in this crate, each variant saying what to change.
 ///
@@ -54,70 +62,57 @@ pub enum Error {
         cpu: String,
     },
 
-    /// A tensor argument lives on another device than the backend it was given to.
+    /// A tensor argument lives on another device than the backend, distribution or model it
+    /// was given to.
     #[error(
-        "`{op}`: argument `{param}` is on device {found} but the backend runs on {expected}; \
-         move it first with `tensor.to_device(backend.device())`"
+        "{what}: argument `{param}` is on device {found} but {what} runs on {expected}; create \
+         it on that device or move it with `tensor.to_device(backend.device())`"
     )]
     DeviceMismatch {
-        /// The operation that was asked for.
-        op: Op,
+        /// The op (`standard_gamma`), distribution (`StudentT`) or function (`Toto::forecast`).
+        what: &'static str,
         /// The argument's name.
         param: &'static str,
-        /// The backend's device.
+        /// The device it must be on.
         expected: String,
         /// The argument's device.
         found: String,
     },
 
-    /// A requested shape cannot be allocated: its element count overflows `usize` or exceeds
-    /// what one tensor may hold.
+    /// A request asks for a tensor of more elements than one tensor may hold, or whose element
+    /// count overflows: refused before anything is allocated.
     #[error(
-        "`{op}`: shape {shape:?} asks for {elements} elements, more than the {limit} one tensor \
-         may hold; draw in smaller batches"
+        "{what}: a tensor of shape {shape:?} would hold {elements} elements, more than the \
+         {limit} one tensor may hold; {fix}"
     )]
-    ShapeTooLarge {
-        /// The operation that was asked for.
-        op: Op,
-        /// The requested shape.
+    TooLarge {
+        /// The op, distribution or function, and which of its tensors.
+        what: &'static str,
+        /// The shape (for an estimate, the factors of its element count).
         shape: Vec<usize>,
         /// The element count (saturated at `u128::MAX` on overflow).
         elements: u128,
-        /// The largest element count accepted.
+        /// The largest element count accepted ([`MAX_ELEMENTS`](crate::MAX_ELEMENTS)).
         limit: u64,
-    },
-
-    /// A distribution was asked for more draws (or a broadcast value of more elements) than
-    /// one tensor may hold, before anything was allocated.
-    #[error(
-        "{dist}: a result of shape {shape:?} has {elements} elements, more than the {limit} one \
-         tensor may hold; draw in smaller batches"
-    )]
-    SampleTooLarge {
-        /// The distribution.
-        dist: &'static str,
-        /// The requested shape (sample shape followed by the batch shape).
-        shape: Vec<usize>,
-        /// The element count (saturated at `u128::MAX` on overflow).
-        elements: u128,
-        /// The largest element count accepted.
-        limit: u64,
+        /// What would make it fit.
+        fix: &'static str,
     },
 
     /// No wgpu adapter matched the request, or the adapter refused to create a device.
     #[cfg(feature = "wgpu")]
     #[error(
-        "no usable wgpu adapter ({api:?}, {adapter:?}): {reason}. On a machine without a GPU \
+        "no usable wgpu adapter ({api:?}, {adapter:?}): {source}. On a machine without a GPU \
          install a software Vulkan driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`) \
          and select `AdapterKind::Cpu`, or use the CPU backend `NdArray::new()`"
     )]
     NoAdapter {
         /// The requested graphics API.
-        api: crate::GraphicsApi,
+        api: GraphicsApi,
         /// The requested adapter.
-        adapter: crate::AdapterKind,
+        adapter: AdapterKind,
         /// What wgpu said.
-        reason: String,
+        #[source]
+        source: Box<burn::tensor::wgpu::WgpuInitError>,
     },
 
     /// A distribution's parameters do not broadcast to one batch shape.
@@ -135,22 +130,6 @@ pub enum Error {
         shape: Vec<usize>,
         /// The broadcast shape of the parameters before it.
         batch: Vec<usize>,
-    },
-
-    /// A distribution's parameter lives on another device than its backend.
-    #[error(
-        "{dist}: parameter `{param}` is on device {found} but the backend runs on {expected}; \
-         create it with `backend.device()` or move it with `tensor.to_device(backend.device())`"
-    )]
-    ParamDevice {
-        /// The distribution.
-        dist: &'static str,
-        /// The parameter.
-        param: &'static str,
-        /// The backend's device.
-        expected: String,
-        /// The parameter's device.
-        found: String,
     },
 
     /// A parameter holds a value outside its domain (found by an explicit `validate()`).
@@ -198,15 +177,18 @@ pub enum Error {
         batch: Vec<usize>,
     },
 
-    /// Reading a tensor back from a device failed (the device was lost, or ran out of memory).
-    #[error("{what}: reading tensor data back from {device} failed: {reason}")]
+    /// Reading a tensor back from a device failed (the device was lost, ran out of memory, or
+    /// refused an allocation the result depends on).
+    #[error("{what}: reading tensor data back from {device} failed: {source}")]
     ReadBack {
-        /// What was reading (an op such as `standard_gamma`, or a `validate()`).
+        /// What was reading (an op such as `standard_gamma`, or a `validate()`), and what to do
+        /// if the reason is an allocation.
         what: String,
         /// The device that was read.
         device: String,
-        /// What the device said.
-        reason: String,
+        /// What burn said.
+        #[source]
+        source: Box<burn::tensor::TensorReadError>,
     },
 
     /// A Toto `config.json` key or value is wrong.
@@ -216,15 +198,19 @@ pub enum Error {
         field: String,
         /// What is wrong and what is accepted.
         reason: String,
+        /// The parser's error, when the text did not parse.
+        #[source]
+        source: Option<BoxedSource>,
     },
 
-    /// A file could not be read.
-    #[error("cannot read {path}: {reason}")]
+    /// A file could not be read or written.
+    #[error("cannot read or write {path}: {source}")]
     Io {
         /// The file.
         path: String,
-        /// What the operating system said.
-        reason: String,
+        /// What failed: the operating system's error, or the serialiser's.
+        #[source]
+        source: BoxedSource,
     },
 
     /// A checkpoint does not fit the model its config describes, or cannot be read. Every
@@ -292,18 +278,78 @@ impl CheckpointProblems {
     }
 }
 
+impl Error {
+    /// [`Error::Config`] without an underlying error.
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl std::fmt::Display, source: impl Into<BoxedSource>) -> Self {
+        Error::Io {
+            path: path.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// [`Error::ReadBack`] of `what` from `device`.
+    pub(crate) fn read_back(
+        what: impl Into<String>,
+        device: &burn::tensor::Device,
+        source: burn::tensor::TensorReadError,
+    ) -> Self {
+        Error::ReadBack {
+            what: what.into(),
+            device: format!("{device:?}"),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
+    use super::Error;
+
+    #[test]
+    fn errors_keep_their_source() {
+        let io = Error::io(
+            "x.json",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        let source = io.source().expect("an I/O error keeps its source");
+        let kind = source.downcast_ref::<std::io::Error>().map(|e| e.kind());
+        assert_eq!(kind, Some(std::io::ErrorKind::NotFound));
+        assert!(io.to_string().contains("x.json"), "{io}");
+        let parse = serde_json::from_str::<u32>("{").unwrap_err();
+        let config = Error::Config {
+            field: "config.json".to_owned(),
+            reason: parse.to_string(),
+            source: Some(Box::new(parse)),
+        };
+        let source = config.source().expect("a parse error keeps its source");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        assert!(
+            Error::config("embed_dim", "must be even")
+                .source()
+                .is_none()
+        );
+    }
     #[test]
     fn results_stay_small() {
         // clippy's `result_large_err` threshold is 128 bytes; boxed lists keep us well below.
         assert!(
-            std::mem::size_of::<super::Error>() <= 96,
+            std::mem::size_of::<Error>() <= 96,
             "{}",
-            std::mem::size_of::<super::Error>()
+            std::mem::size_of::<Error>()
         );
     }
 }

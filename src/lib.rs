@@ -1,15 +1,15 @@
 //! # toto-fallback
 //!
-//! Tensor-valued probability distributions on [burn](https://burn.dev) 0.22, with a per-op
-//! GPU→CPU fallback that you choose as a type and that reports exactly what ran where. Built
-//! for Datadog's Toto forecaster, whose Student-T mixture head needs gamma sampling that GPU
-//! backends lack.
+//! Tensor-valued probability distributions on [burn](https://burn.dev) 0.22 that run on any
+//! device, with native GPU samplers and a per-op GPU→CPU fallback that you choose as a type and
+//! that reports exactly what ran where. Built for Datadog's Toto forecaster, whose output head
+//! is a mixture of Student-T distributions.
 //!
 //! PyTorch on Apple GPUs crashed with `NotImplementedError: aten::_standard_gamma` until users
 //! set `PYTORCH_ENABLE_MPS_FALLBACK=1` *before* `import torch`, then paid a silent CPU round trip
-//! per step. burn's wgpu backend has no gamma sampling at all. This crate brings its own GPU
-//! samplers (gamma, Student-T, Toto's mixture draw) and keeps the fallback for any op a device
-//! lacks — as a value:
+//! per step; burn's own wgpu backend has no gamma sampling at all. This crate brings its own GPU
+//! samplers (uniform, normal, gamma, Student-T, Toto's mixture draw, as CubeCL kernels over a
+//! counter-based generator) and keeps the fallback for any op a device lacks — as a value:
 //!
 //! ```
 //! use toto_fallback::{Backend, FallbackBackend, NdArray, Op};
@@ -25,21 +25,20 @@
 //! ```
 //!
 //! ## Map
-//! - [`Backend`]: the distribution-level backend trait (per-op support, seeding, sampling and
-//!   special functions), implemented by [`NdArray`] (CPU, every op), [`Wgpu`]
-//!   (Vulkan/Metal/DX12; every sampler a native CubeCL kernel) and [`FallbackBackend`] (routes
-//!   per op, under a [`FallbackPolicy`], into a [`Report`]).
-//! - [`rng`]: the counter-based generator (Philox4x32-10) behind the native samplers, keyed by
-//!   seed, call and element index, so draws do not depend on the launch layout or batch size.
-//! - [`dist`]: distributions over burn tensors on any backend: [`dist::Normal`],
-//!   [`dist::Gamma`], [`dist::Chi2`], [`dist::StudentT`], [`dist::Categorical`],
-//!   [`dist::MixtureSameFamily`] and [`dist::Affine`].
-//! - [`special`]: `lgamma`, `digamma`, `ndtr`, `ndtri` as burn tensor compositions that run on
-//!   any device.
-//! - [`toto`]: Datadog's Toto over any [`Backend`]: config, checkpoint loader, forward pass
-//!   and forecaster, its scaler and sampling going through the backend's ops; with the `plot`
-//!   feature, `Forecast::fan_chart` draws a forecast as a PNG fan chart.
-//! - [`Error`]: every failure, each saying what to change.
+//!
+//! The crate is layered; each layer imports only from the layers below it (a test checks it):
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | models | [`toto`] | Datadog's Toto over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
+//! | what the models share | [`forecast`], `nn` | the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers |
+//! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
+//! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, special functions, Toto's scaler), [`NdArray`] (CPU), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
+//! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc` as burn tensor compositions on any device |
+//! | errors | [`Error`] | every failure, each saying what to change |
+//! | leaves | [`rng`], [`Op`], [`MAX_ELEMENTS`] | the counter-based generator (Philox4x32-10), the op names, shape and size helpers |
+//!
+//! With the `plot` feature, [`forecast::Forecast::fan_chart`] draws a forecast as a PNG fan chart.
 //!
 //! ## Threads and bad input
 //! Every backend, distribution, [`toto::Toto`] and [`toto::Forecast`] is `Send + Sync`. One
@@ -52,18 +51,35 @@
 //! documents. The crate's `docs/reliability.md` lists every case with its result and its test.
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Leaves: no imports from the crate.
+#[cfg(feature = "wgpu")]
+mod adapter;
+mod op;
+pub mod rng;
+mod shape;
+
+mod error;
+
+pub mod special;
 
 pub mod backend;
-pub mod dist;
-mod error;
-pub mod rng;
-pub mod special;
+
+pub mod distr;
+
+pub mod forecast;
+pub(crate) mod nn;
+
 pub mod toto;
 
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
-    Backend, FallbackBackend, FallbackPolicy, MAX_ELEMENTS, NdArray, Op, OpReport, OpSet,
-    Placement, Report, ScalerSpec, ScalerState, Usage,
+    Backend, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement, Report,
+    ScalerSpec, ScalerState, Usage,
 };
-pub use error::{CheckpointProblems, Error, Result};
+pub use error::{BoxedSource, CheckpointProblems, Error, Result};
+pub use op::{Op, OpSet};
+pub use shape::MAX_ELEMENTS;

@@ -38,11 +38,18 @@
 //! assert!((0.0..1.0).contains(&u));
 //! ```
 
-/// Philox's multipliers and Weyl key increments (Random123's `PHILOX_M4x32_0/1`, `PHILOX_W32_0/1`).
-const M0: u32 = 0xD251_1F53;
-const M1: u32 = 0xCD9E_8D57;
-const W0: u32 = 0x9E37_79B9;
-const W1: u32 = 0xBB67_AE85;
+// Philox's multipliers and Weyl key increments (Random123's `PHILOX_M4x32_0/1`,
+// `PHILOX_W32_0/1`), shared with the GPU kernels.
+/// Philox's first round multiplier (`PHILOX_M4x32_0`).
+pub(crate) const M0: u32 = 0xD251_1F53;
+/// Philox's second round multiplier (`PHILOX_M4x32_1`).
+pub(crate) const M1: u32 = 0xCD9E_8D57;
+/// The Weyl increment of the key's first word (`PHILOX_W32_0`).
+pub(crate) const W0: u32 = 0x9E37_79B9;
+/// The Weyl increment of the key's second word (`PHILOX_W32_1`).
+pub(crate) const W1: u32 = 0xBB67_AE85;
+/// Philox rounds (the `10` of Philox4x32-10).
+pub(crate) const ROUNDS: u32 = 10;
 
 /// `2^-24`: the spacing of the 24-bit uniforms.
 pub const UNIT: f32 = 1.0 / 16_777_216.0;
@@ -54,7 +61,7 @@ pub const fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let [mut c0, mut c1, mut c2, mut c3] = counter;
     let [mut k0, mut k1] = key;
     let mut round = 0;
-    while round < 10 {
+    while round < ROUNDS {
         let p0 = (M0 as u64) * (c0 as u64);
         let p1 = (M1 as u64) * (c2 as u64);
         let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);

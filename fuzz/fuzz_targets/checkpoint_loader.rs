@@ -3,7 +3,7 @@
 //! safetensors bytes (see `tests/common/fuzz_input.rs`, shared with the regression test).
 #![no_main]
 
-#[path = "../../tests/common/fuzz_input.rs"]
+#[path = "../../tests/suite/common/fuzz_input.rs"]
 #[allow(dead_code)] // the regression tests use the rest
 mod fuzz_input;
 

@@ -4,9 +4,14 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::host::{self, HostRng};
-use super::{Backend, Op, OpSet, ScalerSpec, Support, categorical_check, checked_elements};
+use super::ops::mixture;
+use super::ops::sampling::host;
+use super::ops::scaler::{self, ScalerSpec};
+use super::stream::Streams;
+use super::transfer::{read_f32, upload};
+use super::{Backend, Support, checked_elements};
 use crate::error::Result;
+use crate::op::{Op, OpSet};
 
 /// Whether `device` is burn-ndarray's, where some burn ops have other costs than on a GPU
 /// (`gather` is slower than `select` there; on wgpu `select` is the slow one).
@@ -40,7 +45,7 @@ pub(crate) fn is_ndarray(device: &Device) -> bool {
 #[derive(Debug, Clone)]
 pub struct NdArray {
     device: Device,
-    rng: Arc<HostRng>,
+    rng: Arc<Streams>,
     support: Support,
 }
 
@@ -56,7 +61,7 @@ impl NdArray {
         let device = Device::ndarray();
         NdArray {
             device,
-            rng: Arc::new(HostRng::new(seed)),
+            rng: Arc::new(Streams::new(seed)),
             support: Support::lacking(OpSet::empty()),
         }
     }
@@ -70,14 +75,13 @@ impl NdArray {
     }
 }
 
-/// Reads an ndarray tensor to the host without burn-ndarray's slow path.
-///
-/// burn-ndarray copies a tensor whose buffer is shared (the caller kept a clone) to the host
-/// element by element through a dynamic-rank iterator, ~30 ns per element (30 ms for 10^6).
-/// `x * 1` makes a fresh, uniquely owned buffer with a vectorised pass, which is then handed over
-/// without a copy; it is bit-exact for every value, NaN included.
+/// Reads an ndarray tensor to the host without burn-ndarray's slow path: a tensor whose buffer
+/// is shared (the caller kept a clone) is copied element by element through a dynamic-rank
+/// iterator (docs/PERFORMANCE.md, "Backend layer"). `x * 1` makes a fresh, uniquely owned buffer
+/// with a vectorised pass, which is then handed over without a copy; it is bit-exact for every
+/// value, NaN included.
 fn read_unshared<const D: usize>(op: Op, t: Tensor<D>) -> Result<Vec<f32>> {
-    host::read_f32(op.name(), t.mul_scalar(1.0))
+    read_f32(op.name(), t.mul_scalar(1.0))
 }
 
 impl Default for NdArray {
@@ -120,14 +124,14 @@ impl Backend for NdArray {
         self.ensure_supported(Op::Uniform)?;
         let n = checked_elements(Op::Uniform, &shape)?;
         let values = host::uniform(self.rng.next_stream(), n);
-        Ok(host::upload(values, shape, &self.device))
+        Ok(upload(values, shape, &self.device))
     }
 
     fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
         self.ensure_supported(Op::StandardNormal)?;
         let n = checked_elements(Op::StandardNormal, &shape)?;
         let values = host::standard_normal(self.rng.next_stream(), n);
-        Ok(host::upload(values, shape, &self.device))
+        Ok(upload(values, shape, &self.device))
     }
 
     fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
@@ -136,16 +140,16 @@ impl Backend for NdArray {
         let shape = alpha.dims();
         let alpha = read_unshared(Op::StandardGamma, alpha)?;
         let values = host::standard_gamma(self.rng.next_stream(), &alpha);
-        Ok(host::upload(values, shape, &self.device))
+        Ok(upload(values, shape, &self.device))
     }
 
     /// A host loop over every core: the rows' cumulative sums once, then one uniform and a
     /// linear scan per draw.
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
-        let [rows, k] = categorical_check(self, &logits, samples)?;
+        let [rows, k] = mixture::check_categorical(self, &logits, samples)?;
         let w = read_unshared(Op::Categorical, logits)?;
-        let idx = host::categorical(self.rng.next_stream(), w, k, samples);
+        let idx = mixture::host::categorical(self.rng.next_stream(), w, k, samples);
         Ok(Tensor::from_data(
             TensorData::new(idx, [samples, rows]),
             &self.device,
@@ -160,8 +164,8 @@ impl Backend for NdArray {
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
         spec.check(self, &series, &weights)?;
-        host::scaler(series, weights, &self.device, |shape, x, w| {
-            Ok(super::scaler::patch_stats(x, w, shape[2], spec))
+        scaler::host::run(series, weights, &self.device, |shape, x, w| {
+            Ok(scaler::host::patch_stats(x, w, shape[2], spec))
         })
     }
 }

@@ -15,7 +15,7 @@ pub use self::igamma::gammainc;
 pub use self::normal::{ndtr, ndtri};
 pub(crate) use self::solve::{bisect, quantile_ends};
 
-use crate::dist::shape::BroadcastTo;
+use crate::shape::BroadcastTo;
 use burn::tensor::Tensor;
 
 /// `ln(1 + x)`, accurate near 0 on every device.

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::MAX_ELEMENTS;
 use crate::error::{Error, Result};
+use crate::shape::MAX_ELEMENTS;
 
 /// The scaler class string of toto-ts (a dictionary key in Python, so it must match exactly).
 pub const SCALER_CLS: &str = "<class 'model.scaler.CausalPatchStdMeanScaler'>";
@@ -136,6 +136,7 @@ impl TotoConfig {
         let config: TotoConfig = serde_json::from_str(text).map_err(|e| Error::Config {
             field: "config.json".to_owned(),
             reason: e.to_string(),
+            source: Some(Box::new(e)),
         })?;
         config.validate()?;
         Ok(config)
@@ -147,10 +148,7 @@ impl TotoConfig {
     /// [`Error::Io`] if the file cannot be read; as [`TotoConfig::from_json`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
         Self::from_json(&text)
     }
 
@@ -161,12 +159,7 @@ impl TotoConfig {
     /// # Errors
     /// [`Error::Config`] naming the field and what would fix it.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| {
-            Err(Error::Config {
-                field: field.to_owned(),
-                reason,
-            })
-        };
+        let bad = |field: &str, reason: String| Err(Error::config(field, reason));
         for (field, value) in [
             ("patch_size", self.patch_size),
             ("embed_dim", self.embed_dim),

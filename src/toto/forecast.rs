@@ -2,11 +2,23 @@
 
 use burn::tensor::{Bool, Int, Tensor};
 
-use super::model::KvCache;
-use super::{Phases, Toto, TotoDistribution};
-use crate::backend::{Backend, MAX_ELEMENTS, saturating_product};
-use crate::dist::Distribution;
+use super::cache::KvCache;
+use super::model::Toto;
+use super::output::TotoDistribution;
+use crate::backend::Backend;
+use crate::distr::Distribution;
 use crate::error::{Error, Result};
+use crate::forecast::{Forecast, settle};
+use crate::nn::phases::Phases;
+use crate::shape::{MAX_ELEMENTS, saturating_product};
+
+/// The entry point's name, for errors.
+const WHAT: &str = "Toto::forecast";
+
+/// What [`Toto::forecast`]'s read-back reports when the device fails.
+const SETTLE: &str = "Toto::forecast (if an allocation failed, the device ran out of memory or \
+                      past its largest buffer: lower samples_per_batch, which bounds the paths \
+                      decoded at once)";
 
 /// How to forecast.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +33,24 @@ pub struct ForecastOptions {
     pub use_kv_cache: bool,
 }
 
+impl ForecastOptions {
+    /// `Ok` unless an option is out of range: a horizon of 0, no samples, or a sample count
+    /// that `samples_per_batch` does not divide.
+    fn check(&self) -> Result<()> {
+        let input = |reason: String| Err(Error::Input { what: WHAT, reason });
+        if self.prediction_length == 0 {
+            return input("prediction_length must be at least 1".to_owned());
+        }
+        let spb = self.samples_per_batch;
+        match self.num_samples {
+            Some(n) if n == 0 || spb == 0 || n % spb != 0 => input(format!(
+                "num_samples ({n}) must be a positive multiple of samples_per_batch ({spb})"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for ForecastOptions {
     fn default() -> Self {
         ForecastOptions {
@@ -32,75 +62,11 @@ impl Default for ForecastOptions {
     }
 }
 
-/// A forecast: the mean path and, in sample mode, every sample path.
-#[derive(Debug, Clone)]
-pub struct Forecast {
-    /// `[B, V, prediction_length]`: the sample mean, or the fed-back analytic mean.
-    pub mean: Tensor<3>,
-    /// `[B, V, prediction_length, num_samples]` in sample mode.
-    pub samples: Option<Tensor<4>>,
-}
-
-impl Forecast {
-    /// The `q`-quantile of the samples per step (torch's linear interpolation between order
-    /// statistics at `q·(n − 1)`); the mean path in mean mode.
-    ///
-    /// # Errors
-    /// [`Error::Input`] unless `q` is in `[0, 1]`.
-    pub fn quantile(&self, q: f64) -> Result<Tensor<3>> {
-        if !(0.0..=1.0).contains(&q) {
-            return Err(Error::Input {
-                what: "Forecast::quantile",
-                reason: format!("the level must be in [0, 1]; got {q}"),
-            });
-        }
-        let Some(samples) = &self.samples else {
-            return Ok(self.mean.clone());
-        };
-        let [b, v, t, n] = samples.dims();
-        let sorted = samples.clone().sort(3);
-        let pos = q * (n - 1) as f64;
-        let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
-        let hi = (lo + 1).min(n - 1);
-        let at = |i: usize| {
-            sorted
-                .clone()
-                .slice([0..b, 0..v, 0..t, i..i + 1])
-                .reshape([b, v, t])
-        };
-        Ok(at(lo).mul_scalar(1.0 - frac).add(at(hi).mul_scalar(frac)))
-    }
-
-    /// The median (the 0.5-quantile): the point forecast of the GIFT-Eval and BOOM evaluations.
-    ///
-    /// # Errors
-    /// Never in practice; as [`Forecast::quantile`].
-    pub fn median(&self) -> Result<Tensor<3>> {
-        self.quantile(0.5)
-    }
-
-    /// The sample standard deviation per step (Bessel-corrected); zeros in mean mode.
-    pub fn std(&self) -> Tensor<3> {
-        match &self.samples {
-            None => self.mean.zeros_like(),
-            Some(s) => {
-                let n = s.dims()[3];
-                let [b, v, t, _] = s.dims();
-                s.clone()
-                    .var(3)
-                    .mul_scalar(if n > 1 { 1.0 } else { f64::NAN })
-                    .sqrt()
-                    .reshape([b, v, t])
-            }
-        }
-    }
-}
-
 impl<B: Backend> Toto<B> {
     /// Refuses a forecast whose largest tensors could not be allocated, before allocating
     /// anything: the output, the decoded paths, the activations of one step and the KV cache.
     fn check_forecast_size(&self, [b, v, t]: [usize; 3], options: &ForecastOptions) -> Result<()> {
-        let c = &self.config;
+        let c = self.config();
         let p = c.patch_size as u128;
         let (b, v, t, d) = (b as u128, v as u128, t as u128, c.embed_dim as u128);
         let pred = options.prediction_length as u128;
@@ -110,65 +76,51 @@ impl<B: Backend> Toto<B> {
         let spb = options.num_samples.map_or(1, |_| options.samples_per_batch) as u128;
         let heads = c.num_heads as u128;
         let per_step = if options.use_kv_cache { p } else { total };
-        // Products of up to five sizes of up to 2^64 each: saturate rather than overflow.
-        let needs = [
+        // Products of up to six sizes of up to 2^64 each: saturate rather than overflow.
+        let needs: [(&'static str, Vec<u128>); 6] = [
             (
-                "the forecast's samples [B, V, prediction_length, num_samples]",
-                saturating_product([b, v, pred, samples]),
+                "Toto::forecast: the forecast's samples [B, V, prediction_length, num_samples]",
+                vec![b, v, pred, samples],
             ),
             (
-                "the decoded paths [samples_per_batch·B, V, T]",
-                saturating_product([spb, b, v, total]),
+                "Toto::forecast: the decoded paths [samples_per_batch·B, V, T]",
+                vec![spb, b, v, total],
             ),
             (
-                "the prefill's activations [B·V, T, embed_dim]",
-                saturating_product([b, v, context, d]),
+                "Toto::forecast: the prefill's activations [B·V, T, embed_dim]",
+                vec![b, v, context, d],
             ),
             (
-                "one decode step's activations",
-                saturating_product([spb, b, v, per_step, d]),
+                "Toto::forecast: one decode step's activations",
+                vec![spb, b, v, per_step, d],
             ),
             (
-                "one layer's KV cache",
-                saturating_product([spb, b, v, total / p, d]),
+                "Toto::forecast: one layer's KV cache",
+                vec![spb, b, v, total / p, d],
             ),
             (
-                "one layer's attention scores",
-                saturating_product([spb, b, v, heads, total / p, per_step / p]),
+                "Toto::forecast: one layer's attention scores",
+                vec![spb, b, v, heads, total / p, per_step / p],
             ),
         ];
-        match needs.iter().find(|(_, n)| *n > u128::from(MAX_ELEMENTS)) {
-            None => Ok(()),
-            Some((what, n)) => Err(Error::Input {
-                what: "Toto::forecast",
-                reason: format!(
-                    "{what} would hold {n} elements, more than the {MAX_ELEMENTS} one tensor may \
-                     hold; lower samples_per_batch (paths decoded at once), num_samples, \
-                     prediction_length or the context length"
-                ),
-            }),
+        for (what, factors) in needs {
+            let elements = saturating_product(factors.iter().copied());
+            if elements > u128::from(MAX_ELEMENTS) {
+                return Err(Error::TooLarge {
+                    what,
+                    shape: factors
+                        .iter()
+                        .map(|&f| usize::try_from(f).unwrap_or(usize::MAX))
+                        .collect(),
+                    elements,
+                    limit: MAX_ELEMENTS,
+                    fix: "lower samples_per_batch (paths decoded at once), num_samples, \
+                          prediction_length or the context length",
+                });
+            }
         }
+        Ok(())
     }
-}
-
-/// Waits for the work behind `t` and reports its failure. burn's tensor ops are lazy and
-/// infallible: an allocation the device refuses (out of memory, or past the adapter's largest
-/// buffer) marks the tensors that depend on it as failed, and the failure surfaces when they
-/// are read. Reading one sum of the result here turns it into an error of the call that queued
-/// the work, instead of a panic in the caller's `into_data`.
-fn settle(what: &str, t: &Tensor<3>) -> Result<()> {
-    t.clone()
-        .sum()
-        .try_into_data()
-        .map(drop)
-        .map_err(|e| Error::ReadBack {
-            what: what.to_owned(),
-            device: format!("{:?}", t.device()),
-            reason: format!(
-                "{e}\n(if an allocation failed, the device ran out of memory or past its largest \
-                 buffer: lower samples_per_batch, which bounds the paths decoded at once)"
-            ),
-        })
 }
 
 /// Values that must not be fed back: NaN, ±inf, `|y| >= f32::MAX / 2` become 0 (toto-ts's
@@ -189,6 +141,34 @@ struct Paths {
 }
 
 impl Paths {
+    /// The context as the first steps of every path: non-finite values masked out (set to 0,
+    /// padding), left-padded with masked steps to whole patches of `p` (toto-ts pads so too).
+    fn context(series: Tensor<3>, mask: Tensor<3, Bool>, ids: Tensor<3, Int>, p: usize) -> Self {
+        let [b, v, t] = series.dims();
+        let device = series.device();
+        let bad = series.clone().is_nan().bool_or(series.clone().is_inf());
+        let series = series.mask_fill(bad.clone(), 0.0);
+        let mask = mask.bool_and(bad.bool_not());
+        let pad = t.div_ceil(p) * p - t;
+        if pad == 0 {
+            return Paths { series, mask, ids };
+        }
+        let first = ids.clone().slice([0..b, 0..v, 0..1]).repeat_dim(2, pad);
+        Paths {
+            series: Tensor::cat(vec![Tensor::zeros([b, v, pad], &device), series], 2),
+            mask: Tensor::cat(
+                vec![Tensor::<3, Int>::zeros([b, v, pad], &device).bool(), mask],
+                2,
+            ),
+            ids: Tensor::cat(vec![first, ids], 2),
+        }
+    }
+
+    /// Steps held.
+    fn len(&self) -> usize {
+        self.series.dims()[2]
+    }
+
     fn push(&mut self, y: Tensor<3>) {
         let [b, v, p] = y.dims();
         let t = self.series.dims()[2];
@@ -230,9 +210,10 @@ impl<B: Backend> Toto<B> {
     /// rather than a panic where the result is read.
     ///
     /// # Errors
-    /// [`Error::Input`] for bad shapes or options, or a request whose tensors could not be
-    /// allocated ([`MAX_ELEMENTS`]); [`Error::ReadBack`] if the device failed (out of memory);
-    /// the model's and backend's errors.
+    /// [`Error::Input`] for bad shapes or options; [`Error::DeviceMismatch`] for an input on
+    /// another device; [`Error::TooLarge`] for a request whose tensors could not be allocated
+    /// ([`MAX_ELEMENTS`]); [`Error::ReadBack`] if the device failed (out of memory); the
+    /// backend's errors.
     pub fn forecast(
         &self,
         series: Tensor<3>,
@@ -240,133 +221,146 @@ impl<B: Backend> Toto<B> {
         id_mask: Option<Tensor<3, Int>>,
         options: &ForecastOptions,
     ) -> Result<Forecast> {
+        options.check()?;
         let [b, v, t] = series.dims();
-        let input = |reason: String| Error::Input {
-            what: "Toto::forecast",
-            reason,
-        };
-        if b == 0 || v == 0 || t == 0 {
-            return Err(input(format!(
-                "the series {:?} has an empty dimension",
-                [b, v, t]
-            )));
-        }
-        if options.prediction_length == 0 {
-            return Err(input("prediction_length must be at least 1".to_owned()));
-        }
-        let spb = options.samples_per_batch;
-        if let Some(n) = options.num_samples
-            && (n == 0 || spb == 0 || n % spb != 0)
-        {
-            return Err(input(format!(
-                "num_samples ({n}) must be a positive multiple of samples_per_batch ({spb})"
-            )));
-        }
         let device = series.device();
-        self.check_device("Toto::forecast", "series", &device)?;
         let mask =
             padding_mask.unwrap_or_else(|| Tensor::<3, Int>::ones([b, v, t], &device).bool());
-        self.check_device("Toto::forecast", "padding_mask", &mask.device())?;
         let ids = id_mask.unwrap_or_else(|| Tensor::zeros([b, v, t], &device));
-        self.check_device("Toto::forecast", "id_mask", &ids.device())?;
-        if mask.dims() != [b, v, t] || ids.dims() != [b, v, t] {
-            return Err(input(format!(
-                "padding_mask {:?} and id_mask {:?} must have the series' shape {:?}",
-                mask.dims(),
-                ids.dims(),
-                [b, v, t]
-            )));
+        self.check_inputs(WHAT, &series, &mask, &ids)?;
+        if b == 0 || v == 0 || t == 0 {
+            return Err(Error::Input {
+                what: WHAT,
+                reason: format!("the series {:?} has an empty dimension", [b, v, t]),
+            });
         }
         self.check_forecast_size([b, v, t], options)?;
-        // Non-finite values are masked out.
-        let bad = series.clone().is_nan().bool_or(series.clone().is_inf());
-        let series = series.mask_fill(bad.clone(), 0.0);
-        let mask = mask.bool_and(bad.bool_not());
-        // Left-pad to whole patches.
-        let p = self.config.patch_size;
-        let pad = t.div_ceil(p) * p - t;
-        let mut paths = if pad == 0 {
-            Paths { series, mask, ids }
-        } else {
-            let first = ids.clone().slice([0..b, 0..v, 0..1]).repeat_dim(2, pad);
-            Paths {
-                series: Tensor::cat(vec![Tensor::zeros([b, v, pad], &device), series], 2),
-                mask: Tensor::cat(
-                    vec![Tensor::<3, Int>::zeros([b, v, pad], &device).bool(), mask],
-                    2,
-                ),
-                ids: Tensor::cat(vec![first, ids], 2),
-            }
+        let paths = Paths::context(series, mask, ids, self.config().patch_size);
+        let mut decoder = Decoder {
+            toto: self,
+            context: paths.len(),
+            options,
+            phases: Phases::new("toto_fallback::forecast", &device),
         };
-        let context = t + pad;
-        let steps = options.prediction_length.div_ceil(p);
-        let prefix = Some(context);
-        // The distribution of the next patch only (the forward covers the whole context at
-        // prefill, and every step without a cache).
-        let next = |paths: &Paths, cache: Option<&mut KvCache>| -> Result<TotoDistribution<B>> {
-            self.forward(
+        match options.num_samples {
+            None => decoder.mean(paths),
+            Some(n) => decoder.samples(paths, n),
+        }
+    }
+}
+
+/// One forecast's decoding: the model, the padded context's length, the options.
+struct Decoder<'a, B: Backend> {
+    toto: &'a Toto<B>,
+    context: usize,
+    options: &'a ForecastOptions,
+    phases: Phases,
+}
+
+impl<B: Backend> Decoder<'_, B> {
+    /// The distribution of the next patch only (the forward covers the whole context at
+    /// prefill, and every step without a cache); the scaler's clamp from the context alone.
+    fn next(&self, paths: &Paths, cache: Option<&mut KvCache>) -> Result<TotoDistribution<B>> {
+        let p = self.toto.config().patch_size;
+        self.toto
+            .forward(
                 paths.series.clone(),
                 paths.mask.clone(),
                 paths.ids.clone(),
                 cache,
-                prefix,
+                Some(self.context),
             )?
             .last_steps(p)
             .distribution()
-        };
-        let trim = |s: Tensor<3>| {
-            let [bb, vv, _] = s.dims();
-            s.slice([0..bb, 0..vv, context..context + options.prediction_length])
-        };
-        let mut phases = Phases::new("toto_fallback::forecast", &device);
-        match options.num_samples {
-            None => {
-                let mut cache = options.use_kv_cache.then(KvCache::default);
-                for step in 0..steps {
-                    let y = replace_extreme(next(&paths, cache.as_mut())?.mean());
-                    paths.push(y);
-                    phases.mark(|| format!("step {step}: forward and mean"));
-                }
-                let mean = trim(paths.series);
-                settle("Toto::forecast", &mean)?;
-                Ok(Forecast {
-                    mean,
-                    samples: None,
-                })
-            }
-            Some(n) => {
-                // Prefill once; its last patch's distribution gives every path's first step.
-                let mut prefill_cache = options.use_kv_cache.then(KvCache::default);
-                let first = next(&paths, prefill_cache.as_mut())?;
-                phases.mark(|| format!("prefill of {context} steps"));
-                let mut chunks = Vec::with_capacity(n / spb);
-                for c in 0..n / spb {
-                    let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]
-                    let y = draws.reshape([spb * b, v, p]);
-                    let mut chunk = paths.repeat(spb);
-                    let mut cache = prefill_cache.as_ref().map(|c| c.share(spb));
-                    chunk.push(replace_extreme(y));
-                    phases.mark(|| format!("chunk {c}, step 0: {spb} draws per series"));
-                    for step in 1..steps {
-                        let d = next(&chunk, cache.as_mut())?;
-                        phases.mark(|| format!("chunk {c}, step {step}: forward"));
-                        let y: Tensor<3> = d.sample(&[])?;
-                        chunk.push(replace_extreme(y));
-                        phases.mark(|| format!("chunk {c}, step {step}: draws"));
-                    }
-                    chunks.push(trim(chunk.series)); // [spb·B, V, pred]
-                }
-                let pred = options.prediction_length;
-                let samples = Tensor::cat(chunks, 0) // [N·B, V, pred], sample index outer
-                    .reshape([n, b, v, pred])
-                    .permute([1, 2, 3, 0]); // [B, V, pred, N]
-                let mean = samples.clone().mean_dim(3).reshape([b, v, pred]);
-                settle("Toto::forecast", &mean)?;
-                Ok(Forecast {
-                    mean,
-                    samples: Some(samples),
-                })
-            }
+    }
+
+    /// Decode steps: the horizon in whole patches.
+    fn steps(&self) -> usize {
+        self.options
+            .prediction_length
+            .div_ceil(self.toto.config().patch_size)
+    }
+
+    /// The predicted steps of decoded paths (`[rows, V, T]` to `[rows, V, prediction_length]`).
+    fn trim(&self, s: Tensor<3>) -> Tensor<3> {
+        let [rows, v, _] = s.dims();
+        s.slice([
+            0..rows,
+            0..v,
+            self.context..self.context + self.options.prediction_length,
+        ])
+    }
+
+    /// Mean mode: the analytic mean of each patch fed back.
+    fn mean(&mut self, mut paths: Paths) -> Result<Forecast> {
+        let mut cache = self.options.use_kv_cache.then(KvCache::default);
+        for step in 0..self.steps() {
+            let y = replace_extreme(self.next(&paths, cache.as_mut())?.mean());
+            paths.push(y);
+            self.phases
+                .mark(|| format!("step {step}: forward and mean"));
         }
+        let mean = self.trim(paths.series);
+        settle(SETTLE, &mean)?;
+        Ok(Forecast {
+            mean,
+            samples: None,
+        })
+    }
+
+    /// Sample mode: the context prefilled once, then `n` paths decoded in chunks of
+    /// `samples_per_batch` over the shared prefill.
+    fn samples(&mut self, paths: Paths, n: usize) -> Result<Forecast> {
+        let [b, v, _] = paths.series.dims();
+        let spb = self.options.samples_per_batch;
+        // Prefill once; its last patch's distribution gives every path's first step.
+        let mut prefill = self.options.use_kv_cache.then(KvCache::default);
+        let first = self.next(&paths, prefill.as_mut())?;
+        let context = self.context;
+        self.phases.mark(|| format!("prefill of {context} steps"));
+        let chunks = (0..n / spb)
+            .map(|c| self.chunk(c, &paths, &first, prefill.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let pred = self.options.prediction_length;
+        let samples = Tensor::cat(chunks, 0) // [N·B, V, pred], sample index outer
+            .reshape([n, b, v, pred])
+            .permute([1, 2, 3, 0]); // [B, V, pred, N]
+        let mean = samples.clone().mean_dim(3).reshape([b, v, pred]);
+        settle(SETTLE, &mean)?;
+        Ok(Forecast {
+            mean,
+            samples: Some(samples),
+        })
+    }
+
+    /// Chunk `c` of `samples_per_batch` paths: `[spb·B, V, prediction_length]`.
+    fn chunk(
+        &mut self,
+        c: usize,
+        paths: &Paths,
+        first: &TotoDistribution<B>,
+        prefill: Option<&KvCache>,
+    ) -> Result<Tensor<3>> {
+        let [b, v, _] = paths.series.dims();
+        let (spb, p) = (
+            self.options.samples_per_batch,
+            self.toto.config().patch_size,
+        );
+        let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]
+        let mut chunk = paths.repeat(spb);
+        let mut cache = prefill.map(|c| c.share(spb));
+        chunk.push(replace_extreme(draws.reshape([spb * b, v, p])));
+        self.phases
+            .mark(|| format!("chunk {c}, step 0: {spb} draws per series"));
+        for step in 1..self.steps() {
+            let d = self.next(&chunk, cache.as_mut())?;
+            self.phases
+                .mark(|| format!("chunk {c}, step {step}: forward"));
+            let y: Tensor<3> = d.sample(&[])?;
+            chunk.push(replace_extreme(y));
+            self.phases
+                .mark(|| format!("chunk {c}, step {step}: draws"));
+        }
+        Ok(self.trim(chunk.series))
     }
 }

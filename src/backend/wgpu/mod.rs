@@ -1,0 +1,327 @@
+//! [`Wgpu`]: burn's wgpu device (Vulkan, Metal, DX12), with native Philox samplers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use burn::tensor::wgpu::WgpuInitError;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::ops::mixture::{self, MixtureParams};
+use super::ops::sampling::tensor as sampling;
+use super::ops::scaler::{self, ScalerSpec, ScalerState};
+use super::stream::Streams;
+use super::{Backend, Support, checked_elements};
+use crate::adapter::{AdapterKind, GraphicsApi};
+use crate::error::{Error, Result};
+use crate::op::{Op, OpSet};
+use crate::rng::DrawKey;
+use crate::shape::ReshapeExact;
+
+/// The GPU backend: burn's wgpu device (Vulkan, Metal, DX12).
+///
+/// Native: every sampler, as CubeCL kernels over a counter-based generator (Philox4x32-10,
+/// [`crate::rng`]) — [`Op::Uniform`], [`Op::StandardNormal`] (Box–Muller),
+/// [`Op::StandardGamma`] (Marsaglia–Tsang with the `alpha < 1` boost), [`Op::StandardT`]
+/// (Bailey's polar method without rejection) and [`Op::StudentTMixture`] (component pick and
+/// Student-T draw fused, Toto's head) — plus the special functions ([`Op::Lgamma`],
+/// [`Op::Digamma`]) and [`Op::Categorical`] composed from tensor ops. burn 0.22 itself has no
+/// gamma sampling on any GPU; these kernels are this crate's. [`Op::PatchScaler`] (Toto's
+/// scaler, in f64 as toto-ts computes it) is a kernel too, native where the adapter has f64
+/// shaders (Vulkan on desktop GPUs, lavapipe) and unsupported elsewhere (Metal), where a
+/// [`FallbackBackend`](crate::FallbackBackend) runs it on the CPU. [`Wgpu::with_unsupported`]
+/// forces any op onto the fallback.
+///
+/// Seeding and reproducibility: [`Backend::seed`] restarts this backend's call sequence (clones
+/// share it); element `i` of the `k`-th sampling call after `seed(s)` is computed from Philox
+/// blocks keyed by `s` and addressed by `(i, k)`, so draws depend on neither the adapter, the
+/// launch layout nor the batch size, and the uniforms equal [`NdArray`](crate::NdArray)'s bit
+/// for bit. [`Wgpu::with_offset`] draws a slice of a larger call. Transforms use the adapter's
+/// `ln`/`cos`/`exp`, so Student-T or gamma values may differ across adapters in the last bits.
+/// Each call costs one kernel launch and no host read-back.
+///
+/// Opening an adapter is expensive: constructors cache the device per `(api, adapter)`, so
+/// building another `Wgpu` for the same adapter is cheap and shares it.
+///
+/// ```no_run
+/// use toto_fallback::{AdapterKind, Backend, GraphicsApi, Op, Wgpu};
+///
+/// let gpu = Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Default)?;
+/// assert!(gpu.supports(Op::StandardGamma));
+/// // Toto's f64 scaler: native with f64 shaders (Vulkan), forwarded on Metal.
+/// println!("f64 scaler native: {}", gpu.supports(Op::PatchScaler));
+/// println!("running on {}", gpu.name());
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Wgpu {
+    device: Device,
+    name: Arc<str>,
+    support: Support,
+    rng: Arc<Streams>,
+    offset: u64,
+}
+
+impl fmt::Debug for Wgpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wgpu")
+            .field("name", &self.name)
+            .field("device", &self.device)
+            .field("support", &self.support)
+            .field("rng", &self.rng)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// Devices opened so far, by request: `init` may succeed only once per selector.
+fn opened() -> &'static Mutex<HashMap<(GraphicsApi, AdapterKind), Device>> {
+    static OPENED: OnceLock<Mutex<HashMap<(GraphicsApi, AdapterKind), Device>>> = OnceLock::new();
+    OPENED.get_or_init(Default::default)
+}
+
+impl Wgpu {
+    /// The default adapter on the platform's best graphics API.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when wgpu finds no usable adapter.
+    pub fn new() -> Result<Self> {
+        Self::with_adapter(GraphicsApi::Auto, AdapterKind::Default)
+    }
+
+    /// A chosen adapter on a chosen graphics API.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter of that kind exists for that API (or it refuses to
+    /// create a device), or the API is not compiled into this build.
+    pub fn with_adapter(api: GraphicsApi, adapter: AdapterKind) -> Result<Self> {
+        let device = open(api, adapter)?;
+        let name = describe(&device, api);
+        // Toto's scaler runs in f64 as toto-ts does: native where the adapter has f64 shaders
+        // (Vulkan on most desktop GPUs, lavapipe), forwarded elsewhere (Metal has no f64).
+        let lacking = if device.supports_dtype(burn::tensor::DType::F64) {
+            OpSet::empty()
+        } else {
+            OpSet::empty().with(Op::PatchScaler)
+        };
+        Ok(Wgpu {
+            device,
+            name: name.into(),
+            support: Support::lacking(lacking),
+            rng: Arc::new(Streams::new(rand::random())),
+            offset: 0,
+        })
+    }
+
+    /// A handle whose draws start at element `offset` of each call's stream ([`crate::rng`]):
+    /// a call drawing `n` elements through it returns elements `offset..offset + n` of what
+    /// the same call would draw for a larger output. This is how a slice of a batch reproduces
+    /// the batch's draws: row 3 of an `[8, n]` draw equals a `[1, n]` draw at offset `3n`, made
+    /// by the same call after the same seed. The handle shares the seed and call sequence with
+    /// `self`.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Tensor;
+    /// use toto_fallback::{Backend, Wgpu};
+    ///
+    /// let gpu = Wgpu::new()?;
+    /// gpu.seed(7);
+    /// let batch = gpu.standard_gamma(Tensor::<2>::full([8, 100], 2.5, gpu.device()))?;
+    /// gpu.seed(7);
+    /// let third = gpu.with_offset(300).standard_gamma(Tensor::<2>::full([1, 100], 2.5, gpu.device()))?;
+    /// assert_eq!(batch.slice([3..4, 0..100]).into_data(), third.into_data());
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_offset(&self, offset: u64) -> Self {
+        Wgpu {
+            offset,
+            ..self.clone()
+        }
+    }
+
+    /// This backend with `ops` marked unsupported as well, so a
+    /// [`FallbackBackend`](crate::FallbackBackend) around it forwards them (for tests and
+    /// benchmarks of the fallback path).
+    #[must_use]
+    pub fn with_unsupported(mut self, ops: impl IntoIterator<Item = Op>) -> Self {
+        self.support = self.support.disable(ops);
+        self
+    }
+}
+
+impl Wgpu {
+    /// The Philox key of the next call, at this handle's offset.
+    fn key(&self) -> DrawKey {
+        self.rng.next_stream().draw_key().with_offset(self.offset)
+    }
+
+    /// A one-element tensor that names this device to the kernels (an extension op routes on
+    /// an input tensor).
+    fn anchor(&self) -> Tensor<1> {
+        Tensor::empty([1], &self.device)
+    }
+}
+
+fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
+    let mut opened = opened().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(device) = opened.get(&(api, adapter)) {
+        return Ok(device.clone());
+    }
+    let result = Device::wgpu_options()
+        .graphics_api(api.to_burn())
+        .device_kind(adapter.to_burn())
+        .init();
+    let device = match result {
+        Ok(device) => device,
+        // Someone (the application, through burn directly) initialised this selector already;
+        // burn's lazy device for it is then the same runtime.
+        Err(WgpuInitError::Registration { .. }) if api == GraphicsApi::Auto => {
+            Device::wgpu(adapter.to_burn())
+        }
+        Err(e) => {
+            return Err(Error::NoAdapter {
+                api,
+                adapter,
+                source: Box::new(e),
+            });
+        }
+    };
+    opened.insert((api, adapter), device.clone());
+    Ok(device)
+}
+
+fn describe(device: &Device, api: GraphicsApi) -> String {
+    match device.identity() {
+        // The fingerprint starts with the shader language burn compiles to: spirv, wgsl, msl.
+        Some(id) => {
+            let shader = id.fingerprint.split('_').next().unwrap_or("?");
+            format!("wgpu ({}; {shader})", id.name)
+        }
+        None => format!("wgpu ({api:?})"),
+    }
+}
+
+impl Backend for Wgpu {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn supports(&self, op: Op) -> bool {
+        self.support.supports(op)
+    }
+
+    /// Restarts this backend's Philox call sequence from `seed` (clones share it), and seeds
+    /// burn's own cubecl generator for any burn random op the caller makes.
+    fn seed(&self, seed: u64) {
+        self.rng.reseed(seed);
+        self.device.seed(seed);
+    }
+
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Uniform)?;
+        let n = checked_elements(Op::Uniform, &shape)?;
+        let key = self.key();
+        if n == 0 {
+            // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
+            return Ok(Tensor::empty(shape, &self.device));
+        }
+        Ok(sampling::uniform(self.anchor(), n, key).reshape_exact(shape))
+    }
+
+    /// Box–Muller from one Philox block per element (one of the pair).
+    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardNormal)?;
+        let n = checked_elements(Op::StandardNormal, &shape)?;
+        let key = self.key();
+        if n == 0 {
+            // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
+            return Ok(Tensor::empty(shape, &self.device));
+        }
+        Ok(sampling::normal(self.anchor(), n, key).reshape_exact(shape))
+    }
+
+    /// Marsaglia–Tsang in one kernel, one Philox block per attempt (see the type's docs).
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardGamma)?;
+        self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
+        checked_elements(Op::StandardGamma, &alpha.dims())?;
+        let key = self.key();
+        Ok(sampling::gamma(alpha, key))
+    }
+
+    /// Bailey's polar method in one kernel, one Philox block per draw.
+    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardT)?;
+        self.ensure_on_device(Op::StandardT, "df", &df)?;
+        checked_elements(Op::StandardT, &df.dims())?;
+        let key = self.key();
+        Ok(sampling::student_t(df, key))
+    }
+
+    /// The provided composition, with its uniforms from the Philox kernel directly (so forcing
+    /// [`Op::Uniform`] onto a fallback leaves categorical draws native).
+    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        self.ensure_supported(Op::Categorical)?;
+        let [rows, _] = mixture::check_categorical(self, &logits, samples)?;
+        let n = samples * rows;
+        let u = if n == 0 {
+            Tensor::empty([samples, rows, 1], &self.device)
+        } else {
+            sampling::uniform(self.anchor(), n, self.key()).reshape_exact([samples, rows, 1])
+        };
+        Ok(mixture::composed::categorical_with(logits, u))
+    }
+
+    /// Two f64 kernels, one thread per series: the clamp bounds, then the recurrence.
+    fn patch_scaler(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        spec.check(self, &series, &weights)?;
+        let mut state = ScalerState::default();
+        Ok(scaler::tensor::run(
+            &self.device,
+            &mut state,
+            series,
+            weights,
+            spec,
+        ))
+    }
+
+    /// The state stays in a GPU buffer between calls; a decode step reads only its new patch.
+    fn patch_scaler_extend(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        self.ensure_supported(Op::PatchScaler)?;
+        spec.check_extend(self, &series, &weights)?;
+        let [b, v, _] = series.dims();
+        state.check_shape(b, v)?;
+        Ok(scaler::tensor::run(
+            &self.device,
+            state,
+            series,
+            weights,
+            spec,
+        ))
+    }
+
+    /// One kernel: each draw reads its row's logits, picks a component and draws from it.
+    fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
+        self.ensure_supported(Op::StudentTMixture)?;
+        params.check(self, samples)?;
+        let key = self.key();
+        Ok(mixture::tensor::student_t_mixture(params, samples, key))
+    }
+}

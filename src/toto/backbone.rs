@@ -1,0 +1,98 @@
+//! Toto's backbone (toto-ts's `TotoBackbone` after the scaler): patch embedding, the
+//! time-/space-wise transformer stack, unembedding and the mixture head, as burn modules named
+//! as in the checkpoint.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::attention::Pass;
+use super::cache::KvCache;
+use super::config::{LayerKind, TotoConfig};
+use super::head::{Head, HeadOutput};
+use super::layer::Layer;
+use crate::nn::linear::{dense, linear};
+use crate::nn::rope::Rope;
+
+/// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
+#[derive(Module, Debug)]
+pub(crate) struct PatchEmbed {
+    pub(crate) projection: Linear,
+}
+
+/// `transformer.layers.{i}`.
+#[derive(Module, Debug)]
+pub(crate) struct Transformer {
+    pub(crate) layers: Vec<Layer>,
+}
+
+/// Toto's weights, named as in the checkpoint (after the loader's renaming).
+#[derive(Module, Debug)]
+pub struct TotoWeights {
+    pub(crate) patch_embed: PatchEmbed,
+    pub(crate) transformer: Transformer,
+    pub(crate) unembed: Linear,
+    pub(crate) output_distribution: Head,
+}
+
+impl TotoWeights {
+    /// Randomly initialised weights of the shapes `config` describes (burn's default
+    /// initialisers; norms at 1).
+    pub(crate) fn init(config: &TotoConfig, device: &Device) -> Self {
+        let (d, p) = (config.embed_dim, config.patch_size);
+        let layers = (0..config.num_layers)
+            .map(|_| Layer::new(d, config.mlp_hidden_dim, device))
+            .collect();
+        TotoWeights {
+            patch_embed: PatchEmbed {
+                projection: linear(p, d, device),
+            },
+            transformer: Transformer { layers },
+            unembed: linear(d, d * p, device),
+            output_distribution: Head::new(d, config.k_components(), device),
+        }
+    }
+
+    /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
+    /// in `cache`) and patch ids `[B, V, S]` to the head's outputs over `[B, V, T, K]`.
+    /// `hook` sees every named intermediate (for conformance tests): `patch_embed`,
+    /// `layer{i}.{norm1, attention, norm2, mlp, out}`, `flattened`.
+    pub(crate) fn forward(
+        &self,
+        config: &TotoConfig,
+        kinds: &[LayerKind],
+        scaled: Tensor<3>,
+        ids: Tensor<3, Int>,
+        mut cache: Option<&mut KvCache>,
+        hook: &mut dyn FnMut(&str, Tensor<4>),
+    ) -> HeadOutput {
+        let [b, v, t] = scaled.dims();
+        let (p, d, heads) = (config.patch_size, config.embed_dim, config.num_heads);
+        let s = t / p;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let mut h = dense(&self.patch_embed.projection, scaled.reshape([b, v, s, p]));
+        hook("patch_embed", h.clone());
+        let rope = Rope::new(s, offset, d / heads, &h.device());
+        let pass = Pass {
+            rope: &rope,
+            ids: &ids,
+            offset,
+            heads,
+        };
+        let layers = &self.transformer.layers;
+        for (i, (layer, kind)) in layers.iter().zip(kinds).enumerate() {
+            let entry = match (kind, cache.as_deref_mut()) {
+                (LayerKind::Time, Some(cache)) => Some(cache.layer(i, layers.len())),
+                _ => None,
+            };
+            h = layer.forward(h, *kind, &pass, entry, &format!("layer{i}"), hook);
+        }
+        if let Some(cache) = cache {
+            cache.advance(s);
+        }
+        // Unembed: token s yields P feature vectors (patch-internal offset outer).
+        let u = dense(&self.unembed, h).reshape([b, v, s * p, d]);
+        hook("flattened", u.clone());
+        self.output_distribution.forward(u)
+    }
+}

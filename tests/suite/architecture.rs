@@ -1,0 +1,199 @@
+//! The crate's layering, as docs/architecture.md draws it: every module of `src/` may use the
+//! modules of its own layer and the layers below, never a layer above. The check reads the
+//! sources: every `crate::<module>` path outside comments must name a module of this table at
+//! or below the file's layer (root re-exports such as `crate::Backend` are refused too, so that
+//! each import says which layer it comes from).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Top-level modules and their layers, bottom up (the table of docs/architecture.md).
+const LAYERS: &[(&str, usize)] = &[
+    // Leaves: no imports from the crate.
+    ("adapter", 0),
+    ("op", 0),
+    ("rng", 0),
+    ("shape", 0),
+    ("error", 1),
+    ("special", 2),
+    ("backend", 3),
+    ("distr", 4),
+    ("forecast", 5),
+    ("nn", 5),
+    ("toto", 6),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().find(|(m, _)| *m == module).map(|&(_, l)| l)
+}
+
+/// The code of a Rust source without its comments (line comments, doc comments included).
+fn without_comments(source: &str) -> String {
+    source
+        .lines()
+        .map(|line| match line.find("//") {
+            // A `//` inside a string literal is rare in this crate; a URL would only hide the
+            // rest of its own line.
+            Some(i) => &line[..i],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level modules `code` names through `crate::`, each with its position.
+fn crate_paths(code: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    let mut offset = 0;
+    while let Some(i) = rest.find("crate::") {
+        let after = &rest[i + "crate::".len()..];
+        let preceded = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if !preceded {
+            if let Some(group) = after.strip_prefix('{') {
+                // `crate::{a, b::c}`: the first segment of each top-level item.
+                let mut depth = 0;
+                let end = group
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => return true,
+                            '}' => depth -= 1,
+                            _ => {}
+                        }
+                        false
+                    })
+                    .map_or(group.len(), |(j, _)| j);
+                let mut depth = 0;
+                let mut item = String::new();
+                for c in group[..end].chars().chain([',']) {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            let name: String = item
+                                .trim()
+                                .chars()
+                                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                                .collect();
+                            if !name.is_empty() {
+                                found.push((offset + i, name));
+                            }
+                            item.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    item.push(c);
+                }
+            } else {
+                let name: String = after
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                found.push((offset + i, name));
+            }
+        }
+        offset += i + "crate::".len();
+        rest = &rest[i + "crate::".len()..];
+    }
+    found
+}
+
+/// Every layering violation of the file at `path` (relative to `src/`) with `source`.
+fn violations(path: &str, source: &str) -> Vec<String> {
+    let top = path
+        .split('/')
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(".rs");
+    if top == "lib" {
+        return Vec::new(); // The root declares and re-exports; it has no layer.
+    }
+    let Some(own) = layer_of(top) else {
+        return vec![format!(
+            "src/{path}: module `{top}` has no layer; add it to LAYERS and \
+             docs/architecture.md"
+        )];
+    };
+    let code = without_comments(source);
+    let line_of = |pos: usize| code[..pos].lines().count().max(1);
+    crate_paths(&code)
+        .into_iter()
+        .filter_map(|(pos, name)| match layer_of(&name) {
+            Some(l) if l <= own => None,
+            Some(l) => Some(format!(
+                "src/{path}:{}: `crate::{name}` (layer {l}) is above `{top}` (layer {own})",
+                line_of(pos)
+            )),
+            None => Some(format!(
+                "src/{path}:{}: `crate::{name}` is not a module; import it from the module that \
+                 defines it",
+                line_of(pos)
+            )),
+        })
+        .collect()
+}
+
+fn sources(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).expect("readable src/") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            sources(&path, root, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let rel = path.strip_prefix(root).expect("under src/");
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            out.insert(
+                rel,
+                std::fs::read_to_string(&path).expect("readable source"),
+            );
+        }
+    }
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_its_own() {
+    let root = Path::new("src");
+    let mut files = BTreeMap::new();
+    sources(root, root, &mut files);
+    assert!(files.len() > 40, "found only {} sources", files.len());
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|(path, source)| violations(path, source))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "layering violations:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_check_catches_what_it_must() {
+    // Upward imports, plain and grouped, and root re-exports are caught; comments, downward
+    // imports and the file's own module are not.
+    let upward = violations("special/x.rs", "use crate::backend::Backend;\n");
+    assert_eq!(upward.len(), 1, "{upward:?}");
+    assert!(upward[0].contains("src/special/x.rs:1"), "{upward:?}");
+    let grouped = violations(
+        "backend/y.rs",
+        "use crate::{error::Error, distr::{Normal, Gamma}};\n",
+    );
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    assert!(grouped[0].contains("crate::distr"), "{grouped:?}");
+    let inline = violations("distr/z.rs", "fn f() { crate::toto::Toto::random(); }");
+    assert_eq!(inline.len(), 1, "{inline:?}");
+    assert_eq!(violations("toto/a.rs", "use crate::Backend;").len(), 1);
+    assert_eq!(
+        violations("newthing.rs", "").len(),
+        1,
+        "unknown modules have no layer"
+    );
+    let fine = "//! See [`crate::toto::Toto`].\nuse crate::error::Result; // crate::toto\n\
+                use crate::special::{lgamma, digamma};\nuse crate::backend::Backend;";
+    assert_eq!(violations("backend/ok.rs", fine), Vec::<String>::new());
+}

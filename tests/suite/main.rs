@@ -1,0 +1,12 @@
+//! The integration tests, as one binary (each test binary links burn and wgpu, so one binary
+//! builds once): the backends, the distributions, Toto against toto-ts fixtures, the reliability
+//! cases, and the crate's layering.
+
+#[macro_use]
+mod common;
+
+mod architecture;
+mod backends;
+mod distributions;
+mod reliability;
+mod toto;
