@@ -71,8 +71,8 @@ impl MixtureOps for CubeBackend {
                 scale,
                 out.clone().into_buffer_arg(),
                 rows as u32,
-                k as u32,
                 stream,
+                k as u32,
             );
         }
         out
