@@ -16,13 +16,20 @@
 //! - `cargo bench --bench toto -- --sampling [--forced]`: sampling throughput (JSON lines) on
 //!   the fallback's native kernels, and with `--forced` on the CPU through the fallback.
 //!
-//! Under `cargo test` (no `--bench` argument) it runs the tiny configuration once, as a smoke test.
+//! - Toto 2.0: `cargo bench --bench toto -- --toto2 22m --workload t2-small --backend fallback`
+//!   times a forecast of random weights of the size-like configuration (`4m`, `22m`, `313m`, as
+//!   `bench/toto2_bench.py`: patch 32, xPos, q/k-norm, groups of 4 layers with one variate layer
+//!   last) on `t2-small` (B 1, V 4, context 512, horizon 128) or `t2-boom` (B 64, V 4, context
+//!   2048, horizon 256), one pass without missing values, the median read back, like the anchor.
+//!
+//! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
 
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use criterion::Criterion;
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
+use toto_fallback::toto2::{Toto2, Toto2Config, Toto2Options};
 use toto_fallback::{Backend, FallbackBackend, MixtureParams, NdArray, Op, Wgpu};
 
 /// (batch, variates, context, horizon, samples): as in bench/README.md.
@@ -32,6 +39,98 @@ fn workload(name: &str) -> Option<(usize, usize, usize, usize, usize)> {
         "w-eval" => Some((1, 8, 2048, 336, 256)),
         "w-eval-b4" => Some((4, 8, 2048, 336, 256)),
         _ => None,
+    }
+}
+
+/// Toto 2.0 workloads: (batch, variates, context, horizon).
+fn workload2(name: &str) -> Option<(usize, usize, usize, usize)> {
+    match name {
+        "t2-small" => Some((1, 4, 512, 128)),
+        "t2-boom" => Some((64, 4, 2048, 256)),
+        _ => None,
+    }
+}
+
+/// The size-like configurations of `bench/toto2_bench.py`.
+fn toto2_config(size: &str) -> Toto2Config {
+    let (d, heads, layers) = match size {
+        "4m" => (192, 6, 8),
+        "22m" => (384, 6, 12),
+        "313m" => (1024, 16, 24),
+        "tiny" => (32, 2, 4),
+        other => panic!("unknown size {other} (4m, 22m, 313m)"),
+    };
+    let ratio = Toto2Config::residual_attn_ratio_for(2048, 32);
+    let json = format!(
+        r#"{{"patch_size": 32, "d_model": {d}, "num_heads": {heads}, "num_layers": {layers},
+            "layer_group_size": 4, "num_variate_layers_per_group": 1,
+            "variate_layer_first": false, "use_xpos": true, "qk_norm": true,
+            "residual_attn_ratio": {ratio}}}"#
+    );
+    Toto2Config::from_json(&json).expect("a valid configuration")
+}
+
+/// One Toto 2.0 forecast with the median read back to the host (as the anchor reads `q[4]`).
+fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, usize)) -> f64 {
+    let series: Vec<f32> = (0..b * v * c)
+        .map(|i| {
+            let t = (i % c) as f32;
+            (t / 10.0).sin() + 0.01 * t
+        })
+        .collect();
+    let start = Instant::now();
+    let device = model.backend().device();
+    let series = Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), device);
+    let options = Toto2Options {
+        prediction_length: h,
+        has_missing_values: false,
+        ..Toto2Options::default()
+    };
+    let f = model
+        .forecast(series, None, None, None, &options)
+        .expect("forecast");
+    let knots = f.quantiles().expect("quantiles").values().clone();
+    let median = knots.narrow(3, 4, 1).into_data();
+    assert_eq!(median.num_elements(), b * v * h);
+    start.elapsed().as_secs_f64()
+}
+
+/// Each of the comma-separated `workloads` with random weights of `size`, one JSON line each.
+fn run_toto2<B: Backend>(
+    backend: &B,
+    size: &str,
+    workloads: &str,
+    runs: usize,
+    report: impl Fn() -> String,
+) {
+    let config = toto2_config(size);
+    let params = config.parameter_count();
+    let model = Toto2::random(backend, config).expect("model");
+    for name in workloads.split(',') {
+        let w = workload2(name).unwrap_or_else(|| panic!("unknown workload {name}"));
+        let times: Vec<f64> = (0..runs).map(|_| forecast2(&model, w)).collect();
+        let mut rest = times[1..].to_vec();
+        rest.sort_by(f64::total_cmp);
+        let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
+        println!(
+            "{{\"impl\": \"toto-fallback\", \"model\": \"toto2\", \"size\": \"{size}\", \
+             \"params\": {params}, \"backend\": \"{}\", \"threads\": {}, \"workload\": \"{name}\", \
+             \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \"first_s\": {:.4}, \
+             \"median_s\": {:.4}, \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
+            backend.name(),
+            rayon::current_num_threads(),
+            w.0,
+            w.1,
+            w.2,
+            w.3,
+            times[0],
+            median,
+            times
+                .iter()
+                .map(|t| (t * 1e4).round() / 1e4)
+                .collect::<Vec<_>>(),
+            report()
+        );
     }
 }
 
@@ -186,7 +285,24 @@ const SAMPLERS: [Op; 5] = [
     Op::StudentTMixture,
 ];
 
+/// `TOTO_WGPU_MEMORY=exclusive|adaptive` initialises burn's wgpu runtime with that memory
+/// policy before the backend opens it (for measuring the policies; cubecl's default is
+/// `adaptive` where buffers can be sub-sliced).
+fn memory_policy() {
+    use burn::tensor::wgpu::MemoryConfiguration;
+    let config = match std::env::var("TOTO_WGPU_MEMORY").as_deref() {
+        Ok("exclusive") => MemoryConfiguration::ExclusivePages,
+        Ok("adaptive") => MemoryConfiguration::Adaptive,
+        _ => return,
+    };
+    burn::tensor::Device::wgpu_options()
+        .memory_config(config)
+        .init()
+        .expect("a wgpu adapter");
+}
+
 fn main() {
+    memory_policy();
     // `RUST_LOG=toto_fallback=trace` prints the forecaster's per-phase times.
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
@@ -198,6 +314,22 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    if let (Some(sizes), Some(names)) = (value("--toto2"), value("--workload")) {
+        let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
+        for size in sizes.split(',') {
+            match value("--backend").as_deref().unwrap_or("fallback") {
+                "ndarray" => run_toto2(&NdArray::new(), size, &names, runs, String::new),
+                "fallback" => {
+                    let gpu = Wgpu::new().expect("a wgpu adapter");
+                    let b = FallbackBackend::new(gpu, NdArray::new());
+                    run_toto2(&b, size, &names, runs, || forwarded(&b));
+                    eprintln!("{}", b.report());
+                }
+                other => panic!("unknown backend {other} (ndarray, fallback)"),
+            }
+        }
+        return;
+    }
     if let Some(name) = value("--workload") {
         let runs = value("--runs").map_or(4, |r| r.parse().expect("--runs N"));
         match value("--backend").as_deref().unwrap_or("fallback") {
@@ -239,6 +371,9 @@ fn main() {
         let model = Toto::random(&cpu, tiny()).expect("model");
         let secs = forecast(&model, (1, 2, 64, 16, 4));
         println!("toto bench smoke test: tiny forecast in {secs:.3} s");
+        let model = Toto2::random(&cpu, toto2_config("tiny")).expect("model");
+        let secs = forecast2(&model, (1, 2, 64, 40));
+        println!("toto bench smoke test: tiny Toto 2.0 forecast in {secs:.3} s");
         return;
     }
     let mut c = Criterion::default().configure_from_args().sample_size(10);

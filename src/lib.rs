@@ -30,7 +30,8 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | models | [`toto`] | Datadog's Toto over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
+//! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind one `forecast` |
+//! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
 //! | what the models share | [`forecast`], `nn` | the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
 //! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, special functions, Toto's scaler), [`NdArray`] (CPU), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
@@ -73,7 +74,11 @@ pub mod forecast;
 pub(crate) mod nn;
 
 pub mod toto;
+pub mod toto2;
 
+pub mod auto;
+
+pub use auto::{AutoOptions, AutoToto, Generation};
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{

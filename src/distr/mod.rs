@@ -19,6 +19,7 @@
 //! | [`Categorical`] | `categorical.rs` |
 //! | [`MixtureSameFamily`], [`MixtureComponent`] | `mixture.rs` |
 //! | [`Affine`] | `affine.rs` |
+//! | [`QuantileKnots`] | `quantile_knots.rs` |
 //! | batch shapes, ranks and sizes; `validate()` checks | `shape.rs`, `validate.rs` |
 
 mod affine;
@@ -26,6 +27,7 @@ mod categorical;
 mod gamma;
 mod mixture;
 mod normal;
+mod quantile_knots;
 pub(crate) mod shape;
 mod student_t;
 mod validate;
@@ -35,6 +37,7 @@ pub use self::categorical::Categorical;
 pub use self::gamma::{Chi2, Gamma};
 pub use self::mixture::{MixtureComponent, MixtureSameFamily};
 pub use self::normal::Normal;
+pub use self::quantile_knots::QuantileKnots;
 pub use self::student_t::StudentT;
 
 use burn::tensor::{Device, Tensor};

@@ -1,5 +1,6 @@
-//! What a forecast returns, whichever model made it: the mean path and, when sampled, every
-//! sample path, with quantiles, the median and the spread; with the `plot` feature, fan charts.
+//! What a forecast returns, whichever model made it: the mean path and the forecast
+//! distribution (sample paths or quantile knots), with quantiles at any level, the median, the
+//! spread and draws; with the `plot` feature, fan charts.
 
 #[cfg(feature = "plot")]
 mod plot;
@@ -9,20 +10,65 @@ pub use self::plot::FanChart;
 
 use burn::tensor::Tensor;
 
+use crate::backend::Backend;
+use crate::distr::{Cdf, Distribution, QuantileKnots};
 use crate::error::{Error, Result};
 
-/// A forecast: the mean path and, in sample mode, every sample path.
+/// A forecast, whichever model made it: the mean path, and the forecast distribution per step
+/// as sample paths (Toto 1.0's sample mode) or quantile knots (Toto 2.0); Toto 1.0's mean mode
+/// has the mean path alone.
+///
+/// Every representation answers [`Forecast::quantile`] at any level, [`Forecast::median`],
+/// [`Forecast::std`] and [`Forecast::draw`]; the fields and [`Forecast::quantiles`] give the raw
+/// tensors.
 #[derive(Debug, Clone)]
-pub struct Forecast {
-    /// `[B, V, prediction_length]`: the sample mean, or the fed-back analytic mean.
+pub struct Forecast<B: Backend> {
+    /// `[B, V, prediction_length]`: the sample mean, the fed-back analytic mean (Toto 1.0's
+    /// mean mode), or the mean of the quantile knots' distribution (Toto 2.0).
     pub mean: Tensor<3>,
-    /// `[B, V, prediction_length, num_samples]` in sample mode.
+    /// `[B, V, prediction_length, num_samples]`: Toto 1.0's sample paths, in sample mode.
     pub samples: Option<Tensor<4>>,
+    /// The quantile knots, batch shape `[B, V, prediction_length]` (Toto 2.0).
+    quantiles: Option<QuantileKnots<B, 3, 4>>,
 }
 
-impl Forecast {
-    /// The `q`-quantile of the samples per step (torch's linear interpolation between order
-    /// statistics at `q·(n − 1)`); the mean path in mean mode.
+impl<B: Backend> Forecast<B> {
+    /// A forecast of the mean path alone (Toto 1.0's mean mode).
+    pub(crate) fn from_mean(mean: Tensor<3>) -> Self {
+        Forecast {
+            mean,
+            samples: None,
+            quantiles: None,
+        }
+    }
+
+    /// A forecast of sample paths (`[B, V, H, N]`) and their mean.
+    pub(crate) fn from_samples(mean: Tensor<3>, samples: Tensor<4>) -> Self {
+        Forecast {
+            mean,
+            samples: Some(samples),
+            quantiles: None,
+        }
+    }
+
+    /// A forecast of quantile knots; its mean is the knots' distribution's.
+    pub(crate) fn from_quantiles(knots: QuantileKnots<B, 3, 4>) -> Self {
+        Forecast {
+            mean: knots.mean(),
+            samples: None,
+            quantiles: Some(knots),
+        }
+    }
+
+    /// The quantile knots of a quantile forecast (Toto 2.0): the distribution per series and
+    /// step, with its levels, values, cdf, sampling and weighted quantile loss.
+    pub fn quantiles(&self) -> Option<&QuantileKnots<B, 3, 4>> {
+        self.quantiles.as_ref()
+    }
+
+    /// The `q`-quantile per step: between order statistics at `q·(n − 1)` of the sample paths
+    /// (torch's linear interpolation), or between the quantile knots (linear, with the linear
+    /// tails of [`QuantileKnots`]); the mean path in mean mode.
     ///
     /// # Errors
     /// [`Error::Input`] unless `q` is in `[0, 1]`.
@@ -32,6 +78,10 @@ impl Forecast {
                 what: "Forecast::quantile",
                 reason: format!("the level must be in [0, 1]; got {q}"),
             });
+        }
+        if let Some(knots) = &self.quantiles {
+            let p = Tensor::<3>::full(self.mean.dims(), q, &self.mean.device());
+            return knots.quantile(p);
         }
         let Some(samples) = &self.samples else {
             return Ok(self.mean.clone());
@@ -58,8 +108,12 @@ impl Forecast {
         self.quantile(0.5)
     }
 
-    /// The sample standard deviation per step (Bessel-corrected); zeros in mean mode.
+    /// The standard deviation per step: of the sample paths (Bessel-corrected), of the quantile
+    /// knots' distribution; zeros in mean mode.
     pub fn std(&self) -> Tensor<3> {
+        if let Some(knots) = &self.quantiles {
+            return knots.stddev();
+        }
         match &self.samples {
             None => self.mean.zeros_like(),
             Some(s) => {
@@ -71,6 +125,36 @@ impl Forecast {
                     .sqrt()
                     .reshape([b, v, t])
             }
+        }
+    }
+
+    /// `n` draws per series and step, `[B, V, H, n]`: the first `n` sample paths of a sampled
+    /// forecast, or draws from the quantile knots by inverse transform (independent across
+    /// steps: marginal draws, not paths).
+    ///
+    /// # Errors
+    /// [`Error::Input`] in mean mode (there is nothing to draw from: forecast with
+    /// `num_samples`), or if a sampled forecast holds fewer than `n` paths; the backend's
+    /// errors.
+    pub fn draw(&self, n: usize) -> Result<Tensor<4>> {
+        if let Some(knots) = &self.quantiles {
+            let x: Tensor<4> = knots.sample(&[n])?; // [n, B, V, H]
+            return Ok(x.permute([1, 2, 3, 0]));
+        }
+        let input = |reason: String| Error::Input {
+            what: "Forecast::draw",
+            reason,
+        };
+        match &self.samples {
+            Some(s) if s.dims()[3] >= n => Ok(s.clone().narrow(3, 0, n)),
+            Some(s) => Err(input(format!(
+                "the forecast holds {} sample paths; asked for {n}",
+                s.dims()[3]
+            ))),
+            None => Err(input(
+                "a mean-mode forecast has no distribution to draw from; forecast with                  `num_samples`"
+                    .to_owned(),
+            )),
         }
     }
 }

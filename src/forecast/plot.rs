@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use plotters::prelude::*;
 
 use super::Forecast;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 
 /// What [`Forecast::fan_chart`] draws: which series and variate, the image size, a title.
@@ -64,7 +65,7 @@ fn font() -> bool {
     })
 }
 
-impl Forecast {
+impl<B: Backend> Forecast<B> {
     /// Writes a PNG fan chart of one series and variate to `path`: the `history` (the context,
     /// `[B, V, T]`, as passed to [`Toto::forecast`](crate::toto::Toto::forecast)), the median, and the
     /// 50% and 90% central bands of the sample paths (the mean alone in mean mode).
@@ -106,7 +107,7 @@ impl Forecast {
             crate::backend::read_back("fan chart", x)
         };
         let past = row(history.clone(), t)?;
-        let bands = if self.samples.is_some() {
+        let bands = if self.samples.is_some() || self.quantiles.is_some() {
             let q = |level: f64| self.quantile(level).and_then(|x| row(x, horizon));
             Some([q(0.05)?, q(0.25)?, q(0.5)?, q(0.75)?, q(0.95)?])
         } else {

@@ -1,12 +1,13 @@
 //! What the Toto generations share below the model: rotary position embedding with xPos,
 //! attention (plain, causal, within groups, over a shared key/value prefix), linear layers over
-//! any rank, and phase timing. Each model generation (`toto` today) builds its layers from these;
+//! any rank, reading safetensors checkpoints by name, and phase timing. Each model generation (`toto` today) builds its layers from these;
 //! the f64 causal scaler both use is a backend op ([`Backend::patch_scaler`]), and the forecast
 //! they return is [`forecast`](crate::forecast).
 //!
 //! [`Backend::patch_scaler`]: crate::Backend::patch_scaler
 
 pub(crate) mod attention;
+pub(crate) mod checkpoint;
 pub(crate) mod linear;
 pub(crate) mod phases;
 pub(crate) mod rope;

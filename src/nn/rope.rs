@@ -1,70 +1,165 @@
-//! Rotary position embedding with xPos scaling, as toto-ts computes it (`RotaryEmbedding` of
-//! `rotary-embedding-torch` with `use_xpos=True`, interleaved pairs), in f32.
+//! Rotary position embedding with optional xPos scaling, in f32 as both Toto generations
+//! compute it: interleaved pairs `(x₂ⱼ, x₂ⱼ₊₁)`, frequencies `θⱼ = 10000^(−2j/w)` over the `w`
+//! rotated dimensions, angles `m·θⱼ` at patch position `m`.
+//!
+//! | | Toto 1.0 (toto-ts, `rotary-embedding-torch`) | Toto 2.0 (toto-2) |
+//! |---|---|---|
+//! | rotated dimensions | all of each head | the first half of each head |
+//! | xPos | always | with `use_xpos` |
+//! | xPos power | `(m − ⌊max/2⌋) / 512` | `(m − ⌊(max + 1)/2⌋) / 256` |
+//! | xPos scales | repeated per half | repeated per pair |
+//!
+//! `max` is the largest position of the call: with a KV cache, cached keys keep the scale of the
+//! call that wrote them (toto-2's behaviour, which its block decoding depends on).
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// Rotary angles (interleaved) and xPos scales (half-split) for positions
-/// `offset..offset + s`, computed in f32 as toto-ts does: `[s, Dh]` each.
-pub(crate) fn rope_tables(s: usize, offset: usize, dh: usize) -> (Vec<f32>, Vec<f32>) {
-    let half = dh / 2;
+/// Which dimensions rotate, and the xPos variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RopeSpec {
+    /// Dimensions per head.
+    pub(crate) head_dim: usize,
+    /// The leading dimensions of each head that rotate (even).
+    pub(crate) rotated: usize,
+    /// xPos scaling, when the model uses it.
+    pub(crate) xpos: Option<Xpos>,
+}
+
+/// The xPos variant: `ζⱼ^(±(m − c)/base)` with `ζⱼ = (2j + 0.4w)/(1.4w)`, queries times the
+/// scale, keys divided by it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Xpos {
+    /// The power's divisor (`xpos_scale_base`).
+    pub(crate) scale_base: f32,
+    /// The centre `c` is `⌊(max + 1)/2⌋` (toto-2) rather than `⌊max/2⌋` (toto-ts).
+    pub(crate) centre_rounds_up: bool,
+    /// The scales repeat per pair (toto-2's `(d 2)`) rather than per half (toto-ts).
+    pub(crate) interleaved: bool,
+}
+
+impl RopeSpec {
+    /// Toto 1.0's: every dimension rotates; xPos with base 512, scales per half.
+    pub(crate) fn toto(head_dim: usize) -> Self {
+        RopeSpec {
+            head_dim,
+            rotated: head_dim,
+            xpos: Some(Xpos {
+                scale_base: 512.0,
+                centre_rounds_up: false,
+                interleaved: false,
+            }),
+        }
+    }
+
+    /// Toto 2.0's: the first half of each head rotates; xPos (base 256, scales per pair) when
+    /// `xpos`.
+    pub(crate) fn toto2(head_dim: usize, xpos: bool) -> Self {
+        RopeSpec {
+            head_dim,
+            rotated: head_dim / 2,
+            xpos: xpos.then_some(Xpos {
+                scale_base: 256.0,
+                centre_rounds_up: true,
+                interleaved: true,
+            }),
+        }
+    }
+}
+
+/// Rotary angles (interleaved) and xPos scales at `positions`, computed in f32 as the references
+/// do: `[S, rotated]` each (the scales empty without xPos).
+pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let w = spec.rotated;
+    let half = w / 2;
     let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / dh as f32))
+        .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / w as f32))
         .collect();
-    let base: Vec<f32> = (0..half)
-        .map(|i| (2.0 * i as f32 + 0.4 * dh as f32) / (1.4 * dh as f32))
-        .collect();
-    let max_pos = (offset + s).saturating_sub(1) as f32;
-    let center = (max_pos / 2.0).floor();
-    let mut angles = Vec::with_capacity(s * dh);
-    let mut scales = Vec::with_capacity(s * dh);
-    for j in 0..s {
-        let pos = (offset + j) as f32;
+    let mut angles = Vec::with_capacity(positions.len() * w);
+    for &m in positions {
         for f in &inv_freq {
-            let a = pos * f;
+            let a = m as f32 * f;
             angles.extend([a, a]);
         }
-        let power = (pos - center) / 512.0;
-        let sc: Vec<f32> = base.iter().map(|b| b.powf(power)).collect();
-        scales.extend_from_slice(&sc);
-        scales.extend_from_slice(&sc);
+    }
+    let Some(xpos) = spec.xpos else {
+        return (angles, Vec::new());
+    };
+    let base: Vec<f32> = (0..half)
+        .map(|i| (2.0 * i as f32 + 0.4 * w as f32) / (1.4 * w as f32))
+        .collect();
+    let max = positions.iter().copied().max().unwrap_or(0);
+    let centre = if xpos.centre_rounds_up {
+        max.div_ceil(2)
+    } else {
+        max / 2
+    } as f32;
+    let mut scales = Vec::with_capacity(positions.len() * w);
+    for &m in positions {
+        let power = (m as f32 - centre) / xpos.scale_base;
+        let row = base.iter().map(|b| b.powf(power));
+        if xpos.interleaved {
+            row.for_each(|s| scales.extend([s, s]));
+        } else {
+            let row: Vec<f32> = row.collect();
+            scales.extend_from_slice(&row);
+            scales.extend_from_slice(&row);
+        }
     }
     (angles, scales)
 }
 
-/// The rotary + xPos factors of one forward pass, `[1, 1, S, Dh]` each, built once and shared
-/// by every time-wise layer.
+/// The rotary (+ xPos) factors of one forward pass, `[1, 1, S, rotated]` each, built once and
+/// shared by every layer that rotates.
 pub(crate) struct Rope {
+    spec: RopeSpec,
     cos: Tensor<4>,
     sin: Tensor<4>,
-    scale: Tensor<4>,
+    scale: Option<Tensor<4>>,
 }
 
 impl Rope {
-    pub(crate) fn new(s: usize, offset: usize, dh: usize, device: &Device) -> Self {
-        let (angles, scales) = rope_tables(s, offset, dh);
-        let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, dh]), device);
-        let scale = Tensor::<2>::from_data(TensorData::new(scales, [s, dh]), device);
+    /// The factors at `positions` (one per sequence element).
+    pub(crate) fn new(spec: RopeSpec, positions: &[usize], device: &Device) -> Self {
+        let (s, w) = (positions.len(), spec.rotated);
+        let (angles, scales) = rope_tables(spec, positions);
+        let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, w]), device);
+        let scale = spec.xpos.map(|_| {
+            Tensor::<2>::from_data(TensorData::new(scales, [s, w]), device).reshape([1, 1, s, w])
+        });
         Rope {
-            cos: angles.clone().cos().reshape([1, 1, s, dh]),
-            sin: angles.sin().reshape([1, 1, s, dh]),
-            scale: scale.reshape([1, 1, s, dh]),
+            spec,
+            cos: angles.clone().cos().reshape([1, 1, s, w]),
+            sin: angles.sin().reshape([1, 1, s, w]),
+            scale,
         }
     }
 
-    /// Rotary position embedding with xPos on `x: [N, H, S, Dh]`: times the scale for queries,
-    /// divided by it for keys.
+    /// The rotary embedding (with xPos: times the scale for queries, divided by it for keys)
+    /// on `x: [N, H, S, Dh]`; dimensions past the rotated ones pass through.
     pub(crate) fn apply(&self, x: Tensor<4>, query: bool) -> Tensor<4> {
         let [n, h, s, dh] = x.dims();
-        // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
-        let pairs = x.clone().reshape([n, h, s, dh / 2, 2]);
-        let x0 = pairs.clone().slice([0..n, 0..h, 0..s, 0..dh / 2, 0..1]);
-        let x1 = pairs.slice([0..n, 0..h, 0..s, 0..dh / 2, 1..2]);
-        let rotated = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, dh]);
-        let y = x.mul(self.cos.clone()).add(rotated.mul(self.sin.clone()));
-        if query {
-            y.mul(self.scale.clone())
+        let w = self.spec.rotated;
+        let (x, rest) = if w < dh {
+            (x.clone().narrow(3, 0, w), Some(x.narrow(3, w, dh - w)))
         } else {
-            y.div(self.scale.clone())
+            (x, None)
+        };
+        // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
+        let pairs = x.clone().reshape([n, h, s, w / 2, 2]);
+        let x0 = pairs.clone().narrow(4, 0, 1);
+        let x1 = pairs.narrow(4, 1, 1);
+        let turned = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, w]);
+        let mut y = x.mul(self.cos.clone()).add(turned.mul(self.sin.clone()));
+        if let Some(scale) = &self.scale {
+            y = if query {
+                y.mul(scale.clone())
+            } else {
+                y.div(scale.clone())
+            };
+        }
+        match rest {
+            Some(rest) => Tensor::cat(vec![y, rest], 3),
+            None => y,
         }
     }
 }
@@ -76,7 +171,7 @@ mod tests {
     #[test]
     fn rope_tables_follow_toto_layout() {
         // Dh = 4: two frequencies 1 and 1/100; positions 0..3, centre floor(2/2) = 1.
-        let (angles, scales) = rope_tables(3, 0, 4);
+        let (angles, scales) = rope_tables(RopeSpec::toto(4), &[0, 1, 2]);
         assert_eq!(&angles[8..12], &[2.0, 2.0, 0.02, 0.02]);
         let s0 = (0.0 + 1.6) / 5.6f32;
         let s1 = (2.0 + 1.6) / 5.6f32;
@@ -85,5 +180,23 @@ mod tests {
         for (g, w) in scales[..4].iter().zip(want) {
             assert!((g - w).abs() < 1e-7, "{g} vs {w}");
         }
+    }
+
+    #[test]
+    fn rope_tables_follow_toto2_layout() {
+        // Dh = 8: the first 4 dimensions rotate, frequencies 1 and 1/100 (w = 4); positions
+        // 6..9, centre floor((9 + 1)/2) = 5 (toto-2's xPos centre of its third block).
+        let spec = RopeSpec::toto2(8, true);
+        assert_eq!(spec.rotated, 4);
+        let (angles, scales) = rope_tables(spec, &[6, 7, 8, 9]);
+        assert_eq!(&angles[..4], &[6.0, 6.0, 0.06, 0.06]);
+        let z0 = (0.0 + 1.6) / 5.6f32;
+        let z1 = (2.0 + 1.6) / 5.6f32;
+        // Position 6: power (6 - 5)/256; per pair: [z0, z0, z1, z1].
+        let want = [z0, z0, z1, z1].map(|z| z.powf(1.0 / 256.0));
+        for (g, w) in scales[..4].iter().zip(want) {
+            assert!((g - w).abs() < 1e-7, "{g} vs {w}");
+        }
+        assert!(rope_tables(RopeSpec::toto2(8, false), &[0]).1.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use super::config::{LayerKind, TotoConfig};
 use super::head::{Head, HeadOutput};
 use super::layer::Layer;
 use crate::nn::linear::{dense, linear};
-use crate::nn::rope::Rope;
+use crate::nn::rope::{Rope, RopeSpec};
 
 /// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
 #[derive(Module, Debug)]
@@ -72,7 +72,8 @@ impl TotoWeights {
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let mut h = dense(&self.patch_embed.projection, scaled.reshape([b, v, s, p]));
         hook("patch_embed", h.clone());
-        let rope = Rope::new(s, offset, d / heads, &h.device());
+        let positions: Vec<usize> = (offset..offset + s).collect();
+        let rope = Rope::new(RopeSpec::toto(d / heads), &positions, &h.device());
         let pass = Pass {
             rope: &rope,
             ids: &ids,

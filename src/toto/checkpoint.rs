@@ -7,12 +7,12 @@ use burn::store::{
     ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 
-use burn::tensor::{bf16, f16};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use super::backbone::TotoWeights;
 use crate::error::{CheckpointProblems, Error, Result};
+use crate::nn::checkpoint::{map_file, to_f32};
 
 /// Checkpoint key → module path, applied in order: the `model.` prefix goes, Python's `wQKV`/`wO`
 /// become snake case, and both MLP namings (`mlp.0.w12`/`mlp.0.w3` of xFormers' fused SwiGLU,
@@ -48,15 +48,8 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
     let (mut store, label) = match source {
         Source::File(path) => {
             let label = path.display().to_string();
-            let io = |e: std::io::Error| Error::io(&label, e);
-            let file = std::fs::File::open(path).map_err(io)?;
-            // SAFETY: the map is read-only and dropped before this function returns. Like any
-            // file map (burn-store maps the file too), another process writing the file during
-            // the load may show torn data, which the checks below then report; it cannot make
-            // this process read outside the map.
-            #[allow(unsafe_code)] // The crate's one unsafe block: a read-only file map.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-            let store = match to_f32(&map, &label)? {
+            let map = map_file(path)?;
+            let store = match to_f32_file(&map, &label)? {
                 None => SafetensorsStore::from_file(path),
                 Some(converted) => SafetensorsStore::from_bytes(Some(converted)),
             };
@@ -64,7 +57,7 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
         }
         Source::Bytes(bytes) => {
             let label = "<bytes>".to_owned();
-            let bytes = to_f32(&bytes, &label)?.unwrap_or(bytes);
+            let bytes = to_f32_file(&bytes, &label)?.unwrap_or(bytes);
             (SafetensorsStore::from_bytes(Some(bytes)), label)
         }
     };
@@ -123,7 +116,7 @@ pub(crate) fn load_into(weights: &mut TotoWeights, source: Source<'_>) -> Result
 /// data exactly, and every tensor must be floating point. `None` when every tensor is f32 (load
 /// as is); the file rewritten with every tensor in f32 when some are f16, bf16 or f64 (burn's
 /// CPU backend has no f16, and burn-store would hand it the file's dtype).
-fn to_f32(bytes: &[u8], label: &str) -> Result<Option<Vec<u8>>> {
+fn to_f32_file(bytes: &[u8], label: &str) -> Result<Option<Vec<u8>>> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| {
         CheckpointProblems::unreadable(
             label.to_owned(),
@@ -155,23 +148,13 @@ fn to_f32(bytes: &[u8], label: &str) -> Result<Option<Vec<u8>>> {
         .map(|(name, view)| {
             let data = view.data();
             let bytes: Vec<u8> = match view.dtype() {
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .flat_map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
+                Dtype::F32 => data.to_vec(),
+                // Floating point (the loop above let nothing else through).
+                dtype => to_f32(dtype, data)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(f32::to_le_bytes)
                     .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .flat_map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
-                    .collect(),
-                Dtype::F64 => data
-                    .chunks_exact(8)
-                    .flat_map(|c| {
-                        let x = f64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
-                        (x as f32).to_le_bytes()
-                    })
-                    .collect(),
-                // F32 already (the loop above let nothing else through).
-                _ => data.to_vec(),
             };
             (name, bytes, view.shape().to_vec())
         })

@@ -220,7 +220,7 @@ impl<B: Backend> Toto<B> {
         padding_mask: Option<Tensor<3, Bool>>,
         id_mask: Option<Tensor<3, Int>>,
         options: &ForecastOptions,
-    ) -> Result<Forecast> {
+    ) -> Result<Forecast<B>> {
         options.check()?;
         let [b, v, t] = series.dims();
         let device = series.device();
@@ -292,7 +292,7 @@ impl<B: Backend> Decoder<'_, B> {
     }
 
     /// Mean mode: the analytic mean of each patch fed back.
-    fn mean(&mut self, mut paths: Paths) -> Result<Forecast> {
+    fn mean(&mut self, mut paths: Paths) -> Result<Forecast<B>> {
         let mut cache = self.options.use_kv_cache.then(KvCache::default);
         for step in 0..self.steps() {
             let y = replace_extreme(self.next(&paths, cache.as_mut())?.mean());
@@ -302,15 +302,12 @@ impl<B: Backend> Decoder<'_, B> {
         }
         let mean = self.trim(paths.series);
         settle(SETTLE, &mean)?;
-        Ok(Forecast {
-            mean,
-            samples: None,
-        })
+        Ok(Forecast::from_mean(mean))
     }
 
     /// Sample mode: the context prefilled once, then `n` paths decoded in chunks of
     /// `samples_per_batch` over the shared prefill.
-    fn samples(&mut self, paths: Paths, n: usize) -> Result<Forecast> {
+    fn samples(&mut self, paths: Paths, n: usize) -> Result<Forecast<B>> {
         let [b, v, _] = paths.series.dims();
         let spb = self.options.samples_per_batch;
         // Prefill once; its last patch's distribution gives every path's first step.
@@ -327,10 +324,7 @@ impl<B: Backend> Decoder<'_, B> {
             .permute([1, 2, 3, 0]); // [B, V, pred, N]
         let mean = samples.clone().mean_dim(3).reshape([b, v, pred]);
         settle(SETTLE, &mean)?;
-        Ok(Forecast {
-            mean,
-            samples: Some(samples),
-        })
+        Ok(Forecast::from_samples(mean, samples))
     }
 
     /// Chunk `c` of `samples_per_batch` paths: `[spb·B, V, prediction_length]`.

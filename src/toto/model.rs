@@ -261,12 +261,12 @@ impl<B: Backend> Toto<B> {
         scaling_prefix: Option<usize>,
     ) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>)> {
         let [b, v, t] = series.dims();
-        let spec = ScalerSpec {
-            patch: self.config.patch_size,
-            prefix: scaling_prefix,
-            stabilize: self.config.stabilize_with_global,
-            exponent: self.config.scale_factor_exponent,
-        };
+        let spec = ScalerSpec::toto(
+            self.config.patch_size,
+            scaling_prefix,
+            self.config.stabilize_with_global,
+            self.config.scale_factor_exponent,
+        );
         let new = [0..b, 0..v, cached..t];
         let state = cache.and_then(|cache| {
             if cached == 0 {

@@ -21,6 +21,8 @@ const LAYERS: &[(&str, usize)] = &[
     ("forecast", 5),
     ("nn", 5),
     ("toto", 6),
+    ("toto2", 6),
+    ("auto", 7),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -10,7 +10,7 @@ use statrs::distribution::{
 };
 use toto_fallback::distr::{
     Affine, Categorical, Cdf, Chi2, Distribution, Entropy, Gamma, MixtureSameFamily, Normal,
-    StudentT,
+    QuantileKnots, StudentT,
 };
 use toto_fallback::{Backend, Error, Op, Placement};
 
@@ -965,3 +965,162 @@ on_backends!(affine_student_t_mixture_quantile, [ndarray, wgpu], |b| {
         }
     }
 });
+
+// --- QuantileKnots -------------------------------------------------------------------------------
+
+/// The quantile function of knots `(levels, q)` with linear tails, in f64: the oracle of the
+/// tests below (the definition of [`QuantileKnots`], written independently).
+fn knots_quantile(levels: &[f64], q: &[f64], p: f64) -> f64 {
+    let n = levels.len();
+    let lo = q[0] - levels[0] * (q[1] - q[0]) / (levels[1] - levels[0]);
+    let hi =
+        q[n - 1] + (1.0 - levels[n - 1]) * (q[n - 1] - q[n - 2]) / (levels[n - 1] - levels[n - 2]);
+    let t: Vec<f64> = std::iter::once(0.0)
+        .chain(levels.iter().copied())
+        .chain([1.0])
+        .collect();
+    let k: Vec<f64> = std::iter::once(lo)
+        .chain(q.iter().copied())
+        .chain([hi])
+        .collect();
+    let j = (0..t.len() - 1).rev().find(|&j| p >= t[j]).unwrap_or(0);
+    k[j] + (p - t[j]) * (k[j + 1] - k[j]) / (t[j + 1] - t[j])
+}
+
+/// Toto 2.0's nine deciles of two rows (an asymmetric one and one with a flat segment).
+fn deciles<B: Backend>(b: &B) -> (QuantileKnots<B, 1, 2>, [[f64; 9]; 2]) {
+    let rows = [
+        [-3.0, -1.5, -0.7, -0.2, 0.1, 0.5, 1.2, 2.0, 4.0],
+        [10.0, 11.0, 11.0, 11.0, 12.0, 12.5, 13.0, 13.5, 15.0],
+    ];
+    let values: Vec<f32> = rows.iter().flatten().map(|&x| x as f32).collect();
+    let t = Tensor::<2>::from_data(TensorData::new(values, [2, 9]), b.device());
+    let levels = toto_fallback::toto2::LEVELS;
+    (QuantileKnots::new(b, &levels, t).unwrap(), rows)
+}
+
+on_backends!(
+    quantile_knots_interpolate_and_invert,
+    [ndarray, wgpu],
+    |b| {
+        let (d, rows) = deciles(&*b);
+        let levels = toto_fallback::toto2::LEVELS;
+        let ps = [0.0, 0.03, 0.1, 0.15, 0.5, 0.77, 0.9, 0.95, 1.0];
+        let p = Tensor::<2>::from_data(
+            TensorData::new(
+                ps.iter()
+                    .flat_map(|&p| [p as f32, p as f32])
+                    .collect::<Vec<_>>(),
+                [9, 2],
+            ),
+            b.device(),
+        );
+        let q = values(d.quantile(p).unwrap());
+        for (i, &pi) in ps.iter().enumerate() {
+            for (r, row) in rows.iter().enumerate() {
+                let want = knots_quantile(&levels, row, f64::from(pi as f32));
+                let got = q[i * 2 + r];
+                assert!(
+                    (got - want).abs() < 2e-5 * want.abs().max(1.0),
+                    "p {pi}, row {r}: {got} vs {want}"
+                );
+            }
+        }
+        // cdf ∘ quantile = identity off the flat segment, and the cdf's limits.
+        let x = Tensor::<2>::from_data(
+            TensorData::new(q.iter().map(|&x| x as f32).collect::<Vec<_>>(), [9, 2]),
+            b.device(),
+        );
+        let back = values(d.cdf(x).unwrap());
+        for (i, &pi) in ps.iter().enumerate() {
+            let got = back[i * 2];
+            assert!(
+                (got - pi).abs() < 1e-5,
+                "row 0: cdf(quantile({pi})) = {got}"
+            );
+        }
+        let far = Tensor::<1>::from_floats([-1e6, 1e6], b.device());
+        assert_eq!(values(d.cdf(far.clone()).unwrap()), [0.0, 1.0]);
+        // Outside the support the density is 0.
+        assert!(
+            values(d.log_prob(far).unwrap())
+                .iter()
+                .all(|&l| l == f64::NEG_INFINITY)
+        );
+        // Levels out of [0, 1] are NaN.
+        let bad = Tensor::<1>::from_floats([1.5, -0.1], b.device());
+        assert!(values(d.quantile(bad).unwrap()).iter().all(|x| x.is_nan()));
+    }
+);
+
+on_backends!(quantile_knots_moments_and_samples, [ndarray, wgpu], |b| {
+    let (d, rows) = deciles(&*b);
+    let levels = toto_fallback::toto2::LEVELS;
+    // Mean and variance by integrating the oracle's quantile function (midpoint rule, 2e5
+    // points: error far below the tolerance).
+    let m = 200_000;
+    let mean = values(d.mean());
+    let var = values(d.variance());
+    for (r, row) in rows.iter().enumerate() {
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for i in 0..m {
+            let x = knots_quantile(&levels, row, (i as f64 + 0.5) / m as f64);
+            s1 += x;
+            s2 += x * x;
+        }
+        let (want_mean, want_var) = (s1 / m as f64, s2 / m as f64 - (s1 / m as f64).powi(2));
+        assert!(
+            (mean[r] - want_mean).abs() < 1e-4,
+            "row {r}: mean {} vs {want_mean}",
+            mean[r]
+        );
+        assert!(
+            (var[r] - want_var).abs() < 1e-3 * want_var,
+            "row {r}: var {} vs {want_var}",
+            var[r]
+        );
+    }
+    // Inverse-transform draws pass KS against the knots' cdf (row 0: continuous).
+    let x: Tensor<2> = d.sample(&[100_000]).unwrap();
+    let x = values(x.narrow(1, 0, 1));
+    let row = rows[0];
+    let cdf = |v: f64| {
+        // Bisection of the oracle's quantile function.
+        let (mut lo, mut hi) = (0.0, 1.0);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if knots_quantile(&levels, &row, mid) <= v {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    assert_ks("QuantileKnots sample, row 0", &x, cdf);
+});
+
+#[test]
+fn quantile_knots_weighted_loss_is_gluonts() {
+    // gluonts' MeanWeightedSumQuantileLoss, by hand for two levels τ = 0.25, 0.75, knots
+    // (1, 3) and (0, 2), targets 2 and -1: level 0.25: 2(|(2-1)(0-0.25)| + |(-1-0)(1-0.25)|)
+    // = 2(0.25 + 0.75) = 2; level 0.75: 2(|(2-3)(1-0.75)| + |(-1-2)(1-0.75)|) = 2(0.25 + 0.75)
+    // = 2; Σ|y| = 3; mean over levels of 2/3 = 2/3.
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let dev = cpu.device();
+    let knots = Tensor::<2>::from_floats([[1.0, 3.0], [0.0, 2.0]], dev);
+    let d: QuantileKnots<_, 1, 2> = QuantileKnots::new(&cpu, &[0.25, 0.75], knots).unwrap();
+    let y = Tensor::<1>::from_floats([2.0, -1.0], dev);
+    let loss: f32 = d.weighted_quantile_loss(y).unwrap().into_scalar();
+    assert!((loss - 2.0 / 3.0).abs() < 1e-6, "{loss}");
+    // Bad levels and shapes are errors.
+    let two = Tensor::<2>::zeros([1, 2], dev);
+    for levels in [&[0.5][..], &[0.5, 0.5], &[0.0, 0.5], &[0.3, 1.2]] {
+        let r = QuantileKnots::<_, 1, 2>::new(&cpu, levels, two.clone());
+        assert!(matches!(r, Err(Error::Input { .. })), "{levels:?}: {r:?}");
+    }
+    let r = QuantileKnots::<_, 1, 2>::new(&cpu, &[0.1, 0.5, 0.9], two.clone());
+    assert!(matches!(r, Err(Error::ParamShape { .. })), "{r:?}");
+    let r = QuantileKnots::<_, 2, 2>::new(&cpu, &[0.1, 0.9], two);
+    assert!(matches!(r, Err(Error::Rank { .. })), "{r:?}");
+}

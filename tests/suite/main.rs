@@ -10,3 +10,4 @@ mod backends;
 mod distributions;
 mod reliability;
 mod toto;
+mod toto2;

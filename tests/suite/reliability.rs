@@ -43,12 +43,7 @@ fn no_panic<T>(case: &str, f: impl FnOnce() -> T) -> T {
 // --- Backend ops -------------------------------------------------------------------------------
 
 fn scaler_spec(patch: usize) -> ScalerSpec {
-    ScalerSpec {
-        patch,
-        prefix: None,
-        stabilize: true,
-        exponent: 10.0,
-    }
+    ScalerSpec::toto(patch, None, true, 10.0)
 }
 
 /// Every op on zero-sized inputs returns an empty tensor of the right shape.
@@ -826,7 +821,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<toto_fallback::Report>();
     send_sync::<Error>();
     send_sync::<Toto<FallbackBackend<Wgpu, NdArray>>>();
-    send_sync::<toto_fallback::toto::Forecast>();
+    send_sync::<toto_fallback::forecast::Forecast<toto_fallback::NdArray>>();
     send_sync::<toto_fallback::toto::KvCache>();
     send_sync::<StudentT<FallbackBackend<Wgpu, NdArray>, 2>>();
     send_sync::<toto_fallback::toto::TotoDistribution<Wgpu>>();

@@ -28,8 +28,8 @@ const FIXTURES: [&str; 2] = [FIXTURE, SPACEFIRST];
 const TOL: f64 = 1e-5;
 
 /// A fixture's reference tensors, as f64 values with their shapes.
-struct Reference {
-    dir: &'static str,
+pub struct Reference {
+    pub dir: &'static str,
     tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
 }
 
@@ -38,7 +38,7 @@ impl Reference {
         Self::load_from(FIXTURE)
     }
 
-    fn load_from(dir: &'static str) -> Self {
+    pub fn load_from(dir: &'static str) -> Self {
         let bytes = std::fs::read(Path::new(dir).join("reference.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let mut map = HashMap::new();
@@ -65,13 +65,13 @@ impl Reference {
         Reference { dir, tensors: map }
     }
 
-    fn get(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {
+    pub fn get(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {
         self.tensors
             .get(name)
             .unwrap_or_else(|| panic!("{}: fixture has no {name}", self.dir))
     }
 
-    fn f32<const D: usize>(&self, name: &str, device: &burn::tensor::Device) -> Tensor<D> {
+    pub fn f32<const D: usize>(&self, name: &str, device: &burn::tensor::Device) -> Tensor<D> {
         let (shape, v) = self.get(name);
         let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
         Tensor::from_data(TensorData::new(v, shape.clone()), device)
@@ -91,7 +91,7 @@ impl Reference {
 }
 
 /// Asserts `got` matches the reference `name` (shape and values) within [`TOL`].
-fn assert_close<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>) {
+pub fn assert_close<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>) {
     let (shape, want) = reference.get(name);
     let dir = reference.dir;
     assert_eq!(&got.dims()[..], &shape[..], "{dir}: {name}: shape");
@@ -269,12 +269,7 @@ fn the_f32_scaler_composition_is_close_to_the_f64_one() {
     let reference = Reference::load();
     let cpu = toto_fallback::NdArray::seeded(0);
     let (series, mask, _) = reference.inputs(cpu.device());
-    let spec = toto_fallback::ScalerSpec {
-        patch: 8,
-        prefix: None,
-        stabilize: true,
-        exponent: 10.0,
-    };
+    let spec = toto_fallback::ScalerSpec::toto(8, None, true, 10.0);
     let f32_scaler = Composed(cpu.clone());
     let (loc, scale) = f32_scaler
         .patch_scaler(series.clone(), mask.clone().float(), spec)
@@ -683,12 +678,7 @@ fn the_f32_scaler_loses_digits_on_long_offset_series_the_f64_one_does_not() {
         cpu.device(),
     );
     let weights = Tensor::<3>::ones([1, 1, t], cpu.device());
-    let spec = toto_fallback::ScalerSpec {
-        patch,
-        prefix: None,
-        stabilize: true,
-        exponent: 10.0,
-    };
+    let spec = toto_fallback::ScalerSpec::toto(patch, None, true, 10.0);
     let worst = |b: &dyn Fn() -> (Tensor<3>, Tensor<3>)| {
         let (loc, scale) = b();
         let (loc, scale) = (common::values(loc), common::values(scale));

@@ -5,7 +5,7 @@
 
 use burn::tensor::{Int, Tensor};
 
-use super::{MINIMUM_SCALE, ScalerSpec};
+use super::ScalerSpec;
 use crate::shape::{BroadcastTo, ReshapeExact};
 
 /// [`Backend::patch_scaler`] as f32 tensor ops (cumulative sums along time).
@@ -35,7 +35,9 @@ pub(crate) fn patch_scaler(
         .mul(w.clone())
         .cumsum(2);
     let var = m2.div(denom.sub_scalar(1.0).clamp_min(1.0));
-    let mut sigma = var.add_scalar(MINIMUM_SCALE).sqrt();
+    let mut sigma = var.add_scalar(spec.variance_floor).sqrt();
+    let floor = sigma.clone().lower_elem(spec.scale_floor);
+    sigma = sigma.mask_fill(floor, spec.scale_floor);
     if spec.stabilize {
         let end = spec.prefix.unwrap_or(t).min(t);
         let keep = Tensor::<1, Int>::arange(0..t as i64, &x.device())
@@ -46,9 +48,9 @@ pub(crate) fn patch_scaler(
         let wt = wg.clone().sum_dim(2).clamp_min(1.0);
         let mug = x.clone().mul(wg.clone()).sum_dim(2).div(wt.clone());
         let varg = x.sub(mug).mul(wg).square().sum_dim(2).div(wt);
-        let sg = varg.add_scalar(MINIMUM_SCALE).sqrt();
+        let sg = varg.add_scalar(spec.variance_floor).sqrt();
         let factor = 10f64.powf(spec.exponent);
-        let lo = sg.clone().div_scalar(factor).clamp_min(MINIMUM_SCALE);
+        let lo = sg.clone().div_scalar(factor).clamp_min(spec.variance_floor);
         let hi = sg.mul_scalar(factor);
         sigma = sigma
             .max_pair(lo.broadcast_to([b, v, t]))

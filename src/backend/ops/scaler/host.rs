@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::{MINIMUM_SCALE, STATE_WORDS, ScalerSpec, ScalerState};
+use super::{STATE_WORDS, ScalerSpec, ScalerState};
 use crate::backend::transfer::{read_f32, upload};
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -47,7 +47,7 @@ pub(crate) fn patch_stats(
 }
 
 fn row(x: &[f32], w: &[f32], loc: &mut [f32], scale: &mut [f32], p: ScalerSpec) {
-    RowState::start(x, w, p).extend(x, w, loc, scale, p.patch);
+    RowState::start(x, w, p).extend(x, w, loc, scale, p);
 }
 
 /// One series' running statistics: the clamp bounds of the global (context) statistics and the
@@ -108,9 +108,9 @@ impl RowState {
                 .map(|i| ((f64::from(x[i]) - mu) * f64::from(w[i])).powi(2))
                 .sum::<f64>()
                 / wg;
-            let sigma = (var + MINIMUM_SCALE).sqrt();
+            let sigma = (var + p.variance_floor).sqrt();
             let factor = 10f64.powf(p.exponent);
-            (MINIMUM_SCALE.max(sigma / factor), sigma * factor)
+            (p.variance_floor.max(sigma / factor), sigma * factor)
         } else {
             (f64::NEG_INFINITY, f64::INFINITY)
         };
@@ -124,7 +124,7 @@ impl RowState {
         }
     }
 
-    /// Runs the recurrence over `x` (whole patches of `patch` steps, the last may be short),
+    /// Runs the recurrence over `x` (whole patches of `spec.patch` steps, the last may be short),
     /// writing each patch's statistics, taken at its last step, over the patch.
     pub(crate) fn extend(
         &mut self,
@@ -132,11 +132,11 @@ impl RowState {
         w: &[f32],
         loc: &mut [f32],
         scale: &mut [f32],
-        patch: usize,
+        spec: ScalerSpec,
     ) {
         let t = x.len();
-        for start in (0..t).step_by(patch) {
-            let end = (start + patch).min(t);
+        for start in (0..t).step_by(spec.patch) {
+            let end = (start + spec.patch).min(t);
             let (mut mu, mut sigma) = (0.0, 0.0);
             for i in start..end {
                 let (xi, wi) = (f64::from(x[i]), f64::from(w[i]));
@@ -147,9 +147,12 @@ impl RowState {
                 self.m2 += wi * (xi - self.mu_prev) * (xi - mu);
                 self.mu_prev = mu;
                 let var = self.m2 / (denom - 1.0).max(1.0);
-                sigma = (var + MINIMUM_SCALE)
-                    .sqrt()
-                    .clamp(self.lo.min(self.hi), self.hi);
+                sigma = (var + spec.variance_floor).sqrt();
+                // As torch's `clamp(min=)`: a NaN stays NaN.
+                if sigma < spec.scale_floor {
+                    sigma = spec.scale_floor;
+                }
+                sigma = sigma.clamp(self.lo.min(self.hi), self.hi);
             }
             loc[start..end].fill(mu as f32);
             scale[start..end].fill(sigma as f32);
@@ -203,9 +206,7 @@ impl ScalerState {
                 .par_iter_mut()
                 .zip(loc.par_chunks_mut(t).zip(scale.par_chunks_mut(t)))
                 .zip(values.par_chunks(t).zip(weights.par_chunks(t)))
-                .for_each(|((state, (loc, scale)), (x, w))| {
-                    state.extend(x, w, loc, scale, spec.patch)
-                });
+                .for_each(|((state, (loc, scale)), (x, w))| state.extend(x, w, loc, scale, spec));
         }
         Ok((loc, scale))
     }
@@ -219,12 +220,7 @@ mod tests {
     fn constant_series_has_its_mean_and_the_minimum_scale() {
         let x = vec![3.0f32; 16];
         let w = vec![1.0f32; 16];
-        let params = ScalerSpec {
-            patch: 8,
-            prefix: None,
-            stabilize: true,
-            exponent: 10.0,
-        };
+        let params = ScalerSpec::toto(8, None, true, 10.0);
         let (loc, scale) = patch_stats(&x, &w, 16, params);
         assert!(loc.iter().all(|&l| l == 3.0));
         // var = 0, so sigma = sqrt(0.1).
@@ -236,12 +232,7 @@ mod tests {
         // Patch 1 is padding (weight 0) with garbage values; patch 2 holds 1..=4.
         let x = [1e6f32, -1e6, 7.0, 9.0, 1.0, 2.0, 3.0, 4.0];
         let w = [0.0f32, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
-        let params = ScalerSpec {
-            patch: 4,
-            prefix: None,
-            stabilize: false,
-            exponent: 10.0,
-        };
+        let params = ScalerSpec::toto(4, None, false, 10.0);
         let (loc, scale) = patch_stats(&x, &w, 8, params);
         assert_eq!(&loc[..4], &[0.0; 4], "no valid point yet: mean 0");
         assert!(loc[4..].iter().all(|&l| l == 2.5));
@@ -255,12 +246,7 @@ mod tests {
         // Two series of 6 patches of 4 with padding and an offset; the state starts on the
         // first 3 patches (the prefix) and continues one patch at a time.
         let (p, t) = (4, 24);
-        let spec = ScalerSpec {
-            patch: p,
-            prefix: Some(12),
-            stabilize: true,
-            exponent: 10.0,
-        };
+        let spec = ScalerSpec::toto(p, Some(12), true, 10.0);
         let x: Vec<f32> = (0..2 * t)
             .map(|i| 1e3 + (i as f32 * 0.7).sin() * (1 + i % 5) as f32)
             .collect();
@@ -301,5 +287,24 @@ mod tests {
                 .extend([2, 2, 4], &[0.0; 16], &[1.0; 16], spec)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn toto2_scale_has_a_floor_and_no_offset() {
+        // toto-2's PatchedCausalStdScaler: sqrt(var) with correction 1, at least 1e-6; one
+        // observation has variance 0, so the floor.
+        let x = [5.0f32, 1.0, 2.0, 3.0];
+        let w = [1.0f32, 0.0, 1.0, 1.0];
+        let (loc, scale) = patch_stats(&x, &w, 4, ScalerSpec::toto2(2));
+        assert_eq!(
+            &loc[..2],
+            &[5.0, 5.0],
+            "patch 1: one observation, the mean is that value"
+        );
+        assert_eq!(&scale[..2], &[1e-6, 1e-6]);
+        // Patch 2: observations 5, 2, 3: mean 10/3, sample variance 7/3.
+        assert!((loc[3] - 10.0 / 3.0).abs() < 1e-6, "{}", loc[3]);
+        let want = (7.0f64 / 3.0).sqrt() as f32;
+        assert!((scale[3] - want).abs() < 1e-6, "{} vs {want}", scale[3]);
     }
 }

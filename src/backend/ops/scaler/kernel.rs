@@ -3,12 +3,10 @@
 
 use cubecl::prelude::*;
 
-use super::{MINIMUM_SCALE, STATE_WORDS};
+use super::STATE_WORDS;
 
 /// [`STATE_WORDS`] as the kernels' index type.
 const STATE: u32 = STATE_WORDS as u32;
-/// [`MINIMUM_SCALE`], added to the variance.
-const MIN_SCALE: f64 = MINIMUM_SCALE;
 
 /// The state before a series' first step: the clamp bounds from its first `end` steps (the
 /// weighted mean and variance without Bessel correction, as toto-ts), zero sums.
@@ -22,6 +20,7 @@ pub(crate) fn scaler_start_kernel(
     end: u32,
     stabilize: u32,
     factor: f64,
+    variance_floor: f64,
 ) {
     let r = u32::cast_from(ABSOLUTE_POS);
     if r >= rows {
@@ -46,8 +45,8 @@ pub(crate) fn scaler_start_kernel(
                 * f64::cast_from(w[(base + i) as usize]);
             ss += d * d;
         }
-        let sigma = f64::sqrt(ss / wg + MIN_SCALE);
-        lo = f64::max(MIN_SCALE, sigma / factor);
+        let sigma = f64::sqrt(ss / wg + variance_floor);
+        lo = f64::max(variance_floor, sigma / factor);
         hi = sigma * factor;
     }
     let s = (r * STATE) as usize;
@@ -60,8 +59,9 @@ pub(crate) fn scaler_start_kernel(
 }
 
 /// Continues each series over `t` steps (whole patches of `patch`, the last may be short): the
-/// running weighted mean and Bessel-corrected variance in f64, `σ = sqrt(var + 0.1)` clamped,
-/// each patch's statistics at its last step written over the patch.
+/// running weighted mean and Bessel-corrected variance in f64,
+/// `σ = max(sqrt(var + variance_floor), scale_floor)` clamped, each patch's statistics at its
+/// last step written over the patch.
 // `mu` and `sigma` are written by the first step before use; CubeCL has no `is_multiple_of`.
 #[allow(unused_assignments, clippy::manual_is_multiple_of)]
 #[cube(launch)]
@@ -75,6 +75,8 @@ pub(crate) fn scaler_extend_kernel(
     rows: u32,
     t: u32,
     patch: u32,
+    variance_floor: f64,
+    scale_floor: f64,
 ) {
     let r = u32::cast_from(ABSOLUTE_POS);
     if r >= rows {
@@ -101,7 +103,11 @@ pub(crate) fn scaler_extend_kernel(
         m2 += wi * (xi - mu_prev) * (xi - mu);
         mu_prev = mu;
         let var = m2 / f64::max(denom - 1.0f64, 1.0f64);
-        sigma = f64::sqrt(var + MIN_SCALE);
+        sigma = f64::sqrt(var + variance_floor);
+        // As torch's `clamp(min=)`: a NaN stays NaN.
+        if sigma < scale_floor {
+            sigma = scale_floor;
+        }
         if hi > 0.0f64 {
             sigma = f64::min(f64::max(sigma, f64::min(lo, hi)), hi);
         }

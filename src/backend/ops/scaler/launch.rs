@@ -14,12 +14,14 @@ use super::STATE_WORDS;
 use super::kernel::{scaler_extend_kernel, scaler_start_kernel};
 use crate::backend::ops::launch::per_row;
 
+/// The shape and dtype of [`ScalerOps::scaler_start`]'s output, for the fusion stream.
 fn start_meta(
     x: &TensorSpec,
     _w: &TensorSpec,
     _end: &usize,
     _stabilize: &bool,
     _factor: &f64,
+    _variance_floor: &f64,
 ) -> TensorSpec {
     TensorSpec::new(Shape::new([x.shape[0], STATE_WORDS]), DType::F64)
 }
@@ -36,15 +38,18 @@ pub(crate) trait ScalerOps: burn::backend::Backend {
         end: usize,
         stabilize: bool,
         factor: f64,
+        variance_floor: f64,
     ) -> FloatTensor<Self>;
 
     /// `(loc, scale, state')` of `x`/`w` (`[rows, T]`) continuing `state`.
-    #[fusion(meta = |x, _w, state, _patch| (x.clone(), x.clone(), state.clone()))]
+    #[fusion(meta = |x, _w, state, _patch, _vf, _sf| (x.clone(), x.clone(), state.clone()))]
     fn scaler_extend(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         state: FloatTensor<Self>,
         patch: usize,
+        variance_floor: f64,
+        scale_floor: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -55,6 +60,7 @@ impl ScalerOps for CubeBackend {
         end: usize,
         stabilize: bool,
         factor: f64,
+        variance_floor: f64,
     ) -> CubeTensor {
         let [x, w] = [x, w].map(into_contiguous);
         let (rows, t) = (x.meta.shape()[0], x.meta.shape()[1]);
@@ -78,6 +84,7 @@ impl ScalerOps for CubeBackend {
                 end.min(t) as u32,
                 u32::from(stabilize),
                 factor,
+                variance_floor,
             );
         }
         state
@@ -88,6 +95,8 @@ impl ScalerOps for CubeBackend {
         w: CubeTensor,
         state: CubeTensor,
         patch: usize,
+        variance_floor: f64,
+        scale_floor: f64,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         let [x, w, state] = [x, w, state].map(into_contiguous);
         let (rows, t) = (x.meta.shape()[0], x.meta.shape()[1]);
@@ -112,6 +121,8 @@ impl ScalerOps for CubeBackend {
                 rows as u32,
                 t as u32,
                 patch.max(1) as u32,
+                variance_floor,
+                scale_floor,
             );
         }
         (loc, scale, out)

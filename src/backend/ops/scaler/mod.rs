@@ -29,15 +29,35 @@ use crate::backend::transfer::Transfer;
 use crate::error::{Error, Result};
 use crate::op::Op;
 
-/// toto-ts's `minimum_scale`, which the scaler *adds* to the variance.
+/// toto-ts's `minimum_scale`, which Toto 1.0's scaler *adds* to the variance.
 pub(crate) const MINIMUM_SCALE: f64 = 0.1;
+
+/// toto-2's `minimum_scale`, the smallest scale of Toto 2.0's scaler.
+pub(crate) const TOTO2_MINIMUM_SCALE: f64 = 1e-6;
 
 /// Doubles per series in a [`ScalerState`] kept on a device: `lo, hi, wsum, xsum, m2, mu_prev`
 /// (the fields of the host state; `hi = 0` means no clamp: a real bound is at least
 /// `sqrt(0.1) · 10^-e > 0`).
 pub(crate) const STATE_WORDS: usize = 6;
 
-/// The settings of [`Backend::patch_scaler`].
+/// The settings of [`Backend::patch_scaler`]: the causal statistics of both Toto generations.
+///
+/// Per series, a running weighted mean and Bessel-corrected variance (correction 1, the
+/// denominator clamped to at least 1), and the scale
+/// `σ = max(sqrt(var + variance_floor), scale_floor)`, clamped to
+/// `[max(variance_floor', σ_g·10^−e), σ_g·10^e]` of the global statistics when `stabilize`;
+/// each taken at the last step of its patch and repeated over the patch.
+/// [`ScalerSpec::toto`] is Toto 1.0's `CausalPatchStdMeanScaler`, [`ScalerSpec::toto2`] Toto
+/// 2.0's `PatchedCausalStdScaler`.
+///
+/// ```
+/// use toto_fallback::ScalerSpec;
+///
+/// let v1 = ScalerSpec::toto(64, None, true, 10.0);
+/// assert_eq!((v1.variance_floor, v1.scale_floor), (0.1, 0.0));
+/// let v2 = ScalerSpec::toto2(32);
+/// assert_eq!((v2.variance_floor, v2.scale_floor, v2.stabilize), (0.0, 1e-6, false));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScalerSpec {
     /// Steps per patch; the statistics are taken at each patch's last step.
@@ -48,11 +68,42 @@ pub struct ScalerSpec {
     pub stabilize: bool,
     /// The clamp's decades (toto-ts's `scale_factor_exponent`).
     pub exponent: f64,
+    /// Added to the variance before the square root, and the lower bound of the clamp (toto-ts's
+    /// `minimum_scale`, 0.1).
+    pub variance_floor: f64,
+    /// The smallest scale (toto-2's `minimum_scale`, 1e-6).
+    pub scale_floor: f64,
 }
 
 impl ScalerSpec {
+    /// Toto 1.0's scaler (toto-ts's `CausalPatchStdMeanScaler`): `σ = sqrt(var + 0.1)`,
+    /// clamped relative to the global statistics of the first `prefix` steps when `stabilize`.
+    pub fn toto(patch: usize, prefix: Option<usize>, stabilize: bool, exponent: f64) -> Self {
+        ScalerSpec {
+            patch,
+            prefix,
+            stabilize,
+            exponent,
+            variance_floor: MINIMUM_SCALE,
+            scale_floor: 0.0,
+        }
+    }
+
+    /// Toto 2.0's scaler (toto-2's `PatchedCausalStdScaler`): `σ = max(sqrt(var), 1e-6)`, no
+    /// global clamp.
+    pub fn toto2(patch: usize) -> Self {
+        ScalerSpec {
+            patch,
+            prefix: None,
+            stabilize: false,
+            exponent: 0.0,
+            variance_floor: 0.0,
+            scale_floor: TOTO2_MINIMUM_SCALE,
+        }
+    }
+
     /// The checks of [`Backend::patch_scaler`]'s arguments: both on `backend`'s device, one
-    /// shape, a patch of at least one step.
+    /// shape, a patch of at least one step, finite non-negative floors.
     pub(crate) fn check<B: Backend>(
         &self,
         backend: &B,
@@ -70,6 +121,17 @@ impl ScalerSpec {
                     series.dims(),
                     weights.dims(),
                     self.patch
+                ),
+            });
+        }
+        let floors = [self.variance_floor, self.scale_floor, self.exponent];
+        if floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
+            return Err(Error::Input {
+                what: "patch_scaler",
+                reason: format!(
+                    "variance_floor ({}), scale_floor ({}) and exponent ({}) must be finite and \
+                     non-negative",
+                    self.variance_floor, self.scale_floor, self.exponent
                 ),
             });
         }

@@ -34,10 +34,10 @@ pub(crate) fn run(
             let end = spec.prefix.unwrap_or(t).min(t);
             let factor = 10f64.powf(spec.exponent);
             state.shape = Some([b, v]);
-            start_state(x.clone(), w.clone(), end, spec.stabilize, factor)
+            start_state(x.clone(), w.clone(), end, spec, factor)
         }
     };
-    let (loc, scale, next) = extend(x, w, start, spec.patch);
+    let (loc, scale, next) = extend(x, w, start, spec);
     state.device = Some(next);
     state.rows.clear();
     (loc.reshape_exact([b, v, t]), scale.reshape_exact([b, v, t]))
@@ -61,13 +61,14 @@ impl ScalerState {
 }
 
 /// The scaler state of `x`/`w` (`[rows, T]`, f32): `[rows, STATE_WORDS]` in f64.
-fn start_state(x: Tensor<2>, w: Tensor<2>, end: usize, stabilize: bool, factor: f64) -> Tensor<2> {
+fn start_state(x: Tensor<2>, w: Tensor<2>, end: usize, spec: ScalerSpec, factor: f64) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::scaler_start(
         f32_dispatch(x),
         f32_dispatch(w),
         end,
-        stabilize,
+        spec.stabilize,
         factor,
+        spec.variance_floor,
     ))
 }
 
@@ -76,13 +77,15 @@ fn extend(
     x: Tensor<2>,
     w: Tensor<2>,
     state: Tensor<2>,
-    patch: usize,
+    spec: ScalerSpec,
 ) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
     let (loc, scale, state) = Dispatch::scaler_extend(
         f32_dispatch(x),
         f32_dispatch(w),
         state.into_dispatch(),
-        patch,
+        spec.patch,
+        spec.variance_floor,
+        spec.scale_floor,
     );
     (
         Tensor::from_dispatch(loc),

@@ -1,0 +1,201 @@
+//! One interface for both Toto generations: [`AutoToto::from_dir`] loads whichever a directory
+//! holds, and forecasts return the same [`Forecast`].
+
+use std::fmt;
+use std::path::Path;
+
+use burn::tensor::{Bool, Int, Tensor};
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::forecast::Forecast;
+use crate::toto::{ForecastOptions, Toto};
+use crate::toto2::{Toto2, Toto2Options};
+
+/// A Toto generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Generation {
+    /// Toto 1.0 (`Datadog/Toto-Open-Base-1.0`, toto-ts): a Student-T mixture, sampled paths.
+    V1,
+    /// Toto 2.0 (`Datadog/Toto-2.0-*`, toto-2): nine quantiles per step.
+    V2,
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Generation::V1 => "Toto 1.0",
+            Generation::V2 => "Toto 2.0",
+        })
+    }
+}
+
+impl Generation {
+    /// The generation of a model directory, from its `config.json`: Toto 1.0's has
+    /// `embed_dim`, Toto 2.0's `d_model`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `config.json` cannot be read; [`Error::Config`] if it is not JSON or
+    /// has neither key.
+    pub fn of_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let path = dir.as_ref().join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+        Self::of_config(&text)
+    }
+
+    /// The generation of the text of a `config.json`.
+    ///
+    /// # Errors
+    /// As [`Generation::of_dir`].
+    pub fn of_config(text: &str) -> Result<Self> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config {
+            field: "config.json".to_owned(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
+        match (json.get("d_model"), json.get("embed_dim")) {
+            (Some(_), _) => Ok(Generation::V2),
+            (None, Some(_)) => Ok(Generation::V1),
+            (None, None) => Err(Error::config(
+                "config.json",
+                "has neither `embed_dim` (Toto 1.0) nor `d_model` (Toto 2.0): not a Toto model",
+            )),
+        }
+    }
+}
+
+/// How to forecast with either generation: the horizon, and each generation's own options
+/// (their `prediction_length` is replaced by [`AutoOptions::prediction_length`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoOptions {
+    /// Steps to predict.
+    pub prediction_length: usize,
+    /// Toto 1.0's options: sample paths, batching, KV cache.
+    pub v1: ForecastOptions,
+    /// Toto 2.0's options: block decoding, cap, backfill.
+    pub v2: Toto2Options,
+}
+
+impl AutoOptions {
+    /// Each generation's defaults, with the horizon `prediction_length`.
+    pub fn new(prediction_length: usize) -> Self {
+        AutoOptions {
+            prediction_length,
+            v1: ForecastOptions::default(),
+            v2: Toto2Options::default(),
+        }
+    }
+}
+
+/// Toto 1.0 or Toto 2.0, whichever a directory holds, behind one forecasting interface.
+///
+/// ```
+/// use toto_fallback::auto::{AutoOptions, AutoToto, Generation};
+/// use toto_fallback::{Backend, NdArray};
+///
+/// let cpu = NdArray::seeded(0);
+/// for (dir, generation) in [("tests/fixtures/tiny", Generation::V1), ("tests/fixtures/toto2-tiny", Generation::V2)] {
+///     let model = AutoToto::from_dir(&cpu, dir)?;
+///     assert_eq!(model.generation(), generation);
+///     let series = burn::tensor::Tensor::<3>::ones([1, 2, 40], cpu.device());
+///     let mut options = AutoOptions::new(12);
+///     options.v1.num_samples = Some(8);
+///     options.v1.samples_per_batch = 8;
+///     let forecast = model.forecast(series, None, None, &options)?;
+///     // Both generations give quantiles at any level, the median and draws.
+///     assert_eq!(forecast.quantile(0.9)?.dims(), [1, 2, 12]);
+///     assert_eq!(forecast.draw(4)?.dims(), [1, 2, 12, 4]);
+/// }
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AutoToto<B: Backend> {
+    /// Toto 1.0.
+    V1(Box<Toto<B>>),
+    /// Toto 2.0.
+    V2(Box<Toto2<B>>),
+}
+
+impl<B: Backend> AutoToto<B> {
+    /// Loads the model of a directory (`config.json` and its weights), of either generation.
+    ///
+    /// # Errors
+    /// As [`Generation::of_dir`], [`Toto::from_dir`] and [`Toto2::from_dir`].
+    pub fn from_dir(backend: &B, dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        Ok(match Generation::of_dir(dir)? {
+            Generation::V1 => AutoToto::V1(Box::new(Toto::from_dir(backend, dir)?)),
+            Generation::V2 => AutoToto::V2(Box::new(Toto2::from_dir(backend, dir)?)),
+        })
+    }
+
+    /// Which generation this is.
+    pub fn generation(&self) -> Generation {
+        match self {
+            AutoToto::V1(_) => Generation::V1,
+            AutoToto::V2(_) => Generation::V2,
+        }
+    }
+
+    /// The patch size of the model (a context that is a multiple of it needs no padding).
+    pub fn patch_size(&self) -> usize {
+        match self {
+            AutoToto::V1(m) => m.config().patch_size,
+            AutoToto::V2(m) => m.config().patch_size,
+        }
+    }
+
+    /// Forecasts `series` (`[B, V, T]`): [`Toto::forecast`] (sample paths, or the mean path)
+    /// or [`Toto2::forecast`] (quantile knots).
+    ///
+    /// - `mask`: true for observed values (`None`: all observed).
+    /// - `series_ids`: `[B, V]`, variates with equal ids inform each other (`None`: all in one
+    ///   group); Toto 1.0 takes them as its constant `id_mask`.
+    ///
+    /// # Errors
+    /// As the generation's `forecast`; [`Error::Input`] if `series_ids` is not `[B, V]`.
+    pub fn forecast(
+        &self,
+        series: Tensor<3>,
+        mask: Option<Tensor<3, Bool>>,
+        series_ids: Option<Tensor<2, Int>>,
+        options: &AutoOptions,
+    ) -> Result<Forecast<B>> {
+        let h = options.prediction_length;
+        match self {
+            AutoToto::V1(m) => {
+                let [b, v, t] = series.dims();
+                let ids = match series_ids {
+                    None => None,
+                    Some(ids) if ids.dims() == [b, v] => {
+                        Some(ids.reshape([b, v, 1]).expand([b, v, t]))
+                    }
+                    Some(ids) => {
+                        return Err(Error::Input {
+                            what: "AutoToto::forecast",
+                            reason: format!(
+                                "series_ids {:?} must be [B, V] = {:?}",
+                                ids.dims(),
+                                [b, v]
+                            ),
+                        });
+                    }
+                };
+                let o = ForecastOptions {
+                    prediction_length: h,
+                    ..options.v1.clone()
+                };
+                m.forecast(series, mask, ids, &o)
+            }
+            AutoToto::V2(m) => {
+                let o = Toto2Options {
+                    prediction_length: h,
+                    ..options.v2.clone()
+                };
+                m.forecast(series, mask, series_ids, None, &o)
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Toto 2.0's decoder (`VariateTimeTransformerDecoder`): groups of pre-norm layers with
+//! unit-scaled residuals, each attending along time (causal, rotary) or across the variates of a
+//! time step (within series ids), then the output norm.
+
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use super::attention::{Attention, KvLayer};
+use super::config::Toto2Config;
+use super::layers::{Ffn, Norm, residual_add, residual_taus};
+use crate::nn::checkpoint::Checkpoint;
+use crate::nn::rope::{Rope, RopeSpec};
+
+/// One transformer layer (`SelfAttentionTransformerLayer`).
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    variate: bool,
+    attn_tau: f32,
+    mlp_tau: f32,
+    norm1: Norm,
+    norm2: Norm,
+    attn: Attention,
+    ffn: Ffn,
+}
+
+/// The decoder's weights.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    layers: Vec<Layer>,
+    out_norm: Norm,
+    rope: RopeSpec,
+}
+
+/// The positions and groups of one decoder call.
+pub(crate) struct Pass<'a> {
+    /// The patch index of each of the `S` patches (rotary positions).
+    pub(crate) time_ids: &'a [usize],
+    /// Group ids per patch, `[B, V, S]`: the series id, or −1 for a patch without observations.
+    pub(crate) gids: Tensor<3, Int>,
+    /// Mask time attention by group (toto-2's `has_missing_values`): patches without
+    /// observations then form their own causal stream.
+    pub(crate) has_missing_values: bool,
+}
+
+/// The KV cache of block decoding: one entry per time layer, the validity of the cached
+/// context patches, and how many entries of each call are dropped after it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cache {
+    layers: Vec<KvLayer>,
+    /// `[B·V, prefill]`: false for the context patches without observations (never attended by
+    /// later queries).
+    valid: Option<Tensor<2, Bool>>,
+    /// Entries of each call dropped after it (the zero-filled prediction patches).
+    pub(crate) ephemeral: usize,
+}
+
+impl Cache {
+    /// Entries held (after the last call's rewind).
+    pub(crate) fn len(&self) -> usize {
+        self.layers.first().map_or(0, KvLayer::len)
+    }
+}
+
+impl Decoder {
+    /// Loads `transformer.*` for `config`; the tau buffers are read from the checkpoint.
+    pub(crate) fn load(ckpt: &mut Checkpoint, c: &Toto2Config, device: &Device) -> Option<Self> {
+        let mut layers = Vec::with_capacity(c.num_layers);
+        let mut complete = true;
+        for i in 0..c.num_layers {
+            let name = format!("transformer.layers.{i}");
+            let taus = (
+                ckpt.scalar(&format!("{name}.attn_tau")),
+                ckpt.scalar(&format!("{name}.mlp_tau")),
+            );
+            let d = c.d_model;
+            let w = c.norm_include_weight;
+            let norm1 = Norm::load(ckpt, &format!("{name}.norm1"), d, w, c.norm_eps, device);
+            let norm2 = Norm::load(ckpt, &format!("{name}.norm2"), d, w, c.norm_eps, device);
+            let attn = Attention::load(ckpt, &format!("{name}.attn"), c, device);
+            let ffn = Ffn::load(
+                ckpt,
+                &format!("{name}.ffn"),
+                [d, c.d_ff],
+                c.mlp_bias,
+                device,
+            );
+            // Keep reading after a problem, so that every bad key is reported at once.
+            match (taus, norm1, norm2, attn, ffn) {
+                (
+                    (Some(attn_tau), Some(mlp_tau)),
+                    Some(norm1),
+                    Some(norm2),
+                    Some(attn),
+                    Some(ffn),
+                ) => layers.push(Layer {
+                    variate: c.is_variate(i),
+                    attn_tau,
+                    mlp_tau,
+                    norm1,
+                    norm2,
+                    attn,
+                    ffn,
+                }),
+                _ => complete = false,
+            }
+        }
+        let out_norm = Norm::load(
+            ckpt,
+            "transformer.out_norm",
+            c.d_model,
+            c.norm_include_weight,
+            c.norm_eps,
+            device,
+        );
+        Some(Decoder {
+            layers: complete.then_some(layers)?,
+            out_norm: out_norm?,
+            rope: RopeSpec::toto2(c.qk_dim, c.use_xpos),
+        })
+    }
+
+    /// Random weights of `config`'s shapes, the taus by the residual scaling rule.
+    pub(crate) fn random(c: &Toto2Config, device: &Device) -> Self {
+        let taus = residual_taus(c.num_layers, c.residual_mult, c.residual_attn_ratio);
+        let w = c.norm_include_weight;
+        let layers = taus
+            .into_iter()
+            .enumerate()
+            .map(|(i, (attn_tau, mlp_tau))| Layer {
+                variate: c.is_variate(i),
+                attn_tau,
+                mlp_tau,
+                norm1: Norm::ones(c.d_model, w, c.norm_eps, device),
+                norm2: Norm::ones(c.d_model, w, c.norm_eps, device),
+                attn: Attention::random(c, device),
+                ffn: Ffn::random([c.d_model, c.d_ff], c.mlp_bias, device),
+            })
+            .collect();
+        Decoder {
+            layers,
+            out_norm: Norm::ones(c.d_model, w, c.norm_eps, device),
+            rope: RopeSpec::toto2(c.qk_dim, c.use_xpos),
+        }
+    }
+
+    /// The decoder over `state` (`[B, V, S, D]`). With `cache`, the call's keys and values are
+    /// appended to each time layer's entries (the first call fills it: the prefill); a later
+    /// call's queries see every entry. `hook` sees `layer{i}.norm1`, `.attention`, `.out` and
+    /// `out_norm`, each `[B, V, S, D]`.
+    pub(crate) fn forward(
+        &self,
+        state: Tensor<4>,
+        pass: &Pass<'_>,
+        mut cache: Option<&mut Cache>,
+        hook: &mut dyn FnMut(&str, Tensor<4>),
+    ) -> Tensor<4> {
+        let [b, v, s, d] = state.dims();
+        let device = state.device();
+        let rope = Rope::new(self.rope, pass.time_ids, &device);
+        let time_mask = self.time_mask(pass, cache.as_deref_mut(), [b, v, s], &device);
+        let variate_mask = variate_blocked(&pass.gids);
+        let mut x = state.reshape([b * v, s, d]); // [B·V, S, D]
+        let mut time_layer = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = format!("layer{i}");
+            if layer.variate {
+                let y = x
+                    .reshape([b, v, s, d])
+                    .swap_dims(1, 2)
+                    .reshape([b * s, v, d]);
+                let y = layer.forward(y, None, variate_mask.clone(), None, &name, hook, |t| {
+                    t.reshape([b, s, v, d]).swap_dims(1, 2)
+                });
+                x = y
+                    .reshape([b, s, v, d])
+                    .swap_dims(1, 2)
+                    .reshape([b * v, s, d]);
+            } else {
+                let ephemeral = cache.as_ref().map_or(0, |c| c.ephemeral);
+                let entry = cache.as_deref_mut().map(|c| {
+                    if c.layers.len() <= time_layer {
+                        c.layers.resize(time_layer + 1, KvLayer::default());
+                    }
+                    &mut c.layers[time_layer]
+                });
+                let reshape = |t: Tensor<3>| t.reshape([b, v, s, d]);
+                x = layer.forward(
+                    x,
+                    Some(&rope),
+                    time_mask.clone(),
+                    entry,
+                    &name,
+                    hook,
+                    reshape,
+                );
+                if let Some(c) = cache.as_deref_mut() {
+                    c.layers[time_layer].rewind(ephemeral);
+                }
+                time_layer += 1;
+            }
+        }
+        let out = self.out_norm.forward(x.reshape([b, v, s, d]));
+        hook("out_norm", out.clone());
+        out
+    }
+
+    /// The time layers' mask, `[B·V, 1, S, S_kv]` true where blocked: causal (and within the
+    /// group id when `has_missing_values`) for a call without cached entries; for a call that
+    /// continues a cache, causal with the offset of the cached entries and never the cached
+    /// context patches without observations. `None` when nothing is blocked.
+    fn time_mask(
+        &self,
+        pass: &Pass<'_>,
+        cache: Option<&mut Cache>,
+        [b, v, s]: [usize; 3],
+        device: &Device,
+    ) -> Option<Tensor<4, Bool>> {
+        let rows = b * v;
+        let gids = pass.gids.clone().reshape([rows, s]);
+        let cached = cache.as_ref().map_or(0, |c| c.len());
+        if cached == 0 {
+            if let Some(c) = cache {
+                c.valid = Some(gids.clone().not_equal_elem(-1));
+            }
+            let later = Tensor::<2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
+            if !pass.has_missing_values || s == 1 {
+                return (s > 1).then_some(later);
+            }
+            let other = gids
+                .clone()
+                .reshape([rows, 1, s, 1])
+                .not_equal(gids.reshape([rows, 1, 1, s]));
+            return Some(later.expand([rows, 1, s, s]).bool_or(other));
+        }
+        let kv = cached + s;
+        // Query i (at cache position cached + i) sees entries 0..=cached + i.
+        let later =
+            Tensor::<2, Bool>::tril_mask([s, kv], cached as i64, device).reshape([1, 1, s, kv]);
+        let valid = cache.and_then(|c| c.valid.clone())?;
+        let known = valid.dims()[1].min(kv);
+        let valid = Tensor::cat(
+            vec![
+                valid.narrow(1, 0, known),
+                Tensor::<2, Int>::ones([rows, kv - known], device).bool(),
+            ],
+            1,
+        );
+        let invalid = valid.bool_not().reshape([rows, 1, 1, kv]);
+        Some(
+            later
+                .expand([rows, 1, s, kv])
+                .bool_or(invalid.expand([rows, 1, s, kv])),
+        )
+    }
+}
+
+/// The variate layers' mask, `[B·S, 1, V, V]` true where blocked: variates attend to the
+/// variates with the same group id at the same patch. `None` for one variate.
+fn variate_blocked(gids: &Tensor<3, Int>) -> Option<Tensor<4, Bool>> {
+    let [b, v, s] = gids.dims();
+    (v > 1).then(|| {
+        let ids = gids.clone().swap_dims(1, 2).reshape([b * s, v]); // [B·S, V]
+        ids.clone()
+            .reshape([b * s, 1, v, 1])
+            .not_equal(ids.reshape([b * s, 1, 1, v]))
+    })
+}
+
+impl Layer {
+    /// `x1 = residual(attn(norm1(x)), x, τa)`, `out = residual(ffn(norm2(x1)), x1, τm)` on
+    /// `x: [N, S, D]`; `view` turns a `[N, S, D]` tensor into `[B, V, S, D]` for the hook.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&Rope>,
+        blocked: Option<Tensor<4, Bool>>,
+        cache: Option<&mut KvLayer>,
+        name: &str,
+        hook: &mut dyn FnMut(&str, Tensor<4>),
+        view: impl Fn(Tensor<3>) -> Tensor<4>,
+    ) -> Tensor<3> {
+        let z = self.norm1.forward(x.clone());
+        hook(&format!("{name}.norm1"), view(z.clone()));
+        let a = self.attn.forward(z, rope, blocked, cache);
+        hook(&format!("{name}.attention"), view(a.clone()));
+        let x1 = residual_add(a, x, self.attn_tau);
+        let f = self.ffn.forward(self.norm2.forward(x1.clone()));
+        let out = residual_add(f, x1, self.mlp_tau);
+        hook(&format!("{name}.out"), view(out.clone()));
+        out
+    }
+}

@@ -1,0 +1,489 @@
+//! Toto 2.0's forecaster (toto-2's `Toto2Model.forecast`): one pass over the context and
+//! zero-filled prediction patches, or block decoding with a KV cache and median feedback; known
+//! covariates as extra variates; the real-space cap and the short-patch scaler backfill.
+
+use burn::tensor::{Bool, Int, Tensor};
+
+use super::decoder::{Cache, Pass};
+use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
+use crate::backend::Backend;
+use crate::distr::QuantileKnots;
+use crate::error::{Error, Result};
+use crate::forecast::Forecast;
+
+/// The entry point's name, for errors.
+const WHAT: &str = "Toto2::forecast";
+
+/// How Toto 2.0 forecasts: toto-2's `forecast` keyword arguments, with its defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toto2Options {
+    /// Steps to predict (rounded up to whole patches internally, trimmed on output).
+    pub prediction_length: usize,
+    /// Decode in blocks of this many steps (a multiple of the patch size) with a KV cache,
+    /// feeding each block's median back; `None` (the default, what the leaderboards use): one
+    /// pass over the context and every prediction patch.
+    pub decode_block_size: Option<usize>,
+    /// Mask time attention by observation (patches without observations form their own causal
+    /// stream); `false` is toto-2's fast path for inputs without gaps (the same numbers when no
+    /// context patch is empty).
+    pub has_missing_values: bool,
+    /// Replace the scaler's statistics of patches that have seen fewer observations than this
+    /// by those of the first observations (0, the default: off; the GluonTS wrapper uses 8).
+    pub scaler_fallback_min_obs: usize,
+    /// Clamp the forecast to the context's observed range widened by `k` scales (0, the
+    /// default: off; the GluonTS wrapper uses 10⁴).
+    pub quantile_real_cap_k: f64,
+}
+
+impl Default for Toto2Options {
+    fn default() -> Self {
+        Toto2Options {
+            prediction_length: 64,
+            decode_block_size: None,
+            has_missing_values: true,
+            scaler_fallback_min_obs: 0,
+            quantile_real_cap_k: 0.0,
+        }
+    }
+}
+
+impl Toto2Options {
+    /// The settings of toto-2's GluonTS wrapper (the evaluation setting of GIFT-Eval and BOOM):
+    /// one pass, backfill below 8 observations, cap at 10⁴ scales.
+    pub fn gluonts(prediction_length: usize) -> Self {
+        Toto2Options {
+            prediction_length,
+            scaler_fallback_min_obs: 8,
+            quantile_real_cap_k: 1e4,
+            ..Toto2Options::default()
+        }
+    }
+}
+
+/// Known covariates (toto-2's `known_dynamic`): series known over the context and the horizon,
+/// appended to the target as extra variates with their own masks and series ids. They inform
+/// the forecast and are not forecast themselves.
+#[derive(Debug, Clone)]
+pub struct Covariates {
+    /// `[B, K, T_c]`: the context and (part of) the horizon, `T ≤ T_c ≤ T + horizon` rounded up
+    /// to patches; steps past `T_c` are unobserved.
+    pub values: Tensor<3>,
+    /// `[B, K, T_c]`, true where a value is known.
+    pub mask: Tensor<3, Bool>,
+    /// `[B, K]`: the series ids; a covariate informs the targets of the same id.
+    pub series_ids: Tensor<2, Int>,
+}
+
+/// The inputs of one forecast, prepared: targets and covariates over context + horizon.
+struct Prepared {
+    /// `[B, V + K, T + pred]`.
+    target: Tensor<3>,
+    mask: Tensor<3, Bool>,
+    /// `[B, V + K, max(ip + np, 2·bsp)]`.
+    gids: Tensor<3, Int>,
+    /// Target variates `V`.
+    variates: usize,
+    /// Context steps `T` (whole patches).
+    context: usize,
+}
+
+impl<B: Backend> Toto2<B> {
+    /// Forecasts `target` (`[B, V, T]`, any `T >= 1`): the 9 quantiles of every step, as a
+    /// [`Forecast`] whose [`Forecast::quantile`] interpolates between them.
+    ///
+    /// - `target_mask`: true for observed values (`None`: all observed); non-finite values are
+    ///   treated as unobserved.
+    /// - `series_ids`: `[B, V]`, variates with equal ids inform each other (`None`: all 0).
+    /// - `covariates`: known covariates, appended as extra variates.
+    ///
+    /// A context that is not a whole number of patches is left-padded with unobserved steps,
+    /// as toto-2's GluonTS wrapper pads it. As toto-2 does, the last context patch is treated as
+    /// observed (its unobserved values, zeros after masking, enter the scaler).
+    ///
+    /// Nothing is read back from the device: the quantiles are computed, sorted and
+    /// interpolated there, and a device failure (out of memory) surfaces when the result is
+    /// read (`try_into_data` returns it).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for bad shapes or options; [`Error::DeviceMismatch`] for an input on
+    /// another device; the backend's errors.
+    pub fn forecast(
+        &self,
+        target: Tensor<3>,
+        target_mask: Option<Tensor<3, Bool>>,
+        series_ids: Option<Tensor<2, Int>>,
+        covariates: Option<&Covariates>,
+        options: &Toto2Options,
+    ) -> Result<Forecast<B>> {
+        let input = |reason: String| Error::Input { what: WHAT, reason };
+        let p = self.config.patch_size;
+        let [b, v, t] = target.dims();
+        let device = target.device();
+        let mask = target_mask.unwrap_or_else(|| Tensor::<3, Int>::ones([b, v, t], &device).bool());
+        let ids = series_ids.unwrap_or_else(|| Tensor::zeros([b, v], &device));
+        self.check_inputs(WHAT, &target, &mask, &ids)?;
+        if b == 0 || v == 0 || t == 0 {
+            return Err(input(format!(
+                "the target {:?} has an empty dimension",
+                [b, v, t]
+            )));
+        }
+        if options.prediction_length == 0 {
+            return Err(input("prediction_length must be at least 1".to_owned()));
+        }
+        let patches = options.prediction_length.div_ceil(p);
+        let block = match options.decode_block_size {
+            None | Some(0) => patches,
+            Some(n) if n % p == 0 => (n / p).min(patches),
+            Some(n) => {
+                return Err(input(format!(
+                    "decode_block_size ({n}) must be a multiple of the patch size ({p})"
+                )));
+            }
+        };
+        let k = options.quantile_real_cap_k;
+        if !(k.is_finite() && k >= 0.0) {
+            return Err(input(format!(
+                "quantile_real_cap_k ({k}) must be finite and >= 0"
+            )));
+        }
+        let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
+        let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
+        let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
+        let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
+        Ok(Forecast::from_quantiles(knots))
+    }
+
+    /// Left-pads the context to whole patches, forces its last patch observed, appends the
+    /// zero-filled horizon and the covariates, and computes the group ids.
+    fn prepare(
+        &self,
+        target: Tensor<3>,
+        mask: Tensor<3, Bool>,
+        ids: Tensor<2, Int>,
+        covariates: Option<&Covariates>,
+        patches: usize,
+        block: usize,
+    ) -> Result<Prepared> {
+        let p = self.config.patch_size;
+        let [b, v, t] = target.dims();
+        let device = target.device();
+        let (target, mask) = observed(target, mask);
+        let pad = t.div_ceil(p) * p - t;
+        let context = t + pad;
+        let pred = patches * p;
+        let zeros = |n: usize| Tensor::<3>::zeros([b, v, n], &device);
+        let falses = |n: usize| Tensor::<3, Int>::zeros([b, v, n], &device).bool();
+        let trues = |n: usize| Tensor::<3, Int>::ones([b, v, n], &device).bool();
+        let full_target = Tensor::cat(vec![zeros(pad), target, zeros(pred)], 2);
+        let context_mask = Tensor::cat(vec![falses(pad), mask], 2);
+        // As toto-2: the last context patch counts as observed.
+        let full_mask = Tensor::cat(
+            vec![
+                context_mask.narrow(2, 0, context - p),
+                trues(p),
+                falses(pred),
+            ],
+            2,
+        );
+        let (full_target, full_mask, ids) = match covariates {
+            None => (full_target, full_mask, ids),
+            Some(c) => {
+                let (x, m, i) = self.covariates(c, b, pad, context + pred)?;
+                (
+                    Tensor::cat(vec![full_target, x], 1),
+                    Tensor::cat(vec![full_mask, m], 1),
+                    Tensor::cat(vec![ids, i], 1),
+                )
+            }
+        };
+        let ip = context / p;
+        let width = (ip + patches).max(2 * block);
+        let gids = group_ids(ids, full_mask.clone(), p, Some(ip));
+        let have = gids.dims()[2];
+        let gids = if width > have {
+            let last = gids.clone().narrow(2, have - 1, 1);
+            Tensor::cat(vec![gids, last.repeat_dim(2, width - have)], 2)
+        } else {
+            gids.narrow(2, 0, width)
+        };
+        Ok(Prepared {
+            target: full_target,
+            mask: full_mask,
+            gids,
+            variates: v,
+            context,
+        })
+    }
+
+    /// The covariates checked and laid out over `len` steps (left-padded by `pad` like the
+    /// target, right-padded with unobserved steps).
+    fn covariates(
+        &self,
+        c: &Covariates,
+        b: usize,
+        pad: usize,
+        len: usize,
+    ) -> Result<(Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>)> {
+        let [cb, k, tc] = c.values.dims();
+        let dev = self.device();
+        for (param, found) in [
+            ("covariates.values", c.values.device()),
+            ("covariates.mask", c.mask.device()),
+            ("covariates.series_ids", c.series_ids.device()),
+        ] {
+            if &found != dev {
+                return Err(Error::DeviceMismatch {
+                    what: WHAT,
+                    param,
+                    expected: format!("{dev:?}"),
+                    found: format!("{found:?}"),
+                });
+            }
+        }
+        let fits = tc + pad <= len;
+        if cb != b || c.mask.dims() != [cb, k, tc] || c.series_ids.dims() != [cb, k] || !fits {
+            return Err(Error::Input {
+                what: WHAT,
+                reason: format!(
+                    "covariates {:?} (mask {:?}, series_ids {:?}) must have the target's batch \
+                     ({b}) and at most the context and horizon's {} steps",
+                    [cb, k, tc],
+                    c.mask.dims(),
+                    c.series_ids.dims(),
+                    len - pad
+                ),
+            });
+        }
+        let (x, m) = observed(c.values.clone(), c.mask.clone());
+        let right = len - pad - tc;
+        let zeros = |n: usize| Tensor::<3>::zeros([b, k, n], dev);
+        let falses = |n: usize| Tensor::<3, Int>::zeros([b, k, n], dev).bool();
+        Ok((
+            Tensor::cat(vec![zeros(pad), x, zeros(right)], 2),
+            Tensor::cat(vec![falses(pad), m, falses(right)], 2),
+            c.series_ids.clone(),
+        ))
+    }
+
+    /// The decoding loop (`[9, B, V, horizon]` real-space quantiles, sorted).
+    fn decode_blocks(
+        &self,
+        mut input: Prepared,
+        patches: usize,
+        block_size: usize,
+        options: &Toto2Options,
+    ) -> Result<Tensor<4>> {
+        let p = self.config.patch_size;
+        let [b, vt, _] = input.target.dims();
+        let (t, ip) = (input.context, input.context / p);
+        let use_cache = block_size < patches;
+        let mut cache = use_cache.then(Cache::default);
+        let mut context_x: Option<Tensor<4>> = None;
+        let mut cap: Option<(Tensor<5>, Tensor<5>)> = None;
+        let mut blocks = Vec::new();
+        let mut done = 0;
+        while done < patches {
+            let block = block_size.min(patches - done);
+            let (start, end) = (t + done * p, t + (done + block) * p);
+            let (loc, scale) = self.scale(input.target.clone(), input.mask.clone())?;
+            let (loc, scale) = backfill(
+                &input.target,
+                &input.mask,
+                loc,
+                scale,
+                p,
+                options.scaler_fallback_min_obs,
+            );
+            if options.quantile_real_cap_k > 0.0 && cap.is_none() {
+                cap = Some(real_cap(&input, &scale, options.quantile_real_cap_k));
+            }
+            let x = scaled(input.target.clone(), &loc, &scale, input.mask.clone());
+            let w = input.mask.clone().float();
+            let context = context_x.get_or_insert_with(|| {
+                self.embed(x.clone().narrow(2, 0, t), w.clone().narrow(2, 0, t))
+            });
+            let pred = self.embed(
+                x.clone().narrow(2, start, end - start),
+                w.narrow(2, start, end - start),
+            );
+            let (combined, gids, time_ids) = if done == 0 {
+                let gids = input.gids.clone().narrow(2, 0, ip + block);
+                (
+                    Tensor::cat(vec![context.clone(), pred], 2),
+                    gids,
+                    (0..ip + block).collect::<Vec<_>>(),
+                )
+            } else {
+                // The previous block's medians, re-embedded as observed.
+                let prev = t + (done - block_size) * p;
+                let ones = Tensor::<3>::ones([b, vt, block_size * p], &x.device());
+                let medians = self.embed(x.narrow(2, prev, block_size * p), ones);
+                // As toto-2: the group ids of the leading patches, not of these ones.
+                let gids = input.gids.clone().narrow(2, 0, block_size + block);
+                let first = ip + done - block_size;
+                (
+                    Tensor::cat(vec![medians, pred], 2),
+                    gids,
+                    (first..first + block_size + block).collect(),
+                )
+            };
+            if let Some(c) = cache.as_mut() {
+                c.ephemeral = block;
+            }
+            let pass = Pass {
+                time_ids: &time_ids,
+                gids,
+                has_missing_values: options.has_missing_values,
+            };
+            let s = combined.dims()[2];
+            let out = self.decode(combined, &pass, cache.as_mut()); // [B, Vt, S, D]
+            // Position i predicts patch i + 1: the outputs at the anchor and all but the last
+            // new patch.
+            let anchors = out.narrow(2, s - block - 1, block);
+            let q = self.head(anchors); // [9, B, Vt, block, P]
+            let at = |x: Tensor<3>| {
+                x.narrow(2, start, end - start)
+                    .reshape([1, b, vt, block, p])
+            };
+            let mut real = q.sinh().mul(at(scale)).add(at(loc));
+            real = clamp_nonfinite(real);
+            if let Some((lo, hi)) = &cap {
+                let dims = real.dims();
+                real = real
+                    .max_pair(lo.clone().expand(dims))
+                    .min_pair(hi.clone().expand(dims));
+            }
+            let real = sort_levels(real);
+            done += block;
+            if done < patches {
+                feed_back(&mut input, &real, start, end);
+            }
+            blocks.push(real);
+        }
+        let out = Tensor::cat(blocks, 3); // [9, B, Vt, patches, P]
+        let h = options.prediction_length;
+        Ok(out
+            .reshape([LEVELS.len(), b, vt, patches * p])
+            .narrow(2, 0, input.variates)
+            .narrow(3, 0, h))
+    }
+}
+
+/// The median of a block as observed target values (not covariates) for the next blocks.
+fn feed_back(input: &mut Prepared, real: &Tensor<5>, start: usize, end: usize) {
+    let [_, b, _, block, p] = real.dims();
+    let v = input.variates;
+    let median = real
+        .clone()
+        .narrow(0, MEDIAN, 1)
+        .narrow(2, 0, v)
+        .reshape([b, v, block * p]);
+    let ranges = [0..b, 0..v, start..end];
+    input.target = input.target.clone().slice_assign(ranges.clone(), median);
+    let ones = Tensor::<3, Int>::ones([b, v, end - start], &real.device()).bool();
+    input.mask = input.mask.clone().slice_assign(ranges, ones);
+}
+
+/// toto-2's `backfill_short_patches`: where fewer than `min_obs` observations have been seen by
+/// a patch's end, the statistics of the first `min_obs` observations (in f32).
+fn backfill(
+    target: &Tensor<3>,
+    mask: &Tensor<3, Bool>,
+    loc: Tensor<3>,
+    scale: Tensor<3>,
+    p: usize,
+    min_obs: usize,
+) -> (Tensor<3>, Tensor<3>) {
+    if min_obs == 0 {
+        return (loc, scale);
+    }
+    let [b, v, t] = target.dims();
+    let obs = mask.clone().float();
+    let first = obs
+        .clone()
+        .cumsum(2)
+        .lower_equal_elem(min_obs as f64)
+        .float()
+        .mul(obs.clone()); // the first min_obs observations
+    let n = first.clone().sum_dim(2).clamp_min(1.0); // [B, V, 1]
+    let donor_loc = target.clone().mul(first.clone()).sum_dim(2).div(n.clone());
+    let dev = target.clone().sub(donor_loc.clone()).mul(first);
+    let donor_var = dev
+        .square()
+        .sum_dim(2)
+        .div(n.sub_scalar(1.0).clamp_min(1.0));
+    let donor_scale = donor_var.sqrt().clamp_min(1e-6);
+    let s = t / p;
+    let below = obs
+        .reshape([b, v, s, p])
+        .sum_dim(3)
+        .reshape([b, v, s])
+        .cumsum(2)
+        .lower_elem(min_obs as f64)
+        .reshape([b, v, s, 1])
+        .expand([b, v, s, p])
+        .reshape([b, v, t]);
+    (
+        loc.mask_where(below.clone(), donor_loc.expand([b, v, t])),
+        scale.mask_where(below, donor_scale.expand([b, v, t])),
+    )
+}
+
+/// The real-space cap: the observed context range widened by `k` times the scale at the last
+/// context step, `[1, B, Vt, 1, 1]` each (0 ± k·s for a variate without observations).
+fn real_cap(input: &Prepared, scale: &Tensor<3>, k: f64) -> (Tensor<5>, Tensor<5>) {
+    let [b, vt, _] = input.target.dims();
+    let t = input.context;
+    let x = input.target.clone().narrow(2, 0, t);
+    let unseen = input.mask.clone().narrow(2, 0, t).bool_not();
+    let hi = x
+        .clone()
+        .mask_fill(unseen.clone(), f32::NEG_INFINITY)
+        .max_dim(2);
+    let lo = x.mask_fill(unseen, f32::INFINITY).min_dim(2);
+    let hi = hi.clone().mask_fill(hi.is_inf(), 0.0);
+    let lo = lo.clone().mask_fill(lo.is_inf(), 0.0);
+    let s = scale.clone().narrow(2, t - 1, 1).mul_scalar(k);
+    let shape = [1, b, vt, 1, 1];
+    (lo.sub(s.clone()).reshape(shape), hi.add(s).reshape(shape))
+}
+
+/// toto-2's `_clamp_nonfinite` over each patch row (the last dimension): `+inf` becomes the
+/// row's largest finite value, `−inf` its smallest (and, as there, the opposite infinity when
+/// the row has none).
+fn clamp_nonfinite(x: Tensor<5>) -> Tensor<5> {
+    let finite = x.clone().is_finite();
+    let dims = x.dims();
+    let hi = x
+        .clone()
+        .mask_fill(finite.clone().bool_not(), f32::NEG_INFINITY)
+        .max_dim(4)
+        .expand(dims);
+    let lo = x
+        .clone()
+        .mask_fill(finite.bool_not(), f32::INFINITY)
+        .min_dim(4)
+        .expand(dims);
+    let pos = x.clone().equal_elem(f32::INFINITY);
+    let neg = x.clone().equal_elem(f32::NEG_INFINITY);
+    x.mask_where(pos, hi).mask_where(neg, lo)
+}
+
+/// The 9 quantiles (dimension 0) sorted ascending by an odd–even transposition network of
+/// element-wise minima and maxima: on the device, without a host round trip (burn 0.22 sorts
+/// on the host on GPUs).
+fn sort_levels(x: Tensor<5>) -> Tensor<5> {
+    let n = x.dims()[0];
+    let mut rows: Vec<Tensor<5>> = (0..n).map(|i| x.clone().narrow(0, i, 1)).collect();
+    for round in 0..n {
+        let mut i = round % 2;
+        while i + 1 < n {
+            let (a, b) = (rows[i].clone(), rows[i + 1].clone());
+            rows[i] = a.clone().min_pair(b.clone());
+            rows[i + 1] = a.max_pair(b);
+            i += 2;
+        }
+    }
+    Tensor::cat(rows, 0)
+}

@@ -1,0 +1,328 @@
+//! Toto 2.0's unit-scaled layers (dd-unit-scaling, forward scales only): linear layers whose
+//! output (bias included) is scaled by `fan_in^−½` (hidden) or `fan_in^−1` (readout), RMSNorm
+//! with an optional weight, the residual MLPs of the patch embedding and the output head, and
+//! the gated feed-forward network.
+
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Distribution as Init, Tensor};
+
+use crate::nn::checkpoint::Checkpoint;
+
+/// unit-scaling's SiLU output scale at `mult = 1`:
+/// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
+pub(crate) const SILU_SCALE: f64 = 1.766_782_948_312_328;
+
+/// The residual MLPs' `1/sqrt(1 + τ²)` and `τ/sqrt(1 + τ²)` at `τ = 1`.
+const HALF_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+
+/// Whether a linear layer feeds the residual stream (`x Wᵀ` scaled by `fan_in^−½`) or reads
+/// out (scaled by `fan_in^−1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scale {
+    Hidden,
+    Readout,
+}
+
+/// A unit-scaled linear layer: `y = (x W + b) · s` with `W` as `[in, out]`.
+#[derive(Debug, Clone)]
+pub(crate) struct UnitLinear {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    scale: f64,
+}
+
+impl UnitLinear {
+    /// Loads `{name}.weight` (and `{name}.bias` when `bias`) of `inputs → outputs`.
+    pub(crate) fn load(
+        ckpt: &mut Checkpoint,
+        name: &str,
+        [inputs, outputs]: [usize; 2],
+        bias: bool,
+        scale: Scale,
+        device: &Device,
+    ) -> Option<Self> {
+        let weight = ckpt.linear_weight(&format!("{name}.weight"), [inputs, outputs], device);
+        let bias = bias.then(|| ckpt.tensor(&format!("{name}.bias"), [outputs], device));
+        Some(UnitLinear {
+            weight: weight?,
+            bias: bias.map_or(Some(None), |b| b.map(Some))?,
+            scale: unit_scale(inputs, scale),
+        })
+    }
+
+    /// A layer with weights drawn from `N(0, 1)` (unit scaling's initialisation) and zero
+    /// biases.
+    pub(crate) fn random(
+        [inputs, outputs]: [usize; 2],
+        bias: bool,
+        scale: Scale,
+        device: &Device,
+    ) -> Self {
+        UnitLinear {
+            weight: Tensor::random([inputs, outputs], Init::Normal(0.0, 1.0), device),
+            bias: bias.then(|| Tensor::zeros([outputs], device)),
+            scale: unit_scale(inputs, scale),
+        }
+    }
+
+    /// `(x W + b) · s` over every row of `x: [.., in]`, as one product.
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mut dims = x.dims();
+        let k = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let mut y = x.reshape([rows, k]).matmul(self.weight.clone());
+        if let Some(b) = &self.bias {
+            y = y.add(b.clone().unsqueeze());
+        }
+        dims[D - 1] = self.weight.dims()[1];
+        y.mul_scalar(self.scale).reshape(dims)
+    }
+}
+
+fn unit_scale(fan_in: usize, scale: Scale) -> f64 {
+    let fan_in = fan_in.max(1) as f64;
+    match scale {
+        Scale::Hidden => 1.0 / fan_in.sqrt(),
+        Scale::Readout => 1.0 / fan_in,
+    }
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + ε)`, times the weight when there is
+/// one.
+#[derive(Debug, Clone)]
+pub(crate) struct Norm {
+    weight: Option<Tensor<1>>,
+    eps: f64,
+}
+
+impl Norm {
+    /// Loads `{name}.weight` of width `d` when `weighted`.
+    pub(crate) fn load(
+        ckpt: &mut Checkpoint,
+        name: &str,
+        d: usize,
+        weighted: bool,
+        eps: f64,
+        device: &Device,
+    ) -> Option<Self> {
+        let weight = match weighted {
+            true => Some(ckpt.tensor(&format!("{name}.weight"), [d], device)?),
+            false => None,
+        };
+        Some(Norm { weight, eps })
+    }
+
+    /// A norm of width `d`, its weight (if any) at 1.
+    pub(crate) fn ones(d: usize, weighted: bool, eps: f64, device: &Device) -> Self {
+        Norm {
+            weight: weighted.then(|| Tensor::ones([d], device)),
+            eps,
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let rms = x
+            .clone()
+            .square()
+            .mean_dim(D - 1)
+            .add_scalar(self.eps)
+            .sqrt();
+        let y = x.div(rms);
+        match &self.weight {
+            None => y,
+            Some(w) => {
+                let mut shape = [1; D];
+                shape[D - 1] = w.dims()[0];
+                y.mul(w.clone().reshape(shape))
+            }
+        }
+    }
+}
+
+/// The residual MLP of the patch embedding (`InputResidualMLP`) and of the output head
+/// (`OutputResidualMLP`): `(h + skip)/√2` with `h = linear2(SILU_SCALE · silu(linear1(x)))`
+/// and `skip = skip_proj(x)`.
+#[derive(Debug, Clone)]
+pub(crate) struct ResidualMlp {
+    linear1: UnitLinear,
+    linear2: UnitLinear,
+    skip_proj: UnitLinear,
+}
+
+impl ResidualMlp {
+    /// `[inputs → hidden → outputs]`; the head's `linear2` and `skip_proj` read out.
+    pub(crate) fn load(
+        ckpt: &mut Checkpoint,
+        name: &str,
+        [inputs, hidden, outputs]: [usize; 3],
+        readout: bool,
+        device: &Device,
+    ) -> Option<Self> {
+        let out = if readout {
+            Scale::Readout
+        } else {
+            Scale::Hidden
+        };
+        let linear1 = UnitLinear::load(
+            ckpt,
+            &format!("{name}.linear1"),
+            [inputs, hidden],
+            true,
+            Scale::Hidden,
+            device,
+        );
+        let linear2 = UnitLinear::load(
+            ckpt,
+            &format!("{name}.linear2"),
+            [hidden, outputs],
+            true,
+            out,
+            device,
+        );
+        let skip_proj = UnitLinear::load(
+            ckpt,
+            &format!("{name}.skip_proj"),
+            [inputs, outputs],
+            true,
+            out,
+            device,
+        );
+        Some(ResidualMlp {
+            linear1: linear1?,
+            linear2: linear2?,
+            skip_proj: skip_proj?,
+        })
+    }
+
+    /// Random weights of the shapes `load` reads.
+    pub(crate) fn random(widths: [usize; 3], readout: bool, device: &Device) -> Self {
+        let [i, h, o] = widths;
+        let out = if readout {
+            Scale::Readout
+        } else {
+            Scale::Hidden
+        };
+        ResidualMlp {
+            linear1: UnitLinear::random([i, h], true, Scale::Hidden, device),
+            linear2: UnitLinear::random([h, o], true, out, device),
+            skip_proj: UnitLinear::random([i, o], true, out, device),
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let h = silu(self.linear1.forward(x.clone())).mul_scalar(SILU_SCALE);
+        let h = self.linear2.forward(h);
+        let skip = self.skip_proj.forward(x);
+        h.mul_scalar(HALF_SQRT2).add(skip.mul_scalar(HALF_SQRT2))
+    }
+}
+
+/// The gated feed-forward network (`GatedLinearUnitFeedForwardNetwork`):
+/// `fc2(gate · silu(x))` with `[gate | x] = fc1(input)`, plain SiLU.
+#[derive(Debug, Clone)]
+pub(crate) struct Ffn {
+    fc1: UnitLinear,
+    fc2: UnitLinear,
+}
+
+impl Ffn {
+    pub(crate) fn load(
+        ckpt: &mut Checkpoint,
+        name: &str,
+        [d, f]: [usize; 2],
+        bias: bool,
+        device: &Device,
+    ) -> Option<Self> {
+        let fc1 = UnitLinear::load(
+            ckpt,
+            &format!("{name}.fc1"),
+            [d, 2 * f],
+            bias,
+            Scale::Hidden,
+            device,
+        );
+        let fc2 = UnitLinear::load(
+            ckpt,
+            &format!("{name}.fc2"),
+            [f, d],
+            bias,
+            Scale::Hidden,
+            device,
+        );
+        Some(Ffn {
+            fc1: fc1?,
+            fc2: fc2?,
+        })
+    }
+
+    pub(crate) fn random([d, f]: [usize; 2], bias: bool, device: &Device) -> Self {
+        Ffn {
+            fc1: UnitLinear::random([d, 2 * f], bias, Scale::Hidden, device),
+            fc2: UnitLinear::random([f, d], bias, Scale::Hidden, device),
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let y = self.fc1.forward(x);
+        let f = y.dims()[D - 1] / 2;
+        let gate = y.clone().narrow(D - 1, 0, f);
+        let x = y.narrow(D - 1, f, f);
+        self.fc2.forward(gate.mul(silu(x)))
+    }
+}
+
+/// `τ/sqrt(1 + τ²) · f + 1/sqrt(1 + τ²) · skip`, in f32 as the reference computes it from its
+/// f32 `tau` buffer.
+pub(crate) fn residual_add<const D: usize>(f: Tensor<D>, skip: Tensor<D>, tau: f32) -> Tensor<D> {
+    let denom = (1.0f32 + tau * tau).sqrt();
+    f.mul_scalar(tau / denom)
+        .add(skip.mul_scalar(1.0f32 / denom))
+}
+
+/// unit-scaling's `transformer_residual_scaling_rule`: the `(attn_tau, mlp_tau)` of each of
+/// `layers` layers, which the checkpoints store as buffers.
+pub(crate) fn residual_taus(layers: usize, mult: f64, attn_ratio: f64) -> Vec<(f32, f32)> {
+    let alpha_mlp = mult * (2.0 / (1.0 + attn_ratio * attn_ratio)).sqrt();
+    let alpha_attn = attn_ratio * alpha_mlp;
+    let total = 2 * layers;
+    let tau = |index: usize| {
+        let (n_attn, n_mlp) = (index.div_ceil(2), index / 2);
+        let alpha = if index.is_multiple_of(2) {
+            alpha_attn
+        } else {
+            alpha_mlp
+        };
+        let denom = total as f64 / 2.0
+            + n_attn as f64 * alpha_attn * alpha_attn
+            + n_mlp as f64 * alpha_mlp * alpha_mlp;
+        (alpha / denom.sqrt()) as f32
+    };
+    (0..layers).map(|i| (tau(2 * i), tau(2 * i + 1))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn residual_taus_follow_unit_scaling() {
+        // The tiny fixture's config (mult 1, ratio sqrt(32 / ln 32), 4 layers); its
+        // model.safetensors stores attn_tau 0.67167, 0.54842, 0.47494, 0.42480 and mlp_tau
+        // 0.18349, 0.15825, 0.14119, 0.12867 (toto-2 2.0.0, PORTING notes §6.3).
+        let taus = residual_taus(4, 1.0, 3.038_626_048_346_417_4);
+        let attn = [0.67167, 0.54842, 0.47494, 0.42480];
+        let mlp = [0.18349, 0.15825, 0.14119, 0.12867];
+        for (i, (a, m)) in taus.iter().enumerate() {
+            assert!((a - attn[i]).abs() < 1e-5, "attn {i}: {a}");
+            assert!((m - mlp[i]).abs() < 1e-5, "mlp {i}: {m}");
+        }
+    }
+
+    #[test]
+    fn silu_scale_is_unit_scalings() {
+        // exp(alpha ln(upper) + (1 - alpha) ln(lower)), alpha = 1/(1 + 0.25) at mult 1.
+        let upper = (2.0 / (1.0 - 1.0 / std::f64::consts::PI)).sqrt();
+        let want = (0.8 * upper.ln() + 0.2 * 2f64.ln()).exp();
+        assert!((SILU_SCALE - want).abs() < 1e-15);
+    }
+}

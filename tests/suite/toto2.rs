@@ -1,0 +1,495 @@
+//! Toto 2.0 against two toto-2 2.0.0 fixtures made by toto2_fixture.py (torch 2.11, CPU, f32):
+//! every intermediate of `forward`, its quantiles, loc and scale, and the five forecasts.
+//!
+//! - tests/fixtures/toto2-tiny (`toto2_fixture.py OUT tiny`): patch 16, D 64, 4 heads over 2
+//!   key/value groups, 4 layers in groups of 2 (variate layers first), norm and q/k-norm
+//!   weights, no biases, no xPos. B 2, V 3, 96 steps with gaps, an unobserved leading patch, a
+//!   partly observed one and two series groups.
+//! - tests/fixtures/toto2-other (`toto2_fixture.py OUT other`): patch 8, D 48, 6 heads over 3
+//!   groups, 6 layers in groups of 3 (variate layers last), xPos, per-dimension query scale,
+//!   every bias, q/k-norm weights without block-norm weights, residual multiplier 1.5.
+//!
+//! Forecast cases (fixture_meta.json): `single` (one pass), `observed_fast` (the gap-free series,
+//! `has_missing_values = false`), `block` (block decoding with median feedback), `capped` (the
+//! real-space cap and the scaler backfill) and `exogenous` (two known covariates).
+//!
+//! Tolerance: `|got − want| <= 1e-5 · max(1, |want|)` (the scaled error).
+
+use burn::tensor::{Bool, Int, Tensor};
+use toto_fallback::toto2::{Covariates, LEVELS, Toto2, Toto2Options};
+use toto_fallback::{Backend, Error, Op};
+
+use crate::common;
+use crate::toto::{Reference, assert_close};
+
+const TINY: &str = "tests/fixtures/toto2-tiny";
+const OTHER: &str = "tests/fixtures/toto2-other";
+const FIXTURES: [&str; 2] = [TINY, OTHER];
+
+fn load<B: Backend>(b: &B, dir: &str) -> Toto2<B> {
+    Toto2::from_dir(b, dir).unwrap_or_else(|e| panic!("{dir} loads: {e}"))
+}
+
+/// The fixture's inputs: target, mask, series ids.
+fn inputs(
+    reference: &Reference,
+    device: &burn::tensor::Device,
+) -> (Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>) {
+    let target = reference.f32::<3>("input.target", device);
+    let mask = reference
+        .f32::<3>("input.target_mask", device)
+        .greater_elem(0.5);
+    let ids = reference.f32::<2>("input.series_ids", device).int();
+    (target, mask, ids)
+}
+
+fn check_forward<B: Backend>(b: &B, dir: &'static str) {
+    let reference = Reference::load_from(dir);
+    let model = load(b, dir);
+    let (target, mask, ids) = inputs(&reference, b.device());
+    let mut acts = std::collections::HashMap::new();
+    let out = model
+        .forward_hooked(target, mask, ids, &mut |name, t| {
+            acts.insert(name.to_owned(), t);
+        })
+        .unwrap();
+    assert_close(&reference, "act.patch_embed", acts["patch_embed"].clone());
+    for layer in 0..model.config().num_layers {
+        for part in ["norm1", "attention", "out"] {
+            let name = format!("layer{layer}.{part}");
+            assert_close(&reference, &format!("act.{name}"), acts[&name].clone());
+        }
+    }
+    assert_close(&reference, "act.out_norm", acts["out_norm"].clone());
+    assert_close(&reference, "forward.quantiles", out.quantiles);
+    assert_close(&reference, "forward.loc", out.loc);
+    assert_close(&reference, "forward.scale", out.scale);
+}
+
+on_backends!(toto2_forward_matches_toto2, [ndarray, fallback], |b| {
+    for dir in FIXTURES {
+        check_forward(&*b, dir);
+    }
+});
+
+/// One forecast case of a fixture: its options, from fixture_meta.json.
+fn case_options(dir: &str, case: &str) -> Toto2Options {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/fixture_meta.json")).unwrap())
+            .unwrap();
+    let case = &meta["cases"][format!("forecast.{case}")];
+    let kwargs = &case["kwargs"];
+    Toto2Options {
+        prediction_length: case["horizon"].as_u64().unwrap() as usize,
+        decode_block_size: kwargs["decode_block_size"].as_u64().map(|n| n as usize),
+        has_missing_values: kwargs["has_missing_values"].as_bool().unwrap_or(true),
+        scaler_fallback_min_obs: kwargs["scaler_fallback_min_obs"].as_u64().unwrap_or(0) as usize,
+        quantile_real_cap_k: kwargs["quantile_real_cap_k"].as_f64().unwrap_or(0.0),
+    }
+}
+
+fn check_forecasts<B: Backend>(b: &B, dir: &'static str) {
+    let reference = Reference::load_from(dir);
+    let model = load(b, dir);
+    let dev = b.device();
+    let (target, mask, ids) = inputs(&reference, dev);
+    for case in ["single", "observed_fast", "block", "capped", "exogenous"] {
+        let options = case_options(dir, case);
+        let (target, mask) = if case == "observed_fast" {
+            let full = reference.f32::<3>("input.full_target", dev);
+            let all = Tensor::<3, Int>::ones(full.dims(), dev).bool();
+            (full, all)
+        } else {
+            (target.clone(), mask.clone())
+        };
+        let covariates = (case == "exogenous").then(|| {
+            let values = reference.f32::<3>("exog.known_dynamic", dev);
+            Covariates {
+                mask: Tensor::<3, Int>::ones(values.dims(), dev).bool(),
+                values,
+                series_ids: reference
+                    .f32::<2>("exog.known_dynamic_series_ids", dev)
+                    .int(),
+            }
+        });
+        let forecast = model
+            .forecast(
+                target,
+                Some(mask),
+                Some(ids.clone()),
+                covariates.as_ref(),
+                &options,
+            )
+            .unwrap_or_else(|e| panic!("{dir}: {case}: {e}"));
+        let knots = forecast.quantiles().expect("a quantile forecast");
+        assert_eq!(knots.levels(), LEVELS);
+        let got = knots.values().clone().permute([3, 0, 1, 2]); // [9, B, V, H]
+        assert_close(&reference, &format!("forecast.{case}"), got);
+    }
+}
+
+on_backends!(toto2_forecasts_match_toto2, [ndarray, fallback], |b| {
+    for dir in FIXTURES {
+        check_forecasts(&*b, dir);
+    }
+});
+
+#[test]
+fn toto2_forecast_forwards_nothing_on_the_fallback() {
+    let Some(b) = common::fallback(3) else { return };
+    let model = load(&*b, OTHER);
+    let dev = b.device();
+    let reference = Reference::load_from(OTHER);
+    let (target, mask, ids) = inputs(&reference, dev);
+    for block in [None, Some(16)] {
+        let options = Toto2Options {
+            prediction_length: 43,
+            decode_block_size: block,
+            ..Toto2Options::gluonts(43)
+        };
+        let f = model
+            .forecast(
+                target.clone(),
+                Some(mask.clone()),
+                Some(ids.clone()),
+                None,
+                &options,
+            )
+            .unwrap();
+        // The result stays on the GPU device, and the median is finite.
+        assert_eq!(f.median().unwrap().device(), *dev);
+        assert!(
+            common::values(f.median().unwrap())
+                .iter()
+                .all(|x| x.is_finite())
+        );
+    }
+    let report = b.report();
+    if b.gpu().supports(Op::PatchScaler) {
+        let forwarded = report.total(toto_fallback::Placement::Forwarded);
+        assert_eq!(forwarded.calls, 0, "{report}");
+        assert_eq!(forwarded.bytes_to_cpu, 0, "{report}");
+        assert!(report.op(Op::PatchScaler).native.calls >= 4, "{report}");
+    }
+}
+
+#[test]
+fn toto2_loader_names_every_bad_key_and_the_wrong_generation() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    // Toto 1.0's directory: its config lacks Toto 2.0's keys.
+    match Toto2::from_dir(&cpu, "tests/fixtures/tiny") {
+        Err(Error::Config { field, reason, .. }) => {
+            assert_eq!(field, "config.json");
+            assert!(
+                reason.contains("patch_size") || reason.contains("d_model"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    // Toto 2.0's tiny config with the other fixture's weights: every shape differs.
+    let config =
+        toto_fallback::toto2::Toto2Config::from_file(format!("{TINY}/config.json")).unwrap();
+    let bytes = std::fs::read(format!("{OTHER}/model.safetensors")).unwrap();
+    match Toto2::from_safetensors_bytes(&cpu, config, bytes) {
+        Err(Error::Checkpoint(p)) => {
+            assert!(
+                p.mismatched
+                    .iter()
+                    .any(|m| m.starts_with("patch_proj.linear1.weight")),
+                "{p}"
+            );
+            assert!(p.missing.iter().any(|m| m.ends_with("norm1.weight")), "{p}");
+            assert!(
+                p.unexpected.iter().any(|m| m.ends_with("in_proj.bias")),
+                "{p}"
+            );
+        }
+        other => panic!("expected a checkpoint error, got {other:?}"),
+    }
+}
+
+/// `f` with `target` and `mask` of the tiny fixture, on the CPU.
+fn tiny_forecast(
+    model: &Toto2<toto_fallback::NdArray>,
+    target: Tensor<3>,
+    mask: Tensor<3, Bool>,
+    ids: Tensor<2, Int>,
+) -> Vec<f64> {
+    let f = model
+        .forecast(
+            target,
+            Some(mask),
+            Some(ids),
+            None,
+            &Toto2Options::gluonts(20),
+        )
+        .unwrap();
+    common::values(f.quantiles().unwrap().values().clone())
+}
+
+#[test]
+fn toto2_pads_short_contexts_and_masks_non_finite_values() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let dev = cpu.device();
+    let model = load(&cpu, TINY);
+    let reference = Reference::load_from(TINY);
+    let (target, mask, ids) = inputs(&reference, dev);
+    // 90 steps (not a whole number of patches of 16) forecast as the same 90 steps left-padded
+    // with 6 unobserved zeros: toto-2's GluonTS wrapper pads so.
+    let short = target.clone().narrow(2, 6, 90);
+    let short_mask = mask.clone().narrow(2, 6, 90);
+    let padded = Tensor::cat(vec![Tensor::zeros([2, 3, 6], dev), short.clone()], 2);
+    let padded_mask = Tensor::cat(
+        vec![
+            Tensor::<3, Int>::zeros([2, 3, 6], dev).bool(),
+            short_mask.clone(),
+        ],
+        2,
+    );
+    let got = tiny_forecast(&model, short, short_mask, ids.clone());
+    let want = tiny_forecast(&model, padded, padded_mask, ids.clone());
+    assert_eq!(got, want, "a short context is the padded one");
+    // A NaN and an infinity in the context count as unobserved.
+    let poisoned = target.clone().slice_assign(
+        [0..1, 0..1, 30..32],
+        Tensor::from_floats([[[f32::NAN, f32::INFINITY]]], dev),
+    );
+    let masked = mask.clone().slice_assign(
+        [0..1, 0..1, 30..32],
+        Tensor::<3, Int>::zeros([1, 1, 2], dev).bool(),
+    );
+    let got = tiny_forecast(&model, poisoned, mask.clone(), ids.clone());
+    let want = tiny_forecast(&model, target, masked, ids);
+    assert_eq!(got, want, "non-finite values are masked");
+    assert!(got.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn toto2_refuses_bad_inputs_and_options() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let dev = cpu.device();
+    let model = load(&cpu, TINY);
+    let target = Tensor::<3>::ones([2, 3, 48], dev);
+    let run = |t: Tensor<3>,
+               m: Option<Tensor<3, Bool>>,
+               i: Option<Tensor<2, Int>>,
+               c: Option<&Covariates>,
+               o: &Toto2Options| { model.forecast(t, m, i, c, o).map(drop) };
+    let input = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::Input { reason, .. }) => reason,
+        other => panic!("{what}: expected Error::Input, got {other:?}"),
+    };
+    let o = Toto2Options::default();
+    input(
+        "horizon 0",
+        run(
+            target.clone(),
+            None,
+            None,
+            None,
+            &Toto2Options {
+                prediction_length: 0,
+                ..o.clone()
+            },
+        ),
+    );
+    input(
+        "empty",
+        run(Tensor::zeros([2, 0, 48], dev), None, None, None, &o),
+    );
+    input(
+        "mask shape",
+        run(
+            target.clone(),
+            Some(Tensor::<3, Int>::ones([2, 3, 47], dev).bool()),
+            None,
+            None,
+            &o,
+        ),
+    );
+    input(
+        "ids shape",
+        run(
+            target.clone(),
+            None,
+            Some(Tensor::zeros([2, 2], dev)),
+            None,
+            &o,
+        ),
+    );
+    let reason = input(
+        "block",
+        run(
+            target.clone(),
+            None,
+            None,
+            None,
+            &Toto2Options {
+                decode_block_size: Some(20),
+                ..o.clone()
+            },
+        ),
+    );
+    assert!(reason.contains("multiple of the patch size"), "{reason}");
+    input(
+        "cap",
+        run(
+            target.clone(),
+            None,
+            None,
+            None,
+            &Toto2Options {
+                quantile_real_cap_k: -1.0,
+                ..o.clone()
+            },
+        ),
+    );
+    let covariates = |b: usize, t: usize| Covariates {
+        values: Tensor::ones([b, 1, t], dev),
+        mask: Tensor::<3, Int>::ones([b, 1, t], dev).bool(),
+        series_ids: Tensor::zeros([b, 1], dev),
+    };
+    input(
+        "covariate batch",
+        run(target.clone(), None, None, Some(&covariates(1, 48)), &o),
+    );
+    let reason = input(
+        "covariate length",
+        run(
+            target.clone(),
+            None,
+            None,
+            Some(&covariates(2, 48 + 64 + 1)),
+            &o,
+        ),
+    );
+    assert!(reason.contains("at most"), "{reason}");
+    // Covariates up to the horizon are accepted.
+    run(
+        target.clone(),
+        None,
+        None,
+        Some(&covariates(2, 48 + 64)),
+        &o,
+    )
+    .unwrap();
+    // forward needs whole patches.
+    let r = model.forward(
+        Tensor::ones([1, 1, 20], dev),
+        Tensor::<3, Int>::ones([1, 1, 20], dev).bool(),
+        Tensor::zeros([1, 1], dev),
+    );
+    assert!(matches!(r, Err(Error::Input { .. })), "{r:?}");
+}
+
+#[test]
+fn toto2_config_refuses_what_toto2_refuses() {
+    use toto_fallback::toto2::Toto2Config;
+    let base = std::fs::read_to_string(format!("{TINY}/config.json")).unwrap();
+    let with = |key: &str, value: serde_json::Value| {
+        let mut json: serde_json::Value = serde_json::from_str(&base).unwrap();
+        match value {
+            serde_json::Value::Null => json.as_object_mut().unwrap().remove(key),
+            v => json.as_object_mut().unwrap().insert(key.to_owned(), v),
+        };
+        Toto2Config::from_json(&json.to_string())
+    };
+    let field = |r: toto_fallback::Result<Toto2Config>| match r {
+        Err(Error::Config { field, .. }) => field,
+        other => panic!("expected Error::Config, got {other:?}"),
+    };
+    // Each as toto-2's __post_init__ refuses it (configuration.py), naming the field.
+    assert_eq!(field(with("dropout_p", 0.1.into())), "dropout_p");
+    assert_eq!(field(with("num_groups", 3.into())), "num_groups");
+    assert_eq!(field(with("num_layers", 3.into())), "num_layers");
+    assert_eq!(field(with("num_heads", 3.into())), "num_heads");
+    assert_eq!(
+        field(with("residual_attn_ratio", serde_json::Value::Null)),
+        "residual_attn_ratio"
+    );
+    assert_eq!(
+        field(with("d_model", serde_json::Value::Null)),
+        "config.json"
+    );
+    assert_eq!(
+        field(with("num_output_patches", 2.into())),
+        "num_output_patches"
+    );
+    // Unknown keys are dropped, as toto-2 drops them; heads_per_group is recomputed.
+    let config = with("a_future_option", true.into()).unwrap();
+    assert_eq!(config, with("heads_per_group", 99.into()).unwrap());
+    assert_eq!(config.heads_per_group, 2);
+}
+
+#[test]
+fn toto2_loads_sharded_and_half_precision_checkpoints() {
+    use safetensors::{Dtype, SafeTensors};
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let reference = Reference::load_from(TINY);
+    let bytes = std::fs::read(format!("{TINY}/model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = file.tensors();
+    let dir = std::env::temp_dir().join(format!("toto2-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(format!("{TINY}/config.json"), dir.join("config.json")).unwrap();
+    // Two shards (tensors alternately) and the index, as huggingface_hub writes them.
+    let mut map = serde_json::Map::new();
+    for shard in 0..2 {
+        let name = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let views: Vec<_> = tensors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == shard)
+            .map(|(_, (n, v))| {
+                map.insert(n.clone(), name.clone().into());
+                (n.clone(), v.clone())
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &dir.join(&name)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let model = load(&cpu, dir.to_str().unwrap());
+    let (target, mask, ids) = inputs(&reference, cpu.device());
+    let out = model
+        .forward(target.clone(), mask.clone(), ids.clone())
+        .unwrap();
+    assert_close(&reference, "forward.quantiles", out.quantiles.clone());
+    // The same weights in bf16: loaded (converted to f32), close to the f32 model.
+    let halves: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, v)| {
+            let data: Vec<u8> = v
+                .data()
+                .chunks_exact(4)
+                .flat_map(|c| {
+                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    burn::tensor::bf16::from_f32(x).to_le_bytes()
+                })
+                .collect();
+            (n.clone(), data, v.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<_> = halves
+        .iter()
+        .map(|(n, d, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::BF16, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    let bf16 = safetensors::serialize(views, None).unwrap();
+    let config = model.config().clone();
+    let half = Toto2::from_safetensors_bytes(&cpu, config, bf16).unwrap();
+    let got = common::values(half.forward(target, mask, ids).unwrap().quantiles);
+    let want = common::values(out.quantiles);
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .fold(0.0, f64::max);
+    assert!(worst < 0.1, "bf16 weights: scaled error {worst}");
+    std::fs::remove_dir_all(&dir).ok();
+}
