@@ -1,21 +1,21 @@
-//! Forecast plot: forecast two series with Toto and draw each as a PNG fan chart (history,
-//! median, 50% and 90% bands of 256 sample paths), because a forecast is easier to look at than
-//! to read.
+//! Forecast plot: forecast two series with Toto (1.0 or 2.0) and draw each as a PNG fan chart
+//! (history, median, 50% and 90% bands: of 256 sample paths for Toto 1.0, of the quantile knots
+//! for Toto 2.0), because a forecast is easier to look at than to read.
 //!
 //! ```text
 //! cargo run --release --features plot --example forecast_plot                  # tiny model
 //! cargo run --release --features plot --example forecast_plot -- MODEL_DIR OUT_DIR
 //! ```
 //!
-//! `MODEL_DIR` holds `config.json` and `model.safetensors` (Toto-Open-Base-1.0's layout); without
-//! it the bundled tiny test model is used, which is untrained: its fans are wide and meaningless,
+//! `MODEL_DIR` holds `config.json` and the weights of either generation (the layout of
+//! Toto-Open-Base-1.0 and Toto-2.0-* on the Hub); without it the bundled tiny test model is used, which is untrained: its fans are wide and meaningless,
 //! but every step runs. The PNGs go to `OUT_DIR` (default: the system's temporary directory).
 
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use toto_fallback::toto::{FanChart, ForecastOptions, Toto};
-use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::forecast::FanChart;
+use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -50,8 +50,8 @@ fn run<B: Backend>(
     model_dir: &PathBuf,
     out_dir: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let model = Toto::from_dir(backend, model_dir)?;
-    let p = model.config().patch_size;
+    let model = AutoToto::from_dir(backend, model_dir)?;
+    let p = model.patch_size();
     // Two variates: a daily-like cycle with a trend, and a noisier, slower one.
     let (variates, context, horizon) = (2, 12 * p, 4 * p);
     let values: Vec<f32> = (0..variates * context)
@@ -67,19 +67,19 @@ fn run<B: Backend>(
         TensorData::new(values, [1, variates, context]),
         backend.device(),
     );
-    let options = ForecastOptions {
-        prediction_length: horizon,
-        num_samples: Some(256),
-        samples_per_batch: 256,
-        use_kv_cache: true,
-    };
+    let mut options = AutoOptions::new(horizon);
+    options.v1.num_samples = Some(256);
+    options.v1.samples_per_batch = 256;
     let forecast = model.forecast(history.clone(), None, None, &options)?;
     std::fs::create_dir_all(out_dir)?;
     for variate in 0..variates {
         let path = out_dir.join(format!("toto_forecast_variate{variate}.png"));
         let chart = FanChart {
             variate,
-            title: format!("Toto forecast, variate {variate} ({horizon} steps, 256 paths)"),
+            title: format!(
+                "{} forecast, variate {variate} ({horizon} steps)",
+                model.generation()
+            ),
             ..FanChart::default()
         };
         forecast.fan_chart(&history, &path, &chart)?;

@@ -1,14 +1,17 @@
-//! Quick start: load Toto, forecast a series, print a summary of the forecast and what ran where.
+//! Quick start: load Toto (1.0 or 2.0), forecast a series, print a summary of the forecast and
+//! what ran where.
 //!
 //! ```text
 //! cargo run --release --example quick_start                 # the bundled tiny test model
-//! cargo run --release --example quick_start -- MODEL_DIR    # e.g. Toto-Open-Base-1.0
+//! cargo run --release --example quick_start -- MODEL_DIR    # Toto-Open-Base-1.0, Toto-2.0-22m, ...
 //! ```
 //!
-//! `MODEL_DIR` holds `config.json` and `model.safetensors` (the layout of
-//! `Datadog/Toto-Open-Base-1.0` on the Hugging Face Hub). Without it, the example uses the tiny
-//! randomly initialised model the conformance tests use: it runs everything, but it is untrained
-//! and its forecasts mean nothing.
+//! `MODEL_DIR` holds `config.json` and the weights (`model.safetensors`, or shards with
+//! `model.safetensors.index.json`): the layout of `Datadog/Toto-Open-Base-1.0` and
+//! `Datadog/Toto-2.0-*` on the Hugging Face Hub; the generation is read from `config.json`.
+//! Without it, the example uses the tiny randomly initialised Toto 1.0 model the conformance
+//! tests use (`tests/fixtures/toto2-tiny` is Toto 2.0's): it runs everything, but it is
+//! untrained and its forecasts mean nothing.
 //!
 //! Runs on the GPU through wgpu with the CPU as fallback; without a GPU adapter (or a software
 //! Vulkan driver: `apt-get install mesa-vulkan-drivers`) it says so and runs on the CPU.
@@ -17,8 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
-use toto_fallback::toto::{ForecastOptions, Toto};
-use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -51,26 +53,24 @@ fn forecast<B: Backend>(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bundled = dir.is_none();
     let dir = dir.unwrap_or_else(|| PathBuf::from(BUNDLED));
-    let model = Toto::from_dir(backend, &dir)?;
-    let config = model.config();
+    let model = AutoToto::from_dir(backend, &dir)?;
     println!(
-        "Model loaded: {} parameters, patch size {}, {} layers, {} mixture components, from {}",
-        config.parameter_count(),
-        config.patch_size,
-        config.num_layers,
-        config.k_components(),
+        "Model loaded: {}, {} parameters, patch size {}, from {}",
+        model.generation(),
+        model.parameter_count(),
+        model.patch_size(),
         dir.display()
     );
     if bundled {
         println!(
             "  (the bundled tiny test model: random weights, untrained; its forecasts are \
-             meaningless. Pass the directory of Toto-Open-Base-1.0 for real ones.)"
+             meaningless. Pass the directory of Toto-Open-Base-1.0 or Toto-2.0-* for real ones.)"
         );
     }
 
     // Two variates of a periodic signal with a trend, as a [batch = 1, variates = 2, time]
     // tensor: 8 patches of context (512 steps for Toto-Open-Base-1.0), 2 patches ahead.
-    let p = config.patch_size;
+    let p = model.patch_size();
     let (variates, context, horizon) = (2, 8 * p, 2 * p);
     let values: Vec<f32> = (0..variates * context)
         .map(|i| {
@@ -84,12 +84,10 @@ fn forecast<B: Backend>(
         TensorData::new(values, [1, variates, context]),
         backend.device(),
     );
-    let options = ForecastOptions {
-        prediction_length: horizon,
-        num_samples: Some(64),
-        samples_per_batch: 64,
-        use_kv_cache: true,
-    };
+    // Toto 1.0 draws 64 sample paths; Toto 2.0 gives nine quantiles per step.
+    let mut options = AutoOptions::new(horizon);
+    options.v1.num_samples = Some(64);
+    options.v1.samples_per_batch = 64;
     let start = Instant::now();
     let forecast = model.forecast(series, None, None, &options)?;
     let (median, low, high) = (
@@ -104,10 +102,12 @@ fn forecast<B: Backend>(
             .unwrap_or_default()
     };
     let (median, low, high) = (read(median), read(low), read(high));
+    let kind = match forecast.quantiles() {
+        Some(q) => format!("{} quantiles", q.levels().len()),
+        None => format!("{} sample paths", options.v1.num_samples.unwrap_or(0)),
+    };
     println!(
-        "Forecast generated: {} variates x {horizon} steps from {} samples in {:.2} s",
-        variates,
-        options.num_samples.unwrap_or(0),
+        "Forecast generated: {variates} variates x {horizon} steps from {kind} in {:.2} s",
         start.elapsed().as_secs_f64()
     );
     for v in 0..variates {

@@ -1,15 +1,16 @@
-//! The smallest complete program: load Toto, forecast, read the median. Copy it and go.
+//! The smallest complete program: load Toto (1.0 or 2.0), forecast, read the median. Copy it
+//! and go.
 //!
 //! ```text
 //! cargo run --release --example template -- MODEL_DIR
 //! ```
 
 use burn::tensor::Tensor;
-use toto_fallback::toto::{ForecastOptions, Toto};
-use toto_fallback::{Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // A model directory with config.json + model.safetensors (default: the tiny test model).
+    // A model directory with config.json + the weights, either generation (default: the tiny
+    // Toto 1.0 test model).
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny").into());
@@ -21,17 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let model = Toto::from_dir(backend, dir)?;
+    let model = AutoToto::from_dir(backend, dir)?;
     // [batch, variates, time]: one series of 512 steps.
     let history: Vec<f32> = (0..512).map(|t| (t as f32 / 10.0).sin()).collect();
     let series =
         Tensor::<1>::from_floats(history.as_slice(), backend.device()).reshape([1, 1, 512]);
-    let options = ForecastOptions {
-        prediction_length: 96,
-        ..ForecastOptions::default()
-    };
-    let forecast = model.forecast(series, None, None, &options)?;
-    let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .std(), .samples
+    let forecast = model.forecast(series, None, None, &AutoOptions::new(96))?;
+    let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .std(), .draw(n)
     let median: Vec<f32> = median.into_data().iter::<f32>().collect();
     println!("median forecast, first 8 of 96 steps: {:?}", &median[..8]);
     Ok(())

@@ -139,6 +139,14 @@ impl<B: Backend> AutoToto<B> {
         }
     }
 
+    /// The number of parameters.
+    pub fn parameter_count(&self) -> u64 {
+        match self {
+            AutoToto::V1(m) => m.config().parameter_count() as u64,
+            AutoToto::V2(m) => m.config().parameter_count(),
+        }
+    }
+
     /// The patch size of the model (a context that is a multiple of it needs no padding).
     pub fn patch_size(&self) -> usize {
         match self {
