@@ -171,21 +171,26 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         mixture::composed::student_t_mixture(self, params, samples)
     }
 
-    /// Toto's causal patch scaler (toto-ts's `CausalPatchStdMeanScaler`) over `series` and
-    /// `weights` (`[B, V, T]`; weight 1 for a real value, 0 for padding): per series, a running
-    /// weighted mean and Bessel-corrected variance along time, `σ = sqrt(var + 0.1)` clamped to
-    /// `[max(0.1, σ_g·10^−e), σ_g·10^e]` of the global (context) statistics, each taken at the
-    /// last step of its patch and broadcast over the patch. Returns `(loc, scale)`, `[B, V, T]`.
+    /// The causal patch scaler of both Toto generations (toto-ts's `CausalPatchStdMeanScaler`,
+    /// toto-2's `PatchedCausalStdScaler`) over `series` and `weights` (`[B, V, T]`; weight 1 for
+    /// a real value, 0 for padding): per series, a running weighted mean and Bessel-corrected
+    /// variance along time, `σ = max(sqrt(var + variance_floor), scale_floor)` — Toto 1.0's
+    /// `sqrt(var + 0.1)` clamped to `[max(0.1, σ_g·10^−e), σ_g·10^e]` of the global (context)
+    /// statistics ([`ScalerSpec::toto`]), Toto 2.0's `max(sqrt(var), 1e-6)`
+    /// ([`ScalerSpec::toto2`]) — each taken at the last step of its patch and broadcast over the
+    /// patch. Returns `(loc, scale)`, `[B, V, T]`.
     ///
-    /// toto-ts computes it in f64; so does `NdArray` (on the host). The provided body is an f32
-    /// composition of cumulative sums, which loses digits on long or offset series (measured on
-    /// 4096 steps around 1e4: relative error 1.2e-3 in the scale against 3.7e-8 for the f64
-    /// host path); backends without f64 therefore leave [`Op::PatchScaler`] unsupported and a
-    /// [`FallbackBackend`] runs it on the CPU in f64.
+    /// The references compute it in f64; so does `NdArray` (on the host) and `Wgpu` (a kernel,
+    /// where the adapter has f64 shaders). The provided body is an f32 composition of cumulative
+    /// sums, which loses digits on long or offset series (measured on 4096 steps around 1e4:
+    /// relative error 1.2e-3 in the scale against 3.7e-8 for the f64 host path); backends
+    /// without f64 therefore leave [`Op::PatchScaler`] unsupported and a [`FallbackBackend`]
+    /// runs it on the CPU in f64.
     ///
     /// # Errors
     /// [`Error::Unsupported`], [`Error::DeviceMismatch`]; [`Error::Input`] if the shapes
-    /// differ or the patch size is 0.
+    /// differ, the patch size is 0, or a floor is negative or not finite (or `variance_floor`
+    /// is 0 with `stabilize`).
     fn patch_scaler(
         &self,
         series: Tensor<3>,

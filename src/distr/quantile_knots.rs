@@ -39,7 +39,7 @@ const NAME: &str = "QuantileKnots";
 /// let levels = [0.25, 0.5, 0.75];
 /// let d: QuantileKnots<_, 1, 2> =
 ///     QuantileKnots::new(&cpu, &levels, Tensor::<2>::from_floats([[10.0, 20.0, 40.0]], dev))?;
-/// let q: Vec<f32> = d.quantile(Tensor::<1>::from_floats([0.5], dev))?.into_data().to_vec().unwrap();
+/// let q: Vec<f32> = d.quantile(Tensor::<1>::from_floats([0.5], dev))?.into_data().try_to_vec().unwrap();
 /// assert_eq!(q, [20.0]);
 /// // Between knots the quantile function is linear: halfway between 0.5 and 0.75.
 /// let q: f32 = d.quantile(Tensor::<1>::from_floats([0.625], dev))?.into_scalar();
@@ -76,16 +76,7 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
     /// of `values` is not `Q`; [`Error::DeviceMismatch`] if `values` is on another device. The
     /// values are not read (see [`QuantileKnots::validate`]).
     pub fn new(backend: &B, levels: &[f64], values: Tensor<DQ>) -> Result<Self> {
-        let increasing = levels.windows(2).all(|w| w[0] < w[1]);
-        let inside = levels.iter().all(|&l| l > 0.0 && l < 1.0);
-        if levels.len() < 2 || !increasing || !inside {
-            return Err(Error::Input {
-                what: "QuantileKnots::new",
-                reason: format!(
-                    "the levels {levels:?} must be at least two, strictly increasing, in (0, 1)"
-                ),
-            });
-        }
+        check_levels(levels)?;
         if DQ != D + 1 {
             return Err(Error::Rank {
                 dist: NAME,
@@ -111,26 +102,7 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
             range[D] = j..j + 1;
             values.clone().slice(range).reshape_exact(batch)
         };
-        let given: Vec<Tensor<D>> = (0..q).map(at).collect();
-        // The tails continue the outer segments to τ = 0 and τ = 1.
-        let (t1, t2) = (levels[0], levels[1]);
-        let (tq, tp) = (levels[q - 1], levels[q - 2]);
-        let low = given[0].clone().sub(
-            given[1]
-                .clone()
-                .sub(given[0].clone())
-                .mul_scalar(t1 / (t2 - t1)),
-        );
-        let high = given[q - 1].clone().add(
-            given[q - 1]
-                .clone()
-                .sub(given[q - 2].clone())
-                .mul_scalar((1.0 - tq) / (tq - tp)),
-        );
-        let knots = std::iter::once(low)
-            .chain(given)
-            .chain(std::iter::once(high))
-            .collect();
+        let knots = with_tails(levels, (0..q).map(at).collect());
         let ends = std::iter::once(0.0)
             .chain(levels.iter().copied())
             .chain(std::iter::once(1.0))
@@ -153,6 +125,15 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
     /// The knots, `[batch.., Q]`.
     pub fn values(&self) -> &Tensor<DQ> {
         &self.values
+    }
+
+    /// The median (the quantile at 0.5), of the batch shape.
+    ///
+    /// # Errors
+    /// Never in practice; as [`Cdf::quantile`].
+    pub fn median(&self) -> Result<Tensor<D>> {
+        let p = Tensor::<D>::full(self.batch, 0.5, self.backend.device());
+        self.quantile(p)
     }
 
     /// Checks that the knots are finite and non-decreasing along the last dimension. Reads the
@@ -183,7 +164,9 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
     /// gluonts' `MeanWeightedSumQuantileLoss` of `target` (the batch shape): for each level τ,
     /// `2 Σ |(y − q_τ)(1{y ≤ q_τ} − τ)| / Σ |y|` summed over every element, then the mean over
     /// the levels. This is the weighted quantile loss (a CRPS approximation) that GIFT-Eval and
-    /// BOOM report. A one-element tensor on the device; nothing is read back.
+    /// BOOM report. A one-element tensor on the device; nothing is read back. A NaN target
+    /// makes it NaN (gluonts masks missing targets: drop them first), and so does an all-zero
+    /// target (`Σ |y| = 0`).
     ///
     /// # Errors
     /// [`Error::ValueShape`] unless `target` has the batch shape; [`Error::DeviceMismatch`].
@@ -278,7 +261,8 @@ impl<B: Backend, const D: usize, const DQ: usize> Distribution<D> for QuantileKn
             let d = width.recip().mul_scalar(t1 - t0);
             density = density.mask_where(inside, d);
         }
-        Ok(density.log())
+        // A NaN value stays NaN (as in `cdf`), not a density of 0.
+        Ok(density.log().mask_where(x.clone().is_nan(), x))
     }
 
     fn mean(&self) -> Tensor<D> {
@@ -289,13 +273,18 @@ impl<B: Backend, const D: usize, const DQ: usize> Distribution<D> for QuantileKn
         mean
     }
 
+    /// Centred on the middle knot `c`: `Σ Δτ ((a−c)² + (a−c)(b−c) + (b−c)²)/3 − (mean − c)²`, so
+    /// that a forecast far from 0 (10⁴ ± 1) keeps its digits in f32.
     fn variance(&self) -> Tensor<D> {
+        let c = lift::<D, D>(self.knots[self.knots.len() / 2].clone());
         let mut second = Tensor::<D>::zeros(self.batch, self.device());
         for (t0, t1, k0, k1) in self.segments::<D>() {
-            let m = k0.clone().square().add(k0.mul(k1.clone())).add(k1.square());
+            let (a, b) = (k0.sub(c.clone()), k1.sub(c.clone()));
+            let m = a.clone().square().add(a.mul(b.clone())).add(b.square());
             second = second.add(m.mul_scalar((t1 - t0) / 3.0));
         }
-        second.sub(self.mean().square()).clamp_min(0.0)
+        let shift = self.mean().sub(c);
+        second.sub(shift.square()).clamp_min(0.0)
     }
 }
 
@@ -333,4 +322,43 @@ impl<B: Backend, const D: usize, const DQ: usize> Cdf<D> for QuantileKnots<B, D,
         }
         Ok(q.mask_fill(p.greater_elem(1.0), f32::NAN))
     }
+}
+
+/// `Ok` if the levels are at least two, strictly increasing and inside `(0, 1)`.
+fn check_levels(levels: &[f64]) -> Result<()> {
+    let increasing = levels.windows(2).all(|w| w[0] < w[1]);
+    let inside = levels.iter().all(|&l| l > 0.0 && l < 1.0);
+    if levels.len() >= 2 && increasing && inside {
+        return Ok(());
+    }
+    Err(Error::Input {
+        what: "QuantileKnots::new",
+        reason: format!(
+            "the levels {levels:?} must be at least two, strictly increasing, in (0, 1)"
+        ),
+    })
+}
+
+/// The knots `given` at `levels` with the tails' ends added: the first and last segments
+/// continued to `τ = 0` and `τ = 1`.
+fn with_tails<const D: usize>(levels: &[f64], given: Vec<Tensor<D>>) -> Vec<Tensor<D>> {
+    let q = levels.len();
+    let (t1, t2) = (levels[0], levels[1]);
+    let (tq, tp) = (levels[q - 1], levels[q - 2]);
+    let low = given[0].clone().sub(
+        given[1]
+            .clone()
+            .sub(given[0].clone())
+            .mul_scalar(t1 / (t2 - t1)),
+    );
+    let high = given[q - 1].clone().add(
+        given[q - 1]
+            .clone()
+            .sub(given[q - 2].clone())
+            .mul_scalar((1.0 - tq) / (tq - tp)),
+    );
+    std::iter::once(low)
+        .chain(given)
+        .chain(std::iter::once(high))
+        .collect()
 }

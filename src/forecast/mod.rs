@@ -87,6 +87,12 @@ impl<B: Backend> Forecast<B> {
             return Ok(self.mean.clone());
         };
         let [b, v, t, n] = samples.dims();
+        if n == 0 {
+            return Err(Error::Input {
+                what: "Forecast::quantile",
+                reason: "the forecast holds no sample path".to_owned(),
+            });
+        }
         let sorted = samples.clone().sort(3);
         let pos = q * (n - 1) as f64;
         let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
@@ -152,7 +158,7 @@ impl<B: Backend> Forecast<B> {
                 s.dims()[3]
             ))),
             None => Err(input(
-                "a mean-mode forecast has no distribution to draw from; forecast with                  `num_samples`"
+                "a mean-mode forecast has no distribution to draw from; forecast with `num_samples`"
                     .to_owned(),
             )),
         }

@@ -1,8 +1,9 @@
-//! What the Toto generations share below the model: rotary position embedding with xPos,
-//! attention (plain, causal, within groups, over a shared key/value prefix), linear layers over
-//! any rank, reading safetensors checkpoints by name, and phase timing. Each model generation (`toto` today) builds its layers from these;
-//! the f64 causal scaler both use is a backend op ([`Backend::patch_scaler`]), and the forecast
-//! they return is [`forecast`](crate::forecast).
+//! What the Toto generations share below the model: rotary position embedding with xPos (each
+//! generation's variant), attention (plain, causal, within groups, over a shared key/value
+//! prefix), linear layers over any rank, reading safetensors checkpoints by name, and phase
+//! timing. Each model generation (`toto`, `toto2`) builds its layers from these; the f64 causal
+//! scaler both use is a backend op ([`Backend::patch_scaler`]), and the forecast they return is
+//! [`forecast`](crate::forecast).
 //!
 //! [`Backend::patch_scaler`]: crate::Backend::patch_scaler
 

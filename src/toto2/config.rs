@@ -16,6 +16,10 @@ pub const MAX_PARAMETERS: u64 = 1 << 34;
 /// loader drops them.
 #[derive(Debug, Clone, Deserialize)]
 struct File {
+    /// Every other key: dropped (and logged), as toto-2 drops them; `pre_norm` and
+    /// `heads_per_group` among them (always pre-norm; the ratio is recomputed).
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde_json::Value>,
     patch_size: usize,
     d_model: usize,
     num_heads: usize,
@@ -69,35 +73,6 @@ fn one_f64() -> f64 {
 fn yes() -> bool {
     true
 }
-
-/// The keys toto-2 reads; `config.json`'s other keys are dropped (and logged here).
-const KNOWN: [&str; 25] = [
-    "patch_size",
-    "d_model",
-    "num_heads",
-    "num_layers",
-    "layer_group_size",
-    "num_variate_layers_per_group",
-    "variate_layer_first",
-    "dropout_p",
-    "norm_eps",
-    "attn_bias",
-    "mlp_bias",
-    "num_output_patches",
-    "pre_norm",
-    "d_ff",
-    "qk_dim",
-    "v_dim",
-    "num_groups",
-    "heads_per_group",
-    "residual_mult",
-    "residual_attn_ratio",
-    "qk_norm",
-    "norm_include_weight",
-    "qk_norm_include_weight",
-    "per_dim_scale",
-    "use_xpos",
-];
 
 /// Toto 2.0's configuration, resolved: toto-2's `Toto2ModelConfig` after its `__post_init__`
 /// (every derived width filled in).
@@ -179,21 +154,16 @@ impl Toto2Config {
     /// # Errors
     /// [`Error::Config`] naming the missing or mistyped key, or the invalid value.
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config {
+        let file: File = serde_json::from_str(text).map_err(|e| Error::Config {
             field: "config.json".to_owned(),
             reason: e.to_string(),
             source: Some(Box::new(e)),
         })?;
-        if let Some(map) = raw.as_object() {
-            for key in map.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+        for key in file.other.keys() {
+            if !["pre_norm", "heads_per_group"].contains(&key.as_str()) {
                 log::info!("Toto 2.0 config.json: ignoring the unknown key `{key}`");
             }
         }
-        let file: File = serde_json::from_value(raw).map_err(|e| Error::Config {
-            field: "config.json".to_owned(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
-        })?;
         let config = Self::resolve(file)?;
         config.validate()?;
         Ok(config)
@@ -290,9 +260,12 @@ impl Toto2Config {
         }
     }
 
-    /// The width of the fused query/key/value projection: `qk·H + qk·G + v·G`.
+    /// The width of the fused query/key/value projection: `qk·H + qk·G + v·G` (saturating).
     pub fn in_proj_width(&self) -> usize {
-        self.qk_dim * self.num_heads + self.qk_dim * self.num_groups + self.v_dim * self.num_groups
+        let q = self.qk_dim.saturating_mul(self.num_heads);
+        let k = self.qk_dim.saturating_mul(self.num_groups);
+        let v = self.v_dim.saturating_mul(self.num_groups);
+        q.saturating_add(k).saturating_add(v)
     }
 
     /// The number of parameters (saturating), as toto-2 counts them (the tau buffers excluded).
@@ -356,6 +329,13 @@ impl Toto2Config {
     /// # Errors
     /// [`Error::Config`] naming the field and what would fix it.
     pub fn validate(&self) -> Result<()> {
+        self.check_shapes()?;
+        self.check_values()?;
+        self.check_capacity()
+    }
+
+    /// Sizes of at least 1 and the divisibilities toto-2 asserts.
+    fn check_shapes(&self) -> Result<()> {
         let bad = |field: &str, reason: String| Err(Error::config(field, reason));
         let sizes = [
             ("patch_size", self.patch_size),
@@ -428,6 +408,12 @@ impl Toto2Config {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// Finite positive epsilon and residual rule.
+    fn check_values(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Err(Error::config(field, reason));
         let positive = [
             ("norm_eps", self.norm_eps),
             ("residual_mult", self.residual_mult),
@@ -436,6 +422,12 @@ impl Toto2Config {
         if let Some((field, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
             return bad(field, format!("{v} must be finite and positive"));
         }
+        Ok(())
+    }
+
+    /// Sizes a machine can hold.
+    fn check_capacity(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Err(Error::config(field, reason));
         let largest = [
             saturating_product([self.in_proj_width() as u128, self.d_model as u128]),
             saturating_product([2 * self.d_ff as u128, self.d_model as u128]),

@@ -7,6 +7,8 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use super::attention::{Attention, KvLayer};
 use super::config::Toto2Config;
 use super::layers::{Ffn, Norm, residual_add, residual_taus};
+use super::model::EMPTY_PATCH;
+use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::rope::{Rope, RopeSpec};
 
@@ -34,7 +36,8 @@ pub(crate) struct Decoder {
 pub(crate) struct Pass<'a> {
     /// The patch index of each of the `S` patches (rotary positions).
     pub(crate) time_ids: &'a [usize],
-    /// Group ids per patch, `[B, V, S]`: the series id, or −1 for a patch without observations.
+    /// Group ids per patch, `[B, V, S]`: the series id, or `EMPTY_PATCH` for a patch without
+    /// observations.
     pub(crate) gids: Tensor<3, Int>,
     /// Mask time attention by group (toto-2's `has_missing_values`): patches without
     /// observations then form their own causal stream.
@@ -219,7 +222,7 @@ impl Decoder {
         let cached = cache.as_ref().map_or(0, |c| c.len());
         if cached == 0 {
             if let Some(c) = cache {
-                c.valid = Some(gids.clone().not_equal_elem(-1));
+                c.valid = Some(gids.clone().not_equal_elem(EMPTY_PATCH));
             }
             let later = Tensor::<2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
             if !pass.has_missing_values || s == 1 {
@@ -257,12 +260,8 @@ impl Decoder {
 /// variates with the same group id at the same patch. `None` for one variate.
 fn variate_blocked(gids: &Tensor<3, Int>) -> Option<Tensor<4, Bool>> {
     let [b, v, s] = gids.dims();
-    (v > 1).then(|| {
-        let ids = gids.clone().swap_dims(1, 2).reshape([b * s, v]); // [B·S, V]
-        ids.clone()
-            .reshape([b * s, 1, v, 1])
-            .not_equal(ids.reshape([b * s, 1, 1, v]))
-    })
+    let ids = gids.clone().swap_dims(1, 2).reshape([b * s, v]); // [B·S, V]
+    (v > 1).then(|| group_blocked(ids, 1))
 }
 
 impl Layer {

@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
 use crate::forecast::Forecast;
+use crate::shape::{MAX_ELEMENTS, saturating_product};
 
 /// The entry point's name, for errors.
 const WHAT: &str = "Toto2::forecast";
@@ -65,8 +66,8 @@ impl Toto2Options {
 /// the forecast and are not forecast themselves.
 #[derive(Debug, Clone)]
 pub struct Covariates {
-    /// `[B, K, T_c]`: the context and (part of) the horizon, `T ≤ T_c ≤ T + horizon` rounded up
-    /// to patches; steps past `T_c` are unobserved.
+    /// `[B, K, T_c]`, aligned with the target's first step: any length up to the context and
+    /// horizon (`T_c ≤ T + horizon` rounded up to patches); steps past `T_c` are unobserved.
     pub values: Tensor<3>,
     /// `[B, K, T_c]`, true where a value is known.
     pub mask: Tensor<3, Bool>,
@@ -93,16 +94,18 @@ impl<B: Backend> Toto2<B> {
     ///
     /// - `target_mask`: true for observed values (`None`: all observed); non-finite values are
     ///   treated as unobserved.
-    /// - `series_ids`: `[B, V]`, variates with equal ids inform each other (`None`: all 0).
+    /// - `series_ids`: `[B, V]`, variates with equal ids inform each other (`None`: all 0; any
+    ///   id but `i32::MIN`).
     /// - `covariates`: known covariates, appended as extra variates.
     ///
     /// A context that is not a whole number of patches is left-padded with unobserved steps,
     /// as toto-2's GluonTS wrapper pads it. As toto-2 does, the last context patch is treated as
     /// observed (its unobserved values, zeros after masking, enter the scaler).
     ///
-    /// Nothing is read back from the device: the quantiles are computed, sorted and
-    /// interpolated there, and a device failure (out of memory) surfaces when the result is
-    /// read (`try_into_data` returns it).
+    /// Nothing is read back from the device on a backend that runs the scaler natively: the
+    /// quantiles are computed and sorted there, and a device failure (out of memory) surfaces
+    /// when the result is read (`try_into_data` returns it; `into_data` panics). Where the
+    /// scaler is forwarded (Metal, without f64), each block reads the series back for it.
     ///
     /// # Errors
     /// [`Error::Input`] for bad shapes or options; [`Error::DeviceMismatch`] for an input on
@@ -115,43 +118,104 @@ impl<B: Backend> Toto2<B> {
         covariates: Option<&Covariates>,
         options: &Toto2Options,
     ) -> Result<Forecast<B>> {
-        let input = |reason: String| Error::Input { what: WHAT, reason };
-        let p = self.config.patch_size;
         let [b, v, t] = target.dims();
         let device = target.device();
         let mask = target_mask.unwrap_or_else(|| Tensor::<3, Int>::ones([b, v, t], &device).bool());
         let ids = series_ids.unwrap_or_else(|| Tensor::zeros([b, v], &device));
         self.check_inputs(WHAT, &target, &mask, &ids)?;
         if b == 0 || v == 0 || t == 0 {
-            return Err(input(format!(
-                "the target {:?} has an empty dimension",
-                [b, v, t]
-            )));
+            return Err(Error::Input {
+                what: WHAT,
+                reason: format!("the target {:?} has an empty dimension", [b, v, t]),
+            });
         }
-        if options.prediction_length == 0 {
-            return Err(input("prediction_length must be at least 1".to_owned()));
-        }
-        let patches = options.prediction_length.div_ceil(p);
-        let block = match options.decode_block_size {
-            None | Some(0) => patches,
-            Some(n) if n % p == 0 => (n / p).min(patches),
-            Some(n) => {
-                return Err(input(format!(
-                    "decode_block_size ({n}) must be a multiple of the patch size ({p})"
-                )));
-            }
-        };
-        let k = options.quantile_real_cap_k;
-        if !(k.is_finite() && k >= 0.0) {
-            return Err(input(format!(
-                "quantile_real_cap_k ({k}) must be finite and >= 0"
-            )));
-        }
+        let (patches, block) = self.blocks(options)?;
+        let extra = covariates.map_or(0, |c| c.values.dims()[1]);
+        self.check_size([b, v, t], extra, patches, block)?;
         let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
         let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
         let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
         Ok(Forecast::from_quantiles(knots))
+    }
+
+    /// The horizon in patches and the block length in patches, from checked options.
+    fn blocks(&self, options: &Toto2Options) -> Result<(usize, usize)> {
+        let input = |reason: String| Err(Error::Input { what: WHAT, reason });
+        let p = self.config.patch_size;
+        if options.prediction_length == 0 {
+            return input("prediction_length must be at least 1".to_owned());
+        }
+        let k = options.quantile_real_cap_k;
+        if !(k.is_finite() && k >= 0.0) {
+            return input(format!("quantile_real_cap_k ({k}) must be finite and >= 0"));
+        }
+        let patches = options.prediction_length.div_ceil(p);
+        match options.decode_block_size {
+            None | Some(0) => Ok((patches, patches)),
+            Some(n) if n.is_multiple_of(p) => Ok((patches, (n / p).min(patches))),
+            Some(n) => input(format!(
+                "decode_block_size ({n}) must be a multiple of the patch size ({p})"
+            )),
+        }
+    }
+
+    /// Refuses a forecast whose largest tensors could not be allocated, before allocating
+    /// anything: the series over context and horizon, the quantiles, one layer's feed-forward
+    /// activations and attention scores, and a time layer's KV cache. The factors are sizes
+    /// below 2^64 (sums of two at most), so their products saturate instead of overflowing.
+    fn check_size(
+        &self,
+        [b, v, t]: [usize; 3],
+        extra: usize,
+        patches: usize,
+        block: usize,
+    ) -> Result<()> {
+        let c = &self.config;
+        let n = |x: usize| x as u128;
+        let p = n(c.patch_size);
+        let (b, v, vt) = (n(b), n(v), n(v) + n(extra));
+        let ip = n(t).div_ceil(p);
+        let (patches, block) = (n(patches), n(block));
+        let s = ip + block;
+        let needs: [(&'static str, Vec<u128>); 5] = [
+            (
+                "Toto2::forecast: the series over context and horizon [B, V + K, T + horizon]",
+                vec![b, vt, ip + patches, p],
+            ),
+            (
+                "Toto2::forecast: the quantiles [9, B, V, horizon]",
+                vec![9, b, v, patches, p],
+            ),
+            (
+                "Toto2::forecast: one layer's feed-forward activations [B·(V + K), S, 2·d_ff]",
+                vec![b, vt, s, 2 * n(c.d_ff)],
+            ),
+            (
+                "Toto2::forecast: one layer's attention scores [B·(V + K), H, S, S]",
+                vec![b, vt, n(c.num_heads), s, s],
+            ),
+            (
+                "Toto2::forecast: a time layer's KV cache [B·(V + K), G, S, d_k]",
+                vec![b, vt, n(c.num_groups), ip + 2 * patches, n(c.qk_dim)],
+            ),
+        ];
+        for (what, factors) in needs {
+            let elements = saturating_product(factors.iter().copied());
+            if elements > u128::from(MAX_ELEMENTS) {
+                return Err(Error::TooLarge {
+                    what,
+                    shape: factors
+                        .iter()
+                        .map(|&f| usize::try_from(f).unwrap_or(usize::MAX))
+                        .collect(),
+                    elements,
+                    limit: MAX_ELEMENTS,
+                    fix: "forecast fewer series or a shorter horizon at once, or decode in blocks",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Left-pads the context to whole patches, forces its last patch observed, appends the
@@ -269,104 +333,159 @@ impl<B: Backend> Toto2<B> {
     /// The decoding loop (`[9, B, V, horizon]` real-space quantiles, sorted).
     fn decode_blocks(
         &self,
-        mut input: Prepared,
+        input: Prepared,
         patches: usize,
         block_size: usize,
         options: &Toto2Options,
     ) -> Result<Tensor<4>> {
-        let p = self.config.patch_size;
         let [b, vt, _] = input.target.dims();
-        let (t, ip) = (input.context, input.context / p);
-        let use_cache = block_size < patches;
-        let mut cache = use_cache.then(Cache::default);
-        let mut context_x: Option<Tensor<4>> = None;
-        let mut cap: Option<(Tensor<5>, Tensor<5>)> = None;
+        let variates = input.variates;
+        let mut decoder = Blocks {
+            model: self,
+            options,
+            input,
+            block_size,
+            cache: (block_size < patches).then(Cache::default),
+            context: None,
+            cap: None,
+        };
         let mut blocks = Vec::new();
         let mut done = 0;
         while done < patches {
             let block = block_size.min(patches - done);
-            let (start, end) = (t + done * p, t + (done + block) * p);
-            let (loc, scale) = self.scale(input.target.clone(), input.mask.clone())?;
-            let (loc, scale) = backfill(
-                &input.target,
-                &input.mask,
-                loc,
-                scale,
-                p,
-                options.scaler_fallback_min_obs,
-            );
-            if options.quantile_real_cap_k > 0.0 && cap.is_none() {
-                cap = Some(real_cap(&input, &scale, options.quantile_real_cap_k));
-            }
-            let x = scaled(input.target.clone(), &loc, &scale, input.mask.clone());
-            let w = input.mask.clone().float();
-            let context = context_x.get_or_insert_with(|| {
-                self.embed(x.clone().narrow(2, 0, t), w.clone().narrow(2, 0, t))
-            });
-            let pred = self.embed(
-                x.clone().narrow(2, start, end - start),
-                w.narrow(2, start, end - start),
-            );
-            let (combined, gids, time_ids) = if done == 0 {
-                let gids = input.gids.clone().narrow(2, 0, ip + block);
-                (
-                    Tensor::cat(vec![context.clone(), pred], 2),
-                    gids,
-                    (0..ip + block).collect::<Vec<_>>(),
-                )
-            } else {
-                // The previous block's medians, re-embedded as observed.
-                let prev = t + (done - block_size) * p;
-                let ones = Tensor::<3>::ones([b, vt, block_size * p], &x.device());
-                let medians = self.embed(x.narrow(2, prev, block_size * p), ones);
-                // As toto-2: the group ids of the leading patches, not of these ones.
-                let gids = input.gids.clone().narrow(2, 0, block_size + block);
-                let first = ip + done - block_size;
-                (
-                    Tensor::cat(vec![medians, pred], 2),
-                    gids,
-                    (first..first + block_size + block).collect(),
-                )
-            };
-            if let Some(c) = cache.as_mut() {
-                c.ephemeral = block;
-            }
-            let pass = Pass {
-                time_ids: &time_ids,
-                gids,
-                has_missing_values: options.has_missing_values,
-            };
-            let s = combined.dims()[2];
-            let out = self.decode(combined, &pass, cache.as_mut()); // [B, Vt, S, D]
-            // Position i predicts patch i + 1: the outputs at the anchor and all but the last
-            // new patch.
-            let anchors = out.narrow(2, s - block - 1, block);
-            let q = self.head(anchors); // [9, B, Vt, block, P]
-            let at = |x: Tensor<3>| {
-                x.narrow(2, start, end - start)
-                    .reshape([1, b, vt, block, p])
-            };
-            let mut real = q.sinh().mul(at(scale)).add(at(loc));
-            real = clamp_nonfinite(real);
-            if let Some((lo, hi)) = &cap {
-                let dims = real.dims();
-                real = real
-                    .max_pair(lo.clone().expand(dims))
-                    .min_pair(hi.clone().expand(dims));
-            }
-            let real = sort_levels(real);
+            let real = decoder.block(done, block)?; // [9, B, Vt, block, P]
             done += block;
             if done < patches {
-                feed_back(&mut input, &real, start, end);
+                decoder.feed_back(&real, done - block, block);
             }
             blocks.push(real);
         }
+        let p = self.config.patch_size;
         let out = Tensor::cat(blocks, 3); // [9, B, Vt, patches, P]
-        let h = options.prediction_length;
         Ok(out
             .reshape([LEVELS.len(), b, vt, patches * p])
-            .narrow(2, 0, input.variates)
-            .narrow(3, 0, h))
+            .narrow(2, 0, variates)
+            .narrow(3, 0, options.prediction_length))
+    }
+}
+
+/// The state of one forecast's decoding: the series so far (median feedback included), the
+/// KV cache, the context's embedding and the cap, both from the first block.
+struct Blocks<'a, B: Backend> {
+    model: &'a Toto2<B>,
+    options: &'a Toto2Options,
+    input: Prepared,
+    block_size: usize,
+    cache: Option<Cache>,
+    context: Option<Tensor<4>>,
+    cap: Option<(Tensor<5>, Tensor<5>)>,
+}
+
+impl<B: Backend> Blocks<'_, B> {
+    /// The sorted real-space quantiles of the `block` patches after the first `done` predicted
+    /// ones, `[9, B, Vt, block, P]`.
+    fn block(&mut self, done: usize, block: usize) -> Result<Tensor<5>> {
+        let p = self.model.config.patch_size;
+        let t = self.input.context;
+        let (start, end) = (t + done * p, t + (done + block) * p);
+        // As toto-2: the scaler reruns over the whole series (the medians fed back change it).
+        let (loc, scale) = self.statistics()?;
+        let x = scaled(
+            self.input.target.clone(),
+            &loc,
+            &scale,
+            self.input.mask.clone(),
+        );
+        let (combined, gids, time_ids) = self.inputs(x, done, block);
+        if let Some(c) = self.cache.as_mut() {
+            c.ephemeral = block;
+        }
+        let pass = Pass {
+            time_ids: &time_ids,
+            gids,
+            has_missing_values: self.options.has_missing_values,
+        };
+        let s = combined.dims()[2];
+        let out = self.model.decode(combined, &pass, self.cache.as_mut()); // [B, Vt, S, D]
+        // Position i predicts patch i + 1: the outputs at the anchor and all but the last
+        // new patch.
+        let q = self.model.head(out.narrow(2, s - block - 1, block)); // [9, B, Vt, block, P]
+        let [_, b, vt, _, _] = q.dims();
+        let at = |x: Tensor<3>| {
+            x.narrow(2, start, end - start)
+                .reshape([1, b, vt, block, p])
+        };
+        let mut real = clamp_nonfinite(q.sinh().mul(at(scale)).add(at(loc)));
+        if let Some((lo, hi)) = &self.cap {
+            let dims = real.dims();
+            real = real
+                .max_pair(lo.clone().expand(dims))
+                .min_pair(hi.clone().expand(dims));
+        }
+        Ok(sort_levels(real))
+    }
+
+    /// The scaler's statistics of the series so far (backfilled when asked), and the cap from
+    /// the first block's.
+    fn statistics(&mut self) -> Result<(Tensor<3>, Tensor<3>)> {
+        let input = &self.input;
+        let (loc, scale) = self.model.scale(input.target.clone(), input.mask.clone())?;
+        let p = self.model.config.patch_size;
+        let min_obs = self.options.scaler_fallback_min_obs;
+        let (loc, scale) = backfill(&input.target, &input.mask, loc, scale, p, min_obs);
+        let k = self.options.quantile_real_cap_k;
+        if k > 0.0 && self.cap.is_none() {
+            self.cap = Some(real_cap(input, &scale, k));
+        }
+        Ok((loc, scale))
+    }
+
+    /// The embedded patches, group ids and positions of a block: the context (embedded once)
+    /// and the first block's patches, or the previous block's medians and this block's.
+    fn inputs(
+        &mut self,
+        x: Tensor<3>,
+        done: usize,
+        block: usize,
+    ) -> (Tensor<4>, Tensor<3, Int>, Vec<usize>) {
+        let p = self.model.config.patch_size;
+        let t = self.input.context;
+        let ip = t / p;
+        let (start, len) = (t + done * p, block * p);
+        let w = self.input.mask.clone().float();
+        let pred = self.model.embed(
+            x.clone().narrow(2, start, len),
+            w.clone().narrow(2, start, len),
+        );
+        if done == 0 {
+            let context = self
+                .context
+                .get_or_insert_with(|| self.model.embed(x.narrow(2, 0, t), w.narrow(2, 0, t)));
+            let gids = self.input.gids.clone().narrow(2, 0, ip + block);
+            let combined = Tensor::cat(vec![context.clone(), pred], 2);
+            return (combined, gids, (0..ip + block).collect());
+        }
+        // The previous block's medians, embedded with an all-true mask as toto-2 does: fed back,
+        // they count as observations.
+        let bs = self.block_size;
+        let [b, vt, _] = x.dims();
+        let ones = Tensor::<3>::ones([b, vt, bs * p], &x.device());
+        let medians = self
+            .model
+            .embed(x.narrow(2, t + (done - bs) * p, bs * p), ones);
+        // As toto-2: the group ids of the leading patches, not of these ones.
+        let gids = self.input.gids.clone().narrow(2, 0, bs + block);
+        let first = ip + done - bs;
+        let combined = Tensor::cat(vec![medians, pred], 2);
+        (combined, gids, (first..first + bs + block).collect())
+    }
+
+    /// The median of the block of `block` patches after `done` predicted ones, as observed
+    /// target values (not covariates) for the next blocks.
+    fn feed_back(&mut self, real: &Tensor<5>, done: usize, block: usize) {
+        let p = self.model.config.patch_size;
+        let start = self.input.context + done * p;
+        feed_back(&mut self.input, real, start, start + block * p);
     }
 }
 
@@ -470,9 +589,9 @@ fn clamp_nonfinite(x: Tensor<5>) -> Tensor<5> {
     x.mask_where(pos, hi).mask_where(neg, lo)
 }
 
-/// The 9 quantiles (dimension 0) sorted ascending by an odd–even transposition network of
-/// element-wise minima and maxima: on the device, without a host round trip (burn 0.22 sorts
-/// on the host on GPUs).
+/// The 9 quantiles (dimension 0) sorted ascending by an odd–even transposition network: on
+/// the device, without a host round trip (burn 0.22 sorts on the host on GPUs). Each
+/// comparator swaps on one mask, so every value is kept, and NaN sorts last as in torch.
 fn sort_levels(x: Tensor<5>) -> Tensor<5> {
     let n = x.dims()[0];
     let mut rows: Vec<Tensor<5>> = (0..n).map(|i| x.clone().narrow(0, i, 1)).collect();
@@ -480,10 +599,40 @@ fn sort_levels(x: Tensor<5>) -> Tensor<5> {
         let mut i = round % 2;
         while i + 1 < n {
             let (a, b) = (rows[i].clone(), rows[i + 1].clone());
-            rows[i] = a.clone().min_pair(b.clone());
-            rows[i + 1] = a.max_pair(b);
+            let nan_first = a.clone().is_nan().bool_and(b.clone().is_nan().bool_not());
+            let swap = b.clone().lower(a.clone()).bool_or(nan_first);
+            rows[i] = a.clone().mask_where(swap.clone(), b.clone());
+            rows[i + 1] = b.mask_where(swap, a);
             i += 2;
         }
     }
     Tensor::cat(rows, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+    use crate::backend::NdArray;
+
+    #[test]
+    fn the_sorting_network_sorts_keeps_every_value_and_puts_nan_last() {
+        let cpu = NdArray::seeded(0);
+        let cases: [[f32; 9]; 3] = [
+            [9.0, 8.0, 7.0, 6.0, f32::NAN, 4.0, 3.0, 2.0, 1.0],
+            [0.5, -1.0, 3.0, 3.0, 2.0, -7.0, 0.0, 10.0, 1.0],
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        ];
+        for case in cases {
+            let x = Tensor::<5>::from_data(
+                TensorData::new(case.to_vec(), [9, 1, 1, 1, 1]),
+                cpu.device(),
+            );
+            let got: Vec<f32> = sort_levels(x).into_data().try_to_vec().unwrap();
+            let mut want = case.to_vec();
+            want.sort_by(f32::total_cmp); // NaN (positive) last, as torch.sort
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{case:?}");
+        }
+    }
 }

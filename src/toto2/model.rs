@@ -18,6 +18,11 @@ pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 /// The index of the median among [`LEVELS`].
 pub(crate) const MEDIAN: usize = 4;
 
+/// The group id of a patch without observations (toto-2's −1). `i32::MIN` rather than −1, so
+/// that no series id a user picks (−1 included) is taken for it; `Int` tensors are 32-bit on
+/// some backends, so nothing below `i32::MIN`.
+pub(crate) const EMPTY_PATCH: i64 = i32::MIN as i64;
+
 /// What one forward pass returns.
 #[derive(Debug, Clone)]
 pub struct Toto2Output {
@@ -172,8 +177,8 @@ impl<B: Backend> Toto2<B> {
     /// - `target`: `[B, V, T]`, `T` a multiple of the patch size (the forecaster pads).
     /// - `target_mask`: `[B, V, T]`, true for an observed value; unobserved and non-finite
     ///   values are treated as missing (their value does not matter).
-    /// - `series_ids`: `[B, V]`; variates with equal ids attend to each other. Use ids `>= 0`
-    ///   (−1 marks a patch without observations).
+    /// - `series_ids`: `[B, V]`; variates with equal ids attend to each other (any id but
+    ///   `i32::MIN`, which marks a patch without observations).
     ///
     /// # Errors
     /// [`Error::Input`] for shapes that do not fit; [`Error::DeviceMismatch`] for an input on
@@ -359,8 +364,8 @@ pub(crate) fn scaled(
         .asinh()
 }
 
-/// Group ids per patch, `[B, V, S]`: the variate's series id, or −1 for a patch without any
-/// observation (the first `context` patches only, when given).
+/// Group ids per patch, `[B, V, S]`: the variate's series id, or [`EMPTY_PATCH`] for a patch
+/// without any observation (the first `context` patches only, when given).
 pub(crate) fn group_ids(
     series_ids: Tensor<2, Int>,
     mask: Tensor<3, Bool>,
@@ -388,5 +393,5 @@ pub(crate) fn group_ids(
     series_ids
         .reshape([b, v, 1])
         .expand([b, v, s])
-        .mask_fill(empty, -1)
+        .mask_fill(empty, EMPTY_PATCH)
 }

@@ -987,14 +987,18 @@ fn knots_quantile(levels: &[f64], q: &[f64], p: f64) -> f64 {
     k[j] + (p - t[j]) * (k[j + 1] - k[j]) / (t[j + 1] - t[j])
 }
 
-/// Toto 2.0's nine deciles of two rows (an asymmetric one and one with a flat segment).
-fn deciles<B: Backend>(b: &B) -> (QuantileKnots<B, 1, 2>, [[f64; 9]; 2]) {
+/// Toto 2.0's nine deciles of three rows (an asymmetric one, one with a flat segment, one far
+/// from 0 with a small spread).
+fn deciles<B: Backend>(b: &B) -> (QuantileKnots<B, 1, 2>, [[f64; 9]; 3]) {
     let rows = [
         [-3.0, -1.5, -0.7, -0.2, 0.1, 0.5, 1.2, 2.0, 4.0],
         [10.0, 11.0, 11.0, 11.0, 12.0, 12.5, 13.0, 13.5, 15.0],
+        [
+            9998.0, 9998.5, 9999.0, 9999.5, 10000.0, 10000.25, 10000.5, 10001.0, 10002.0,
+        ],
     ];
     let values: Vec<f32> = rows.iter().flatten().map(|&x| x as f32).collect();
-    let t = Tensor::<2>::from_data(TensorData::new(values, [2, 9]), b.device());
+    let t = Tensor::<2>::from_data(TensorData::new(values, [3, 9]), b.device());
     let levels = toto_fallback::toto2::LEVELS;
     (QuantileKnots::new(b, &levels, t).unwrap(), rows)
 }
@@ -1008,10 +1012,8 @@ on_backends!(
         let ps = [0.0, 0.03, 0.1, 0.15, 0.5, 0.77, 0.9, 0.95, 1.0];
         let p = Tensor::<2>::from_data(
             TensorData::new(
-                ps.iter()
-                    .flat_map(|&p| [p as f32, p as f32])
-                    .collect::<Vec<_>>(),
-                [9, 2],
+                ps.iter().flat_map(|&p| [p as f32; 3]).collect::<Vec<_>>(),
+                [9, 3],
             ),
             b.device(),
         );
@@ -1019,7 +1021,7 @@ on_backends!(
         for (i, &pi) in ps.iter().enumerate() {
             for (r, row) in rows.iter().enumerate() {
                 let want = knots_quantile(&levels, row, f64::from(pi as f32));
-                let got = q[i * 2 + r];
+                let got = q[i * 3 + r];
                 assert!(
                     (got - want).abs() < 2e-5 * want.abs().max(1.0),
                     "p {pi}, row {r}: {got} vs {want}"
@@ -1028,19 +1030,19 @@ on_backends!(
         }
         // cdf ∘ quantile = identity off the flat segment, and the cdf's limits.
         let x = Tensor::<2>::from_data(
-            TensorData::new(q.iter().map(|&x| x as f32).collect::<Vec<_>>(), [9, 2]),
+            TensorData::new(q.iter().map(|&x| x as f32).collect::<Vec<_>>(), [9, 3]),
             b.device(),
         );
         let back = values(d.cdf(x).unwrap());
         for (i, &pi) in ps.iter().enumerate() {
-            let got = back[i * 2];
+            let got = back[i * 3];
             assert!(
                 (got - pi).abs() < 1e-5,
                 "row 0: cdf(quantile({pi})) = {got}"
             );
         }
-        let far = Tensor::<1>::from_floats([-1e6, 1e6], b.device());
-        assert_eq!(values(d.cdf(far.clone()).unwrap()), [0.0, 1.0]);
+        let far = Tensor::<1>::from_floats([-1e6, 1e6, 1e6], b.device());
+        assert_eq!(values(d.cdf(far.clone()).unwrap()), [0.0, 1.0, 1.0]);
         // Outside the support the density is 0.
         assert!(
             values(d.log_prob(far).unwrap())
@@ -1048,7 +1050,7 @@ on_backends!(
                 .all(|&l| l == f64::NEG_INFINITY)
         );
         // Levels out of [0, 1] are NaN.
-        let bad = Tensor::<1>::from_floats([1.5, -0.1], b.device());
+        let bad = Tensor::<1>::from_floats([1.5, -0.1, f32::NAN], b.device());
         assert!(values(d.quantile(bad).unwrap()).iter().all(|x| x.is_nan()));
     }
 );
@@ -1062,15 +1064,19 @@ on_backends!(quantile_knots_moments_and_samples, [ndarray, wgpu], |b| {
     let mean = values(d.mean());
     let var = values(d.variance());
     for (r, row) in rows.iter().enumerate() {
+        // Centred on the median knot so that row 2 (around 10⁴) keeps its digits.
         let (mut s1, mut s2) = (0.0, 0.0);
         for i in 0..m {
-            let x = knots_quantile(&levels, row, (i as f64 + 0.5) / m as f64);
+            let x = knots_quantile(&levels, row, (i as f64 + 0.5) / m as f64) - row[4];
             s1 += x;
             s2 += x * x;
         }
-        let (want_mean, want_var) = (s1 / m as f64, s2 / m as f64 - (s1 / m as f64).powi(2));
+        let (want_mean, want_var) = (
+            row[4] + s1 / m as f64,
+            s2 / m as f64 - (s1 / m as f64).powi(2),
+        );
         assert!(
-            (mean[r] - want_mean).abs() < 1e-4,
+            (mean[r] - want_mean).abs() < 1e-4 * want_mean.abs().max(1.0),
             "row {r}: mean {} vs {want_mean}",
             mean[r]
         );

@@ -1151,6 +1151,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/backends.rs",
         "tests/suite/distributions.rs",
         "tests/suite/toto.rs",
+        "tests/suite/toto2.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())
@@ -1188,4 +1189,32 @@ fn the_reliability_table_names_tests_that_exist() {
         named >= 25,
         "the table should name the tests of every case; found {named}"
     );
+}
+
+#[test]
+fn the_scaler_survives_non_finite_values_in_its_clamp_prefix() {
+    // A NaN (and an infinity) inside the prefix that sets Toto 1.0's clamp made the host's
+    // `f64::clamp` panic on a NaN bound; the scale is now left unclamped there, as the kernel
+    // leaves it.
+    let cpu = NdArray::seeded(0);
+    let dev = cpu.device();
+    let series = Tensor::<3>::from_data(
+        TensorData::new(
+            vec![1.0, f32::NAN, 3.0, f32::INFINITY, 5.0, 6.0, 7.0, 8.0],
+            [1, 1, 8],
+        ),
+        dev,
+    );
+    let weights = Tensor::<3>::ones([1, 1, 8], dev);
+    let result = no_panic("patch_scaler over a NaN prefix", || {
+        cpu.patch_scaler(series.clone(), weights.clone(), scaler_spec(4))
+            .map(drop)
+    });
+    assert!(result.is_ok(), "{result:?}");
+    // A zero variance floor with the clamp on is refused (its state reads `hi = 0` as "no
+    // clamp").
+    let mut spec = scaler_spec(4);
+    spec.variance_floor = 0.0;
+    let r = cpu.patch_scaler(series, weights, spec);
+    assert!(matches!(r, Err(Error::Input { .. })), "{r:?}");
 }

@@ -493,3 +493,75 @@ fn toto2_loads_sharded_and_half_precision_checkpoints() {
     assert!(worst < 0.1, "bf16 weights: scaled error {worst}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn toto2_refuses_oversized_requests_before_allocating() {
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let model = load(&cpu, TINY);
+    let target = Tensor::<3>::ones([1, 1, 32], cpu.device());
+    for horizon in [1 << 40, usize::MAX] {
+        let options = Toto2Options {
+            prediction_length: horizon,
+            ..Toto2Options::default()
+        };
+        match model.forecast(target.clone(), None, None, None, &options) {
+            Err(e @ Error::TooLarge { .. }) => {
+                assert!(e.to_string().contains("Toto2::forecast"), "{e}")
+            }
+            other => panic!("horizon {horizon}: expected TooLarge, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn toto2_pads_covariates_with_a_short_context() {
+    // A 90-step context (not whole patches of 16) with a covariate over context and horizon
+    // forecasts as the explicitly left-padded context and covariate.
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let dev = cpu.device();
+    let model = load(&cpu, TINY);
+    let reference = Reference::load_from(TINY);
+    let (target, mask, ids) = inputs(&reference, dev);
+    let (target, mask) = (target.narrow(2, 6, 90), mask.narrow(2, 6, 90));
+    let covariate = |pad: usize| {
+        let values: Vec<f32> = (0..2 * (pad + 110))
+            .map(|i| {
+                let t = i % (pad + 110);
+                if t < pad {
+                    0.0
+                } else {
+                    ((t - pad) as f32 / 7.0).sin() * 3.0
+                }
+            })
+            .collect();
+        let observed: Vec<bool> = (0..2 * (pad + 110))
+            .map(|i| i % (pad + 110) >= pad)
+            .collect();
+        Covariates {
+            values: Tensor::from_data(
+                burn::tensor::TensorData::new(values, [2, 1, pad + 110]),
+                dev,
+            ),
+            mask: Tensor::from_data(
+                burn::tensor::TensorData::new(observed, [2, 1, pad + 110]),
+                dev,
+            ),
+            series_ids: Tensor::zeros([2, 1], dev),
+        }
+    };
+    let options = Toto2Options::gluonts(20);
+    let run = |t: Tensor<3>, m: Tensor<3, Bool>, c: &Covariates| {
+        let f = model
+            .forecast(t, Some(m), Some(ids.clone()), Some(c), &options)
+            .unwrap();
+        common::values(f.quantiles().unwrap().values().clone())
+    };
+    let short = run(target.clone(), mask.clone(), &covariate(0));
+    let padded_target = Tensor::cat(vec![Tensor::zeros([2, 3, 6], dev), target], 2);
+    let padded_mask = Tensor::cat(
+        vec![Tensor::<3, Int>::zeros([2, 3, 6], dev).bool(), mask],
+        2,
+    );
+    let padded = run(padded_target, padded_mask, &covariate(6));
+    assert_eq!(short, padded);
+}

@@ -1,5 +1,5 @@
-//! The scaler on the host, in f64 as toto-ts computes it: the reference every other version is
-//! tested against, and [`NdArray`](crate::NdArray)'s implementation.
+//! The scaler on the host, in f64 as toto-ts and toto-2 compute it: the reference every other
+//! version is tested against, and [`NdArray`](crate::NdArray)'s implementation.
 
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
@@ -27,7 +27,8 @@ pub(crate) fn run(
 /// Per-patch `(loc, scale)` for `rows` series of length `t` (row-major `values` and `weights`,
 /// weight 1 for a real value, 0 for padding), each broadcast over its patch: the statistics at
 /// the last step of every patch, of a running (causal) Welford mean and Bessel-corrected
-/// variance, `σ = sqrt(var + 0.1)`, clamped relative to the global statistics.
+/// variance, `σ = max(sqrt(var + variance_floor), scale_floor)`, clamped relative to the global
+/// statistics when `p.stabilize` ([`ScalerSpec`]).
 pub(crate) fn patch_stats(
     values: &[f32],
     weights: &[f32],
@@ -152,7 +153,15 @@ impl RowState {
                 if sigma < spec.scale_floor {
                     sigma = spec.scale_floor;
                 }
-                sigma = sigma.clamp(self.lo.min(self.hi), self.hi);
+                // Not `f64::clamp`, which panics on a NaN bound (a non-finite prefix): as the
+                // kernel, a bound that does not compare leaves the scale alone.
+                let lo = self.lo.min(self.hi);
+                if sigma < lo {
+                    sigma = lo;
+                }
+                if sigma > self.hi {
+                    sigma = self.hi;
+                }
             }
             loc[start..end].fill(mu as f32);
             scale[start..end].fill(sigma as f32);

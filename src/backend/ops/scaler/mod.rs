@@ -1,5 +1,6 @@
-//! Toto's causal patch scaler: [`Op::PatchScaler`] (toto-ts's `CausalPatchStdMeanScaler`),
-//! over a whole series or continued from a [`ScalerState`].
+//! The causal patch scaler of both Toto generations: [`Op::PatchScaler`] (toto-ts's
+//! `CausalPatchStdMeanScaler`, toto-2's `PatchedCausalStdScaler`), over a whole series or
+//! continued from a [`ScalerState`].
 //!
 //! | piece | file |
 //! |---|---|
@@ -125,12 +126,14 @@ impl ScalerSpec {
             });
         }
         let floors = [self.variance_floor, self.scale_floor, self.exponent];
-        if floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
+        // The clamp needs a positive lower bound: its state word `hi = 0` means "no clamp".
+        let clamp_floor = !self.stabilize || self.variance_floor > 0.0;
+        if floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) || !clamp_floor {
             return Err(Error::Input {
                 what: "patch_scaler",
                 reason: format!(
                     "variance_floor ({}), scale_floor ({}) and exponent ({}) must be finite and \
-                     non-negative",
+                     non-negative, and variance_floor positive when stabilize is set",
                     self.variance_floor, self.scale_floor, self.exponent
                 ),
             });
