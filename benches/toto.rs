@@ -91,7 +91,7 @@ fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, u
         .expect("forecast");
     let knots = f.quantiles().expect("quantiles").values().clone();
     let median = knots.narrow(3, 4, 1).into_data();
-    assert_eq!(median.num_elements(), b * v * h);
+    read(&median, b * v * h);
     start.elapsed().as_secs_f64()
 }
 
@@ -142,6 +142,14 @@ fn tiny() -> TotoConfig {
     c
 }
 
+/// Reads every value of a read-back: on wgpu `into_data` may return bytes that resolve only
+/// when read, so a timing that stops before this would not include the forecast's GPU work.
+fn read(data: &TensorData, expected: usize) {
+    let values = data.as_slice::<f32>().expect("f32 read-back");
+    assert_eq!(values.len(), expected);
+    assert!(values.iter().all(|x| x.is_finite()), "non-finite forecast");
+}
+
 /// One forecast with the median read back to the host (as the anchor reads `out.median`).
 fn forecast<B: Backend>(
     model: &Toto<B>,
@@ -166,7 +174,7 @@ fn forecast<B: Backend>(
         .forecast(series, None, None, &options)
         .expect("forecast");
     let median = f.median().expect("median").into_data();
-    assert_eq!(median.num_elements(), b * v * h);
+    read(&median, b * v * h);
     start.elapsed().as_secs_f64()
 }
 

@@ -822,3 +822,21 @@ on_backends!(student_t_mixture_passes_ks, [ndarray, wgpu, forced], |b| {
         });
     }
 });
+
+/// The name says which shader language cubecl compiles to, read from the runtime rather than
+/// from the adapter's cache fingerprint (which starts with `spirv_` whatever the compiler).
+#[test]
+fn wgpu_name_says_which_compiler_serves_it() {
+    let Some(gpu) = common::wgpu(1) else { return };
+    let name = gpu.name();
+    let shader = name
+        .rsplit_once("; ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no shader language in {name:?}"));
+    if cfg!(any(feature = "vulkan", feature = "metal")) {
+        assert!(["wgsl", "spirv", "msl"].contains(&shader), "{name}");
+    } else {
+        // Without `vulkan` or `metal`, burn compiles WGSL on every API.
+        assert_eq!(shader, "wgsl", "{name}");
+    }
+}

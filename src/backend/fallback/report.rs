@@ -90,7 +90,7 @@ impl OpReport {
 /// It prints as a table (`{}`); [`Report::op`] gives one op's counters.
 ///
 /// ```text
-/// What runs where: gpu = wgpu (llvmpipe (LLVM 15.0.6, 256 bits); spirv), cpu = ndarray (policy: warn)
+/// What runs where: gpu = wgpu (llvmpipe (LLVM 15.0.6, 256 bits); wgsl), cpu = ndarray (policy: warn)
 /// op                runs on     calls     elements      to CPU      to GPU        time
 /// standard_normal   gpu             1       100000         0 B         0 B      0.1 ms
 /// standard_gamma    cpu             1       100000   390.6 KiB   390.6 KiB     14.2 ms

@@ -192,13 +192,24 @@ fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
 }
 
 fn describe(device: &Device, api: GraphicsApi) -> String {
-    match device.identity() {
-        // The fingerprint starts with the shader language burn compiles to: spirv, wgsl, msl.
-        Some(id) => {
-            let shader = id.fingerprint.split('_').next().unwrap_or("?");
-            format!("wgpu ({}; {shader})", id.name)
+    // cubecl names the runtime after the compiler that serves the adapter: `wgpu<spirv>`,
+    // `wgpu<msl>` or `wgpu<wgsl>` (the identity's fingerprint starts with `spirv_` whatever the
+    // compiler, so it cannot tell).
+    #[allow(unreachable_patterns)]
+    let shader = match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(cube) => {
+            let runtime = cube.client().name();
+            runtime
+                .split_once('<')
+                .and_then(|(_, rest)| rest.strip_suffix('>'))
+                .unwrap_or(runtime)
+                .to_owned()
         }
-        None => format!("wgpu ({api:?})"),
+        _ => String::from("?"),
+    };
+    match device.identity() {
+        Some(id) => format!("wgpu ({}; {shader})", id.name),
+        None => format!("wgpu ({api:?}; {shader})"),
     }
 }
 
