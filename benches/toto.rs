@@ -70,14 +70,19 @@ fn toto2_config(size: &str) -> Toto2Config {
     Toto2Config::from_json(&json).expect("a valid configuration")
 }
 
-/// One Toto 2.0 forecast with the median read back to the host (as the anchor reads `q[4]`).
-fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, usize)) -> f64 {
-    let series: Vec<f32> = (0..b * v * c)
+/// The anchors' inputs: `sin(t / 10) + 0.01 t` for each of `rows` series of `c` steps.
+fn inputs(rows: usize, c: usize) -> Vec<f32> {
+    (0..rows * c)
         .map(|i| {
             let t = (i % c) as f32;
             (t / 10.0).sin() + 0.01 * t
         })
-        .collect();
+        .collect()
+}
+
+/// One Toto 2.0 forecast with the median read back to the host (as the anchor reads `q[4]`).
+fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, usize)) -> f64 {
+    let series = inputs(b * v, c);
     let start = Instant::now();
     let device = model.backend().device();
     let series = Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), device);
@@ -155,12 +160,7 @@ fn forecast<B: Backend>(
     model: &Toto<B>,
     (b, v, c, h, n): (usize, usize, usize, usize, usize),
 ) -> f64 {
-    let series: Vec<f32> = (0..b * v * c)
-        .map(|i| {
-            let t = (i % c) as f32;
-            (t / 10.0).sin() + 0.01 * t
-        })
-        .collect();
+    let series = inputs(b * v, c);
     let start = Instant::now();
     let series =
         Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), model.backend().device());

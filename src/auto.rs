@@ -49,11 +49,7 @@ impl Generation {
     /// # Errors
     /// As [`Generation::of_dir`].
     pub fn of_config(text: &str) -> Result<Self> {
-        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config {
-            field: "config.json".to_owned(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
-        })?;
+        let json: serde_json::Value = serde_json::from_str(text).map_err(Error::config_json)?;
         match (json.get("d_model"), json.get("embed_dim")) {
             (Some(_), _) => Ok(Generation::V2),
             (None, Some(_)) => Ok(Generation::V1),

@@ -288,6 +288,35 @@ impl Error {
         }
     }
 
+    /// [`Error::Config`] for a `config.json` that does not parse, keeping serde's error.
+    pub(crate) fn config_json(e: serde_json::Error) -> Self {
+        Error::Config {
+            field: "config.json".to_owned(),
+            reason: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// `Ok` if every `(param, device)` is `expected`, else [`Error::DeviceMismatch`] for the
+    /// first that is not.
+    pub(crate) fn ensure_devices(
+        what: &'static str,
+        expected: &burn::tensor::Device,
+        found: impl IntoIterator<Item = (&'static str, burn::tensor::Device)>,
+    ) -> Result<(), Self> {
+        for (param, found) in found {
+            if &found != expected {
+                return Err(Error::DeviceMismatch {
+                    what,
+                    param,
+                    expected: format!("{expected:?}"),
+                    found: format!("{found:?}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl std::fmt::Display, source: impl Into<BoxedSource>) -> Self {
         Error::Io {
@@ -330,11 +359,7 @@ mod tests {
         assert_eq!(kind, Some(std::io::ErrorKind::NotFound));
         assert!(io.to_string().contains("x.json"), "{io}");
         let parse = serde_json::from_str::<u32>("{").unwrap_err();
-        let config = Error::Config {
-            field: "config.json".to_owned(),
-            reason: parse.to_string(),
-            source: Some(Box::new(parse)),
-        };
+        let config = Error::config_json(parse);
         let source = config.source().expect("a parse error keeps its source");
         assert!(source.downcast_ref::<serde_json::Error>().is_some());
         assert!(

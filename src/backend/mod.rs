@@ -249,17 +249,7 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         param: &'static str,
         tensor: &Tensor<D>,
     ) -> Result<()> {
-        let found = tensor.device();
-        if &found == self.device() {
-            Ok(())
-        } else {
-            Err(Error::DeviceMismatch {
-                what: op.name(),
-                param,
-                expected: format!("{:?}", self.device()),
-                found: format!("{found:?}"),
-            })
-        }
+        Error::ensure_devices(op.name(), self.device(), [(param, tensor.device())])
     }
 }
 

@@ -113,14 +113,11 @@ where
                 batch: dims.to_vec(),
             });
         }
-        if mixing.device() != component.device() {
-            return Err(Error::DeviceMismatch {
-                what: NAME,
-                param: "component",
-                expected: format!("{:?}", mixing.device()),
-                found: format!("{:?}", component.device()),
-            });
-        }
+        Error::ensure_devices(
+            NAME,
+            mixing.device(),
+            [("component", component.device().clone())],
+        )?;
         let mut batch = [0; D];
         batch.copy_from_slice(&dims[..D]);
         Ok(MixtureSameFamily {

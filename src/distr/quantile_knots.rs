@@ -201,16 +201,7 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
     }
 
     fn check_device<const E: usize>(&self, param: &'static str, t: &Tensor<E>) -> Result<()> {
-        let found = t.device();
-        if &found == self.backend.device() {
-            return Ok(());
-        }
-        Err(Error::DeviceMismatch {
-            what: NAME,
-            param,
-            expected: format!("{:?}", self.backend.device()),
-            found: format!("{found:?}"),
-        })
+        Error::ensure_devices(NAME, self.backend.device(), [(param, t.device())])
     }
 
     /// The segments `(τⱼ, τⱼ₊₁, qⱼ, qⱼ₊₁)`, tails included, with the knots lifted to rank `S`.

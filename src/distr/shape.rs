@@ -14,15 +14,7 @@ pub(crate) fn batch_shape<const D: usize>(
 ) -> Result<[usize; D]> {
     let mut batch = vec![1; D];
     for (name, p) in params {
-        let found = p.device();
-        if &found != device {
-            return Err(Error::DeviceMismatch {
-                what: dist,
-                param: name,
-                expected: format!("{device:?}"),
-                found: format!("{found:?}"),
-            });
-        }
+        Error::ensure_devices(dist, device, [(*name, p.device())])?;
         let shape = p.dims();
         batch = broadcast(&batch, &shape).ok_or_else(|| Error::ParamShape {
             dist,

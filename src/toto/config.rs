@@ -133,11 +133,7 @@ impl TotoConfig {
     /// # Errors
     /// [`Error::Config`] naming the unknown, missing or mistyped key, or the invalid value.
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: TotoConfig = serde_json::from_str(text).map_err(|e| Error::Config {
-            field: "config.json".to_owned(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
-        })?;
+        let config: TotoConfig = serde_json::from_str(text).map_err(Error::config_json)?;
         config.validate()?;
         Ok(config)
     }

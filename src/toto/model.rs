@@ -310,16 +310,7 @@ impl<B: Backend> Toto<B> {
             ("padding_mask", padding_mask.device()),
             ("id_mask", id_mask.device()),
         ];
-        for (param, found) in devices {
-            if &found != expected {
-                return Err(Error::DeviceMismatch {
-                    what,
-                    param,
-                    expected: format!("{expected:?}"),
-                    found: format!("{found:?}"),
-                });
-            }
-        }
+        Error::ensure_devices(what, expected, devices)?;
         let shape = series.dims();
         if padding_mask.dims() != shape || id_mask.dims() != shape {
             return Err(Error::Input {

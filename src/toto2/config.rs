@@ -154,11 +154,7 @@ impl Toto2Config {
     /// # Errors
     /// [`Error::Config`] naming the missing or mistyped key, or the invalid value.
     pub fn from_json(text: &str) -> Result<Self> {
-        let file: File = serde_json::from_str(text).map_err(|e| Error::Config {
-            field: "config.json".to_owned(),
-            reason: e.to_string(),
-            source: Some(Box::new(e)),
-        })?;
+        let file: File = serde_json::from_str(text).map_err(Error::config_json)?;
         for key in file.other.keys() {
             if !["pre_norm", "heads_per_group"].contains(&key.as_str()) {
                 log::info!("Toto 2.0 config.json: ignoring the unknown key `{key}`");

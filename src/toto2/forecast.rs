@@ -291,20 +291,15 @@ impl<B: Backend> Toto2<B> {
     ) -> Result<(Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>)> {
         let [cb, k, tc] = c.values.dims();
         let dev = self.device();
-        for (param, found) in [
-            ("covariates.values", c.values.device()),
-            ("covariates.mask", c.mask.device()),
-            ("covariates.series_ids", c.series_ids.device()),
-        ] {
-            if &found != dev {
-                return Err(Error::DeviceMismatch {
-                    what: WHAT,
-                    param,
-                    expected: format!("{dev:?}"),
-                    found: format!("{found:?}"),
-                });
-            }
-        }
+        Error::ensure_devices(
+            WHAT,
+            dev,
+            [
+                ("covariates.values", c.values.device()),
+                ("covariates.mask", c.mask.device()),
+                ("covariates.series_ids", c.series_ids.device()),
+            ],
+        )?;
         let fits = tc + pad <= len;
         if cb != b || c.mask.dims() != [cb, k, tc] || c.series_ids.dims() != [cb, k] || !fits {
             return Err(Error::Input {

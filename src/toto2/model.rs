@@ -249,16 +249,7 @@ impl<B: Backend> Toto2<B> {
             ("target_mask", mask.device()),
             ("series_ids", ids.device()),
         ];
-        for (param, found) in devices {
-            if &found != expected {
-                return Err(Error::DeviceMismatch {
-                    what,
-                    param,
-                    expected: format!("{expected:?}"),
-                    found: format!("{found:?}"),
-                });
-            }
-        }
+        Error::ensure_devices(what, expected, devices)?;
         let [b, v, t] = target.dims();
         if mask.dims() != [b, v, t] || ids.dims() != [b, v] {
             return Err(Error::Input {
