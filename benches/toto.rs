@@ -21,6 +21,12 @@
 //!   `bench/toto2_bench.py`: patch 32, xPos, q/k-norm, groups of 4 layers with one variate layer
 //!   last) on `t2-small` (B 1, V 4, context 512, horizon 128) or `t2-boom` (B 64, V 4, context
 //!   2048, horizon 256), one pass without missing values, the median read back, like the anchor.
+//!   `--precision f16` (or `bf16`) computes the decoder's products in 16 bits
+//!   (`Toto2::with_precision`).
+//! - `--matmul M,K,N`: the wgpu adapter's matmul throughput in f32, flex32, f16 and bf16.
+//! - `--cold-start N ARGS…`: the other arguments run in `N` fresh processes one after the other
+//!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
+//!   feature what the earlier processes left on disk).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
 
@@ -29,7 +35,7 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use criterion::Criterion;
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
-use toto_fallback::toto2::{Toto2, Toto2Config, Toto2Options};
+use toto_fallback::toto2::{Precision, Toto2, Toto2Config, Toto2Options};
 use toto_fallback::{Backend, FallbackBackend, MixtureParams, NdArray, Op, Wgpu};
 
 /// (batch, variates, context, horizon, samples): as in bench/README.md.
@@ -106,22 +112,37 @@ fn run_toto2<B: Backend>(
     size: &str,
     workloads: &str,
     runs: usize,
+    precision: Precision,
     report: impl Fn() -> String,
 ) {
     let config = toto2_config(size);
     let params = config.parameter_count();
-    let model = Toto2::random(backend, config).expect("model");
+    let model = Toto2::random(backend, config)
+        .expect("model")
+        .with_precision(precision)
+        .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
     for name in workloads.split(',') {
         let w = workload2(name).unwrap_or_else(|| panic!("unknown workload {name}"));
-        let times: Vec<f64> = (0..runs).map(|_| forecast2(&model, w)).collect();
+        let mut first_done = 0.0;
+        let times: Vec<f64> = (0..runs)
+            .map(|i| {
+                let t = forecast2(&model, w);
+                if i == 0 {
+                    first_done = since_start();
+                }
+                t
+            })
+            .collect();
         let mut rest = times[1..].to_vec();
         rest.sort_by(f64::total_cmp);
         let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
         println!(
             "{{\"impl\": \"toto-fallback\", \"model\": \"toto2\", \"size\": \"{size}\", \
-             \"params\": {params}, \"backend\": \"{}\", \"threads\": {}, \"workload\": \"{name}\", \
-             \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \"first_s\": {:.4}, \
-             \"median_s\": {:.4}, \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
+             \"params\": {params}, \"precision\": \"{precision}\", \"backend\": \"{}\", \
+             \"threads\": {}, \"workload\": \"{name}\", \
+             \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \
+             \"first_done_s\": {first_done:.3}, \"first_s\": {:.4}, \"median_s\": {:.4}, \
+             \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
             backend.name(),
             rayon::current_num_threads(),
             w.0,
@@ -169,6 +190,7 @@ fn forecast<B: Backend>(
         num_samples: Some(n),
         samples_per_batch: n,
         use_kv_cache: true,
+        progress: None,
     };
     let f = model
         .forecast(series, None, None, &options)
@@ -181,14 +203,24 @@ fn forecast<B: Backend>(
 fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
     let w = workload(name).unwrap_or_else(|| panic!("unknown workload {name}"));
     let model = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
-    let times: Vec<f64> = (0..runs).map(|_| forecast(&model, w)).collect();
+    let mut first_done = 0.0;
+    let times: Vec<f64> = (0..runs)
+        .map(|i| {
+            let t = forecast(&model, w);
+            if i == 0 {
+                first_done = since_start();
+            }
+            t
+        })
+        .collect();
     let mut rest = times[1..].to_vec();
     rest.sort_by(f64::total_cmp);
     let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
     println!(
         "{{\"impl\": \"toto-fallback\", \"backend\": \"{}\", \"threads\": {}, \"workload\": \"{name}\", \
          \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \"samples\": {}, \
-         \"first_s\": {:.4}, \"median_s\": {:.4}, \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
+         \"first_done_s\": {first_done:.3}, \"first_s\": {:.4}, \"median_s\": {:.4}, \
+         \"runs_s\": {:?}, \"forwarded\": \"{}\"}}",
         backend.name(),
         rayon::current_num_threads(),
         w.0,
@@ -309,7 +341,94 @@ fn memory_policy() {
         .expect("a wgpu adapter");
 }
 
+/// `--matmul M,K,N`: the wgpu device's matmul throughput for each float type burn has (f32,
+/// flex32, f16, bf16), `[M, K] × [K, N]`, twenty products timed after five untimed, with a device
+/// sync before each clock reading. Explains the model numbers: the big Toto 2.0 workloads are
+/// matmul-bound.
+fn matmul_throughput(shape: &str) {
+    use burn::tensor::{Distribution as Init, FloatDType};
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(|d| d.parse().expect("--matmul M,K,N"))
+        .collect();
+    let [m, k, n] = dims[..] else {
+        panic!("--matmul M,K,N")
+    };
+    let gpu = Wgpu::new().expect("a wgpu adapter");
+    let device = gpu.device().clone();
+    for (name, dtype) in [
+        ("f32", FloatDType::F32),
+        ("flex32", FloatDType::Flex32),
+        ("f16", FloatDType::F16),
+        ("bf16", FloatDType::BF16),
+    ] {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let a = Tensor::<2>::random([m, k], Init::Normal(0.0, 1.0), &device).cast(dtype);
+            let b = Tensor::<2>::random([k, n], Init::Normal(0.0, 1.0), &device).cast(dtype);
+            for _ in 0..5 {
+                let _ = a.clone().matmul(b.clone());
+            }
+            device.sync().expect("sync");
+            let runs = 20;
+            let start = Instant::now();
+            for _ in 0..runs {
+                let _ = a.clone().matmul(b.clone());
+            }
+            device.sync().expect("sync");
+            let secs = start.elapsed().as_secs_f64() / runs as f64;
+            (secs, 2.0 * (m * k * n) as f64 / secs / 1e12)
+        }));
+        match run {
+            Ok((secs, tflops)) => println!(
+                "{{\"matmul\": \"{m}x{k}x{n}\", \"dtype\": \"{name}\", \"ms\": {:.3}, \"tflops\": {tflops:.1}, \"backend\": \"{}\"}}",
+                secs * 1e3,
+                gpu.name()
+            ),
+            Err(_) => println!(
+                "{{\"matmul\": \"{m}x{k}x{n}\", \"dtype\": \"{name}\", \"error\": \"panicked\"}}"
+            ),
+        }
+    }
+}
+
+/// When the process started (main's first line): `first_done_s` counts from it.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn since_start() -> f64 {
+    START.get().map_or(0.0, |s| s.elapsed().as_secs_f64())
+}
+
+/// `--cold-start N ARGS…`: runs this binary with `ARGS` in `N` fresh processes, one after the
+/// other, and prints each one's wall time and its own JSON line (`first_done_s`: from process
+/// start to the first forecast's values read, device opening and model building included;
+/// `runs_s`: each forecast). With the `cache` feature the later processes find the first one's
+/// autotune results (and SPIR-V, with `vulkan`) on disk.
+fn cold_start(processes: usize, args: &[String]) {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    for process in 0..processes {
+        let start = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .args(args)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("spawn the bench binary");
+        let wall = start.elapsed().as_secs_f64();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines().filter(|l| l.starts_with('{')) {
+            println!(
+                "{{\"cold_start_process\": {process}, \"wall_s\": {wall:.3}, \"run\": {line}}}"
+            );
+        }
+        assert!(
+            out.status.success(),
+            "process {process} failed: {}",
+            out.status
+        );
+    }
+}
+
 fn main() {
+    START.get_or_init(Instant::now);
     memory_policy();
     // `RUST_LOG=toto_fallback=trace` prints the forecaster's per-phase times.
     env_logger::Builder::from_env(
@@ -322,15 +441,30 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    if let Some(n) = value("--cold-start") {
+        let processes = n.parse().expect("--cold-start N");
+        let mut rest = args[1..].to_vec();
+        if let Some(i) = rest.iter().position(|a| a == "--cold-start") {
+            rest.drain(i..(i + 2).min(rest.len()));
+        }
+        cold_start(processes, &rest);
+        return;
+    }
     if let (Some(sizes), Some(names)) = (value("--toto2"), value("--workload")) {
         let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
+        let precision = match value("--precision").as_deref().unwrap_or("f32") {
+            "f32" => Precision::F32,
+            "f16" => Precision::F16,
+            "bf16" => Precision::Bf16,
+            other => panic!("unknown precision {other} (f32, f16, bf16)"),
+        };
         for size in sizes.split(',') {
             match value("--backend").as_deref().unwrap_or("fallback") {
-                "ndarray" => run_toto2(&NdArray::new(), size, &names, runs, String::new),
+                "ndarray" => run_toto2(&NdArray::new(), size, &names, runs, precision, String::new),
                 "fallback" => {
                     let gpu = Wgpu::new().expect("a wgpu adapter");
                     let b = FallbackBackend::new(gpu, NdArray::new());
-                    run_toto2(&b, size, &names, runs, || forwarded(&b));
+                    run_toto2(&b, size, &names, runs, precision, || forwarded(&b));
                     eprintln!("{}", b.report());
                 }
                 other => panic!("unknown backend {other} (ndarray, fallback)"),
@@ -359,6 +493,10 @@ fn main() {
             }
             other => panic!("unknown backend {other} (ndarray, fallback, fallback-forced)"),
         }
+        return;
+    }
+    if let Some(shape) = value("--matmul") {
+        matmul_throughput(&shape);
         return;
     }
     if args.iter().any(|a| a == "--sampling") {

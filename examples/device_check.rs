@@ -26,6 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Wgpu::new() {
         Ok(gpu) => {
             println!("Using device: {}", gpu.name());
+            if gpu.is_software() {
+                println!(
+                    "  (a software rasterizer: the CPU emulating a GPU; `choose_backend` would \
+                     pick NdArray here)"
+                );
+            }
             let backend = FallbackBackend::new(gpu.clone(), NdArray::new());
             println!("\nOp support (policy: {}):", backend.policy().name());
             for op in Op::ALL {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use toto_fallback::forecast::FanChart;
-use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -29,19 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .map_or_else(|| PathBuf::from(BUNDLED), PathBuf::from);
     let out_dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
-    match Wgpu::new() {
-        Ok(gpu) => {
-            println!("Using device: {}", gpu.name());
-            run(
-                &FallbackBackend::new(gpu, NdArray::new()),
-                &model_dir,
-                &out_dir,
-            )
-        }
-        Err(e) => {
-            println!("No wgpu adapter ({e}); running on the CPU.");
-            run(&NdArray::new(), &model_dir, &out_dir)
-        }
+    let chosen = choose_backend(Prefer::from_env());
+    println!("Using device: {chosen}");
+    match &chosen {
+        Chosen::Gpu(backend) => run(backend, &model_dir, &out_dir),
+        Chosen::Cpu { backend, .. } => run(backend, &model_dir, &out_dir),
     }
 }
 

@@ -13,14 +13,15 @@
 //! tests use (`tests/fixtures/toto2-tiny` is Toto 2.0's): it runs everything, but it is
 //! untrained and its forecasts mean nothing.
 //!
-//! Runs on the GPU through wgpu with the CPU as fallback; without a GPU adapter (or a software
-//! Vulkan driver: `apt-get install mesa-vulkan-drivers`) it says so and runs on the CPU.
+//! Runs on the GPU through wgpu with the CPU as fallback; without a GPU, or with only a software
+//! one (lavapipe, WARP), it says so and runs on the CPU. `TOTO_BACKEND=gpu` uses a software
+//! adapter anyway, `TOTO_BACKEND=cpu` the CPU.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
-use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -30,19 +31,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .init();
     let dir = std::env::args().nth(1).map(PathBuf::from);
-    match Wgpu::new() {
-        Ok(gpu) => {
-            println!("Using device: {} (CPU fallback: burn-ndarray)", gpu.name());
-            let backend = FallbackBackend::new(gpu, NdArray::new());
-            forecast(&backend, dir)?;
+    // A hardware GPU with the CPU as fallback; the CPU when there is no GPU or only a software
+    // one. TOTO_BACKEND=cpu|gpu overrides.
+    let chosen = choose_backend(Prefer::from_env());
+    println!("Using device: {chosen}");
+    match &chosen {
+        Chosen::Gpu(backend) => {
+            forecast(backend, dir)?;
             println!("\n{}", backend.report());
         }
-        Err(e) => {
-            println!("No wgpu adapter ({e}); running on the CPU.");
-            let cpu = NdArray::new();
-            println!("Using device: {}", cpu.name());
-            forecast(&cpu, dir)?;
-        }
+        Chosen::Cpu { backend, .. } => forecast(backend, dir)?,
     }
     Ok(())
 }

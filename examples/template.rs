@@ -6,7 +6,7 @@
 //! ```
 
 use burn::tensor::Tensor;
-use toto_fallback::{AutoOptions, AutoToto, Backend, FallbackBackend, NdArray, Wgpu};
+use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A model directory with config.json + the weights, either generation (default: the tiny
@@ -14,10 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny").into());
-    // The GPU with the CPU as fallback for any op it lacks; the CPU alone without a GPU.
-    match Wgpu::new() {
-        Ok(gpu) => run(&FallbackBackend::new(gpu, NdArray::new()), &dir),
-        Err(_) => run(&NdArray::new(), &dir),
+    // A hardware GPU with the CPU as fallback for any op it lacks; the CPU alone without one.
+    match choose_backend(Prefer::from_env()) {
+        Chosen::Gpu(backend) => run(&backend, &dir),
+        Chosen::Cpu { backend, .. } => run(&backend, &dir),
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::forecast::Forecast;
+use crate::forecast::{Forecast, Progress};
 use crate::toto::{ForecastOptions, Toto};
 use crate::toto2::{Toto2, Toto2Options};
 
@@ -71,6 +71,9 @@ pub struct AutoOptions {
     pub v1: ForecastOptions,
     /// Toto 2.0's options: block decoding, cap, backfill.
     pub v2: Toto2Options,
+    /// Told after each model pass, whichever the generation ([`Progress`]); `None`: the
+    /// generation's own option.
+    pub progress: Option<Progress>,
 }
 
 impl AutoOptions {
@@ -80,6 +83,7 @@ impl AutoOptions {
             prediction_length,
             v1: ForecastOptions::default(),
             v2: Toto2Options::default(),
+            progress: None,
         }
     }
 }
@@ -125,6 +129,60 @@ impl<B: Backend> AutoToto<B> {
             Generation::V1 => AutoToto::V1(Box::new(Toto::from_dir(backend, dir)?)),
             Generation::V2 => AutoToto::V2(Box::new(Toto2::from_dir(backend, dir)?)),
         })
+    }
+
+    /// Makes one forecast of a synthetic `[batch, variates, context]` series with `options` and
+    /// waits for its values, so that the kernels of that shape are compiled and tuned: on a GPU
+    /// the first forecast of each shape in a process takes seconds to tens of seconds (autotuning
+    /// and shader compilation; docs/PERFORMANCE.md, "Cold start"), later ones milliseconds. A
+    /// service calls it at start-up with the shapes it serves. Returns the time it took.
+    ///
+    /// Sampling draws advance the backend's random stream: seed it after warming up when
+    /// forecasts must be reproducible.
+    ///
+    /// ```
+    /// use toto_fallback::auto::{AutoOptions, AutoToto};
+    /// use toto_fallback::NdArray;
+    ///
+    /// let model = AutoToto::from_dir(&NdArray::new(), "tests/fixtures/toto2-tiny")?;
+    /// let took = model.warm_up([1, 2, 64], &AutoOptions::new(32))?;
+    /// println!("warm in {took:?}");
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`AutoToto::forecast`] for that shape and those options; [`Error::ReadBack`] if the
+    /// device failed.
+    pub fn warm_up(
+        &self,
+        [b, v, t]: [usize; 3],
+        options: &AutoOptions,
+    ) -> Result<std::time::Duration> {
+        let start = std::time::Instant::now();
+        let device = match self {
+            AutoToto::V1(m) => m.backend().device(),
+            AutoToto::V2(m) => m.backend().device(),
+        };
+        let n = crate::shape::element_count(&[b, v, t]).map_err(|elements| Error::TooLarge {
+            what: "AutoToto::warm_up: the series [B, V, T]",
+            shape: vec![b, v, t],
+            elements,
+            limit: crate::shape::MAX_ELEMENTS,
+            fix: "warm up with the shape of the series you will forecast",
+        })?;
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i % t.max(1)) as f32 * 0.1).sin())
+            .collect();
+        let series =
+            Tensor::<3>::from_data(burn::tensor::TensorData::new(values, [b, v, t]), device);
+        let median = self.forecast(series, None, None, options)?.median()?;
+        median
+            .clone()
+            .try_into_data()
+            .map_err(|e| Error::read_back("AutoToto::warm_up", device, e.into()))?
+            .iter::<f32>()
+            .for_each(drop);
+        Ok(start.elapsed())
     }
 
     /// Which generation this is.
@@ -189,6 +247,10 @@ impl<B: Backend> AutoToto<B> {
                 };
                 let o = ForecastOptions {
                     prediction_length: h,
+                    progress: options
+                        .progress
+                        .clone()
+                        .or_else(|| options.v1.progress.clone()),
                     ..options.v1.clone()
                 };
                 m.forecast(series, mask, ids, &o)
@@ -196,6 +258,10 @@ impl<B: Backend> AutoToto<B> {
             AutoToto::V2(m) => {
                 let o = Toto2Options {
                     prediction_length: h,
+                    progress: options
+                        .progress
+                        .clone()
+                        .or_else(|| options.v2.progress.clone()),
                     ..options.v2.clone()
                 };
                 m.forecast(series, mask, series_ids, None, &o)

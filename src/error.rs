@@ -218,6 +218,20 @@ pub enum Error {
     #[error("{0}")]
     Checkpoint(Box<CheckpointProblems>),
 
+    /// A model was asked to compute in a number format its device has no arithmetic for.
+    #[error(
+        "{model}: {device} cannot compute in {precision}; keep `Precision::F32` (the default) \
+         on this device, or use a GPU whose adapter has {precision} shaders"
+    )]
+    PrecisionUnsupported {
+        /// Which model.
+        model: &'static str,
+        /// The format asked for (`f16`, `bf16`).
+        precision: String,
+        /// The backend's name.
+        device: String,
+    },
+
     /// An input to the model or forecaster is wrong.
     #[error("{what}: {reason}")]
     Input {

@@ -82,8 +82,8 @@ pub use auto::{AutoOptions, AutoToto, Generation};
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
-    Backend, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement, Report,
-    ScalerSpec, ScalerState, Usage,
+    Backend, Chosen, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement,
+    Prefer, Report, ScalerSpec, ScalerState, Usage, choose_backend,
 };
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
 pub use op::{Op, OpSet};

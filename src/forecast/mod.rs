@@ -1,9 +1,14 @@
 //! What a forecast returns, whichever model made it: the mean path and the forecast
 //! distribution (sample paths or quantile knots), with quantiles at any level, the median, the
-//! spread and draws; with the `plot` feature, fan charts.
+//! spread and draws; with the `plot` feature, fan charts; and the progress callback both
+//! generations' forecasts report to.
 
 #[cfg(feature = "plot")]
 mod plot;
+mod progress;
+
+pub(crate) use self::progress::Passes;
+pub use self::progress::{Progress, Step};
 
 #[cfg(feature = "plot")]
 pub use self::plot::FanChart;
@@ -177,4 +182,35 @@ pub(crate) fn settle(what: &str, t: &Tensor<3>) -> Result<()> {
         .try_into_data()
         .map(drop)
         .map_err(|e| Error::read_back(what, &t.device(), e.into()))
+}
+
+/// Logs at info level, once per process, model, device and input shape, that a forecast of a
+/// new shape is compiling and tuning its GPU kernels: the reason a first forecast takes seconds
+/// where later ones take milliseconds. Nothing for CPU devices (nothing is compiled there).
+pub(crate) fn note_first_run(model: &str, device: &burn::tensor::Device, shape: [usize; 4]) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    /// (model, device, `[B, V, T, horizon]`) forecast so far.
+    type Seen = HashSet<(String, String, [usize; 4])>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    #[allow(unreachable_patterns)]
+    let gpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
+    if !gpu || !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    let key = (model.to_owned(), format!("{device:?}"), shape);
+    let new = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut seen| seen.insert(key))
+        .unwrap_or(false);
+    if new {
+        let [b, v, t, h] = shape;
+        log::info!(
+            "{model}: first forecast of a [{b}, {v}, {t}] series, {h} steps ahead, in this \
+             process: compiling GPU kernels (first run of a shape only; autotune results and, \
+             with the `vulkan` feature, compiled kernels are kept across runs by the `cache` \
+             feature; `warm_up` pays this at start-up)"
+        );
+    }
 }

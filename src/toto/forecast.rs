@@ -8,7 +8,7 @@ use super::output::TotoDistribution;
 use crate::backend::Backend;
 use crate::distr::Distribution;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, settle};
+use crate::forecast::{Forecast, Passes, Progress, settle};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -31,6 +31,8 @@ pub struct ForecastOptions {
     pub samples_per_batch: usize,
     /// Decode with the KV cache (toto-ts's default) or recompute the whole sequence per step.
     pub use_kv_cache: bool,
+    /// Told after each model pass ([`Progress`]); `None` (the default): nobody.
+    pub progress: Option<Progress>,
 }
 
 impl ForecastOptions {
@@ -58,6 +60,7 @@ impl Default for ForecastOptions {
             num_samples: Some(256),
             samples_per_batch: 256,
             use_kv_cache: true,
+            progress: None,
         }
     }
 }
@@ -235,12 +238,20 @@ impl<B: Backend> Toto<B> {
             });
         }
         self.check_forecast_size([b, v, t], options)?;
+        crate::forecast::note_first_run("Toto 1.0", &device, [b, v, t, options.prediction_length]);
         let paths = Paths::context(series, mask, ids, self.config().patch_size);
+        let steps = options.prediction_length.div_ceil(self.config().patch_size);
+        let passes = match options.num_samples {
+            None => steps,
+            // The shared prefill, then every step but the first per sample batch.
+            Some(n) => 1 + n / options.samples_per_batch * (steps - 1),
+        };
         let mut decoder = Decoder {
             toto: self,
             context: paths.len(),
             options,
             phases: Phases::new("toto_fallback::forecast", &device),
+            passes: Passes::new(options.progress.as_ref(), passes),
         };
         match options.num_samples {
             None => decoder.mean(paths),
@@ -255,23 +266,23 @@ struct Decoder<'a, B: Backend> {
     context: usize,
     options: &'a ForecastOptions,
     phases: Phases,
+    passes: Passes<'a>,
 }
 
 impl<B: Backend> Decoder<'_, B> {
     /// The distribution of the next patch only (the forward covers the whole context at
     /// prefill, and every step without a cache); the scaler's clamp from the context alone.
-    fn next(&self, paths: &Paths, cache: Option<&mut KvCache>) -> Result<TotoDistribution<B>> {
+    fn next(&mut self, paths: &Paths, cache: Option<&mut KvCache>) -> Result<TotoDistribution<B>> {
         let p = self.toto.config().patch_size;
-        self.toto
-            .forward(
-                paths.series.clone(),
-                paths.mask.clone(),
-                paths.ids.clone(),
-                cache,
-                Some(self.context),
-            )?
-            .last_steps(p)
-            .distribution()
+        let out = self.toto.forward(
+            paths.series.clone(),
+            paths.mask.clone(),
+            paths.ids.clone(),
+            cache,
+            Some(self.context),
+        )?;
+        self.passes.tick();
+        out.last_steps(p).distribution()
     }
 
     /// Decode steps: the horizon in whole patches.

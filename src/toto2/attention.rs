@@ -7,7 +7,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::Toto2Config;
-use super::layers::{Norm, Scale, UnitLinear};
+use super::layers::{Norm, Precision, Scale, UnitLinear};
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::rope::Rope;
 
@@ -43,6 +43,11 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
+    pub(crate) fn set_precision(&mut self, precision: Precision) {
+        self.in_proj.set_precision(precision);
+        self.out_proj.set_precision(precision);
+    }
+
     /// Loads `{name}.*` for `config`.
     pub(crate) fn load(
         ckpt: &mut Checkpoint,

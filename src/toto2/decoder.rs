@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::attention::{Attention, KvLayer};
 use super::config::Toto2Config;
-use super::layers::{Ffn, Norm, residual_add, residual_taus};
+use super::layers::{Ffn, Norm, Precision, residual_add, residual_taus};
 use super::model::EMPTY_PATCH;
 use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
@@ -64,6 +64,14 @@ impl Cache {
 }
 
 impl Decoder {
+    /// Every layer's attention projections and feed-forward layers in `precision`.
+    pub(crate) fn set_precision(&mut self, precision: Precision) {
+        for layer in &mut self.layers {
+            layer.attn.set_precision(precision);
+            layer.ffn.set_precision(precision);
+        }
+    }
+
     /// Loads `transformer.*` for `config`; the tau buffers are read from the checkpoint.
     pub(crate) fn load(ckpt: &mut Checkpoint, c: &Toto2Config, device: &Device) -> Option<Self> {
         let mut layers = Vec::with_capacity(c.num_layers);

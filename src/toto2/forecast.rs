@@ -9,7 +9,7 @@ use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
 use crate::backend::Backend;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
-use crate::forecast::Forecast;
+use crate::forecast::{Forecast, Passes, Progress};
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
 /// The entry point's name, for errors.
@@ -34,6 +34,8 @@ pub struct Toto2Options {
     /// Clamp the forecast to the context's observed range widened by `k` scales (0, the
     /// default: off; the GluonTS wrapper uses 10⁴).
     pub quantile_real_cap_k: f64,
+    /// Told after each decode block ([`Progress`]); `None` (the default): nobody.
+    pub progress: Option<Progress>,
 }
 
 impl Default for Toto2Options {
@@ -44,6 +46,7 @@ impl Default for Toto2Options {
             has_missing_values: true,
             scaler_fallback_min_obs: 0,
             quantile_real_cap_k: 0.0,
+            progress: None,
         }
     }
 }
@@ -132,6 +135,11 @@ impl<B: Backend> Toto2<B> {
         let (patches, block) = self.blocks(options)?;
         let extra = covariates.map_or(0, |c| c.values.dims()[1]);
         self.check_size([b, v, t], extra, patches, block)?;
+        crate::forecast::note_first_run(
+            "Toto 2.0",
+            &device,
+            [b, v + extra, t, options.prediction_length],
+        );
         let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
         let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
@@ -345,10 +353,12 @@ impl<B: Backend> Toto2<B> {
             cap: None,
         };
         let mut blocks = Vec::new();
+        let mut passes = Passes::new(options.progress.as_ref(), patches.div_ceil(block_size));
         let mut done = 0;
         while done < patches {
             let block = block_size.min(patches - done);
             let real = decoder.block(done, block)?; // [9, B, Vt, block, P]
+            passes.tick();
             done += block;
             if done < patches {
                 decoder.feed_back(&real, done - block, block);

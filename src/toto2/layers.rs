@@ -4,7 +4,7 @@
 //! the gated feed-forward network.
 
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Distribution as Init, Tensor};
+use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
 
 use crate::nn::checkpoint::Checkpoint;
 
@@ -14,6 +14,49 @@ pub(crate) const SILU_SCALE: f64 = 1.766_782_948_312_328;
 
 /// The residual MLPs' `1/sqrt(1 + τ²)` and `τ/sqrt(1 + τ²)` at `τ = 1`.
 const HALF_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+
+/// The number format of Toto 2.0's decoder products: the attention projections and the
+/// feed-forward layers, nearly all of a forecast's arithmetic. Everything else (the scaler, the
+/// patch embedding, norms, softmax, the residual stream, the output head) stays in f32 (the
+/// scaler in f64) whatever this says. Set it with [`Toto2::with_precision`](super::Toto2::with_precision).
+///
+/// Half precision rounds the weights once and each product's inputs and output to 11 (`F16`) or
+/// 8 (`Bf16`) significant bits, accumulating in f32. Toto 2.0's layers are unit-scaled (activations
+/// and weights near unit variance), which is what makes 16-bit formats safe for it. On GPUs with
+/// 16-bit tensor cores it is several times faster for the large sizes; docs/PERFORMANCE.md has
+/// the measurements and the accuracy against the f32 reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Precision {
+    /// f32 throughout: matches toto-2 to 1e-5 (the default).
+    #[default]
+    F32,
+    /// IEEE half precision (10-bit mantissa, range ±65504) weights and products.
+    F16,
+    /// bfloat16 (7-bit mantissa, f32's range) weights and products.
+    Bf16,
+}
+
+impl Precision {
+    /// burn's format for the products; `None` for f32.
+    pub(crate) fn dtype(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::F16 => Some(FloatDType::F16),
+            Precision::Bf16 => Some(FloatDType::BF16),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
 
 /// Whether a linear layer feeds the residual stream (`x Wᵀ` scaled by `fan_in^−½`) or reads
 /// out (scaled by `fan_in^−1`).
@@ -29,6 +72,8 @@ pub(crate) struct UnitLinear {
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
     scale: f64,
+    /// The format of the weight and the product when it is not f32 ([`Precision`]).
+    compute: Option<FloatDType>,
 }
 
 impl UnitLinear {
@@ -47,6 +92,7 @@ impl UnitLinear {
             weight: weight?,
             bias: bias.map_or(Some(None), |b| b.map(Some))?,
             scale: unit_scale(inputs, scale),
+            compute: None,
         })
     }
 
@@ -62,7 +108,15 @@ impl UnitLinear {
             weight: Tensor::random([inputs, outputs], Init::Normal(0.0, 1.0), device),
             bias: bias.then(|| Tensor::zeros([outputs], device)),
             scale: unit_scale(inputs, scale),
+            compute: None,
         }
+    }
+
+    /// Stores the weight in `precision`'s format (rounded once) and computes the product in it.
+    pub(crate) fn set_precision(&mut self, precision: Precision) {
+        let dtype = precision.dtype();
+        self.weight = self.weight.clone().cast(dtype.unwrap_or(FloatDType::F32));
+        self.compute = dtype;
     }
 
     /// `(x W + b) · s` over every row of `x: [.., in]`, as one product.
@@ -70,7 +124,16 @@ impl UnitLinear {
         let mut dims = x.dims();
         let k = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
-        let mut y = x.reshape([rows, k]).matmul(self.weight.clone());
+        let x = x.reshape([rows, k]);
+        let mut y = match self.compute {
+            // The product in the weight's format (f32 accumulation on tensor cores), the rest
+            // of the layer in f32.
+            Some(dtype) => x
+                .cast(dtype)
+                .matmul(self.weight.clone())
+                .cast(FloatDType::F32),
+            None => x.matmul(self.weight.clone()),
+        };
         if let Some(b) = &self.bias {
             y = y.add(b.clone().unsqueeze());
         }
@@ -209,6 +272,12 @@ impl ResidualMlp {
         }
     }
 
+    pub(crate) fn set_precision(&mut self, precision: Precision) {
+        self.linear1.set_precision(precision);
+        self.linear2.set_precision(precision);
+        self.skip_proj.set_precision(precision);
+    }
+
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let h = silu(self.linear1.forward(x.clone())).mul_scalar(SILU_SCALE);
         let h = self.linear2.forward(h);
@@ -260,6 +329,11 @@ impl Ffn {
             fc1: UnitLinear::random([d, 2 * f], bias, Scale::Hidden, device),
             fc2: UnitLinear::random([f, d], bias, Scale::Hidden, device),
         }
+    }
+
+    pub(crate) fn set_precision(&mut self, precision: Precision) {
+        self.fc1.set_precision(precision);
+        self.fc2.set_precision(precision);
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

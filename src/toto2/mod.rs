@@ -28,4 +28,5 @@ mod model;
 
 pub use self::config::{MAX_PARAMETERS, Toto2Config};
 pub use self::forecast::{Covariates, Toto2Options};
+pub use self::layers::Precision;
 pub use self::model::{LEVELS, Toto2, Toto2Output};

@@ -840,3 +840,44 @@ fn wgpu_name_says_which_compiler_serves_it() {
         assert_eq!(shader, "wgsl", "{name}");
     }
 }
+
+/// `choose_backend` takes a hardware adapter, passes over a software one (lavapipe in CI) for
+/// the CPU and says why, takes even a software one when asked for a GPU, and never opens one
+/// when asked for the CPU.
+#[test]
+fn choose_backend_passes_over_software_adapters() {
+    use toto_fallback::{Chosen, Prefer, choose_backend};
+    let cpu = choose_backend(Prefer::Cpu);
+    assert!(!cpu.is_gpu());
+    assert!(cpu.to_string().contains("asked for the CPU"), "{cpu}");
+    let Some(gpu) = common::wgpu(0) else { return };
+    let (auto, any) = (choose_backend(Prefer::Auto), choose_backend(Prefer::Gpu));
+    eprintln!(
+        "{} is software: {}; auto: {auto}; gpu: {any}",
+        gpu.name(),
+        gpu.is_software()
+    );
+    assert!(any.is_gpu(), "{any}");
+    match &auto {
+        Chosen::Cpu { why, .. } => {
+            assert!(gpu.is_software(), "a hardware adapter passed over: {why}");
+            assert!(
+                why.contains("software") && why.contains(gpu.name()),
+                "{why}"
+            );
+        }
+        Chosen::Gpu(b) => {
+            assert!(!gpu.is_software(), "software adapter chosen: {}", b.name());
+            assert_eq!(b.gpu().name(), gpu.name());
+        }
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        // CI's only adapter is Mesa's lavapipe.
+        assert!(
+            gpu.is_software(),
+            "{} is not reported as software",
+            gpu.name()
+        );
+        assert!(!auto.is_gpu());
+    }
+}

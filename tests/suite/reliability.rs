@@ -358,6 +358,7 @@ fn forecast_refuses_oversized_requests_before_allocating() {
             num_samples: Some(usize::MAX),
             samples_per_batch: usize::MAX,
             use_kv_cache: false,
+            progress: None,
         }),
     );
 }
@@ -446,6 +447,7 @@ fn short_non_finite_and_constant_contexts_forecast_finite_values() {
         num_samples: Some(8),
         samples_per_batch: 4,
         use_kv_cache: true,
+        progress: None,
     };
     let cases: [(&str, Tensor<3>, Option<Tensor<3, Bool>>); 5] = [
         (
@@ -1002,6 +1004,7 @@ fn a_forecast_that_outgrows_the_device_is_an_error_and_the_device_recovers() {
         num_samples: Some(paths),
         samples_per_batch: paths,
         use_kv_cache: true,
+        progress: None,
     };
     let series = Tensor::<3>::ones([1, 1, c.patch_size], b.device());
     let err = no_panic("a forecast past the device's largest buffer", || {
@@ -1065,6 +1068,7 @@ fn soak_forecasts_do_not_grow_memory() {
         num_samples: Some(16),
         samples_per_batch: 8,
         use_kv_cache: true,
+        progress: None,
     };
     let series = Tensor::<3>::from_data(
         TensorData::new(
@@ -1130,7 +1134,8 @@ fn soak_forecasts_do_not_grow_memory() {
     // run, then flat for the rest of it. A leak is the other shape, growth in every stretch of
     // the run, so each third of the run is measured and the smallest growth rate must stay under
     // 32 KiB a forecast (a third of a two-minute lavapipe run is about 150 forecasts, 4.7 MiB).
-    let thirds = |pick: &dyn Fn(&(Option<u64>, Option<(u64, u64)>)) -> Option<u64>| {
+    type Reading = (Option<u64>, Option<(u64, u64)>);
+    let thirds = |pick: &dyn Fn(&Reading) -> Option<u64>| {
         let at = |i: usize| {
             let (n, reading) = &readings[i];
             pick(reading).map(|v| (*n as u64, v))

@@ -92,6 +92,21 @@ impl Reference {
 
 /// Asserts `got` matches the reference `name` (shape and values) within [`TOL`].
 pub fn assert_close<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>) {
+    let dir = reference.dir;
+    let (worst, at, g, w) = scaled_error(reference, name, got);
+    assert!(
+        worst <= TOL,
+        "{dir}: {name}: scaled error {worst:.2e} at {at} (got {g}, want {w})"
+    );
+}
+
+/// The largest `|got − want| / max(1, |want|)` against the fixture's `name` (NaN counts as
+/// the worst), with its index and both values.
+pub fn scaled_error<const D: usize>(
+    reference: &Reference,
+    name: &str,
+    got: Tensor<D>,
+) -> (f64, usize, f64, f64) {
     let (shape, want) = reference.get(name);
     let dir = reference.dir;
     assert_eq!(&got.dims()[..], &shape[..], "{dir}: {name}: shape");
@@ -99,19 +114,11 @@ pub fn assert_close<const D: usize>(reference: &Reference, name: &str, got: Tens
     let mut worst = (0.0, 0);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs() / w.abs().max(1.0);
-        // NaN counts as the worst error.
         if err.is_nan() || err > worst.0 {
             worst = (err, i);
         }
     }
-    assert!(
-        worst.0 <= TOL,
-        "{dir}: {name}: scaled error {:.2e} at {} (got {}, want {})",
-        worst.0,
-        worst.1,
-        got[worst.1],
-        want[worst.1]
-    );
+    (worst.0, worst.1, got[worst.1], want[worst.1])
 }
 
 fn load<B: Backend>(b: &B) -> Toto<B> {
@@ -216,6 +223,7 @@ fn the_scaler_forced_onto_the_cpu_is_forwarded_one_patch_per_step() {
         num_samples: None,
         samples_per_batch: 1,
         use_kv_cache: true,
+        progress: None,
     };
     toto.forecast(series, Some(mask), Some(ids), &options)
         .unwrap();
@@ -244,6 +252,7 @@ fn a_sampled_forecast_on_the_fallback_forwards_nothing() {
         num_samples: Some(8),
         samples_per_batch: 4,
         use_kv_cache: true,
+        progress: None,
     };
     let forecast = toto
         .forecast(series, Some(mask), Some(ids), &options)
@@ -487,6 +496,7 @@ fn check_mean_forecast<B: Backend>(b: &B, dir: &'static str) {
             num_samples: None,
             samples_per_batch: 1,
             use_kv_cache,
+            progress: None,
         };
         let f = toto
             .forecast(series, Some(mask), Some(ids), &options)
@@ -520,6 +530,7 @@ fn sampled_first_step_matches_the_analytic_distribution() {
         num_samples: Some(n),
         samples_per_batch: 1000,
         use_kv_cache: true,
+        progress: None,
     };
     let f = toto
         .forecast(
@@ -572,6 +583,7 @@ fn non_finite_values_are_masked_like_padding() {
         num_samples: None,
         samples_per_batch: 1,
         use_kv_cache: true,
+        progress: None,
     };
     // A NaN and an inf, against the same positions set to 0 and marked as padding.
     let [b, v, t] = series.dims();
@@ -750,6 +762,7 @@ fn check_sampled_paths(use_kv_cache: bool) {
         num_samples: Some(n),
         samples_per_batch: 200,
         use_kv_cache,
+        progress: None,
     };
     let f = toto
         .forecast(
@@ -912,6 +925,7 @@ fn fan_chart_writes_a_png_that_is_not_blank() {
         num_samples: Some(32),
         samples_per_batch: 32,
         use_kv_cache: true,
+        progress: None,
     };
     let forecast = toto
         .forecast(series.clone(), Some(mask), Some(ids), &options)
@@ -954,4 +968,107 @@ fn fan_chart_writes_a_png_that_is_not_blank() {
     let err = forecast.fan_chart(&series, &path, &bad).unwrap_err();
     assert!(matches!(err, Error::Input { .. }), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The progress callback hears every model pass of a forecast, in order, with the total the
+/// forecast makes: one per patch in mean mode; the shared prefill and then every later patch of
+/// every sample batch in sample mode. Toto 2.0: one per decode block.
+#[test]
+fn forecasts_report_every_pass_to_the_progress_callback() {
+    use std::sync::{Arc, Mutex};
+    use toto_fallback::forecast::{Progress, Step};
+    use toto_fallback::toto::ForecastOptions;
+    use toto_fallback::toto2::{Toto2, Toto2Options};
+    let heard = Arc::new(Mutex::new(Vec::<Step>::new()));
+    let progress = {
+        let heard = heard.clone();
+        Progress::new(move |step| heard.lock().unwrap().push(step))
+    };
+    let take = || -> Vec<(usize, usize)> {
+        let steps = std::mem::take(&mut *heard.lock().unwrap());
+        steps.iter().map(|s| (s.done, s.total)).collect()
+    };
+    let counted = |total: usize| (1..=total).map(|d| (d, total)).collect::<Vec<_>>();
+    let b = toto_fallback::NdArray::seeded(3);
+    let reference = Reference::load();
+    let toto = load(&b);
+    let p = toto.config().patch_size;
+    let (series, mask, ids) = forecast_inputs(&reference, b.device());
+    // Three patches ahead (the last one partial).
+    let horizon = 2 * p + 1;
+    for (samples, spb, passes) in [(None, 1, 3), (Some(8), 4, 1 + 2 * 2), (Some(4), 4, 1 + 2)] {
+        let options = ForecastOptions {
+            prediction_length: horizon,
+            num_samples: samples,
+            samples_per_batch: spb,
+            use_kv_cache: true,
+            progress: Some(progress.clone()),
+        };
+        toto.forecast(
+            series.clone(),
+            Some(mask.clone()),
+            Some(ids.clone()),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(
+            take(),
+            counted(passes),
+            "{samples:?} samples, {spb} a batch"
+        );
+    }
+    let toto2 = Toto2::from_dir(&b, "tests/fixtures/toto2-tiny").unwrap();
+    let p2 = toto2.config().patch_size;
+    let device = b.device();
+    let target = Tensor::<3>::ones([1, 2, 4 * p2], device);
+    for (block, passes) in [(None, 1), (Some(p2), 5), (Some(2 * p2), 3)] {
+        let options = Toto2Options {
+            prediction_length: 5 * p2,
+            decode_block_size: block,
+            progress: Some(progress.clone()),
+            ..Toto2Options::default()
+        };
+        toto2
+            .forecast(target.clone(), None, None, None, &options)
+            .unwrap();
+        assert_eq!(take(), counted(passes), "blocks of {block:?}");
+    }
+}
+
+/// `AutoToto::warm_up` forecasts the given shape with the given options (the progress callback
+/// of `AutoOptions` hears its passes, for either generation) and refuses shapes a forecast would.
+#[test]
+fn warm_up_forecasts_the_shape_it_is_given() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use toto_fallback::auto::{AutoOptions, AutoToto};
+    use toto_fallback::forecast::Progress;
+    let b = toto_fallback::NdArray::seeded(5);
+    for (dir, passes) in [(FIXTURE, 2), ("tests/fixtures/toto2-tiny", 1)] {
+        let model = AutoToto::from_dir(&b, dir).unwrap();
+        let p = model.patch_size();
+        let heard = Arc::new(AtomicUsize::new(0));
+        let mut options = AutoOptions::new(2 * p);
+        options.v1.num_samples = None;
+        options.progress = Some(Progress::new({
+            let heard = heard.clone();
+            move |step| heard.store(step.done * 100 + step.total, Ordering::SeqCst)
+        }));
+        model.warm_up([2, 3, 4 * p], &options).unwrap();
+        assert_eq!(heard.load(Ordering::SeqCst), passes * 100 + passes, "{dir}");
+        assert!(
+            matches!(
+                model.warm_up([0, 3, 4 * p], &options),
+                Err(Error::Input { .. })
+            ),
+            "{dir}: an empty batch"
+        );
+        assert!(
+            matches!(
+                model.warm_up([1 << 20, 1 << 10, 1 << 10], &options),
+                Err(Error::TooLarge { .. })
+            ),
+            "{dir}: 2^40 elements"
+        );
+    }
 }

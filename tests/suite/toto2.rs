@@ -16,15 +16,22 @@
 //! Tolerance: `|got − want| <= 1e-5 · max(1, |want|)` (the scaled error).
 
 use burn::tensor::{Bool, Int, Tensor};
-use toto_fallback::toto2::{Covariates, LEVELS, Toto2, Toto2Options};
+use toto_fallback::toto2::{Covariates, LEVELS, Precision, Toto2, Toto2Options};
 use toto_fallback::{Backend, Error, Op};
 
 use crate::common;
-use crate::toto::{Reference, assert_close};
+use crate::toto::{Reference, assert_close, scaled_error};
 
 const TINY: &str = "tests/fixtures/toto2-tiny";
 const OTHER: &str = "tests/fixtures/toto2-other";
 const FIXTURES: [&str; 2] = [TINY, OTHER];
+
+/// Half precision's bound on the forecasts' scaled error against the f32 fixtures. f16 keeps 11
+/// significant bits (a rounding is at most 2^-11 ≈ 4.9e-4); measured on lavapipe (2026-11-26):
+/// 3.1e-4 to 8.5e-4 over both fixtures' `single` and `block` cases. bf16 keeps 8 bits, so 8×
+/// (lavapipe's WGSL has no bf16: it is measured on Vulkan/SPIR-V adapters only).
+const HALF_TOL: f64 = 3e-3;
+const BF16_TOL: f64 = 2.4e-2;
 
 fn load<B: Backend>(b: &B, dir: &str) -> Toto2<B> {
     Toto2::from_dir(b, dir).unwrap_or_else(|e| panic!("{dir} loads: {e}"))
@@ -85,6 +92,7 @@ fn case_options(dir: &str, case: &str) -> Toto2Options {
         has_missing_values: kwargs["has_missing_values"].as_bool().unwrap_or(true),
         scaler_fallback_min_obs: kwargs["scaler_fallback_min_obs"].as_u64().unwrap_or(0) as usize,
         quantile_real_cap_k: kwargs["quantile_real_cap_k"].as_f64().unwrap_or(0.0),
+        progress: None,
     }
 }
 
@@ -133,6 +141,85 @@ on_backends!(toto2_forecasts_match_toto2, [ndarray, fallback], |b| {
         check_forecasts(&*b, dir);
     }
 });
+
+/// Half precision ([`Precision`]) against the f32 fixtures: NdArray refuses it with a typed
+/// error; on a wgpu adapter with 16-bit shaders every forecast case stays within
+/// `HALF_TOL` of toto-2's f32 quantiles (scaled error), and differs from them (the products
+/// really ran in 16 bits).
+#[test]
+fn toto2_half_precision_stays_near_the_f32_reference() {
+    let cpu = toto_fallback::NdArray::new();
+    match load(&cpu, TINY).with_precision(Precision::F16) {
+        Err(e @ Error::PrecisionUnsupported { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("f16") && message.contains("Precision::F32"),
+                "{message}"
+            );
+        }
+        other => panic!(
+            "NdArray has no f16 arithmetic, got {:?}",
+            other.map(|m| m.precision())
+        ),
+    }
+    let Some(b) = common::fallback(4) else { return };
+    let mut ran = Vec::new();
+    for dir in FIXTURES {
+        let reference = Reference::load_from(dir);
+        let (target, mask, ids) = inputs(&reference, b.device());
+        for (precision, tol) in [(Precision::F16, HALF_TOL), (Precision::Bf16, BF16_TOL)] {
+            let model = match load(&*b, dir).with_precision(precision) {
+                Ok(model) => model,
+                Err(Error::PrecisionUnsupported { .. }) => {
+                    eprintln!("{}: no {precision} shaders", b.name());
+                    continue;
+                }
+                Err(e) => panic!("{dir}: {precision}: {e}"),
+            };
+            assert_eq!(model.precision(), precision);
+            // Block decoding twice on one fixture only: each case compiles its own 16-bit
+            // kernels, slow on a software adapter.
+            let cases: &[&str] = if dir == TINY {
+                &["single", "block"]
+            } else {
+                &["single"]
+            };
+            for &case in cases {
+                let forecast = model
+                    .forecast(
+                        target.clone(),
+                        Some(mask.clone()),
+                        Some(ids.clone()),
+                        None,
+                        &case_options(dir, case),
+                    )
+                    .unwrap_or_else(|e| panic!("{dir}: {precision}: {case}: {e}"));
+                let got = forecast
+                    .quantiles()
+                    .unwrap()
+                    .values()
+                    .clone()
+                    .permute([3, 0, 1, 2]);
+                let (err, at, g, w) = scaled_error(&reference, &format!("forecast.{case}"), got);
+                eprintln!("{dir}: {precision}: {case}: scaled error {err:.2e}");
+                assert!(
+                    err <= tol,
+                    "{dir}: {precision}: {case}: scaled error {err:.2e} at {at} (got {g}, want {w})"
+                );
+                assert!(
+                    err > 1e-5,
+                    "{dir}: {precision}: {case}: as exact as f32 ({err:.2e})"
+                );
+            }
+            ran.push(precision);
+        }
+    }
+    eprintln!("half precision ran on {}: {ran:?}", b.name());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        // lavapipe has 16-bit float shaders.
+        assert!(ran.contains(&Precision::F16), "{} refused f16", b.name());
+    }
+}
 
 #[test]
 fn toto2_forecast_forwards_nothing_on_the_fallback() {

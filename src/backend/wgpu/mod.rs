@@ -57,6 +57,7 @@ use crate::shape::ReshapeExact;
 pub struct Wgpu {
     device: Device,
     name: Arc<str>,
+    software: bool,
     support: Support,
     rng: Arc<Streams>,
     offset: u64,
@@ -66,6 +67,7 @@ impl fmt::Debug for Wgpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Wgpu")
             .field("name", &self.name)
+            .field("software", &self.software)
             .field("device", &self.device)
             .field("support", &self.support)
             .field("rng", &self.rng)
@@ -97,6 +99,8 @@ impl Wgpu {
     pub fn with_adapter(api: GraphicsApi, adapter: AdapterKind) -> Result<Self> {
         let device = open(api, adapter)?;
         let name = describe(&device, api);
+        // cubecl describes no card for an adapter of wgpu's `DeviceType::Cpu`.
+        let software = device.identity().is_some_and(|id| id.physical.is_none());
         // Toto's scaler runs in f64 as toto-ts does: native where the adapter has f64 shaders
         // (Vulkan on most desktop GPUs, lavapipe), forwarded elsewhere (Metal has no f64).
         let lacking = if device.supports_dtype(burn::tensor::DType::F64) {
@@ -107,6 +111,7 @@ impl Wgpu {
         Ok(Wgpu {
             device,
             name: name.into(),
+            software,
             support: Support::lacking(lacking),
             rng: Arc::new(Streams::new(rand::random())),
             offset: 0,
@@ -138,6 +143,13 @@ impl Wgpu {
             offset,
             ..self.clone()
         }
+    }
+
+    /// Whether the adapter is a software rasterizer (Mesa's lavapipe/llvmpipe, Microsoft's WARP):
+    /// the CPU emulating a GPU, correct but slower than [`NdArray`](crate::NdArray) on the same
+    /// cores. [`choose_backend`](crate::choose_backend) passes over such an adapter.
+    pub fn is_software(&self) -> bool {
+        self.software
     }
 
     /// This backend with `ops` marked unsupported as well, so a

@@ -1,0 +1,92 @@
+//! A forecast's progress, reported to a caller's callback.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a forecast stands: `done` of `total` model passes submitted.
+///
+/// A pass is one forward call of the model: Toto 1.0 makes one per predicted patch (and one
+/// prefill per forecast in sample mode, then one per patch and sample batch); Toto 2.0 one per
+/// decode block (one in all for the default single pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Step {
+    /// Passes submitted so far, `1..=total`.
+    pub done: usize,
+    /// Passes the forecast makes.
+    pub total: usize,
+}
+
+/// A callback told after each model pass of a forecast ([`Step`]): for a progress bar or a log
+/// line while a long forecast, or the first forecast of a process that compiles its GPU kernels,
+/// runs. Set it in `ForecastOptions::progress` or `Toto2Options::progress`.
+///
+/// It is called on the forecasting thread once the pass is *submitted*: on a GPU the device may
+/// still be computing it (the forecast returns once the device has finished), so the steps
+/// advance with the host's work — kernel compilation and autotuning included, which is what
+/// makes a first forecast slow.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use toto_fallback::forecast::Progress;
+///
+/// let seen = Arc::new(AtomicUsize::new(0));
+/// let counter = seen.clone();
+/// let progress = Progress::new(move |step| {
+///     counter.store(step.done, Ordering::Relaxed);
+///     eprintln!("pass {}/{}", step.done, step.total);
+/// });
+/// # let _ = progress;
+/// ```
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(Step) + Send + Sync>);
+
+impl Progress {
+    /// A progress callback.
+    pub fn new(f: impl Fn(Step) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    pub(crate) fn report(&self, done: usize, total: usize) {
+        (self.0)(Step { done, total });
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
+/// Two callbacks are equal when they are the same one (clones of one `Progress`).
+impl PartialEq for Progress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Counts a forecast's passes and tells the callback, if any.
+pub(crate) struct Passes<'a> {
+    progress: Option<&'a Progress>,
+    done: usize,
+    total: usize,
+}
+
+impl<'a> Passes<'a> {
+    pub(crate) fn new(progress: Option<&'a Progress>, total: usize) -> Self {
+        Passes {
+            progress,
+            done: 0,
+            total,
+        }
+    }
+
+    /// One more pass submitted.
+    pub(crate) fn tick(&mut self) {
+        self.done += 1;
+        if let Some(p) = self.progress {
+            p.report(self.done, self.total);
+        }
+    }
+}
