@@ -82,9 +82,11 @@ pub use auto::{AutoOptions, AutoToto, Generation};
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
-    Backend, Chosen, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement,
-    Prefer, Report, ScalerSpec, ScalerState, Usage, choose_backend,
+    Backend, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement, Report,
+    ScalerSpec, ScalerState, Usage,
 };
+#[cfg(feature = "wgpu")]
+pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;

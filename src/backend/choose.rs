@@ -22,16 +22,23 @@ pub enum Prefer {
 
 impl Prefer {
     /// The preference the environment variable `TOTO_BACKEND` names (`auto`, `gpu` or `cpu`,
-    /// any case); [`Prefer::Auto`] when it is unset or says something else.
+    /// any case, surrounding spaces ignored); [`Prefer::Auto`] when it is unset, and when it
+    /// says something else (with a `log` warning naming the value).
     pub fn from_env() -> Self {
         Self::parse(std::env::var("TOTO_BACKEND").ok().as_deref())
     }
 
     fn parse(value: Option<&str>) -> Self {
-        match value.map(str::to_ascii_lowercase).as_deref() {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "auto") => Prefer::Auto,
             Some("gpu") => Prefer::Gpu,
             Some("cpu") => Prefer::Cpu,
-            _ => Prefer::Auto,
+            Some(other) => {
+                log::warn!(
+                    "TOTO_BACKEND={other:?} is not auto, gpu or cpu; choosing automatically"
+                );
+                Prefer::Auto
+            }
         }
     }
 }
@@ -43,7 +50,7 @@ mod tests {
     #[test]
     fn toto_backend_values_name_a_preference() {
         assert_eq!(Prefer::parse(Some("CPU")), Prefer::Cpu);
-        assert_eq!(Prefer::parse(Some("gpu")), Prefer::Gpu);
+        assert_eq!(Prefer::parse(Some(" gpu ")), Prefer::Gpu);
         assert_eq!(Prefer::parse(Some("auto")), Prefer::Auto);
         assert_eq!(Prefer::parse(Some("tpu")), Prefer::Auto);
         assert_eq!(Prefer::parse(None), Prefer::Auto);

@@ -5,6 +5,7 @@
 //! nothing of distributions beyond the ops it runs. Each op family lives in one folder under
 //! `ops/` (checks, host version, composition, kernel); the backends pick among them.
 
+#[cfg(feature = "wgpu")]
 mod choose;
 mod fallback;
 mod ndarray;
@@ -14,6 +15,7 @@ pub(crate) mod transfer;
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
+#[cfg(feature = "wgpu")]
 pub use self::choose::{Chosen, Prefer, choose_backend};
 pub use self::fallback::{FallbackBackend, FallbackPolicy, OpReport, Placement, Report, Usage};
 pub use self::ndarray::NdArray;

@@ -184,33 +184,38 @@ pub(crate) fn settle(what: &str, t: &Tensor<3>) -> Result<()> {
         .map_err(|e| Error::read_back(what, &t.device(), e.into()))
 }
 
-/// Logs at info level, once per process, model, device and input shape, that a forecast of a
-/// new shape is compiling and tuning its GPU kernels: the reason a first forecast takes seconds
-/// where later ones take milliseconds. Nothing for CPU devices (nothing is compiled there).
-pub(crate) fn note_first_run(model: &str, device: &burn::tensor::Device, shape: [usize; 4]) {
+/// Logs at info level, once per process, model, device and request (`what`: the input shape,
+/// horizon and the options that change the kernels), that a forecast of a new shape is
+/// compiling and tuning its GPU kernels: the reason a first forecast takes seconds where later
+/// ones take milliseconds. Called before the work, after the request's checks. Nothing for CPU
+/// devices (nothing is compiled there); at most 1024 requests are remembered.
+pub(crate) fn note_first_run(model: &str, device: &burn::tensor::Device, what: String) {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
-    /// (model, device, `[B, V, T, horizon]`) forecast so far.
-    type Seen = HashSet<(String, String, [usize; 4])>;
-    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    #[cfg(feature = "wgpu")]
     #[allow(unreachable_patterns)]
     let gpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
+    #[cfg(not(feature = "wgpu"))]
+    let gpu = {
+        let _ = device;
+        false
+    };
     if !gpu || !log::log_enabled!(log::Level::Info) {
         return;
     }
-    let key = (model.to_owned(), format!("{device:?}"), shape);
+    let key = format!("{model} {device:?} {what}");
     let new = SEEN
         .get_or_init(Default::default)
         .lock()
-        .map(|mut seen| seen.insert(key))
+        .map(|mut seen| seen.len() < 1024 && seen.insert(key))
         .unwrap_or(false);
     if new {
-        let [b, v, t, h] = shape;
         log::info!(
-            "{model}: first forecast of a [{b}, {v}, {t}] series, {h} steps ahead, in this \
-             process: compiling GPU kernels (first run of a shape only; autotune results and, \
-             with the `vulkan` feature, compiled kernels are kept across runs by the `cache` \
-             feature; `warm_up` pays this at start-up)"
+            "{model}: first forecast of {what} in this process: compiling GPU kernels (first run \
+             of a shape only; autotune results and, with the `vulkan` feature, compiled kernels \
+             are kept across runs by the `cache` feature; `AutoToto::warm_up` pays this at \
+             start-up)"
         );
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 /// Where a forecast stands: `done` of `total` model passes submitted.
 ///
-/// A pass is one forward call of the model: Toto 1.0 makes one per predicted patch (and one
-/// prefill per forecast in sample mode, then one per patch and sample batch); Toto 2.0 one per
-/// decode block (one in all for the default single pass).
+/// A pass is one forward call of the model. Toto 1.0 in mean mode makes one per predicted patch;
+/// in sample mode one prefill, whose output gives every path's first patch, then one per later
+/// patch and sample batch (`1 + batches · (patches − 1)`). Toto 2.0 makes one per decode block
+/// (one in all for the default single pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Step {
@@ -19,12 +20,13 @@ pub struct Step {
 
 /// A callback told after each model pass of a forecast ([`Step`]): for a progress bar or a log
 /// line while a long forecast, or the first forecast of a process that compiles its GPU kernels,
-/// runs. Set it in `ForecastOptions::progress` or `Toto2Options::progress`.
+/// runs. Set it in `ForecastOptions::progress` (Toto 1.0), `Toto2Options::progress` (Toto 2.0)
+/// or `AutoOptions::progress` (either; it takes precedence over the generation's own).
 ///
 /// It is called on the forecasting thread once the pass is *submitted*: on a GPU the device may
-/// still be computing it (the forecast returns once the device has finished), so the steps
-/// advance with the host's work — kernel compilation and autotuning included, which is what
-/// makes a first forecast slow.
+/// still be computing it, so the steps advance with the host's work — kernel compilation and
+/// autotuning included, which is what makes a first forecast slow. The last step (`done ==
+/// total`) means every pass was submitted; the forecast's return (or its error) is the end.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};

@@ -68,6 +68,12 @@ impl Default for ForecastOptions {
 impl<B: Backend> Toto<B> {
     /// Refuses a forecast whose largest tensors could not be allocated, before allocating
     /// anything: the output, the decoded paths, the activations of one step and the KV cache.
+    /// The checks `forecast` makes of the options and the request's size, without inputs.
+    pub(crate) fn check_request(&self, dims: [usize; 3], options: &ForecastOptions) -> Result<()> {
+        options.check()?;
+        self.check_forecast_size(dims, options)
+    }
+
     fn check_forecast_size(&self, [b, v, t]: [usize; 3], options: &ForecastOptions) -> Result<()> {
         let c = self.config();
         let p = c.patch_size as u128;
@@ -238,7 +244,14 @@ impl<B: Backend> Toto<B> {
             });
         }
         self.check_forecast_size([b, v, t], options)?;
-        crate::forecast::note_first_run("Toto 1.0", &device, [b, v, t, options.prediction_length]);
+        crate::forecast::note_first_run(
+            "Toto 1.0",
+            &device,
+            format!(
+                "a [{b}, {v}, {t}] series, {} steps ahead, {:?} samples in batches of {}",
+                options.prediction_length, options.num_samples, options.samples_per_batch
+            ),
+        );
         let paths = Paths::context(series, mask, ids, self.config().patch_size);
         let steps = options.prediction_length.div_ceil(self.config().patch_size);
         let passes = match options.num_samples {

@@ -135,12 +135,16 @@ impl<B: Backend> Toto2<B> {
         let (patches, block) = self.blocks(options)?;
         let extra = covariates.map_or(0, |c| c.values.dims()[1]);
         self.check_size([b, v, t], extra, patches, block)?;
+        let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
         crate::forecast::note_first_run(
             "Toto 2.0",
             &device,
-            [b, v + extra, t, options.prediction_length],
+            format!(
+                "a [{b}, {v}, {t}] series with {extra} covariates, {} steps ahead in blocks of \
+                 {block} patches",
+                options.prediction_length
+            ),
         );
-        let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
         let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
         let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
@@ -148,6 +152,12 @@ impl<B: Backend> Toto2<B> {
     }
 
     /// The horizon in patches and the block length in patches, from checked options.
+    /// The checks `forecast` makes of the options and the request's size, without inputs.
+    pub(crate) fn check_request(&self, dims: [usize; 3], options: &Toto2Options) -> Result<()> {
+        let (patches, block) = self.blocks(options)?;
+        self.check_size(dims, 0, patches, block)
+    }
+
     fn blocks(&self, options: &Toto2Options) -> Result<(usize, usize)> {
         let input = |reason: String| Err(Error::Input { what: WHAT, reason });
         let p = self.config.patch_size;

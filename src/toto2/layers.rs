@@ -15,10 +15,13 @@ pub(crate) const SILU_SCALE: f64 = 1.766_782_948_312_328;
 /// The residual MLPs' `1/sqrt(1 + τ²)` and `τ/sqrt(1 + τ²)` at `τ = 1`.
 const HALF_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
-/// The number format of Toto 2.0's decoder products: the attention projections and the
-/// feed-forward layers, nearly all of a forecast's arithmetic. Everything else (the scaler, the
-/// patch embedding, norms, softmax, the residual stream, the output head) stays in f32 (the
-/// scaler in f64) whatever this says. Set it with [`Toto2::with_precision`](super::Toto2::with_precision).
+/// The number format of Toto 2.0's matrix products: the patch embedding's, the decoder's
+/// attention projections and feed-forward layers, and the output head's hidden layer — over 99%
+/// of a forecast's arithmetic. Everything else stays in f32 (the scaler in f64) whatever this
+/// says: norms, softmax, the residual stream, and the head's two readout layers, whose outputs
+/// are the quantiles in asinh space (rounding them to 11 bits would cost up to `|y|·2⁻¹¹`
+/// relative error in real space, in the tails). Set it with
+/// [`Toto2::with_precision`](super::Toto2::with_precision).
 ///
 /// Half precision rounds the weights once and each product's inputs and output to 11 (`F16`) or
 /// 8 (`Bf16`) significant bits, accumulating in f32. Toto 2.0's layers are unit-scaled (activations
@@ -272,10 +275,16 @@ impl ResidualMlp {
         }
     }
 
+    /// Every layer in `precision`.
     pub(crate) fn set_precision(&mut self, precision: Precision) {
         self.linear1.set_precision(precision);
         self.linear2.set_precision(precision);
         self.skip_proj.set_precision(precision);
+    }
+
+    /// The hidden layer in `precision`; the two layers that produce the output stay f32.
+    pub(crate) fn set_hidden_precision(&mut self, precision: Precision) {
+        self.linear1.set_precision(precision);
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

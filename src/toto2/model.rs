@@ -165,12 +165,16 @@ impl<B: Backend> Toto2<B> {
         })
     }
 
-    /// The model with its decoder's products in `precision` ([`Precision`]): the attention
-    /// projections' and feed-forward layers' weights are rounded to it once, and their products
-    /// computed in it with f32 accumulation. On an H100 (Vulkan, 2026-11-26) `F16` takes the
-    /// 313m-like model's T2-boom forecast from 681 ms to 196 ms; on the conformance fixtures its
-    /// quantiles stay within 1e-3 (scaled) of toto-2's f32 ones (docs/PERFORMANCE.md). Going
-    /// back to `F32` keeps the rounded weights: load the model again for the original ones.
+    /// The model with its matrix products in `precision` ([`Precision`] says which): those
+    /// layers' weights are rounded to it once, and their products computed in it with f32
+    /// accumulation. On an H100 (Vulkan, 2026-11-26) `F16` took the 313m-like model's T2-boom
+    /// forecast from 687 ms to 213 ms (toto-2: 352 ms); on the conformance fixtures the quantiles
+    /// stay within 1.2e-3 (scaled) of toto-2's f32 ones (docs/PERFORMANCE.md).
+    ///
+    /// The rounding happens once: asking again for the same precision changes nothing, and a
+    /// model already in 16 bits refuses another precision (load it again instead), so
+    /// [`Toto2::precision`] always says what the weights hold. Ask
+    /// [`Toto2::supports_precision`] first to keep the model when the device lacks the format.
     ///
     /// ```
     /// use toto_fallback::toto2::{Precision, Toto2};
@@ -190,11 +194,22 @@ impl<B: Backend> Toto2<B> {
     ///
     /// # Errors
     /// [`Error::PrecisionUnsupported`] when the backend's device has no arithmetic in that
-    /// format (`NdArray`; WGSL adapters without 16-bit shaders).
+    /// format (`NdArray`; adapters without 16-bit shaders; no adapter measured so far has
+    /// bf16); [`Error::Input`] when the weights were already rounded to another format.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        if let Some(dtype) = precision.dtype()
-            && !self.device().supports_dtype(dtype)
-        {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        if self.precision != Precision::F32 {
+            return Err(Error::Input {
+                what: "Toto2::with_precision",
+                reason: format!(
+                    "the weights were already rounded to {}; load the model again for {precision}",
+                    self.precision
+                ),
+            });
+        }
+        if !self.supports_precision(precision) {
             return Err(Error::PrecisionUnsupported {
                 model: "Toto 2.0",
                 precision: precision.to_string(),
@@ -203,12 +218,19 @@ impl<B: Backend> Toto2<B> {
         }
         self.weights.patch_proj.set_precision(precision);
         self.weights.decoder.set_precision(precision);
-        self.weights.head.set_precision(precision);
+        self.weights.head.set_hidden_precision(precision);
         self.precision = precision;
         Ok(self)
     }
 
-    /// The format of the decoder's products ([`Toto2::with_precision`]).
+    /// Whether the model's device has arithmetic in `precision` (f32 always).
+    pub fn supports_precision(&self, precision: Precision) -> bool {
+        precision
+            .dtype()
+            .is_none_or(|dtype| self.device().supports_dtype(dtype))
+    }
+
+    /// The format of the matrix products ([`Toto2::with_precision`]).
     pub fn precision(&self) -> Precision {
         self.precision
     }

@@ -1035,8 +1035,9 @@ fn forecasts_report_every_pass_to_the_progress_callback() {
     }
 }
 
-/// `AutoToto::warm_up` forecasts the given shape with the given options (the progress callback
-/// of `AutoOptions` hears its passes, for either generation) and refuses shapes a forecast would.
+/// `AutoToto::warm_up` forecasts the given shape twice with the given options (the progress
+/// callback of `AutoOptions` hears every pass, for either generation) and refuses shapes a
+/// forecast would.
 #[test]
 fn warm_up_forecasts_the_shape_it_is_given() {
     use std::sync::Arc;
@@ -1052,10 +1053,14 @@ fn warm_up_forecasts_the_shape_it_is_given() {
         options.v1.num_samples = None;
         options.progress = Some(Progress::new({
             let heard = heard.clone();
-            move |step| heard.store(step.done * 100 + step.total, Ordering::SeqCst)
+            move |_| {
+                heard.fetch_add(1, Ordering::SeqCst);
+            }
         }));
-        model.warm_up([2, 3, 4 * p], &options).unwrap();
-        assert_eq!(heard.load(Ordering::SeqCst), passes * 100 + passes, "{dir}");
+        let took = model.warm_up([2, 3, 4 * p], &options).unwrap();
+        assert!(took > std::time::Duration::ZERO, "{dir}");
+        // Two forecasts (the second one of a shape is still slow on a GPU).
+        assert_eq!(heard.load(Ordering::SeqCst), 2 * passes, "{dir}");
         assert!(
             matches!(
                 model.warm_up([0, 3, 4 * p], &options),
@@ -1069,6 +1074,17 @@ fn warm_up_forecasts_the_shape_it_is_given() {
                 Err(Error::TooLarge { .. })
             ),
             "{dir}: 2^40 elements"
+        );
+        // Refused by the forecast's size check before the series is built (2^32 elements
+        // would be 16 GiB on the host).
+        let mut long = AutoOptions::new(1 << 40);
+        long.v1.num_samples = None;
+        assert!(
+            matches!(
+                model.warm_up([1, 1, 1 << 32], &long),
+                Err(Error::TooLarge { .. })
+            ),
+            "{dir}: a 2^40-step horizon"
         );
     }
 }
