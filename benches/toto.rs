@@ -21,8 +21,8 @@
 //!   `bench/toto2_bench.py`: patch 32, xPos, q/k-norm, groups of 4 layers with one variate layer
 //!   last) on `t2-small` (B 1, V 4, context 512, horizon 128) or `t2-boom` (B 64, V 4, context
 //!   2048, horizon 256), one pass without missing values, the median read back, like the anchor.
-//!   `--precision f16` (or `bf16`) computes the decoder's products in 16 bits
-//!   (`Toto2::with_precision`).
+//!   `--precision f16` (or `bf16`) computes Toto 2.0's matrix products in 16 bits
+//!   (`Toto2::with_precision`; Toto 2.0 only: the Toto 1.0 workloads ignore it).
 //! - `--matmul M,K,N`: the wgpu adapter's matmul throughput in f32, flex32, f16 and bf16.
 //! - `--cold-start N ARGS…`: the other arguments run in `N` fresh processes one after the other
 //!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
