@@ -101,11 +101,13 @@ impl Chosen {
     }
 }
 
+/// The device and why: `wgpu (NVIDIA …; spirv) (CPU fallback: ndarray)`, or `ndarray (the only
+/// GPU adapter is a software rasterizer, …)`.
 impl fmt::Display for Chosen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Chosen::Gpu(b) => write!(f, "running on {} (CPU fallback: ndarray)", b.gpu().name()),
-            Chosen::Cpu { backend, why } => write!(f, "running on {} ({why})", backend.name()),
+            Chosen::Gpu(b) => write!(f, "{} (CPU fallback: ndarray)", b.gpu().name()),
+            Chosen::Cpu { backend, why } => write!(f, "{} ({why})", backend.name()),
         }
     }
 }
