@@ -123,19 +123,7 @@ fn run_toto2<B: Backend>(
         .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
     for name in workloads.split(',') {
         let w = workload2(name).unwrap_or_else(|| panic!("unknown workload {name}"));
-        let mut first_done = 0.0;
-        let times: Vec<f64> = (0..runs)
-            .map(|i| {
-                let t = forecast2(&model, w);
-                if i == 0 {
-                    first_done = since_start();
-                }
-                t
-            })
-            .collect();
-        let mut rest = times[1..].to_vec();
-        rest.sort_by(f64::total_cmp);
-        let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
+        let (times, first_done, median) = timed(runs, || forecast2(&model, w));
         println!(
             "{{\"impl\": \"toto-fallback\", \"model\": \"toto2\", \"size\": \"{size}\", \
              \"params\": {params}, \"precision\": \"{precision}\", \"backend\": \"{}\", \
@@ -200,13 +188,13 @@ fn forecast<B: Backend>(
     start.elapsed().as_secs_f64()
 }
 
-fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
-    let w = workload(name).unwrap_or_else(|| panic!("unknown workload {name}"));
-    let model = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
+/// `runs` timings of `f` (seconds each), the time from process start to the end of the first,
+/// and the median of the runs after the first (the first alone when there is one).
+fn timed(runs: usize, mut f: impl FnMut() -> f64) -> (Vec<f64>, f64, f64) {
     let mut first_done = 0.0;
     let times: Vec<f64> = (0..runs)
         .map(|i| {
-            let t = forecast(&model, w);
+            let t = f();
             if i == 0 {
                 first_done = since_start();
             }
@@ -216,6 +204,13 @@ fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl F
     let mut rest = times[1..].to_vec();
     rest.sort_by(f64::total_cmp);
     let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
+    (times, first_done, median)
+}
+
+fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
+    let w = workload(name).unwrap_or_else(|| panic!("unknown workload {name}"));
+    let model = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
+    let (times, first_done, median) = timed(runs, || forecast(&model, w));
     println!(
         "{{\"impl\": \"toto-fallback\", \"backend\": \"{}\", \"threads\": {}, \"workload\": \"{name}\", \
          \"B\": {}, \"V\": {}, \"context\": {}, \"horizon\": {}, \"samples\": {}, \

@@ -185,11 +185,15 @@ pub(crate) fn settle(what: &str, t: &Tensor<3>) -> Result<()> {
 }
 
 /// Logs at info level, once per process, model, device and request (`what`: the input shape,
-/// horizon and the options that change the kernels), that a forecast of a new shape is
+/// horizon and the options that change the kernels; built only when the line may be logged), that a forecast of a new shape is
 /// compiling and tuning its GPU kernels: the reason a first forecast takes seconds where later
 /// ones take milliseconds. Called before the work, after the request's checks. Nothing for CPU
 /// devices (nothing is compiled there); at most 1024 requests are remembered.
-pub(crate) fn note_first_run(model: &str, device: &burn::tensor::Device, what: String) {
+pub(crate) fn note_first_run(
+    model: &str,
+    device: &burn::tensor::Device,
+    what: impl FnOnce() -> String,
+) {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
@@ -204,6 +208,7 @@ pub(crate) fn note_first_run(model: &str, device: &burn::tensor::Device, what: S
     if !gpu || !log::log_enabled!(log::Level::Info) {
         return;
     }
+    let what = what();
     let key = format!("{model} {device:?} {what}");
     let new = SEEN
         .get_or_init(Default::default)

@@ -244,14 +244,12 @@ impl<B: Backend> Toto<B> {
             });
         }
         self.check_forecast_size([b, v, t], options)?;
-        crate::forecast::note_first_run(
-            "Toto 1.0",
-            &device,
+        crate::forecast::note_first_run("Toto 1.0", &device, || {
             format!(
                 "a [{b}, {v}, {t}] series, {} steps ahead, {:?} samples in batches of {}",
                 options.prediction_length, options.num_samples, options.samples_per_batch
-            ),
-        );
+            )
+        });
         let paths = Paths::context(series, mask, ids, self.config().patch_size);
         let steps = options.prediction_length.div_ceil(self.config().patch_size);
         let passes = match options.num_samples {

@@ -136,15 +136,13 @@ impl<B: Backend> Toto2<B> {
         let extra = covariates.map_or(0, |c| c.values.dims()[1]);
         self.check_size([b, v, t], extra, patches, block)?;
         let prepared = self.prepare(target, mask, ids, covariates, patches, block)?;
-        crate::forecast::note_first_run(
-            "Toto 2.0",
-            &device,
+        crate::forecast::note_first_run("Toto 2.0", &device, || {
             format!(
-                "a [{b}, {v}, {t}] series with {extra} covariates, {} steps ahead in blocks of \
-                 {block} patches",
+                "a [{b}, {v}, {t}] series with {extra} covariates, {} steps ahead in blocks \
+                     of {block} patches",
                 options.prediction_length
-            ),
-        );
+            )
+        });
         let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
         let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
