@@ -27,6 +27,9 @@
 //! - `--cold-start N ARGS…`: the other arguments run in `N` fresh processes one after the other
 //!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
 //!   feature what the earlier processes left on disk).
+//! - `--export-cache FILE` writes this machine's kernel cache to a bundle and exits;
+//!   `--import-cache FILE` fills the cache from one before the rest of the arguments run
+//!   (`kernel_cache`, the `cache` feature).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
 
@@ -436,6 +439,30 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    // `--import-cache FILE` fills this machine's kernel cache from a bundle before anything runs;
+    // `--export-cache FILE` (alone) writes the cache to a bundle and exits.
+    #[cfg(feature = "cache")]
+    {
+        if let Some(file) = value("--import-cache") {
+            let t = Instant::now();
+            let report = toto_fallback::kernel_cache::import(&file).expect("import the bundle");
+            println!(
+                "{{\"import_cache\": \"{file}\", \"imported\": {}, \"skipped\": {}, \"failed\": {}, \"import_s\": {:.3}}}",
+                report.imported,
+                report.skipped,
+                report.failed,
+                t.elapsed().as_secs_f64()
+            );
+        }
+        if let Some(file) = value("--export-cache") {
+            let saved = toto_fallback::kernel_cache::export(&file).expect("export the cache");
+            println!(
+                "{{\"export_cache\": \"{file}\", \"entries\": {}, \"namespaces\": {:?}}}",
+                saved.entries, saved.namespaces
+            );
+            return;
+        }
+    }
     if let Some(n) = value("--cold-start") {
         let processes = n.parse().expect("--cold-start N");
         let mut rest = args[1..].to_vec();

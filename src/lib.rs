@@ -40,6 +40,8 @@
 //! | leaves | [`rng`], [`Op`], [`MAX_ELEMENTS`] | the counter-based generator (Philox4x32-10), the op names, shape and size helpers |
 //!
 //! With the `plot` feature, [`forecast::Forecast::fan_chart`] draws a forecast as a PNG fan chart.
+//! With `cache` (a default), GPU kernels tuned and compiled by one process are kept on disk for
+//! the next; [`kernel_cache`] says where and ships them to other machines.
 //!
 //! ## Threads and bad input
 //! Every backend, distribution, [`toto::Toto`] and [`toto::Forecast`] is `Send + Sync`. One
@@ -79,6 +81,8 @@ pub mod toto2;
 pub mod auto;
 
 pub use auto::{AutoOptions, AutoToto, Generation};
+#[cfg(feature = "wgpu")]
+pub use backend::kernel_cache;
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{

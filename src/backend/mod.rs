@@ -8,6 +8,8 @@
 #[cfg(feature = "wgpu")]
 mod choose;
 mod fallback;
+#[cfg(feature = "wgpu")]
+pub mod kernel_cache;
 mod ndarray;
 pub(crate) mod ops;
 mod stream;

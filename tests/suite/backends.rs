@@ -881,3 +881,51 @@ fn choose_backend_passes_over_software_adapters() {
         assert!(!auto.is_gpu());
     }
 }
+
+/// The kernel cache (`cache` feature): a GPU matmul leaves tuned entries on disk; `export`
+/// writes them to a bundle, `import` of that bundle finds every entry already present (a local
+/// entry is never overwritten), and a file that is not a bundle is a typed error naming it.
+#[cfg(feature = "cache")]
+#[test]
+fn kernel_cache_exports_and_imports_what_the_gpu_tuned() {
+    use toto_fallback::kernel_cache;
+    let Some(gpu) = common::wgpu(3) else { return };
+    let a = Tensor::<2>::ones([48, 40], gpu.device());
+    let b = Tensor::<2>::ones([40, 24], gpu.device());
+    let product = values(a.matmul(b));
+    assert!(product.iter().all(|&x| x == 40.0), "{product:?}");
+
+    let location = kernel_cache::location();
+    assert!(
+        location.is_file(),
+        "{} after a GPU matmul",
+        location.display()
+    );
+    let dir = std::env::temp_dir().join(format!("toto-kernel-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundle = dir.join("bundle.db");
+    let saved = kernel_cache::export(&bundle).unwrap();
+    assert!(saved.entries > 0 && bundle.is_file(), "{saved:?}");
+    assert!(
+        saved.namespaces.iter().any(|n| n.contains("autotune")),
+        "no autotune entries in {:?}",
+        saved.namespaces
+    );
+    let report = kernel_cache::import(&bundle).unwrap();
+    assert_eq!(report.imported, 0, "{report:?}");
+    assert!(report.skipped > 0 && report.failed == 0, "{report:?}");
+
+    let text = dir.join("not-a-bundle.db");
+    std::fs::write(&text, "plain text").unwrap();
+    match kernel_cache::import(&text) {
+        Err(Error::Io { path, source }) => {
+            assert!(path.ends_with("not-a-bundle.db"), "{path}");
+            assert!(
+                source.to_string().contains("kernel_cache::export"),
+                "{source}"
+            );
+        }
+        other => panic!("a text file imported: {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

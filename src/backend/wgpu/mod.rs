@@ -176,6 +176,7 @@ impl Wgpu {
 }
 
 fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
+    super::kernel_cache::apply_defaults();
     let mut opened = opened().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(device) = opened.get(&(api, adapter)) {
         return Ok(device.clone());
