@@ -10,6 +10,9 @@
 //! On a machine without a GPU, wgpu needs a software Vulkan driver
 //! (`apt-get install mesa-vulkan-drivers`); without one the example says so and runs on the CPU.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use burn::tensor::Tensor;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use toto_fallback::{Backend, FallbackBackend, NdArray, Op, Wgpu};
@@ -18,6 +21,7 @@ const DF: f32 = 5.0;
 const N: usize = 1_000_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    support::quiet_headless_vulkan();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )

@@ -11,6 +11,9 @@
 //! Toto-Open-Base-1.0 and Toto-2.0-* on the Hub); without it the bundled tiny test model is used, which is untrained: its fans are wide and meaningless,
 //! but every step runs. The PNGs go to `OUT_DIR` (default: the system's temporary directory).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
@@ -20,6 +23,7 @@ use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backe
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    support::quiet_headless_vulkan();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )

@@ -17,6 +17,9 @@
 //! one (lavapipe, WARP), it says so and runs on the CPU. `TOTO_BACKEND=gpu` uses a software
 //! adapter anyway, `TOTO_BACKEND=cpu` the CPU.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,6 +29,7 @@ use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backe
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    support::quiet_headless_vulkan();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off"),
     )

@@ -9,6 +9,8 @@ use burn::tensor::Tensor;
 use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
+    // device_select layer): harmless; `NODEVICE_SELECT=1` silences it (docs/troubleshooting.md).
     // A model directory with config.json + the weights, either generation (default: the tiny
     // Toto 1.0 test model).
     let dir = std::env::args()
@@ -28,7 +30,7 @@ fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Err
     let series =
         Tensor::<1>::from_floats(history.as_slice(), backend.device()).reshape([1, 1, 512]);
     let forecast = model.forecast(series, None, None, &AutoOptions::new(96))?;
-    let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .std(), .draw(n)
+    let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .quantiles_at(&[..]), .std()?, .draw(n)
     let median: Vec<f32> = median.into_data().iter::<f32>().collect();
     println!("median forecast, first 8 of 96 steps: {:?}", &median[..8]);
     Ok(())

@@ -186,10 +186,10 @@ impl<B: Backend> AutoToto<B> {
         let series =
             Tensor::<3>::from_data(burn::tensor::TensorData::new(values, [b, v, t]), device);
         for _ in 0..2 {
-            let median = self
-                .forecast(series.clone(), None, None, options)?
-                .median()?;
-            median
+            let forecast = self.forecast(series.clone(), None, None, options)?;
+            // The median sorts the paths (kernels to warm as well); mean mode has the mean.
+            let point = forecast.median().unwrap_or_else(|_| forecast.mean.clone());
+            point
                 .try_into_data()
                 .map_err(|e| Error::read_back("AutoToto::warm_up", device, e.into()))?
                 .iter::<f32>()

@@ -6,6 +6,7 @@
 #[cfg(feature = "plot")]
 mod plot;
 mod progress;
+mod sort;
 
 pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
@@ -71,72 +72,117 @@ impl<B: Backend> Forecast<B> {
         self.quantiles.as_ref()
     }
 
-    /// The `q`-quantile per step: between order statistics at `q·(n − 1)` of the sample paths
-    /// (torch's linear interpolation), or between the quantile knots (linear, with the linear
-    /// tails of [`QuantileKnots`]); the mean path in mean mode.
+    /// The `q`-quantile per step, `[B, V, H]`: between order statistics at `q·(n − 1)` of the
+    /// sample paths (torch's linear interpolation), or between the quantile knots (linear, with
+    /// the linear tails of [`QuantileKnots`]). For several levels, [`Forecast::quantiles_at`]
+    /// sorts the paths once.
     ///
     /// # Errors
-    /// [`Error::Input`] unless `q` is in `[0, 1]`.
+    /// [`Error::Input`] unless `q` is in `[0, 1]`, or for a mean-mode forecast (it has no
+    /// distribution: forecast with `num_samples`, or read [`Forecast::mean`]).
     pub fn quantile(&self, q: f64) -> Result<Tensor<3>> {
-        if !(0.0..=1.0).contains(&q) {
-            return Err(Error::Input {
-                what: "Forecast::quantile",
-                reason: format!("the level must be in [0, 1]; got {q}"),
-            });
+        let [b, v, t] = self.mean.dims();
+        Ok(self.quantiles_at(&[q])?.reshape([b, v, t]))
+    }
+
+    /// The quantiles at `levels` per step, `[B, V, H, levels.len()]`, level by level as
+    /// [`Forecast::quantile`] computes them, from one sort of the sample paths. The sort runs
+    /// on the forecast's device (a bitonic network of tensor ops: burn 0.22 itself sorts on the
+    /// host on GPUs), so nothing is read back.
+    ///
+    /// ```
+    /// use toto_fallback::auto::{AutoOptions, AutoToto};
+    /// use toto_fallback::{Backend, NdArray, forecast::read_series};
+    ///
+    /// let cpu = NdArray::seeded(0);
+    /// let model = AutoToto::from_dir(&cpu, "tests/fixtures/tiny")?;
+    /// let series = burn::tensor::Tensor::<3>::ones([1, 2, 40], cpu.device());
+    /// let mut options = AutoOptions::new(12);
+    /// options.v1.num_samples = Some(16);
+    /// options.v1.samples_per_batch = 16;
+    /// let forecast = model.forecast(series, None, None, &options)?;
+    /// let bands = forecast.quantiles_at(&[0.1, 0.5, 0.9])?; // [1, 2, 12, 3]
+    /// assert_eq!(bands.dims(), [1, 2, 12, 3]);
+    /// let median = read_series(forecast.median()?)?; // median[series][variate][step]
+    /// assert_eq!((median.len(), median[0].len(), median[0][1].len()), (1, 2, 12));
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a level outside `[0, 1]`, an empty `levels`, a forecast without
+    /// sample paths, or a mean-mode forecast (forecast with `num_samples`).
+    pub fn quantiles_at(&self, levels: &[f64]) -> Result<Tensor<4>> {
+        let input = |reason: String| Error::Input {
+            what: "Forecast::quantile",
+            reason,
+        };
+        if let Some(&q) = levels.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            return Err(input(format!("the level must be in [0, 1]; got {q}")));
+        }
+        if levels.is_empty() {
+            return Err(input("no level asked for".to_owned()));
         }
         if let Some(knots) = &self.quantiles {
-            let p = Tensor::<3>::full(self.mean.dims(), q, &self.mean.device());
-            return knots.quantile(p);
+            let at = levels
+                .iter()
+                .map(|&q| {
+                    let p = Tensor::<3>::full(self.mean.dims(), q, &self.mean.device());
+                    knots.quantile(p)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::stack(at, 3));
         }
         let Some(samples) = &self.samples else {
-            return Ok(self.mean.clone());
+            return Err(input(MEAN_MODE.to_owned()));
         };
         let [b, v, t, n] = samples.dims();
         if n == 0 {
-            return Err(Error::Input {
-                what: "Forecast::quantile",
-                reason: "the forecast holds no sample path".to_owned(),
-            });
+            return Err(input("the forecast holds no sample path".to_owned()));
         }
-        let sorted = samples.clone().sort(3);
-        let pos = q * (n - 1) as f64;
-        let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
-        let hi = (lo + 1).min(n - 1);
-        let at = |i: usize| {
-            sorted
-                .clone()
-                .slice([0..b, 0..v, 0..t, i..i + 1])
-                .reshape([b, v, t])
-        };
-        Ok(at(lo).mul_scalar(1.0 - frac).add(at(hi).mul_scalar(frac)))
+        let sorted = sort::sort_last(samples.clone());
+        let at = |i: usize| sorted.clone().narrow(3, i, 1).reshape([b, v, t]);
+        let at = levels
+            .iter()
+            .map(|&q| {
+                let pos = q * (n - 1) as f64;
+                let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+                let hi = (lo + 1).min(n - 1);
+                at(lo).mul_scalar(1.0 - frac).add(at(hi).mul_scalar(frac))
+            })
+            .collect();
+        Ok(Tensor::stack(at, 3))
     }
 
     /// The median (the 0.5-quantile): the point forecast of the GIFT-Eval and BOOM evaluations.
     ///
     /// # Errors
-    /// Never in practice; as [`Forecast::quantile`].
+    /// As [`Forecast::quantile`]: a mean-mode forecast has no median (read its mean).
     pub fn median(&self) -> Result<Tensor<3>> {
         self.quantile(0.5)
     }
 
-    /// The standard deviation per step: of the sample paths (Bessel-corrected), of the quantile
-    /// knots' distribution; zeros in mean mode.
-    pub fn std(&self) -> Tensor<3> {
+    /// The standard deviation per step: of the sample paths (Bessel-corrected; NaN for one
+    /// path), or of the quantile knots' distribution.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a mean-mode forecast (forecast with `num_samples`).
+    pub fn std(&self) -> Result<Tensor<3>> {
         if let Some(knots) = &self.quantiles {
-            return knots.stddev();
+            return Ok(knots.stddev());
         }
-        match &self.samples {
-            None => self.mean.zeros_like(),
-            Some(s) => {
-                let n = s.dims()[3];
-                let [b, v, t, _] = s.dims();
-                s.clone()
-                    .var(3)
-                    .mul_scalar(if n > 1 { 1.0 } else { f64::NAN })
-                    .sqrt()
-                    .reshape([b, v, t])
-            }
-        }
+        let Some(s) = &self.samples else {
+            return Err(Error::Input {
+                what: "Forecast::std",
+                reason: MEAN_MODE.to_owned(),
+            });
+        };
+        let n = s.dims()[3];
+        let [b, v, t, _] = s.dims();
+        Ok(s.clone()
+            .var(3)
+            .mul_scalar(if n > 1 { 1.0 } else { f64::NAN })
+            .sqrt()
+            .reshape([b, v, t]))
     }
 
     /// `n` draws per series and step, `[B, V, H, n]`: the first `n` sample paths of a sampled
@@ -162,12 +208,31 @@ impl<B: Backend> Forecast<B> {
                 "the forecast holds {} sample paths; asked for {n}",
                 s.dims()[3]
             ))),
-            None => Err(input(
-                "a mean-mode forecast has no distribution to draw from; forecast with `num_samples`"
-                    .to_owned(),
-            )),
+            None => Err(input(MEAN_MODE.to_owned())),
         }
     }
+}
+
+/// Why a mean-mode forecast answers no quantile, spread or draw.
+const MEAN_MODE: &str = "a mean-mode forecast (Toto 1.0 without `num_samples`) has only its \
+    mean path and no distribution; forecast with `num_samples` (sample paths) for quantiles, \
+    spread and draws, or read `Forecast::mean`";
+
+/// A `[B, V, H]` result (a mean, a median, a quantile) read into host memory, one `Vec` of `H`
+/// values per series and variate: `rows[b][v][h]`. On a GPU this waits for the device.
+///
+/// # Errors
+/// [`Error::ReadBack`] when the device failed computing it (out of memory, a lost device).
+pub fn read_series(x: Tensor<3>) -> Result<Vec<Vec<Vec<f32>>>> {
+    let [b, v, h] = x.dims();
+    let flat = crate::backend::read_back("forecast::read_series", x)?;
+    Ok((0..b)
+        .map(|i| {
+            (0..v)
+                .map(|j| flat[(i * v + j) * h..(i * v + j + 1) * h].to_vec())
+                .collect()
+        })
+        .collect())
 }
 
 /// Waits for the work behind `t` and reports its failure as [`Error::ReadBack`] of `what` (which

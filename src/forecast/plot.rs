@@ -108,8 +108,11 @@ impl<B: Backend> Forecast<B> {
         };
         let past = row(history.clone(), t)?;
         let bands = if self.samples.is_some() || self.quantiles.is_some() {
-            let q = |level: f64| self.quantile(level).and_then(|x| row(x, horizon));
-            Some([q(0.05)?, q(0.25)?, q(0.5)?, q(0.75)?, q(0.95)?])
+            // One sort of the paths for the five levels.
+            let levels = self.quantiles_at(&[0.05, 0.25, 0.5, 0.75, 0.95])?;
+            let [b, v, t, _] = levels.dims();
+            let q = |i: usize| row(levels.clone().narrow(3, i, 1).reshape([b, v, t]), horizon);
+            Some([q(0)?, q(1)?, q(2)?, q(3)?, q(4)?])
         } else {
             None
         };

@@ -1088,3 +1088,95 @@ fn warm_up_forecasts_the_shape_it_is_given() {
         );
     }
 }
+
+/// `Forecast::quantiles_at` sorts the sample paths once on the forecast's device (a bitonic
+/// network, not burn's host sort) and gives, level by level, the linear interpolation between
+/// order statistics that a host sort of the same paths gives (the reference here: the paths
+/// read back and sorted with `f64::total_cmp`); `quantile` is its one-level case; a mean-mode
+/// forecast refuses quantiles, median and spread with an error that says to sample; and
+/// `read_series` reads a result per series and variate.
+#[test]
+fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
+    use toto_fallback::auto::{AutoOptions, AutoToto};
+    use toto_fallback::forecast::read_series;
+    fn run<B: Backend>(backend: &B, name: &str) {
+        let model = AutoToto::from_dir(backend, FIXTURE).unwrap();
+        let series = Tensor::<3>::from_data(
+            TensorData::new(
+                (0..2 * 40)
+                    .map(|i| (i as f32 * 0.37).sin() * 3.0)
+                    .collect::<Vec<_>>(),
+                [1, 2, 40],
+            ),
+            backend.device(),
+        );
+        let mut options = AutoOptions::new(6);
+        options.v1.num_samples = Some(37); // not a power of two: the network pads
+        options.v1.samples_per_batch = 37;
+        let f = model
+            .forecast(series.clone(), None, None, &options)
+            .unwrap();
+        let levels = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0];
+        let got = common::values(f.quantiles_at(&levels).unwrap()); // [1, 2, 6, 6]
+        let paths = common::values(f.samples.clone().unwrap()); // [1, 2, 6, 37]
+        let n = 37;
+        for row in 0..2 * 6 {
+            let mut sorted = paths[row * n..(row + 1) * n].to_vec();
+            sorted.sort_by(f64::total_cmp);
+            for (l, &q) in levels.iter().enumerate() {
+                let pos = q * (n - 1) as f64;
+                let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+                let hi = (lo + 1).min(n - 1);
+                let want = sorted[lo] * (1.0 - frac) + sorted[hi] * frac;
+                let g = got[row * levels.len() + l];
+                assert!(
+                    (g - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{name}: row {row}, level {q}: {g} vs {want}"
+                );
+            }
+        }
+        let one = common::values(f.quantile(0.25).unwrap());
+        for (i, x) in one.iter().enumerate() {
+            assert_eq!(
+                *x,
+                got[i * levels.len() + 2],
+                "{name}: quantile(0.25) element {i}"
+            );
+        }
+        let median = read_series(f.median().unwrap()).unwrap();
+        assert_eq!(
+            (median.len(), median[0].len(), median[0][1].len()),
+            (1, 2, 6)
+        );
+        assert!(
+            matches!(f.quantiles_at(&[]), Err(Error::Input { .. })),
+            "{name}"
+        );
+        assert!(
+            matches!(f.quantiles_at(&[0.5, -0.1]), Err(Error::Input { .. })),
+            "{name}"
+        );
+
+        options.v1.num_samples = None;
+        let mean_only = model.forecast(series, None, None, &options).unwrap();
+        for result in [
+            mean_only.quantile(0.5).map(drop),
+            mean_only.median().map(drop),
+            mean_only.std().map(drop),
+            mean_only.quantiles_at(&[0.5]).map(drop),
+            mean_only.draw(1).map(drop),
+        ] {
+            match result {
+                Err(Error::Input { reason, .. }) => {
+                    assert!(reason.contains("num_samples"), "{name}: {reason}")
+                }
+                other => panic!("{name}: a mean-mode forecast answered: {other:?}"),
+            }
+        }
+        assert_eq!(read_series(mean_only.mean).unwrap()[0].len(), 2);
+    }
+    run(&toto_fallback::NdArray::seeded(4), "ndarray");
+    if let Some(b) = common::fallback(4) {
+        run(&*b, "fallback");
+    }
+}
