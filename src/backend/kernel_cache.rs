@@ -13,8 +13,14 @@
 //!
 //! A fleet of identical machines need not pay the first run on each: tune once, [`export`] the
 //! cache to a file, ship it with the application and [`import`] it on each machine before the
-//! first forecast. Entries carry the CubeCL version and the adapter's identity, so a bundle from
-//! another GPU model or another build is ignored (it costs the import, nothing else).
+//! first forecast. Ship it only between machines with the same GPU model and driver: compiled
+//! SPIR-V and the throughput probe are keyed by the adapter, but autotune entries only by the
+//! runtime, compiler and device index, so another GPU would use this one's kernel choices
+//! (correct, possibly slower). Every entry carries the CubeCL version: another build ignores it.
+//!
+//! [`location`], [`export`] and [`import`] read CubeCL's configuration (with the crate's
+//! defaults, as opening a device does), which CubeCL does once per process: an application that
+//! sets its own with `CubeClRuntimeConfig::set` must do so before calling them.
 //!
 //! ```no_run
 //! # #[cfg(feature = "cache")]
@@ -101,8 +107,9 @@ mod disk {
         }
     }
 
-    /// The first configuration file CubeCL would read, from the current directory up. A
-    /// `burn.toml` counts only with a `[cubecl]` section, as CubeCL reads only that section.
+    /// The first configuration file CubeCL would read, from the current directory up: one that
+    /// parses as TOML (CubeCL skips one that does not), and for a `burn.toml` one with a
+    /// `cubecl` table (`[cubecl]`, `[cubecl.…]`, dotted `cubecl.… =` keys or an inline table).
     fn configuration_file() -> Option<PathBuf> {
         let cwd = std::env::current_dir().ok()?;
         cwd.ancestors().find_map(|dir| {
@@ -117,14 +124,14 @@ mod disk {
         let Ok(text) = std::fs::read_to_string(path) else {
             return false;
         };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return false;
+        };
         let burn = path
             .file_name()
             .and_then(|name| name.to_str())
             .is_some_and(|name| name.eq_ignore_ascii_case("burn.toml"));
-        !burn
-            || text
-                .lines()
-                .any(|line| line.trim_start().starts_with("[cubecl"))
+        !burn || table.get("cubecl").is_some_and(toml::Value::is_table)
     }
 
     /// Loads CubeCL's configuration (with the crate's defaults when no file chooses), which
@@ -206,7 +213,8 @@ mod disk {
     }
 
     /// Copies the entries of a bundle written by [`export`] into this machine's kernel cache.
-    /// Call it before the first forecast of the process; entries for another GPU model or
+    /// Call it before the first forecast of the process, with a bundle from the same GPU model
+    /// and driver (autotune entries do not name the GPU model; see the module docs); entries of
     /// another CubeCL version are stored but never looked up.
     ///
     /// # Errors
@@ -246,7 +254,23 @@ mod tests {
         };
         assert!(is_configuration(&write("cubecl.toml", "")));
         assert!(!is_configuration(&dir.join("CubeCL.toml")), "absent");
+        assert!(
+            !is_configuration(&write("CubeCL.toml", "[broken")),
+            "CubeCL skips it"
+        );
         assert!(!is_configuration(&write("burn.toml", "[other]\nx = 1\n")));
+        assert!(!is_configuration(&write(
+            "burn.toml",
+            "[cubecl_extra]\nx = 1\n"
+        )));
+        assert!(is_configuration(&write(
+            "burn.toml",
+            "cubecl.compilation.cache = false\n"
+        )));
+        assert!(is_configuration(&write(
+            "burn.toml",
+            "cubecl = { autotune = {} }\n"
+        )));
         assert!(is_configuration(&write(
             "Burn.toml",
             "[other]\n  [cubecl.compilation]\ncache = false\n"

@@ -24,9 +24,10 @@ use crate::error::{Error, Result};
 /// as sample paths (Toto 1.0's sample mode) or quantile knots (Toto 2.0); Toto 1.0's mean mode
 /// has the mean path alone.
 ///
-/// Every representation answers [`Forecast::quantile`] at any level, [`Forecast::median`],
-/// [`Forecast::std`] and [`Forecast::draw`]; the fields and [`Forecast::quantiles`] give the raw
-/// tensors.
+/// Sample paths and quantile knots answer [`Forecast::quantile`] at any level,
+/// [`Forecast::quantiles_at`], [`Forecast::median`], [`Forecast::std`] and [`Forecast::draw`];
+/// a mean-mode forecast has only its mean and answers them with [`Error::Input`]. The fields and
+/// [`Forecast::quantiles`] give the raw tensors.
 #[derive(Debug, Clone)]
 pub struct Forecast<B: Backend> {
     /// `[B, V, prediction_length]`: the sample mean, the fed-back analytic mean (Toto 1.0's
@@ -110,7 +111,8 @@ impl<B: Backend> Forecast<B> {
     ///
     /// # Errors
     /// [`Error::Input`] for a level outside `[0, 1]`, an empty `levels`, a forecast without
-    /// sample paths, or a mean-mode forecast (forecast with `num_samples`).
+    /// sample paths, or a mean-mode forecast (forecast with `num_samples`); [`Error::TooLarge`]
+    /// when the result would pass [`MAX_ELEMENTS`](crate::MAX_ELEMENTS).
     pub fn quantiles_at(&self, levels: &[f64]) -> Result<Tensor<4>> {
         let input = |reason: String| Error::Input {
             what: "Forecast::quantile",
@@ -122,6 +124,15 @@ impl<B: Backend> Forecast<B> {
         if levels.is_empty() {
             return Err(input("no level asked for".to_owned()));
         }
+        let [b, v, t] = self.mean.dims();
+        let shape = [b, v, t, levels.len()];
+        crate::shape::element_count(&shape).map_err(|elements| Error::TooLarge {
+            what: "Forecast::quantiles_at (the result)",
+            shape: shape.to_vec(),
+            elements,
+            limit: crate::shape::MAX_ELEMENTS,
+            fix: "ask for fewer levels at a time",
+        })?;
         if let Some(knots) = &self.quantiles {
             let at = levels
                 .iter()
@@ -135,7 +146,7 @@ impl<B: Backend> Forecast<B> {
         let Some(samples) = &self.samples else {
             return Err(input(MEAN_MODE.to_owned()));
         };
-        let [b, v, t, n] = samples.dims();
+        let n = samples.dims()[3];
         if n == 0 {
             return Err(input("the forecast holds no sample path".to_owned()));
         }
