@@ -1,9 +1,14 @@
 //! The smallest complete program: load Toto (1.0 or 2.0), forecast, read the median. Copy it
-//! and go.
+//! into a crate of your own as `src/main.rs` (with `toto-fallback` and `burn` as dependencies:
+//! README, "Use it from crates.io") and go; it reads nothing from this repository.
 //!
 //! ```text
 //! cargo run --release --example template -- MODEL_DIR
 //! ```
+//!
+//! `MODEL_DIR` holds `config.json` and the weights (`model.safetensors`, or its shards), e.g.
+//! `Datadog/Toto-Open-Base-1.0` or `Datadog/Toto-2.0-22m` downloaded from the Hugging Face Hub
+//! (README, "Weights"); in this repository, `tests/fixtures/tiny` is a tiny untrained model.
 
 use burn::tensor::Tensor;
 use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
@@ -11,11 +16,10 @@ use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backe
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
     // device_select layer): harmless; `NODEVICE_SELECT=1` silences it (docs/troubleshooting.md).
-    // A model directory with config.json + the weights, either generation (default: the tiny
-    // Toto 1.0 test model).
+    // A model directory with config.json + the weights, either generation.
     let dir = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny").into());
+        .ok_or("usage: template MODEL_DIR (config.json + model.safetensors of a Toto checkpoint)")?;
     // A hardware GPU with the CPU as fallback for any op it lacks; the CPU alone without one.
     match choose_backend(Prefer::from_env()) {
         Chosen::Gpu(backend) => run(&backend, &dir),

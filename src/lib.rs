@@ -80,6 +80,11 @@ pub mod toto2;
 
 pub mod auto;
 
+/// The burn version this crate is built on, re-exported so that your code names the same
+/// `Tensor`, `Device` and `TensorData` types without a `burn` dependency of its own (or with
+/// one that must then match: 0.22).
+pub use burn;
+
 pub use auto::{AutoOptions, AutoToto, Generation};
 #[cfg(feature = "wgpu")]
 pub use backend::kernel_cache;
@@ -94,3 +99,8 @@ pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;
+
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
