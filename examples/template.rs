@@ -17,9 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
     // device_select layer): harmless; `NODEVICE_SELECT=1` silences it (docs/troubleshooting.md).
     // A model directory with config.json + the weights, either generation.
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: template MODEL_DIR (config.json + model.safetensors of a Toto checkpoint)")?;
+    let dir = std::env::args().nth(1).ok_or(
+        "usage: template MODEL_DIR (config.json + model.safetensors of a Toto checkpoint)",
+    )?;
     // A hardware GPU with the CPU as fallback for any op it lacks; the CPU alone without one.
     match choose_backend(Prefer::from_env()) {
         Chosen::Gpu(backend) => run(&backend, &dir),
