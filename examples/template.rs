@@ -31,7 +31,7 @@ fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Err
     let series = Series::from_values(&history)?;
     let forecast = model.forecast_series(&series, &AutoOptions::new(96))?;
     let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .quantiles_at(&[..]), .std()?, .draw(n)
-    let median = read_series(median)?; // median[item][variate][step]
-    println!("median forecast, first 8 of 96 steps: {:?}", &median[0][0][..8]);
+    let median = &read_series(median)?[0][0]; // read_series gives median[item][variate][step]
+    println!("median forecast, first 8 of 96 steps: {:?}", &median[..8]);
     Ok(())
 }

@@ -76,7 +76,10 @@ fn series_from_1d_2d_and_3d_input_have_the_shapes_and_values_given() {
     let cpu = NdArray::new();
     let (values, observed, ids) = dated.to_tensors(cpu.device());
     assert_eq!(values.dims(), [2, 2, 2]);
-    assert_eq!(common::values(values), [1.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0, 0.0]);
+    assert_eq!(
+        common::values(values),
+        [1.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0, 0.0]
+    );
     assert_eq!(bools(observed), mask);
     assert_eq!(ids.dims(), [2, 2]);
     let ids: Vec<i64> = ids.into_data().convert::<i64>().to_vec().unwrap();
@@ -103,8 +106,8 @@ fn variable_length_series_are_left_padded_with_unobserved_zeros() {
 #[test]
 fn non_finite_values_become_unobserved_zeros_and_a_mask_cannot_observe_them() {
     let nan = f32::NAN;
-    let series = Series::from_variates(&[vec![1.0, nan, f32::INFINITY], vec![f32::NEG_INFINITY]])
-        .unwrap();
+    let series =
+        Series::from_variates(&[vec![1.0, nan, f32::INFINITY], vec![f32::NEG_INFINITY]]).unwrap();
     assert_eq!(series.values(), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     assert_eq!(series.mask(), [true, false, false, false, false, false]);
     // A mask ANDs with what the values imply; masked-out finite values are kept.
@@ -127,33 +130,104 @@ fn bad_series_input_is_an_input_error_naming_the_argument() {
     let two = || Series::from_variates(&[vec![1.0, 2.0], vec![3.0]]).unwrap();
     let empty: Vec<f32> = Vec::new();
     let cases: Vec<(Result<Series, Error>, &str, &str)> = vec![
-        (Series::from_values(&empty), "Series::from_values", "every one of the 1 series is empty"),
-        (Series::from_values([f32::NAN, f32::INFINITY]), "Series::from_values", "no observed value"),
-        (Series::from_variates::<Vec<f32>>(&[]), "Series::from_variates", "no series"),
-        (Series::from_variates(&[empty.clone()]), "Series::from_variates", "is empty"),
-        (Series::from_variates(&[empty.clone(), empty.clone()]), "Series::from_variates", "every one of the 2 series is empty"),
-        (Series::from_batch::<Vec<Vec<f32>>, Vec<f32>>(&[]), "Series::from_batch", "no series"),
-        (Series::from_batch(&[Vec::<Vec<f32>>::new()]), "Series::from_batch", "no series"),
-        (Series::from_batch(&[vec![empty.clone()]]), "Series::from_batch", "is empty"),
+        (
+            Series::from_values(&empty),
+            "Series::from_values",
+            "every one of the 1 series is empty",
+        ),
+        (
+            Series::from_values([f32::NAN, f32::INFINITY]),
+            "Series::from_values",
+            "no observed value",
+        ),
+        (
+            Series::from_variates::<Vec<f32>>(&[]),
+            "Series::from_variates",
+            "no series",
+        ),
+        (
+            Series::from_variates(&[empty.clone()]),
+            "Series::from_variates",
+            "is empty",
+        ),
+        (
+            Series::from_variates(&[empty.clone(), empty.clone()]),
+            "Series::from_variates",
+            "every one of the 2 series is empty",
+        ),
+        (
+            Series::from_batch::<Vec<Vec<f32>>, Vec<f32>>(&[]),
+            "Series::from_batch",
+            "no series",
+        ),
+        (
+            Series::from_batch(&[Vec::<Vec<f32>>::new()]),
+            "Series::from_batch",
+            "no series",
+        ),
+        (
+            Series::from_batch(&[vec![empty.clone()]]),
+            "Series::from_batch",
+            "is empty",
+        ),
         (
             Series::from_batch(&[vec![vec![1.0], vec![2.0]], vec![vec![3.0]]]),
             "Series::from_batch",
             "`batch` is ragged: item 1 has 1 variates, item 0 has 2",
         ),
-        (Series::try_from(Vec::<Vec<Vec<f32>>>::new()), "Series::from_batch", "no series"),
-        (two().with_mask(&[vec![true, true]]), "Series::with_mask", "`mask` has 1 entries; expected one per series, B·V = 2"),
-        (two().with_mask(&[vec![true], vec![true]]), "Series::with_mask", "`mask` row 0 (item 0, variate 0) has 1 values; its series has 2"),
-        (two().with_mask(&[vec![false, false], vec![false]]), "Series::with_mask", "`mask` leaves no observed value"),
-        (two().with_series_ids([0, 1, 2]), "Series::with_series_ids", "`series_ids` has 3 entries"),
-        (two().with_series_ids([0, i32::MIN]), "Series::with_series_ids", "`series_ids[1]` is i32::MIN"),
-        (two().with_timestamps([0]), "Series::with_timestamps", "`timestamps` has 1 entries"),
-        (two().with_interval(0), "Series::with_interval", "`interval_seconds` must be positive; got 0"),
-        (two().with_interval(-60), "Series::with_interval", "`interval_seconds` must be positive; got -60"),
+        (
+            Series::try_from(Vec::<Vec<Vec<f32>>>::new()),
+            "Series::from_batch",
+            "no series",
+        ),
+        (
+            two().with_mask(&[vec![true, true]]),
+            "Series::with_mask",
+            "`mask` has 1 entries; expected one per series, B·V = 2",
+        ),
+        (
+            two().with_mask(&[vec![true], vec![true]]),
+            "Series::with_mask",
+            "`mask` row 0 (item 0, variate 0) has 1 values; its series has 2",
+        ),
+        (
+            two().with_mask(&[vec![false, false], vec![false]]),
+            "Series::with_mask",
+            "`mask` leaves no observed value",
+        ),
+        (
+            two().with_series_ids([0, 1, 2]),
+            "Series::with_series_ids",
+            "`series_ids` has 3 entries",
+        ),
+        (
+            two().with_series_ids([0, i32::MIN]),
+            "Series::with_series_ids",
+            "`series_ids[1]` is i32::MIN",
+        ),
+        (
+            two().with_timestamps([0]),
+            "Series::with_timestamps",
+            "`timestamps` has 1 entries",
+        ),
+        (
+            two().with_interval(0),
+            "Series::with_interval",
+            "`interval_seconds` must be positive; got 0",
+        ),
+        (
+            two().with_interval(-60),
+            "Series::with_interval",
+            "`interval_seconds` must be positive; got -60",
+        ),
     ];
     for (result, want_what, want_reason) in cases {
         let (what, reason) = input_error(result);
         assert_eq!(what, want_what, "{reason}");
-        assert!(reason.contains(want_reason), "{what}: {reason:?} lacks {want_reason:?}");
+        assert!(
+            reason.contains(want_reason),
+            "{what}: {reason:?} lacks {want_reason:?}"
+        );
     }
 }
 
@@ -207,7 +281,10 @@ fn ragged_batch() -> (Vec<Vec<Vec<f32>>>, Tensor<3>, Tensor<3, Bool>) {
 }
 
 fn ids_tensor(ids: [i32; 4]) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(ids.to_vec(), [2, 2]), NdArray::new().device())
+    Tensor::from_data(
+        TensorData::new(ids.to_vec(), [2, 2]),
+        NdArray::new().device(),
+    )
 }
 
 #[test]
@@ -226,7 +303,9 @@ fn toto_forecast_series_equals_the_forecast_of_hand_built_tensors() {
     // A fresh model on a backend of the same seed for each path: the same draws.
     let model = || Toto::from_dir(&NdArray::seeded(7), TOTO1).unwrap();
     let got = model().forecast_series(&series, &options).unwrap();
-    let ids = ids_tensor([0, 1, 0, 0]).reshape([2, 2, 1]).expand([2, 2, 20]);
+    let ids = ids_tensor([0, 1, 0, 0])
+        .reshape([2, 2, 1])
+        .expand([2, 2, 20]);
     let want = model()
         .forecast(values, Some(mask), Some(ids), &options)
         .unwrap();
@@ -249,7 +328,13 @@ fn toto2_forecast_series_equals_the_forecast_of_hand_built_tensors() {
     let model = Toto2::from_dir(&NdArray::new(), TOTO2).unwrap();
     let got = model.forecast_series(&series, &options).unwrap();
     let want = model
-        .forecast(values, Some(mask), Some(ids_tensor([0, 1, 0, 0])), None, &options)
+        .forecast(
+            values,
+            Some(mask),
+            Some(ids_tensor([0, 1, 0, 0])),
+            None,
+            &options,
+        )
         .unwrap();
     let got = common::values(got.median().unwrap());
     assert!(got.iter().all(|x| x.is_finite()), "{got:?}");
