@@ -23,8 +23,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::{Tensor, TensorData};
-use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
+use toto_fallback::forecast::read_series;
+use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, Series, choose_backend};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -70,40 +70,35 @@ fn forecast<B: Backend>(
         );
     }
 
-    // Two variates of a periodic signal with a trend, as a [batch = 1, variates = 2, time]
-    // tensor: 8 patches of context (512 steps for Toto-Open-Base-1.0), 2 patches ahead.
+    // Two variates of a periodic signal with a trend, of one item ([batch = 1, variates = 2,
+    // time]): 8 patches of context (512 steps for Toto-Open-Base-1.0), 2 patches ahead.
     let p = model.patch_size();
     let (variates, context, horizon) = (2, 8 * p, 2 * p);
-    let values: Vec<f32> = (0..variates * context)
-        .map(|i| {
-            let (v, t) = ((i / context) as f32, (i % context) as f32);
-            10.0 + v * 5.0
-                + 0.01 * t
-                + (1.0 + v) * (t * std::f32::consts::TAU / (2 * p) as f32).sin()
+    let rows: Vec<Vec<f32>> = (0..variates)
+        .map(|v| {
+            (0..context)
+                .map(|t| {
+                    let (v, t) = (v as f32, t as f32);
+                    10.0 + v * 5.0
+                        + 0.01 * t
+                        + (1.0 + v) * (t * std::f32::consts::TAU / (2 * p) as f32).sin()
+                })
+                .collect()
         })
         .collect();
-    let series = Tensor::<3>::from_data(
-        TensorData::new(values, [1, variates, context]),
-        backend.device(),
-    );
+    let series = Series::from_variates(&rows)?;
     // Toto 1.0 draws 64 sample paths; Toto 2.0 gives nine quantiles per step.
     let mut options = AutoOptions::new(horizon);
     options.v1.num_samples = Some(64);
     options.v1.samples_per_batch = 64;
     let start = Instant::now();
-    let forecast = model.forecast(series, None, None, &options)?;
+    let forecast = model.forecast_series(&series, &options)?;
+    // median[item][variate][step]
     let (median, low, high) = (
-        forecast.median()?,
-        forecast.quantile(0.1)?,
-        forecast.quantile(0.9)?,
+        read_series(forecast.median()?)?,
+        read_series(forecast.quantile(0.1)?)?,
+        read_series(forecast.quantile(0.9)?)?,
     );
-    let read = |t: Tensor<3>| {
-        t.into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-    };
-    let (median, low, high) = (read(median), read(low), read(high));
     let kind = match forecast.quantiles() {
         Some(q) => format!("{} quantiles", q.levels().len()),
         None => format!("{} sample paths", options.v1.num_samples.unwrap_or(0)),
@@ -115,13 +110,12 @@ fn forecast<B: Backend>(
     for v in 0..variates {
         println!("  variate {v}: step   median   [10%, 90%]");
         for step in [0, 1, 2, horizon / 2, horizon - 1] {
-            let i = v * horizon + step;
             println!(
                 "             {:>4} {:>8.3}   [{:.3}, {:.3}]",
                 step + 1,
-                median[i],
-                low[i],
-                high[i]
+                median[0][v][step],
+                low[0][v][step],
+                high[0][v][step]
             );
         }
     }

@@ -1,5 +1,5 @@
 //! The smallest complete program: load Toto (1.0 or 2.0), forecast, read the median. Copy it
-//! into a crate of your own as `src/main.rs` (with `toto-fallback` and `burn` as dependencies:
+//! into a crate of your own as `src/main.rs` (with `toto-fallback` as its one dependency:
 //! README, "Use it from crates.io") and go; it reads nothing from this repository.
 //!
 //! ```text
@@ -10,8 +10,8 @@
 //! `Datadog/Toto-Open-Base-1.0` or `Datadog/Toto-2.0-22m` downloaded from the Hugging Face Hub
 //! (README, "Weights"); in this repository, `tests/fixtures/tiny` is a tiny untrained model.
 
-use burn::tensor::Tensor;
-use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
+use toto_fallback::forecast::read_series;
+use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, Series, choose_backend};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
@@ -29,13 +29,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let model = AutoToto::from_dir(backend, dir)?;
-    // [batch, variates, time]: one series of 512 steps.
+    // One series of 512 steps (NaN for a missing value). Series::from_variates takes the
+    // variates of one item, Series::from_batch several items; shorter series are left-padded.
     let history: Vec<f32> = (0..512).map(|t| (t as f32 / 10.0).sin()).collect();
-    let series =
-        Tensor::<1>::from_floats(history.as_slice(), backend.device()).reshape([1, 1, 512]);
-    let forecast = model.forecast(series, None, None, &AutoOptions::new(96))?;
+    let series = Series::from_values(&history)?;
+    let forecast = model.forecast_series(&series, &AutoOptions::new(96))?;
     let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .quantiles_at(&[..]), .std()?, .draw(n)
-    let median: Vec<f32> = median.into_data().iter::<f32>().collect();
+    let median = &read_series(median)?[0][0]; // read_series gives median[item][variate][step]
     println!("median forecast, first 8 of 96 steps: {:?}", &median[..8]);
     Ok(())
 }

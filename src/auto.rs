@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Progress};
+use crate::forecast::{Forecast, Progress, Series};
 use crate::toto::{ForecastOptions, Toto};
 use crate::toto2::{Toto2, Toto2Options};
 
@@ -260,6 +260,30 @@ impl<B: Backend> AutoToto<B> {
                 m.forecast(series, mask, ids, &v1_options(options))
             }
             AutoToto::V2(m) => m.forecast(series, mask, series_ids, None, &v2_options(options)),
+        }
+    }
+
+    /// Forecasts a [`Series`] (host data; variable lengths left-padded, NaN unobserved) with
+    /// [`Toto::forecast_series`] or [`Toto2::forecast_series`].
+    ///
+    /// ```
+    /// use toto_fallback::auto::{AutoOptions, AutoToto};
+    /// use toto_fallback::{NdArray, forecast::{Series, read_series}};
+    ///
+    /// let model = AutoToto::from_dir(&NdArray::seeded(0), "tests/fixtures/toto2-tiny")?;
+    /// let history: Vec<f32> = (0..40).map(|t| (t as f32 / 5.0).sin()).collect();
+    /// let forecast = model.forecast_series(&Series::from_values(&history)?, &AutoOptions::new(12))?;
+    /// let median = read_series(forecast.median()?)?; // median[series][variate][step]
+    /// assert_eq!(median[0][0].len(), 12);
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As the generation's `forecast_series`.
+    pub fn forecast_series(&self, series: &Series, options: &AutoOptions) -> Result<Forecast<B>> {
+        match self {
+            AutoToto::V1(m) => m.forecast_series(series, &v1_options(options)),
+            AutoToto::V2(m) => m.forecast_series(series, &v2_options(options)),
         }
     }
 }

@@ -32,7 +32,7 @@
 //! |---|---|---|
 //! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind one `forecast` |
 //! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
-//! | what the models share | [`forecast`], `nn` | the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers |
+//! | what the models share | [`forecast`], `nn` | the [`forecast::Series`] every model takes (host data, variable lengths left-padded, masks, ids) and the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
 //! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, special functions, Toto's scaler), [`NdArray`] (CPU), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
 //! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc` as burn tensor compositions on any device |
@@ -97,6 +97,7 @@ pub use backend::{
 #[cfg(feature = "wgpu")]
 pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
+pub use forecast::Series;
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;
 

@@ -1,15 +1,17 @@
 //! What a forecast returns, whichever model made it: the mean path and the forecast
 //! distribution (sample paths or quantile knots), with quantiles at any level, the median, the
-//! spread and draws; with the `plot` feature, fan charts; and the progress callback both
-//! generations' forecasts report to.
+//! spread and draws; with the `plot` feature, fan charts; the progress callback both
+//! generations' forecasts report to; and what a forecast takes, [`Series`].
 
 #[cfg(feature = "plot")]
 mod plot;
 mod progress;
+mod series;
 mod sort;
 
 pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
+pub use self::series::Series;
 
 #[cfg(feature = "plot")]
 pub use self::plot::FanChart;

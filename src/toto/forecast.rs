@@ -8,7 +8,7 @@ use super::output::TotoDistribution;
 use crate::backend::Backend;
 use crate::distr::Distribution;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Passes, Progress, settle};
+use crate::forecast::{Forecast, Passes, Progress, Series, settle};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -268,6 +268,25 @@ impl<B: Backend> Toto<B> {
             None => decoder.mean(paths),
             Some(n) => decoder.samples(paths, n),
         }
+    }
+
+    /// Forecasts a [`Series`]: [`Toto::forecast`] of its values, mask and series ids (taken
+    /// as the constant `id_mask`). Its timestamps and interval are unused: Toto 1.0 ignores
+    /// time.
+    ///
+    /// # Errors
+    /// As [`Toto::forecast`]; the options and the request's size are checked before the
+    /// series is uploaded.
+    pub fn forecast_series(
+        &self,
+        series: &Series,
+        options: &ForecastOptions,
+    ) -> Result<Forecast<B>> {
+        self.check_request(series.shape(), options)?;
+        let [b, v, t] = series.shape();
+        let (values, mask, ids) = series.to_tensors(self.backend().device());
+        let ids = ids.reshape([b, v, 1]).expand([b, v, t]); // [B, V, T]
+        self.forecast(values, Some(mask), Some(ids), options)
     }
 }
 

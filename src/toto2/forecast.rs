@@ -9,7 +9,7 @@ use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
 use crate::backend::Backend;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Passes, Progress};
+use crate::forecast::{Forecast, Passes, Progress, Series};
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
 /// The entry point's name, for errors.
@@ -147,6 +147,19 @@ impl<B: Backend> Toto2<B> {
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
         let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
         Ok(Forecast::from_quantiles(knots))
+    }
+
+    /// Forecasts a [`Series`]: [`Toto2::forecast`] of its values, mask and series ids,
+    /// without covariates (use [`Toto2::forecast`] with [`Series::to_tensors`] for them). Its
+    /// timestamps and interval are unused: Toto 2.0 ignores time.
+    ///
+    /// # Errors
+    /// As [`Toto2::forecast`]; the options and the request's size are checked before the
+    /// series is uploaded.
+    pub fn forecast_series(&self, series: &Series, options: &Toto2Options) -> Result<Forecast<B>> {
+        self.check_request(series.shape(), options)?;
+        let (values, mask, ids) = series.to_tensors(self.backend().device());
+        self.forecast(values, Some(mask), Some(ids), None, options)
     }
 
     /// The horizon in patches and the block length in patches, from checked options.

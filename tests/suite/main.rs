@@ -9,5 +9,6 @@ mod architecture;
 mod backends;
 mod distributions;
 mod reliability;
+mod series;
 mod toto;
 mod toto2;

@@ -1181,6 +1181,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/distributions.rs",
         "tests/suite/toto.rs",
         "tests/suite/toto2.rs",
+        "tests/suite/series.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())
