@@ -10,8 +10,9 @@ mod solve;
 pub use self::beta::{betainc, lbeta};
 pub(crate) use self::beta::{student_t_cdf, student_t_quantile};
 pub use self::gamma::{digamma, lgamma};
-pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
-pub use self::igamma::gammainc;
+pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio, ln_gamma1p};
+pub(crate) use self::igamma::gamma_quantile;
+pub use self::igamma::{gammainc, gammaincc};
 pub use self::normal::{ndtr, ndtri};
 pub(crate) use self::solve::{bisect, quantile_ends};
 

@@ -415,6 +415,162 @@ on_backends!(
     }
 );
 
+// --- Quantile tails against mpmath ------------------------------------------------------------
+
+/// One row of `tests/fixtures/quantiles/reference.csv`, written by
+/// `scripts/quantile_reference.py` (mpmath at 50 digits, at the f32 values of the parameter and
+/// of p): the quantile of `distribution(parameter)` at `p`.
+struct QuantileRow {
+    parameter: f32,
+    p: f32,
+    quantile: f64,
+}
+
+/// The reference rows of one distribution ("Gamma", "Chi2" or "StudentT"). Quantiles below
+/// f64's range (Gamma at small concentration and p, e.g. 5.7e-601) parse as 0; "inf" as ±inf.
+fn quantile_reference(distribution: &str) -> Vec<QuantileRow> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/quantiles/reference.csv"
+    );
+    let text = std::fs::read_to_string(path).expect("the committed reference quantiles");
+    let rows: Vec<QuantileRow> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("distribution,"))
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[0] == distribution)
+        .map(|f| QuantileRow {
+            parameter: f[1].parse().unwrap(),
+            p: f[2].parse().unwrap(),
+            quantile: f[3].parse().unwrap(),
+        })
+        .collect();
+    assert!(rows.len() >= 45, "{distribution}: {} rows", rows.len());
+    rows
+}
+
+/// Relative error of Gamma and Chi2 quantiles where the truth is a normal f32.
+const GAMMA_QUANTILE_RTOL: f64 = 1e-5;
+
+/// Gamma (rate 1) and Chi2 quantiles against mpmath over p in [1e-6, 1 − 1e-6] and
+/// concentration in [0.01, 100] (Chi2 df in [0.2, 200]), every grid point in one tensor:
+/// relative error <= 1e-5 where the truth is a normal f32, and exactly the smallest normal f32
+/// divided by the rate where the truth is below it. Then p = 0, 1 and outside [0, 1].
+on_backends!(
+    gamma_and_chi2_quantiles_match_mpmath,
+    [ndarray, wgpu, fallback],
+    |b| {
+        for (name, rate) in [("Gamma", 1.0f32), ("Chi2", 0.5)] {
+            let rows = quantile_reference(name);
+            let n = rows.len();
+            let params: Vec<f32> = rows.iter().map(|r| r.parameter).collect();
+            let ps: Vec<f32> = rows.iter().map(|r| r.p).collect();
+            let param = Tensor::<1>::from_floats(params.as_slice(), b.device());
+            let p = Tensor::<1>::from_floats(ps.as_slice(), b.device());
+            let got = if name == "Gamma" {
+                let g = Gamma::new(&*b, param, Tensor::<1>::ones([n], b.device())).unwrap();
+                values(g.quantile(p).unwrap())
+            } else {
+                values(Chi2::new(&*b, param).unwrap().quantile(p).unwrap())
+            };
+            let floor = f64::from(f32::MIN_POSITIVE / rate);
+            let mut worst = (0.0f64, String::new());
+            let mut bad = Vec::new();
+            for (r, &q) in rows.iter().zip(&got) {
+                let what = format!(
+                    "{name}({}) at p = {}: {q:e}, mpmath {:e}",
+                    r.parameter, r.p, r.quantile
+                );
+                if r.quantile < floor {
+                    if q != floor {
+                        bad.push(what);
+                    }
+                    continue;
+                }
+                let err = (q - r.quantile).abs() / r.quantile;
+                if err > worst.0 {
+                    worst = (err, what.clone());
+                }
+                if !(err <= GAMMA_QUANTILE_RTOL) {
+                    bad.push(format!("{what} (relative {err:.1e})"));
+                }
+            }
+            assert!(
+                bad.is_empty(),
+                "{} misses, worst {worst:?}:\n{}",
+                bad.len(),
+                bad.join("\n")
+            );
+        }
+        let g = Gamma::new(&*b, full(&*b, 2.5), full(&*b, 2.0)).unwrap();
+        let edge = values(
+            g.quantile(Tensor::<1>::from_floats([0.0, 1.0, -0.5, 1.5], b.device()))
+                .unwrap(),
+        );
+        assert!(
+            edge[0] == 0.0 && edge[1] == f64::INFINITY && edge[2].is_nan() && edge[3].is_nan(),
+            "{edge:?}"
+        );
+    }
+);
+
+/// Relative error of the Student-T quantile against mpmath for p in [1e-6, 1 − 1e-6]:
+/// `STUDENT_QUANTILE_RTOL · max(1, 1/ν)`.
+const STUDENT_QUANTILE_RTOL: f64 = 1e-5;
+
+/// Student-T quantiles against mpmath for df in [0.1, 1e6] and p in [1e-6, 1 − 1e-6], every
+/// grid point in one tensor: within [`STUDENT_QUANTILE_RTOL`], exactly ±inf where the truth
+/// exceeds f32::MAX, exactly 0 at p = ½.
+on_backends!(
+    student_t_quantiles_match_mpmath,
+    [ndarray, wgpu, fallback],
+    |b| {
+        let rows = quantile_reference("StudentT");
+        let n = rows.len();
+        let dfs: Vec<f32> = rows.iter().map(|r| r.parameter).collect();
+        let ps: Vec<f32> = rows.iter().map(|r| r.p).collect();
+        let t = StudentT::new(
+            &*b,
+            Tensor::<1>::from_floats(dfs.as_slice(), b.device()),
+            Tensor::<1>::zeros([n], b.device()),
+            Tensor::<1>::ones([n], b.device()),
+        )
+        .unwrap();
+        let got = values(
+            t.quantile(Tensor::<1>::from_floats(ps.as_slice(), b.device()))
+                .unwrap(),
+        );
+        let mut worst = (0.0f64, String::new());
+        let mut bad = Vec::new();
+        for (r, &q) in rows.iter().zip(&got) {
+            let what = format!(
+                "StudentT({}) at p = {}: {q:e}, mpmath {:e}",
+                r.parameter, r.p, r.quantile
+            );
+            if r.quantile.is_infinite() || r.quantile == 0.0 {
+                if q != r.quantile {
+                    bad.push(what);
+                }
+                continue;
+            }
+            let err = (q - r.quantile).abs() / r.quantile.abs();
+            let tol = STUDENT_QUANTILE_RTOL * (1.0 / f64::from(r.parameter)).max(1.0);
+            if err / tol > worst.0 {
+                worst = (err / tol, what.clone());
+            }
+            if !(err <= tol) {
+                bad.push(format!("{what} (relative {err:.1e} > {tol:.0e})"));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} misses, worst/tol {worst:?}:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+);
+
 // --- Normal ----------------------------------------------------------------------------------
 
 on_backends!(normal_samples_pass_ks, [ndarray, wgpu, fallback], |b| {
