@@ -101,7 +101,9 @@ pub use forecast::Series;
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;
 
-/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doctests.
-#[cfg(doctest)]
+/// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doctests; its
+/// crates.io `main.rs` calls `from_pretrained`, hence the `hub` feature (the README's test
+/// command has it).
+#[cfg(all(doctest, feature = "hub"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
