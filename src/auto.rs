@@ -9,6 +9,8 @@ use burn::tensor::{Bool, Int, Tensor};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Progress, Series};
+#[cfg(feature = "hub")]
+use crate::hub::HubOptions;
 use crate::toto::{ForecastOptions, Toto};
 use crate::toto2::{Toto2, Toto2Options};
 
@@ -129,6 +131,40 @@ impl<B: Backend> AutoToto<B> {
             Generation::V1 => AutoToto::V1(Box::new(Toto::from_dir(backend, dir)?)),
             Generation::V2 => AutoToto::V2(Box::new(Toto2::from_dir(backend, dir)?)),
         })
+    }
+
+    /// Loads the model of a Hugging Face Hub repository, of either generation (feature `hub`):
+    /// its files are downloaded into the Hub's cache shared with Python (or found there), then
+    /// read by [`AutoToto::from_dir`]. `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`,
+    /// `HF_HUB_OFFLINE` and `HF_TOKEN` apply; [`AutoToto::from_pretrained_with`] sets them in
+    /// code.
+    ///
+    /// ```no_run
+    /// use toto_fallback::{AutoToto, NdArray, hub::HubOptions};
+    ///
+    /// let cpu = NdArray::new();
+    /// let v1 = AutoToto::from_pretrained(&cpu, "Datadog/Toto-Open-Base-1.0")?;
+    /// // From the cache only, never the network (as HF_HUB_OFFLINE=1):
+    /// let options = HubOptions::default().with_offline(true);
+    /// let v2 = AutoToto::from_pretrained_with(&cpu, "Datadog/Toto-2.0-22m", &options)?;
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`hub::download`](crate::hub::download) and [`AutoToto::from_dir`].
+    #[cfg(feature = "hub")]
+    pub fn from_pretrained(backend: &B, repo_id: &str) -> Result<Self> {
+        Self::from_pretrained_with(backend, repo_id, &HubOptions::default())
+    }
+
+    /// As [`AutoToto::from_pretrained`], with a revision, cache directory, offline mode,
+    /// progress bar, endpoint or token from `options`.
+    ///
+    /// # Errors
+    /// As [`AutoToto::from_pretrained`].
+    #[cfg(feature = "hub")]
+    pub fn from_pretrained_with(backend: &B, repo_id: &str, options: &HubOptions) -> Result<Self> {
+        Self::from_dir(backend, crate::hub::download(repo_id, options)?)
     }
 
     /// Makes two forecasts of a synthetic `[batch, variates, context]` series with `options` and

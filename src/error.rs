@@ -240,6 +240,55 @@ pub enum Error {
         /// What is wrong and what would fix it.
         reason: String,
     },
+
+    /// A model could not be fetched from the Hugging Face Hub (feature `hub`): which
+    /// repository and file, and why (boxed, so that `Result<T, Error>` stays small).
+    #[cfg(feature = "hub")]
+    #[error(transparent)]
+    Hub(Box<HubError>),
+}
+
+/// Why a file of a Hugging Face Hub repository could not be had ([`Error::Hub`]).
+#[cfg(feature = "hub")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HubProblem {
+    /// The repository id or revision is not one the Hub accepts; nothing was requested.
+    InvalidName,
+    /// The Hub has no such repository, revision or file (HTTP 404; 401 for a repository that
+    /// does not exist or is private and no token was given).
+    NotFound,
+    /// The repository is gated or private and the token does not give access (HTTP 403).
+    AccessDenied,
+    /// Offline mode, and the file is not in the cache.
+    NotCached,
+    /// The endpoint could not be reached, or the transfer broke off.
+    Network,
+    /// The endpoint answered, but not as the Hub does (status, headers, changing commits).
+    Server,
+    /// The cache directory could not be read or written.
+    Cache,
+}
+
+/// A file of a Hugging Face Hub repository that could not be had ([`Error::Hub`]).
+#[cfg(feature = "hub")]
+#[derive(Debug, thiserror::Error)]
+#[error("Hugging Face Hub: `{file}` of `{repo}` (revision `{revision}`): {reason}")]
+#[non_exhaustive]
+pub struct HubError {
+    /// The repository id, e.g. `Datadog/Toto-Open-Base-1.0`.
+    pub repo: String,
+    /// The revision asked for (a branch, tag or commit).
+    pub revision: String,
+    /// The file of the repository, e.g. `config.json`.
+    pub file: String,
+    /// The kind of failure.
+    pub problem: HubProblem,
+    /// What went wrong and what to do about it.
+    pub reason: String,
+    /// The HTTP client's or the operating system's error, when there is one.
+    #[source]
+    pub source: Option<BoxedSource>,
 }
 
 /// What is wrong with a checkpoint ([`Error::Checkpoint`]): every missing, unexpected, mis-shaped

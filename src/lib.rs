@@ -32,7 +32,7 @@
 //! |---|---|---|
 //! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind one `forecast` |
 //! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
-//! | what the models share | [`forecast`], `nn` | the [`forecast::Series`] every model takes (host data, variable lengths left-padded, masks, ids) and the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers |
+//! | what the models share | [`forecast`], `nn`, `hub` | the [`forecast::Series`] every model takes (host data, variable lengths left-padded, masks, ids) and the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`) |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
 //! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, special functions, Toto's scaler), [`NdArray`] (CPU), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
 //! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc`, `gammaincc` as burn tensor compositions on any device |
@@ -40,6 +40,8 @@
 //! | leaves | [`rng`], [`Op`], [`MAX_ELEMENTS`] | the counter-based generator (Philox4x32-10), the op names, shape and size helpers |
 //!
 //! With the `plot` feature, [`forecast::Forecast::fan_chart`] draws a forecast as a PNG fan chart.
+//! With `hub`, `Toto::from_pretrained("Datadog/Toto-Open-Base-1.0")` (and `Toto2`'s, `AutoToto`'s)
+//! downloads a checkpoint into the Hugging Face cache shared with Python and loads it.
 //! With `cache` (a default), GPU kernels tuned and compiled by one process are kept on disk for
 //! the next; [`kernel_cache`] says where and ships them to other machines.
 //!
@@ -73,6 +75,8 @@ pub mod backend;
 pub mod distr;
 
 pub mod forecast;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub(crate) mod nn;
 
 pub mod toto;
@@ -98,6 +102,10 @@ pub use backend::{
 pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
 pub use forecast::Series;
+#[cfg(feature = "hub")]
+pub use error::{HubError, HubProblem};
+#[cfg(feature = "hub")]
+pub use hub::HubOptions;
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;
 

@@ -255,7 +255,7 @@ impl Checkpoint {
 }
 
 /// The shard files of a `model.safetensors.index.json`, each once, in order.
-fn shard_names(text: &str) -> std::result::Result<Vec<String>, String> {
+pub(crate) fn shard_names(text: &str) -> std::result::Result<Vec<String>, String> {
     let index: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let map = index
         .get("weight_map")

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("distr", 4),
     ("forecast", 5),
     ("nn", 5),
+    ("hub", 5),
     ("toto", 6),
     ("toto2", 6),
     ("auto", 7),

@@ -8,6 +8,8 @@ mod common;
 mod architecture;
 mod backends;
 mod distributions;
+#[cfg(feature = "hub")]
+mod hub;
 mod reliability;
 mod series;
 mod toto;
