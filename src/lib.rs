@@ -101,9 +101,9 @@ pub use backend::{
 #[cfg(feature = "wgpu")]
 pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
-pub use forecast::Series;
 #[cfg(feature = "hub")]
 pub use error::{HubError, HubProblem};
+pub use forecast::Series;
 #[cfg(feature = "hub")]
 pub use hub::HubOptions;
 pub use op::{Op, OpSet};

@@ -10,7 +10,7 @@ mod solve;
 pub use self::beta::{betainc, lbeta};
 pub(crate) use self::beta::{student_t_cdf, student_t_quantile};
 pub use self::gamma::{digamma, lgamma};
-pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio, ln_gamma1p};
+pub(crate) use self::gamma::{digamma_half_diff, lgamma_half_ratio};
 pub(crate) use self::igamma::gamma_quantile;
 pub use self::igamma::{gammainc, gammaincc};
 pub use self::normal::{ndtr, ndtri};

@@ -452,10 +452,10 @@ fn quantile_reference(distribution: &str) -> Vec<QuantileRow> {
 /// Relative error of Gamma and Chi2 quantiles where the truth is a normal f32.
 const GAMMA_QUANTILE_RTOL: f64 = 1e-5;
 
-/// Gamma (rate 1) and Chi2 quantiles against mpmath over p in [1e-6, 1 − 1e-6] and
-/// concentration in [0.01, 100] (Chi2 df in [0.2, 200]), every grid point in one tensor:
-/// relative error <= 1e-5 where the truth is a normal f32, and exactly the smallest normal f32
-/// divided by the rate where the truth is below it. Then p = 0, 1 and outside [0, 1].
+// Gamma (rate 1) and Chi2 quantiles against mpmath over p in [1e-6, 1 − 1e-6] and
+// concentration in [0.01, 100] (Chi2 df in [0.2, 200]), every grid point in one tensor:
+// relative error <= 1e-5 where the truth is a normal f32, and exactly the smallest normal f32
+// divided by the rate where the truth is below it. Then p = 0, 1 and outside [0, 1].
 on_backends!(
     gamma_and_chi2_quantiles_match_mpmath,
     [ndarray, wgpu, fallback],
@@ -518,9 +518,9 @@ on_backends!(
 /// `STUDENT_QUANTILE_RTOL · max(1, 1/ν)`.
 const STUDENT_QUANTILE_RTOL: f64 = 1e-5;
 
-/// Student-T quantiles against mpmath for df in [0.1, 1e6] and p in [1e-6, 1 − 1e-6], every
-/// grid point in one tensor: within [`STUDENT_QUANTILE_RTOL`], exactly ±inf where the truth
-/// exceeds f32::MAX, exactly 0 at p = ½.
+// Student-T quantiles against mpmath for df in [0.1, 1e6] and p in [1e-6, 1 − 1e-6], every
+// grid point in one tensor: within [`STUDENT_QUANTILE_RTOL`], exactly ±inf where the truth
+// exceeds f32::MAX, exactly 0 at p = ½.
 on_backends!(
     student_t_quantiles_match_mpmath,
     [ndarray, wgpu, fallback],

@@ -82,7 +82,11 @@ fn series_from_1d_2d_and_3d_input_have_the_shapes_and_values_given() {
     );
     assert_eq!(bools(observed), mask);
     assert_eq!(ids.dims(), [2, 2]);
-    let ids: Vec<i64> = ids.into_data().convert::<i64>().to_vec().unwrap();
+    let ids: Vec<i64> = ids
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap();
     assert_eq!(ids, [0, 1, 0, 1]);
 }
 
