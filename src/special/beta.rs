@@ -282,7 +282,7 @@ const FAR_STEPS: usize = 4;
 const FAR_TERMS: usize = 12;
 
 /// `ln √π`.
-const LN_SQRT_PI: f32 = 0.572_364_94;
+const LN_SQRT_PI: f32 = 0.572_364_9;
 
 /// The Student-T lower tail `q = ½ I_x(a, ½)` (`a = ν/2`, `x = ν/(ν+t²)`) solved for `t <= 0`
 /// in log space, for small `x`; returns `(t, x)`.

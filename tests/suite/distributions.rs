@@ -491,7 +491,7 @@ on_backends!(
                 if err > worst.0 {
                     worst = (err, what.clone());
                 }
-                if !(err <= GAMMA_QUANTILE_RTOL) {
+                if err.is_nan() || err > GAMMA_QUANTILE_RTOL {
                     bad.push(format!("{what} (relative {err:.1e})"));
                 }
             }
@@ -558,7 +558,7 @@ on_backends!(
             if err / tol > worst.0 {
                 worst = (err / tol, what.clone());
             }
-            if !(err <= tol) {
+            if err.is_nan() || err > tol {
                 bad.push(format!("{what} (relative {err:.1e} > {tol:.0e})"));
             }
         }

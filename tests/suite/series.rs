@@ -150,7 +150,7 @@ fn bad_series_input_is_an_input_error_naming_the_argument() {
             "no series",
         ),
         (
-            Series::from_variates(&[empty.clone()]),
+            Series::from_variates(std::slice::from_ref(&empty)),
             "Series::from_variates",
             "is empty",
         ),
