@@ -124,8 +124,9 @@ struct Parts<const D: usize> {
     small_a: Tensor<D, Bool>,
     /// `ln P` by the series (valid on the series side).
     ln_p_series: Tensor<D>,
-    /// `Q` by Kummer's form (valid on the series side for small `a`).
-    q_kummer: Tensor<D>,
+    /// `(a, x, ln x)`, for `Q` by Kummer's form (valid on the series side for small `a`),
+    /// computed only when `Q` is asked for: `P` never needs it.
+    kummer_args: (Tensor<D>, Tensor<D>, Tensor<D>),
     /// `Q` by the continued fraction (valid off the series side).
     q_cf: Tensor<D>,
 }
@@ -158,12 +159,11 @@ impl<const D: usize> Parts<D> {
         }
         let q_cf = ln_front_q.exp().mul(cf.value());
 
-        let q_kummer = kummer_q(a, x, ln_x);
         Parts {
             series,
             small_a,
             ln_p_series,
-            q_kummer,
+            kummer_args: (a, x, ln_x),
             q_cf,
         }
     }
@@ -193,7 +193,10 @@ impl<const D: usize> Parts<D> {
             .exp()
             .neg()
             .add_scalar(1.0)
-            .mask_where(self.small_a.clone(), self.q_kummer.clone());
+            .mask_where(self.small_a.clone(), {
+                let (a, x, ln_x) = self.kummer_args.clone();
+                kummer_q(a, x, ln_x)
+            });
         self.q_cf.clone().mask_where(self.series.clone(), series)
     }
 }
