@@ -28,7 +28,8 @@
 //!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
 //!   feature what the earlier processes left on disk).
 //! - `--export-cache FILE` writes this machine's kernel cache to a bundle and exits;
-//!   `--import-cache FILE` fills the cache from one before the rest of the arguments run
+//!   `--import-cache FILE` fills the cache from one before the rest of the arguments run;
+//!   `--prewarm` then has the driver compile the stored kernels on all cores (`vulkan`)
 //!   (`kernel_cache`, the `cache` feature).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
@@ -197,7 +198,17 @@ fn timed(runs: usize, mut f: impl FnMut() -> f64) -> (Vec<f64>, f64, f64) {
     let mut first_done = 0.0;
     let times: Vec<f64> = (0..runs)
         .map(|i| {
+            // `RUST_LOG=toto=info` marks each forecast, to place CubeCL's compilation log.
+            // `TOTO_BENCH_GAP_MS`: an idle pause before each forecast (the GPU's clocks drop).
+            if let Some(ms) = std::env::var("TOTO_BENCH_GAP_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            log::info!("forecast {i} starts");
             let t = f();
+            log::info!("forecast {i} done in {t:.3} s");
             if i == 0 {
                 first_done = since_start();
             }
@@ -452,6 +463,14 @@ fn main() {
                 report.skipped,
                 report.failed,
                 t.elapsed().as_secs_f64()
+            );
+        }
+        // `--prewarm`: the driver compiles the stored kernels on all cores before the forecast.
+        if args.iter().any(|a| a == "--prewarm") {
+            let warmed = toto_fallback::kernel_cache::prewarm().expect("prewarm");
+            println!(
+                "{{\"prewarm_s\": {:.3}, \"pipelines\": {}, \"failed\": {}, \"threads\": {}, \"adapters\": {:?}}}",
+                warmed.seconds, warmed.pipelines, warmed.failed, warmed.threads, warmed.adapters
             );
         }
         if let Some(file) = value("--export-cache") {

@@ -915,6 +915,20 @@ fn kernel_cache_exports_and_imports_what_the_gpu_tuned() {
     assert_eq!(report.imported, 0, "{report:?}");
     assert!(report.skipped > 0 && report.failed == 0, "{report:?}");
 
+    // `prewarm` hands the stored SPIR-V (`vulkan`) to the driver of every hardware adapter;
+    // a software one (CI's lavapipe) is skipped, and without `vulkan` nothing is stored.
+    let warmed = kernel_cache::prewarm().unwrap();
+    assert_eq!(warmed.failed, 0, "{warmed:?}");
+    if cfg!(feature = "vulkan") && !gpu.is_software() {
+        assert!(
+            warmed.pipelines > 0 && !warmed.adapters.is_empty(),
+            "{warmed:?}"
+        );
+    } else {
+        assert_eq!(warmed.pipelines, 0, "{warmed:?}");
+        assert!(warmed.adapters.is_empty(), "{warmed:?}");
+    }
+
     let text = dir.join("not-a-bundle.db");
     std::fs::write(&text, "plain text").unwrap();
     match kernel_cache::import(&text) {

@@ -65,7 +65,7 @@ pub(super) fn is_configuration(path: &Path) -> bool {
 
 /// Loads CubeCL's configuration (with the crate's defaults when no file chooses), which
 /// decides where the cache lives.
-fn configured() {
+pub(super) fn configured() {
     apply_defaults();
     let _ = CubeClRuntimeConfig::get();
 }
@@ -163,4 +163,72 @@ pub fn import(file: impl AsRef<Path>) -> Result<Imported> {
         failed: report.failed,
         namespaces: report.namespaces,
     })
+}
+
+/// What [`prewarm`] handed to the graphics driver.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Prewarmed {
+    /// The adapters whose stored kernels were compiled (name and driver).
+    pub adapters: Vec<String>,
+    /// Pipelines the driver created.
+    pub pipelines: usize,
+    /// Pipelines the driver refused: CubeCL compiles those kernels itself when they first
+    /// launch, as it would without `prewarm`.
+    pub failed: usize,
+    /// Threads that created them.
+    pub threads: usize,
+    /// Wall time of the whole call, in seconds.
+    pub seconds: f64,
+}
+
+/// Has the graphics driver compile every kernel stored in this machine's kernel cache, on all
+/// cores, so that a first forecast finds them in the driver's own shader cache instead of
+/// waiting for ~100 compilations one after the other.
+///
+/// For a machine whose kernel cache came from a bundle ([`import`]): CubeCL then needs neither
+/// to tune nor to compile SPIR-V, but the driver has compiled none of the kernels (on an H100
+/// that was 9–18 s of the first forecast; docs/PERFORMANCE.md, "Cold start"). Call it after
+/// `import` and before the first forecast; it opens its own Vulkan device on each discrete or
+/// integrated adapter (software rasterizers are skipped), creates the pipelines of the kernels
+/// stored for that adapter by this build of the application, and closes it. On a machine that
+/// has run the crate before, the driver's cache has them already and this only costs the
+/// lookups.
+///
+/// Only SPIR-V is stored: without the `vulkan` feature (WGSL, which the driver compiles in
+/// every process) there is nothing to hand over, and the report is empty.
+///
+/// ```no_run
+/// # #[cfg(feature = "cache")]
+/// # fn main() -> toto_fallback::Result<()> {
+/// use toto_fallback::kernel_cache;
+///
+/// kernel_cache::import("kernels-h100.db")?;
+/// let warmed = kernel_cache::prewarm()?;
+/// println!("{} kernels compiled in {:.1} s", warmed.pipelines, warmed.seconds);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "cache"))]
+/// # fn main() {}
+/// ```
+///
+/// # Errors
+/// None today; the `Result` leaves room for a driver that cannot be asked at all. A kernel the
+/// driver refuses is counted in [`Prewarmed::failed`], not an error.
+pub fn prewarm() -> Result<Prewarmed> {
+    #[cfg(feature = "vulkan")]
+    {
+        super::prewarm::prewarm()
+    }
+    #[cfg(not(feature = "vulkan"))]
+    {
+        configured();
+        Ok(Prewarmed {
+            adapters: Vec::new(),
+            pipelines: 0,
+            failed: 0,
+            threads: 0,
+            seconds: 0.0,
+        })
+    }
 }

@@ -18,7 +18,11 @@
 //! runtime, compiler and device index, so another GPU would use this one's kernel choices
 //! (correct, possibly slower). Every entry carries the CubeCL version: another build ignores it.
 //!
-//! [`location`], [`export`] and [`import`] read CubeCL's configuration (with the crate's
+//! The bundle carries CubeCL's compiled SPIR-V (with `vulkan`), not the graphics driver's
+//! machine code: [`prewarm`] after `import` has the driver compile it on all cores before the
+//! first forecast instead of one kernel at a time during it.
+//!
+//! [`location`], [`export`], [`import`] and [`prewarm`] read CubeCL's configuration (with the crate's
 //! defaults, as opening a device does), which CubeCL does once per process: an application that
 //! sets its own with `CubeClRuntimeConfig::set` must do so before calling them.
 //!
@@ -33,6 +37,7 @@
 //! // On each new machine with the same GPU, before the first forecast:
 //! let report = kernel_cache::import("kernels-h100.db")?;
 //! println!("{} entries imported into {}", report.imported, kernel_cache::location().display());
+//! kernel_cache::prewarm()?;
 //! # Ok(())
 //! # }
 //! # #[cfg(not(feature = "cache"))]
@@ -52,8 +57,10 @@ cfg_if::cfg_if! {
         )
     ))] {
         mod disk;
+        #[cfg(feature = "vulkan")]
+        mod prewarm;
         pub(crate) use disk::apply_defaults;
-        pub use disk::{Exported, Imported, export, import, location};
+        pub use disk::{Exported, Imported, Prewarmed, export, import, location, prewarm};
     } else {
         /// Nothing to configure without an on-disk cache.
         pub(crate) fn apply_defaults() {}
