@@ -1182,6 +1182,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/toto.rs",
         "tests/suite/toto2.rs",
         "tests/suite/series.rs",
+        "tests/suite/hub.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())
