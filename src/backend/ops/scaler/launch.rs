@@ -2,6 +2,7 @@
 //! fusion).
 
 use burn::backend::backend_extension;
+#[cfg(feature = "fusion")]
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Shape};
@@ -15,6 +16,7 @@ use super::kernel::{scaler_extend_kernel, scaler_start_kernel};
 use crate::backend::ops::launch::per_row;
 
 /// The shape and dtype of [`ScalerOps::scaler_start`]'s output, for the fusion stream.
+#[cfg(feature = "fusion")]
 fn start_meta(
     x: &TensorSpec,
     _w: &TensorSpec,
