@@ -188,12 +188,12 @@ pub struct Prewarmed {
 ///
 /// For a machine whose kernel cache came from a bundle ([`import`]): CubeCL then needs neither
 /// to tune nor to compile SPIR-V, but the driver has compiled none of the kernels (on an H100
-/// that was 9–18 s of the first forecast; docs/PERFORMANCE.md, "Cold start"). Call it after
+/// that was 11–19 s of the first forecast; docs/PERFORMANCE.md, "Cold start"). Call it after
 /// `import` and before the first forecast; it opens its own Vulkan device on each discrete or
 /// integrated adapter (software rasterizers are skipped), creates the pipelines of the kernels
 /// stored for that adapter by this build of the application, and closes it. On a machine that
 /// has run the crate before, the driver's cache has them already and this only costs the
-/// lookups.
+/// lookups (0.5 s on the H100): call it when `import` imported something.
 ///
 /// Only SPIR-V is stored: without the `vulkan` feature (WGSL, which the driver compiles in
 /// every process) there is nothing to hand over, and the report is empty.
