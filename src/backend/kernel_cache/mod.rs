@@ -22,9 +22,9 @@
 //! machine code: [`prewarm`] after `import` has the driver compile it on all cores before the
 //! first forecast instead of one kernel at a time during it.
 //!
-//! [`location`], [`export`], [`import`] and [`prewarm`] read CubeCL's configuration (with the crate's
-//! defaults, as opening a device does), which CubeCL does once per process: an application that
-//! sets its own with `CubeClRuntimeConfig::set` must do so before calling them.
+//! [`location`], [`export`], [`import`] and [`prewarm`] read CubeCL's configuration (with the
+//! crate's defaults, as opening a device does), which CubeCL does once per process: an
+//! application that sets its own with `CubeClRuntimeConfig::set` must do so before calling them.
 //!
 //! ```no_run
 //! # #[cfg(feature = "cache")]

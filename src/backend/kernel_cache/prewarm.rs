@@ -3,8 +3,8 @@
 //!
 //! CubeCL keeps each compiled kernel's SPIR-V in the kernel cache (with `vulkan`) but creates a
 //! kernel's pipeline only when it first launches, one after the other on its device thread. The
-//! driver turns each pipeline into machine code there (NVIDIA: 50–100 ms for a tiled matmul) and
-//! keeps the result in its own on-disk cache. On a machine whose kernel cache came from a bundle
+//! driver turns each pipeline into machine code there (on an H100, ~11 s for W-small's ~130
+//! kernels) and keeps the result in its own on-disk cache. On a machine whose kernel cache came from a bundle
 //! the driver has compiled none of them yet, and a first forecast waits for ~100 such
 //! compilations in a row. Creating the same pipelines here, on a device opened as CubeCL opens
 //! one and from every core, fills the driver's cache in a fraction of that time.
