@@ -170,9 +170,10 @@ impl<B: Backend> AutoToto<B> {
     /// Makes two forecasts of a synthetic `[batch, variates, context]` series with `options` and
     /// waits for their values, so that the kernels of that shape are compiled and tuned: on a GPU
     /// the first forecast of each shape in a process takes seconds to tens of seconds (autotuning
-    /// and shader compilation), and the second still several times the steady state (measured
-    /// on an H100: 0.25–0.36 s for a 45 ms forecast, as burn's fusion compiles what it has now
-    /// seen twice; docs/PERFORMANCE.md, "Cold start"); from the third on, milliseconds. A
+    /// and shader compilation), and the second is still slower than the steady state (on an
+    /// H100, W-small: 0.45–0.91 s after a tuning first forecast, 68–98 ms in a later process, for
+    /// a 45–64 ms forecast; burn's fusion learns where each operation sequence ends on its first
+    /// repetition; docs/PERFORMANCE.md, "Cold start"); from the third on, milliseconds. A
     /// service calls it at start-up with the shapes it serves. Returns the time both took.
     ///
     /// Sampling draws advance the backend's random stream: seed it after warming up when

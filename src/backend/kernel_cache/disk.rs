@@ -222,7 +222,6 @@ pub fn prewarm() -> Result<Prewarmed> {
     }
     #[cfg(not(feature = "vulkan"))]
     {
-        configured();
         Ok(Prewarmed {
             adapters: Vec::new(),
             pipelines: 0,
