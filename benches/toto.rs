@@ -350,6 +350,53 @@ fn memory_policy() {
         .expect("a wgpu adapter");
 }
 
+/// `--cpu-matmul M,K,N`: the CPU's f32 matmul throughput at `[M, K] × [K, N]`, through burn's
+/// `NdArray` (`matrixmultiply`, repacking the weight every call) and through the crate's kernel
+/// on a weight packed once (what the models' linear layers use on the CPU), on rayon's threads
+/// (`RAYON_NUM_THREADS`). Twenty products timed after three untimed, each read back.
+fn cpu_matmul_throughput(shape: &str) {
+    use burn::tensor::Distribution as Init;
+    use toto_fallback::backend::cpu_gemm::{Isa, PackedMatrix};
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(|d| d.parse().expect("--cpu-matmul M,K,N"))
+        .collect();
+    let [m, k, n] = dims[..] else {
+        panic!("--cpu-matmul M,K,N")
+    };
+    let cpu = NdArray::seeded(1);
+    let device = cpu.device();
+    let a = Tensor::<2>::random([m, k], Init::Normal(0.0, 1.0), device);
+    let b = Tensor::<2>::random([k, n], Init::Normal(0.0, 1.0), device);
+    let gflops = |secs: f64| 2.0 * (m * k * n) as f64 / secs / 1e9;
+    let time = |f: &mut dyn FnMut() -> f32| {
+        for _ in 0..3 {
+            std::hint::black_box(f());
+        }
+        let runs = 20;
+        let start = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(f());
+        }
+        start.elapsed().as_secs_f64() / runs as f64
+    };
+    let burn_secs = time(&mut || {
+        let y = a.clone().matmul(b.clone()).into_data();
+        y.as_slice::<f32>().expect("f32")[0]
+    });
+    let x = a.into_data().try_to_vec::<f32>().expect("f32");
+    let w = b.into_data().try_to_vec::<f32>().expect("f32");
+    let packed = PackedMatrix::new(&w, [k, n], None, 1.0);
+    let packed_gflops = packed.map(|p| gflops(time(&mut || p.apply(&x, m)[0])));
+    println!(
+        "{{\"cpu_matmul\": \"{m}x{k}x{n}\", \"threads\": {}, \"kernel\": \"{:?}\", \"ndarray_gflops\": {:.1}, \"packed_gflops\": {}}}",
+        rayon::current_num_threads(),
+        Isa::detect(),
+        gflops(burn_secs),
+        packed_gflops.map_or("null".to_owned(), |g| format!("{g:.1}"))
+    );
+}
+
 /// `--matmul M,K,N`: the wgpu device's matmul throughput for each float type burn has (f32,
 /// flex32, f16, bf16), `[M, K] × [K, N]`, twenty products timed after five untimed, with a device
 /// sync before each clock reading. Explains the model numbers: the big Toto 2.0 workloads are
@@ -533,6 +580,12 @@ fn main() {
                 eprintln!("{}", b.report());
             }
             other => panic!("unknown backend {other} (ndarray, fallback, fallback-forced)"),
+        }
+        return;
+    }
+    if let Some(shape) = value("--cpu-matmul") {
+        for shape in shape.split(';') {
+            cpu_matmul_throughput(shape);
         }
         return;
     }

@@ -7,6 +7,8 @@
 
 #[cfg(feature = "wgpu")]
 mod choose;
+#[doc(hidden)]
+pub mod cpu_gemm;
 mod fallback;
 #[cfg(feature = "wgpu")]
 pub mod kernel_cache;

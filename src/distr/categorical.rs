@@ -119,6 +119,12 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
             .clone()
     }
 
+    /// The logits as given, not normalised: what draws need (they are invariant to a shift of
+    /// each row, and the backends' draws shift by the row maximum themselves).
+    pub(crate) fn unnormalised_logits(&self) -> Tensor<D> {
+        self.logits.clone()
+    }
+
     /// Probabilities, `[batch.., K]`; computed on first use and kept.
     pub fn probs(&self) -> Tensor<D> {
         self.probs.get_or_init(|| self.logits().exp()).clone()

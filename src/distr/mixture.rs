@@ -190,7 +190,8 @@ where
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
         let n: usize = sample_shape.iter().product();
         let (b, k) = (self.batch_numel(), self.k);
-        let logits = self.mixing.logits().reshape_exact([b, k]);
+        // The draw normalises the logits itself: no log-softmax pass over [B, K] first.
+        let logits = self.mixing.unnormalised_logits().reshape_exact([b, k]);
         if let Some(x) = self.component.sample_mixture(logits, n) {
             return Ok(x?.reshape_exact(shape));
         }

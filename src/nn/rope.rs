@@ -112,8 +112,10 @@ pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec
 /// shared by every layer that rotates.
 pub(crate) struct Rope {
     spec: RopeSpec,
-    cos: Tensor<4>,
-    sin: Tensor<4>,
+    /// `cos` per (position, pair, member of the pair), `[1, 1, S, W/2, 2]`.
+    cos: Tensor<5>,
+    /// `sin` likewise, negated for the first member of each pair: rotate-half's sign.
+    sin: Tensor<5>,
     scale: Option<Tensor<4>>,
 }
 
@@ -126,10 +128,12 @@ impl Rope {
         let scale = spec.xpos.map(|_| {
             Tensor::<2>::from_data(TensorData::new(scales, [s, w]), device).reshape([1, 1, s, w])
         });
+        let sign = Tensor::<1>::from_floats([-1.0, 1.0], device).reshape([1, 1, 1, 1, 2]);
+        let pairs = |t: Tensor<2>| t.reshape([1, 1, s, w / 2, 2]);
         Rope {
             spec,
-            cos: angles.clone().cos().reshape([1, 1, s, w]),
-            sin: angles.sin().reshape([1, 1, s, w]),
+            cos: pairs(angles.clone().cos()),
+            sin: pairs(angles.sin()).mul(sign),
             scale,
         }
     }
@@ -144,12 +148,15 @@ impl Rope {
         } else {
             (x, None)
         };
-        // Interleaved rotate_half: (x0, x1) -> (-x1, x0) for each pair.
-        let pairs = x.clone().reshape([n, h, s, w / 2, 2]);
-        let x0 = pairs.clone().narrow(4, 0, 1);
-        let x1 = pairs.narrow(4, 1, 1);
-        let turned = Tensor::cat(vec![x1.neg(), x0], 4).reshape([n, h, s, w]);
-        let mut y = x.mul(self.cos.clone()).add(turned.mul(self.sin.clone()));
+        // Interleaved rotate_half, (x0, x1) -> (-x1, x0) for each pair, is the pair reversed
+        // (a view) times (-1, 1), the sign folded into `sin`: two products and a sum, with no
+        // copies of one-wide slices (each a slow strided copy on the CPU).
+        let pairs = x.reshape([n, h, s, w / 2, 2]);
+        let turned = pairs.clone().flip([4]);
+        let mut y = pairs
+            .mul(self.cos.clone())
+            .add(turned.mul(self.sin.clone()))
+            .reshape([n, h, s, w]);
         if let Some(scale) = &self.scale {
             y = if query {
                 y.mul(scale.clone())

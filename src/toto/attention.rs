@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 use super::cache::LayerCache;
 use super::config::LayerKind;
 use crate::nn::attention::{attend, attend_shared, causal_blocked, group_blocked};
-use crate::nn::linear::{dense, linear};
+use crate::nn::linear::{CpuPacked, dense, linear};
 use crate::nn::rope::Rope;
 
 /// `wQKV` and `wO` (renamed on load: Rust fields are snake case).
@@ -17,6 +17,9 @@ use crate::nn::rope::Rope;
 pub(crate) struct Attention {
     pub(crate) wqkv: Linear,
     pub(crate) wo: Linear,
+    /// `wqkv` and `wo` packed for the CPU kernel (not in the checkpoint).
+    #[module(skip)]
+    pub(crate) cpu: [CpuPacked; 2],
 }
 
 /// What the attention of one pass needs besides its input: positions, groups, heads.
@@ -40,6 +43,7 @@ impl Attention {
         Attention {
             wqkv: linear(d, 3 * d, device),
             wo: linear(d, d, device),
+            cpu: Default::default(),
         }
     }
 
@@ -57,7 +61,7 @@ impl Attention {
             LayerKind::Time => time_wise(q, k, val, pass, cache),
             LayerKind::Space => space_wise(q, k, val, pass),
         };
-        dense(&self.wo, o.reshape([b, v, s, d]))
+        dense(&self.wo, &self.cpu[1], o.reshape([b, v, s, d]))
     }
 
     /// Queries, keys and values, `[B, V, S, H, Dh]` each. `wQKV`'s outputs are laid out
@@ -65,7 +69,7 @@ impl Attention {
     fn qkv(&self, z: Tensor<4>, heads: usize) -> (Tensor<5>, Tensor<5>, Tensor<5>) {
         let [b, v, s, d] = z.dims();
         let dh = d / heads;
-        let qkv = dense(&self.wqkv, z)
+        let qkv = dense(&self.wqkv, &self.cpu[0], z)
             .reshape([b, v, s, 3, dh, heads])
             .swap_dims(4, 5); // [B, V, S, 3, H, Dh]
         let part = |j: usize| {

@@ -9,15 +9,18 @@ use burn::tensor::{Device, Int, Tensor};
 use super::attention::Pass;
 use super::cache::KvCache;
 use super::config::{LayerKind, TotoConfig};
-use super::head::{Head, HeadOutput};
+use super::head::{FusedHead, Head};
 use super::layer::Layer;
-use crate::nn::linear::{dense, linear};
+use crate::nn::linear::{CpuPacked, dense, linear};
 use crate::nn::rope::{Rope, RopeSpec};
 
 /// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
 #[derive(Module, Debug)]
 pub(crate) struct PatchEmbed {
     pub(crate) projection: Linear,
+    /// `projection` packed for the CPU kernel (not in the checkpoint).
+    #[module(skip)]
+    pub(crate) cpu: CpuPacked,
 }
 
 /// `transformer.layers.{i}`.
@@ -46,6 +49,7 @@ impl TotoWeights {
         TotoWeights {
             patch_embed: PatchEmbed {
                 projection: linear(p, d, device),
+                cpu: CpuPacked::default(),
             },
             transformer: Transformer { layers },
             unembed: linear(d, d * p, device),
@@ -53,10 +57,15 @@ impl TotoWeights {
         }
     }
 
+    /// The unembedding and the mixture head composed into one product (see [`FusedHead`]).
+    pub(crate) fn fused_head(&self, config: &TotoConfig) -> FusedHead {
+        FusedHead::new(&self.unembed, &self.output_distribution, config.patch_size)
+    }
+
     /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
-    /// in `cache`) and patch ids `[B, V, S]` to the head's outputs over `[B, V, T, K]`.
-    /// `hook` sees every named intermediate (for conformance tests): `patch_embed`,
-    /// `layer{i}.{norm1, attention, norm2, mlp, out}`, `flattened`.
+    /// in `cache`) and patch ids `[B, V, S]` to the last layer's output `[B, V, S, D]`, which
+    /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `hook` sees every named intermediate (for conformance tests): `patch_embed`,
+    /// `layer{i}.{norm1, attention, norm2, mlp, out}`.
     pub(crate) fn forward(
         &self,
         config: &TotoConfig,
@@ -65,12 +74,13 @@ impl TotoWeights {
         ids: Tensor<3, Int>,
         mut cache: Option<&mut KvCache>,
         hook: &mut dyn FnMut(&str, Tensor<4>),
-    ) -> HeadOutput {
+    ) -> Tensor<4> {
         let [b, v, t] = scaled.dims();
         let (p, d, heads) = (config.patch_size, config.embed_dim, config.num_heads);
         let s = t / p;
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        let mut h = dense(&self.patch_embed.projection, scaled.reshape([b, v, s, p]));
+        let embed = &self.patch_embed;
+        let mut h = dense(&embed.projection, &embed.cpu, scaled.reshape([b, v, s, p]));
         hook("patch_embed", h.clone());
         let positions: Vec<usize> = (offset..offset + s).collect();
         let rope = Rope::new(RopeSpec::toto(d / heads), &positions, &h.device());
@@ -91,9 +101,6 @@ impl TotoWeights {
         if let Some(cache) = cache {
             cache.advance(s);
         }
-        // Unembed: token s yields P feature vectors (patch-internal offset outer).
-        let u = dense(&self.unembed, h).reshape([b, v, s * p, d]);
-        hook("flattened", u.clone());
-        self.output_distribution.forward(u)
+        h
     }
 }

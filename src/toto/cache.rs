@@ -182,6 +182,7 @@ mod tests {
         config.output_distribution_kwargs.k_components = 3;
         let kinds = config.layer_kinds();
         let weights = TotoWeights::init(&config, &device);
+        let head = weights.fused_head(&config);
         let (b, v, p, times) = (2, 3, 4, 3);
         let input = |rows: usize, patches: usize| {
             let n = rows * v * patches * p;
@@ -194,15 +195,15 @@ mod tests {
             )
         };
         let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| {
-            weights
-                .forward(
-                    &config,
-                    &kinds,
-                    x.0.clone(),
-                    x.1.clone(),
-                    Some(cache),
-                    &mut |_, _| {},
-                )
+            let hidden = weights.forward(
+                &config,
+                &kinds,
+                x.0.clone(),
+                x.1.clone(),
+                Some(cache),
+                &mut |_, _| {},
+            );
+            head.forward(hidden)
                 .loc
                 .into_data()
                 .try_to_vec::<f32>()

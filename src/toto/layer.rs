@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::{Attention, CacheEntry, Pass};
 use super::config::LayerKind;
-use crate::nn::linear::{dense, linear};
+use crate::nn::linear::{CpuPacked, dense, linear};
 
 /// RMSNorm with toto-ts's parameter name (`scale`) and epsilon (1e-8, inside the root).
 #[derive(Module, Debug)]
@@ -44,6 +44,9 @@ impl RmsNorm {
 pub(crate) struct Mlp {
     pub(crate) w12: Linear,
     pub(crate) w3: Linear,
+    /// `w12` and `w3` packed for the CPU kernel (not in the checkpoint).
+    #[module(skip)]
+    pub(crate) cpu: [CpuPacked; 2],
 }
 
 impl Mlp {
@@ -51,16 +54,17 @@ impl Mlp {
         Mlp {
             w12: linear(d, 2 * hidden, device),
             w3: linear(hidden, d, device),
+            cpu: Default::default(),
         }
     }
 
     /// `w3(silu(gate) · up)` with `[gate | up] = w12(x)`.
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = dense(&self.w12, x);
+        let y = dense(&self.w12, &self.cpu[0], x);
         let f = y.dims()[D - 1] / 2;
         let gate = y.clone().narrow(D - 1, 0, f);
         let up = y.narrow(D - 1, f, f);
-        dense(&self.w3, silu(gate).mul(up))
+        dense(&self.w3, &self.cpu[1], silu(gate).mul(up))
     }
 }
 

@@ -9,6 +9,7 @@ use super::backbone::TotoWeights;
 use super::cache::KvCache;
 use super::checkpoint::{Source, load_into, save_bytes};
 use super::config::{LayerKind, TotoConfig};
+use super::head::FusedHead;
 use super::output::TotoOutput;
 use crate::backend::{Backend, ScalerSpec, ScalerState};
 use crate::error::{Error, Result};
@@ -47,6 +48,8 @@ pub struct Toto<B: Backend> {
     config: TotoConfig,
     kinds: Vec<LayerKind>,
     weights: TotoWeights,
+    /// `weights`' unembedding and head as one product, composed when the model is assembled.
+    head: FusedHead,
 }
 
 impl<B: Backend> Toto<B> {
@@ -161,6 +164,7 @@ impl<B: Backend> Toto<B> {
         Toto {
             backend: backend.clone(),
             kinds: config.layer_kinds(),
+            head: weights.fused_head(&config),
             config,
             weights,
         }
@@ -217,7 +221,8 @@ impl<B: Backend> Toto<B> {
     }
 
     /// [`Toto::forward`] that shows every named intermediate to `hook`: `patch_embed`,
-    /// `layer{i}.{norm1, attention, norm2, mlp, out}`, `flattened`.
+    /// `layer{i}.{norm1, attention, norm2, mlp, out}`. The unembedding and the head run as one
+    /// composed product, so there is no unembedded intermediate to show.
     #[doc(hidden)]
     pub fn forward_hooked(
         &self,
@@ -263,9 +268,11 @@ impl<B: Backend> Toto<B> {
             .reshape([b, v, (t - cached) / p, p])
             .min_dim(3)
             .reshape([b, v, (t - cached) / p]);
-        let head = self
+        let hidden = self
             .weights
             .forward(&self.config, &self.kinds, scaled, ids, cache, hook);
+        // Unembedding and head: token s gives the mixture of each step of patch s + 1.
+        let head = self.head.forward(hidden);
         Ok(TotoOutput {
             backend: self.backend.clone(),
             loc,

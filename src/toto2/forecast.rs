@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Passes, Progress, Series};
+use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
 /// The entry point's name, for errors.
@@ -414,8 +415,10 @@ impl<B: Backend> Blocks<'_, B> {
         let p = self.model.config.patch_size;
         let t = self.input.context;
         let (start, end) = (t + done * p, t + (done + block) * p);
+        let mut phases = Phases::new("toto_fallback::toto2", self.model.device());
         // As toto-2: the scaler reruns over the whole series (the medians fed back change it).
         let (loc, scale) = self.statistics()?;
+        phases.mark(|| format!("block at {done}: scaler"));
         let x = scaled(
             self.input.target.clone(),
             &loc,
@@ -423,6 +426,7 @@ impl<B: Backend> Blocks<'_, B> {
             self.input.mask.clone(),
         );
         let (combined, gids, time_ids) = self.inputs(x, done, block);
+        phases.mark(|| format!("block at {done}: inputs"));
         if let Some(c) = self.cache.as_mut() {
             c.ephemeral = block;
         }
@@ -436,6 +440,7 @@ impl<B: Backend> Blocks<'_, B> {
         // Position i predicts patch i + 1: the outputs at the anchor and all but the last
         // new patch.
         let q = self.model.head(out.narrow(2, s - block - 1, block)); // [9, B, Vt, block, P]
+        phases.mark(|| format!("block at {done}: head"));
         let [_, b, vt, _, _] = q.dims();
         let at = |x: Tensor<3>| {
             x.narrow(2, start, end - start)
@@ -448,7 +453,9 @@ impl<B: Backend> Blocks<'_, B> {
                 .max_pair(lo.clone().expand(dims))
                 .min_pair(hi.clone().expand(dims));
         }
-        Ok(sort_levels(real))
+        let sorted = sort_levels(real);
+        phases.mark(|| format!("block at {done}: real space and sort"));
+        Ok(sorted)
     }
 
     /// The scaler's statistics of the series so far (backfilled when asked), and the cap from

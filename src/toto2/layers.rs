@@ -7,6 +7,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
 
 use crate::nn::checkpoint::Checkpoint;
+use crate::nn::linear::{CpuPacked, affine};
 
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
@@ -77,6 +78,8 @@ pub(crate) struct UnitLinear {
     scale: f64,
     /// The format of the weight and the product when it is not f32 ([`Precision`]).
     compute: Option<FloatDType>,
+    /// The f32 weight packed for the CPU kernel, the first time the layer runs there.
+    cpu: CpuPacked,
 }
 
 impl UnitLinear {
@@ -96,6 +99,7 @@ impl UnitLinear {
             bias: bias.map_or(Some(None), |b| b.map(Some))?,
             scale: unit_scale(inputs, scale),
             compute: None,
+            cpu: CpuPacked::default(),
         })
     }
 
@@ -112,6 +116,7 @@ impl UnitLinear {
             bias: bias.then(|| Tensor::zeros([outputs], device)),
             scale: unit_scale(inputs, scale),
             compute: None,
+            cpu: CpuPacked::default(),
         }
     }
 
@@ -120,23 +125,25 @@ impl UnitLinear {
         let dtype = precision.dtype();
         self.weight = self.weight.clone().cast(dtype.unwrap_or(FloatDType::F32));
         self.compute = dtype;
+        self.cpu = CpuPacked::default();
     }
 
-    /// `(x W + b) · s` over every row of `x: [.., in]`, as one product.
+    /// `(x W + b) · s` over every row of `x: [.., in]`, as one product (in f32 on the CPU
+    /// through the packed kernel).
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let Some(dtype) = self.compute else {
+            return affine(x, &self.weight, self.bias.as_ref(), self.scale, &self.cpu);
+        };
         let mut dims = x.dims();
         let k = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
-        let x = x.reshape([rows, k]);
-        let mut y = match self.compute {
-            // The product in the weight's format (f32 accumulation on tensor cores), the rest
-            // of the layer in f32.
-            Some(dtype) => x
-                .cast(dtype)
-                .matmul(self.weight.clone())
-                .cast(FloatDType::F32),
-            None => x.matmul(self.weight.clone()),
-        };
+        // The product in the weight's format (f32 accumulation on tensor cores), the rest of
+        // the layer in f32.
+        let mut y = x
+            .reshape([rows, k])
+            .cast(dtype)
+            .matmul(self.weight.clone())
+            .cast(FloatDType::F32);
         if let Some(b) = &self.bias {
             y = y.add(b.clone().unsqueeze());
         }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 #[cfg(feature = "hub")]
 use crate::hub::HubOptions;
 use crate::nn::checkpoint::Checkpoint;
+use crate::nn::phases::Phases;
 
 /// The quantile levels of Toto 2.0's head: the nine deciles.
 pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -416,7 +417,9 @@ impl<B: Backend> Toto2<B> {
         pass: &Pass<'_>,
         cache: Option<&mut Cache>,
     ) -> Tensor<4> {
-        self.weights.decoder.forward(x, pass, cache, &mut |_, _| {})
+        let mut phases = Phases::new("toto_fallback::toto2", self.device());
+        let mut hook = |name: &str, _: Tensor<4>| phases.mark(|| name.to_owned());
+        self.weights.decoder.forward(x, pass, cache, &mut hook)
     }
 
     /// The device of the model.

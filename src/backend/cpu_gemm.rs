@@ -1,0 +1,496 @@
+//! Matrix products against weights packed once, on the CPU: `y = (x·W + b)·s` for the models'
+//! linear layers when they run on [`NdArray`](super::NdArray).
+//!
+//! burn-ndarray multiplies through `matrixmultiply`, which packs both operands into its
+//! blocked layout on every call. A model's decode step multiplies a few dozen to a few hundred
+//! rows by weights of millions of entries, so repacking the weight each time costs as much
+//! memory traffic as the product reads, and burn-ndarray reaches ~45–95 GFLOPS on 2 cores of an
+//! AVX-512 Xeon where the cores can do ~350. Here the weight is packed once into column panels
+//! (`NR` columns, `K` rows each, contiguous) and a register-blocked micro-kernel computes `MR × NR`
+//! outputs at a time straight from the unpacked rows of `x`, the panels spread over rayon's
+//! threads: ~190–220 GFLOPS at the models' shapes on the same 2 cores (docs/PERFORMANCE.md).
+//!
+//! Kernels: AVX-512F (`MR × NR` = 12 × 32, 24 accumulator registers) and AVX2 + FMA (6 × 16, 12
+//! registers), chosen at run time. Elsewhere (other x86 CPUs, aarch64, wasm) [`PackedMatrix::new`]
+//! returns `None` and the layer multiplies through burn as before. `TOTO_FALLBACK_CPU_GEMM=burn`
+//! turns the packed path off (to compare, or to rule it out).
+//!
+//! Public only for the crate's benchmarks (`cargo bench --bench toto -- --cpu-matmul M,K,N`),
+//! hidden from the docs: not part of the stable API.
+//!
+//! The sums run in f32 over `K` in order, starting from the bias; the result differs from
+//! burn's product by rounding only (the tests compare both with an f64 reference).
+
+// The crate's third unsafe region: SIMD loads and stores through raw pointers into buffers
+// whose lengths are checked before the kernels run (each `unsafe` block says which).
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+/// The instruction set a kernel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F: 12 rows × 32 columns per tile.
+    Avx512,
+    /// AVX2 with FMA: 6 rows × 16 columns per tile.
+    Avx2,
+}
+
+impl Isa {
+    /// The best kernel this CPU runs, or `None` (also when `TOTO_FALLBACK_CPU_GEMM=burn`).
+    pub fn detect() -> Option<Isa> {
+        static ISA: OnceLock<Option<Isa>> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let off = std::env::var("TOTO_FALLBACK_CPU_GEMM").is_ok_and(|v| v == "burn");
+            let isa = if off { None } else { Self::supported() };
+            match (isa, off) {
+                (Some(isa), _) => log::debug!("CPU linear layers: packed weights, {isa:?} kernel"),
+                (None, true) => {
+                    log::debug!("CPU linear layers: burn's matmul (TOTO_FALLBACK_CPU_GEMM=burn)")
+                }
+                (None, false) => {
+                    log::debug!("CPU linear layers: burn's matmul (no AVX-512F or AVX2 + FMA)")
+                }
+            }
+            isa
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn supported() -> Option<Isa> {
+        if is_x86_feature_detected!("avx512f") {
+            Some(Isa::Avx512)
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            Some(Isa::Avx2)
+        } else {
+            None
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn supported() -> Option<Isa> {
+        None
+    }
+
+    /// Rows per tile.
+    fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => 12,
+            Isa::Avx2 => 6,
+        }
+    }
+
+    /// Columns per panel (two vector registers).
+    fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 => 16,
+        }
+    }
+}
+
+/// A `[K, N]` weight, its bias and an output scale, packed for [`PackedMatrix::apply`].
+pub struct PackedMatrix {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    /// Panel `p` holds columns `p·NR .. p·NR + NR` (zero past `N`): `K` rows of `NR` values.
+    panels: Vec<f32>,
+    /// The bias per panel, zero past `N` (and zero without a bias).
+    bias: Vec<f32>,
+    scale: f32,
+}
+
+impl fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("isa", &self.isa)
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("scale", &self.scale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedMatrix {
+    /// Packs `weight` (`[k, n]`, row-major) with `bias` (`[n]`) and the output scale, for the
+    /// kernel [`Isa::detect`] picks; `None` where there is none, or if the lengths do not match.
+    pub fn new(
+        weight: &[f32],
+        [k, n]: [usize; 2],
+        bias: Option<&[f32]>,
+        scale: f32,
+    ) -> Option<Self> {
+        Self::with_isa(Isa::detect()?, weight, [k, n], bias, scale)
+    }
+
+    /// As [`PackedMatrix::new`] for a given kernel (tests and benchmarks; the caller makes sure
+    /// the CPU runs it before [`PackedMatrix::apply`]).
+    pub fn with_isa(
+        isa: Isa,
+        weight: &[f32],
+        [k, n]: [usize; 2],
+        bias: Option<&[f32]>,
+        scale: f32,
+    ) -> Option<Self> {
+        if k == 0 || n == 0 || weight.len() != k * n || bias.is_some_and(|b| b.len() != n) {
+            return None;
+        }
+        let nr = isa.nr();
+        let count = n.div_ceil(nr);
+        let mut panels = vec![0.0; count * k * nr];
+        panels
+            .par_chunks_mut(k * nr)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let (start, width) = (p * nr, nr.min(n - p * nr));
+                for (row, out) in weight.chunks_exact(n).zip(panel.chunks_exact_mut(nr)) {
+                    out[..width].copy_from_slice(&row[start..start + width]);
+                }
+            });
+        let mut padded = vec![0.0; count * nr];
+        if let Some(b) = bias {
+            padded[..n].copy_from_slice(b);
+        }
+        Some(PackedMatrix {
+            isa,
+            k,
+            n,
+            panels,
+            bias: padded,
+            scale,
+        })
+    }
+
+    /// `[K, N]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.k, self.n]
+    }
+
+    /// `(x·W + b)·s` for `x` of `rows × K` (row-major): `rows × N`, row-major.
+    ///
+    /// # Panics
+    /// If `x` does not hold `rows × K` values (an internal invariant: callers pass the tensor
+    /// they reshaped to `[rows, K]`).
+    pub fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        assert_eq!(x.len(), rows * self.k, "the input must be rows × K");
+        let (k, n, nr) = (self.k, self.n, self.isa.nr());
+        let mut out = vec![0.0f32; rows * n];
+        if rows == 0 {
+            return out;
+        }
+        // Blocks of rows small enough that a panel (K·NR values, ≤ 400 KB at K = 3072) and the
+        // block's rows stay in the core's L2 cache while the block is computed.
+        let block = 16 * self.isa.mr();
+        let blocks = rows.div_ceil(block);
+        let panels = n.div_ceil(nr);
+        let target = SharedOut(out.as_mut_ptr());
+        (0..blocks * panels).into_par_iter().for_each(|task| {
+            let (b, p) = (task / panels, task % panels);
+            let first = b * block;
+            let count = block.min(rows - first);
+            let width = nr.min(n - p * nr);
+            let tile = Tile {
+                x: &x[first * k..(first + count) * k],
+                panel: &self.panels[p * k * nr..(p + 1) * k * nr],
+                bias: &self.bias[p * nr..(p + 1) * nr],
+                k,
+                scale: self.scale,
+                rows: count,
+                width,
+            };
+            // SAFETY: each task writes rows `first..first + count`, columns
+            // `p·NR..p·NR + width` of `out` (`rows × n`): disjoint between tasks, in bounds.
+            let dest = unsafe { target.at(first * n + p * nr) };
+            tile.run(self.isa, dest, n);
+        });
+        out
+    }
+}
+
+/// The output buffer, written by rayon's tasks at disjoint places.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the tasks of `PackedMatrix::apply` write disjoint elements of one live buffer.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The element `offset` places in (a method, so that closures capture the whole wrapper).
+    ///
+    /// # Safety
+    /// `offset` is within the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// One task: `rows` rows of `x` against one panel.
+struct Tile<'a> {
+    x: &'a [f32],
+    panel: &'a [f32],
+    bias: &'a [f32],
+    k: usize,
+    scale: f32,
+    rows: usize,
+    width: usize,
+}
+
+impl Tile<'_> {
+    /// Computes the tile into `dest` (row stride `ldc`), `MR` rows at a time.
+    fn run(&self, isa: Isa, dest: *mut f32, ldc: usize) {
+        let mr = isa.mr();
+        let mut row = 0;
+        while row < self.rows {
+            let r = mr.min(self.rows - row);
+            let a = &self.x[row * self.k..(row + r) * self.k];
+            // SAFETY: `dest` points at this tile's first row of a buffer with `self.rows` rows
+            // of stride `ldc ≥ width` left; `a` holds `r` rows of `k`; the panel `k × NR`; the
+            // bias `NR`. The kernel's features were detected by `Isa::detect`.
+            unsafe {
+                let c = dest.add(row * ldc);
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::avx512(r, a, self, c, ldc),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::avx2(r, a, self, c, ldc),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => unreachable!("no kernel is detected off x86_64"),
+                }
+            }
+            row += r;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Tile;
+
+    /// Dispatches `r ≤ 12` rows to the AVX-512 kernel of that height.
+    ///
+    /// # Safety
+    /// As [`tile512`].
+    pub(super) unsafe fn avx512(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+        macro_rules! go {
+            ($($n:literal)*) => {
+                match r {
+                    $($n => unsafe { tile512::<$n>(a, t, c, ldc) },)*
+                    _ => unreachable!("at most 12 rows per tile"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    /// Dispatches `r ≤ 6` rows to the AVX2 kernel of that height.
+    ///
+    /// # Safety
+    /// As [`tile256`].
+    pub(super) unsafe fn avx2(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+        macro_rules! go {
+            ($($n:literal)*) => {
+                match r {
+                    $($n => unsafe { tile256::<$n>(a, t, c, ldc) },)*
+                    _ => unreachable!("at most 6 rows per tile"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6)
+    }
+
+    /// `R` rows × 32 columns: two 16-lane accumulators per row, each step of `k` one broadcast
+    /// of `a[r, k]` per row against the panel's two vectors.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds `R` rows of `t.k`; `t.panel` `t.k × 32` and `t.bias`
+    /// 32 values; `c` points at `R` rows of stride `ldc` with `t.width ≤ 32` writable values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile512<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+        let k = t.k;
+        debug_assert!(a.len() == R * k && t.panel.len() == k * 32 && t.bias.len() == 32);
+        let (ap, bp) = (a.as_ptr(), t.panel.as_ptr());
+        // SAFETY (this block and the loops): every offset below is within the lengths above.
+        let (bias0, bias1) = unsafe {
+            (
+                _mm512_loadu_ps(t.bias.as_ptr()),
+                _mm512_loadu_ps(t.bias.as_ptr().add(16)),
+            )
+        };
+        let mut lo = [bias0; R];
+        let mut hi = [bias1; R];
+        for step in 0..k {
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_ps(bp.add(step * 32)),
+                    _mm512_loadu_ps(bp.add(step * 32 + 16)),
+                )
+            };
+            for r in 0..R {
+                let x = _mm512_set1_ps(unsafe { *ap.add(r * k + step) });
+                lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);
+                hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
+            }
+        }
+        let scale = _mm512_set1_ps(t.scale);
+        let mask = |from: usize| -> __mmask16 {
+            let n = t.width.saturating_sub(from).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        };
+        let (m0, m1) = (mask(0), mask(16));
+        for r in 0..R {
+            let (y0, y1) = if t.scale == 1.0 {
+                (lo[r], hi[r])
+            } else {
+                (_mm512_mul_ps(lo[r], scale), _mm512_mul_ps(hi[r], scale))
+            };
+            unsafe {
+                let row = c.add(r * ldc);
+                _mm512_mask_storeu_ps(row, m0, y0);
+                _mm512_mask_storeu_ps(row.add(16), m1, y1);
+            }
+        }
+    }
+
+    /// `R` rows × 16 columns with 8-lane registers: as [`tile512`].
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds `R` rows of `t.k`; `t.panel` `t.k × 16` and `t.bias`
+    /// 16 values; `c` points at `R` rows of stride `ldc` with `t.width ≤ 16` writable values.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile256<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+        let k = t.k;
+        debug_assert!(a.len() == R * k && t.panel.len() == k * 16 && t.bias.len() == 16);
+        let (ap, bp) = (a.as_ptr(), t.panel.as_ptr());
+        // SAFETY (this block and the loops): every offset below is within the lengths above.
+        let (bias0, bias1) = unsafe {
+            (
+                _mm256_loadu_ps(t.bias.as_ptr()),
+                _mm256_loadu_ps(t.bias.as_ptr().add(8)),
+            )
+        };
+        let mut lo = [bias0; R];
+        let mut hi = [bias1; R];
+        for step in 0..k {
+            let (b0, b1) = unsafe {
+                (
+                    _mm256_loadu_ps(bp.add(step * 16)),
+                    _mm256_loadu_ps(bp.add(step * 16 + 8)),
+                )
+            };
+            for r in 0..R {
+                let x = _mm256_set1_ps(unsafe { *ap.add(r * k + step) });
+                lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
+            }
+        }
+        let scale = _mm256_set1_ps(t.scale);
+        for r in 0..R {
+            let (y0, y1) = if t.scale == 1.0 {
+                (lo[r], hi[r])
+            } else {
+                (_mm256_mul_ps(lo[r], scale), _mm256_mul_ps(hi[r], scale))
+            };
+            let mut tmp = [0.0f32; 16];
+            unsafe {
+                _mm256_storeu_ps(tmp.as_mut_ptr(), y0);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), y1);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), c.add(r * ldc), t.width);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(x·W + b)·s` in f64, the reference.
+    fn reference(x: &[f32], w: &[f32], b: &[f32], [m, k, n]: [usize; 3], s: f32) -> Vec<f64> {
+        let mut y = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|l| f64::from(x[i * k + l]) * f64::from(w[l * n + j]))
+                    .sum();
+                y[i * n + j] = (dot + f64::from(b[j])) * f64::from(s);
+            }
+        }
+        y
+    }
+
+    /// Whether this CPU runs `isa`'s kernel (an AVX-512 CPU runs both).
+    #[cfg(target_arch = "x86_64")]
+    fn runnable(isa: Isa) -> bool {
+        match isa {
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn runnable(_: Isa) -> bool {
+        false
+    }
+
+    /// Deterministic values in [-1, 1) (a multiplicative hash), no RNG needed.
+    fn values(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i + salt).wrapping_mul(2_654_435_761) % 2000) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    /// Every kernel this CPU runs, on shapes with partial tiles, partial panels and several row
+    /// blocks, against the f64 reference: within f32 rounding of a `K`-term sum.
+    #[test]
+    fn packed_products_match_an_f64_reference() {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|&isa| runnable(isa))
+            .collect();
+        if isas.is_empty() {
+            eprintln!("no packed kernel on this CPU: nothing to compare");
+            return;
+        }
+        for isa in isas {
+            for &[m, k, n] in &[
+                [1, 1, 1],
+                [5, 7, 33],
+                [13, 64, 31],
+                [200, 96, 70],
+                [12, 3, 32],
+            ] {
+                let (x, w, b) = (values(m * k, 1), values(k * n, 2), values(n, 3));
+                for s in [1.0, 0.125, 0.3] {
+                    let packed = PackedMatrix::with_isa(isa, &w, [k, n], Some(&b), s).unwrap();
+                    let got = packed.apply(&x, m);
+                    let want = reference(&x, &w, &b, [m, k, n], s);
+                    for (i, (&g, &r)) in got.iter().zip(&want).enumerate() {
+                        // Each product and sum rounds once: |error| ≤ K·ε·Σ|terms|, loosely.
+                        let bound = 1e-6 * (k as f64 + 1.0) * (1.0 + r.abs());
+                        assert!(
+                            (f64::from(g) - r).abs() <= bound,
+                            "{isa:?} {m}×{k}×{n} scale {s}: [{i}] {g} vs {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packing_refuses_lengths_that_do_not_match() {
+        let w = values(12, 0);
+        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [3, 5], None, 1.0).is_none());
+        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [3, 4], Some(&w[..3]), 1.0).is_none());
+        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [0, 4], None, 1.0).is_none());
+        let packed = PackedMatrix::with_isa(Isa::Avx2, &w, [3, 4], None, 1.0).unwrap();
+        assert_eq!(packed.dims(), [3, 4]);
+        assert_eq!(packed.apply(&[], 0), Vec::<f32>::new());
+    }
+}
