@@ -350,6 +350,15 @@ fn memory_policy() {
         .expect("a wgpu adapter");
 }
 
+/// `M,K,N` of a `flag` as three sizes.
+fn matmul_shape(shape: &str, flag: &str) -> [usize; 3] {
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(|d| d.parse().unwrap_or_else(|_| panic!("{flag} M,K,N")))
+        .collect();
+    dims.try_into().unwrap_or_else(|_| panic!("{flag} M,K,N"))
+}
+
 /// `--cpu-matmul M,K,N`: the CPU's f32 matmul throughput at `[M, K] × [K, N]`, through burn's
 /// `NdArray` (`matrixmultiply`, repacking the weight every call) and through the crate's kernel
 /// on a weight packed once (what the models' linear layers use on the CPU), on rayon's threads
@@ -357,13 +366,7 @@ fn memory_policy() {
 fn cpu_matmul_throughput(shape: &str) {
     use burn::tensor::Distribution as Init;
     use toto_fallback::backend::cpu_gemm::{Isa, PackedMatrix};
-    let dims: Vec<usize> = shape
-        .split(',')
-        .map(|d| d.parse().expect("--cpu-matmul M,K,N"))
-        .collect();
-    let [m, k, n] = dims[..] else {
-        panic!("--cpu-matmul M,K,N")
-    };
+    let [m, k, n] = matmul_shape(shape, "--cpu-matmul");
     let cpu = NdArray::seeded(1);
     let device = cpu.device();
     let a = Tensor::<2>::random([m, k], Init::Normal(0.0, 1.0), device);
@@ -403,13 +406,7 @@ fn cpu_matmul_throughput(shape: &str) {
 /// matmul-bound.
 fn matmul_throughput(shape: &str) {
     use burn::tensor::{Distribution as Init, FloatDType};
-    let dims: Vec<usize> = shape
-        .split(',')
-        .map(|d| d.parse().expect("--matmul M,K,N"))
-        .collect();
-    let [m, k, n] = dims[..] else {
-        panic!("--matmul M,K,N")
-    };
+    let [m, k, n] = matmul_shape(shape, "--matmul");
     let gpu = Wgpu::new().expect("a wgpu adapter");
     let device = gpu.device().clone();
     for (name, dtype) in [

@@ -59,20 +59,26 @@ impl Isa {
         })
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// The fastest kernel this CPU runs, whatever the environment says.
     fn supported() -> Option<Isa> {
-        if is_x86_feature_detected!("avx512f") {
-            Some(Isa::Avx512)
-        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            Some(Isa::Avx2)
-        } else {
-            None
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.runs_here())
+    }
+
+    /// Whether this CPU has the kernel's instructions (an AVX-512 CPU runs both).
+    #[cfg(target_arch = "x86_64")]
+    pub fn runs_here(self) -> bool {
+        match self {
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
         }
     }
 
+    /// Whether this CPU has the kernel's instructions: never off x86-64.
     #[cfg(not(target_arch = "x86_64"))]
-    fn supported() -> Option<Isa> {
-        None
+    pub fn runs_here(self) -> bool {
+        false
     }
 
     /// Rows per tile.
@@ -127,8 +133,8 @@ impl PackedMatrix {
         Self::with_isa(Isa::detect()?, weight, [k, n], bias, scale)
     }
 
-    /// As [`PackedMatrix::new`] for a given kernel (tests and benchmarks; the caller makes sure
-    /// the CPU runs it before [`PackedMatrix::apply`]).
+    /// As [`PackedMatrix::new`] for a given kernel (tests and benchmarks); `None` also where the
+    /// CPU does not run it ([`Isa::runs_here`]).
     pub fn with_isa(
         isa: Isa,
         weight: &[f32],
@@ -136,7 +142,9 @@ impl PackedMatrix {
         bias: Option<&[f32]>,
         scale: f32,
     ) -> Option<Self> {
-        if k == 0 || n == 0 || weight.len() != k * n || bias.is_some_and(|b| b.len() != n) {
+        let lengths_fit =
+            k > 0 && n > 0 && weight.len() == k * n && bias.is_none_or(|b| b.len() == n);
+        if !lengths_fit || !isa.runs_here() {
             return None;
         }
         let nr = isa.nr();
@@ -249,7 +257,7 @@ impl Tile<'_> {
             let a = &self.x[row * self.k..(row + r) * self.k];
             // SAFETY: `dest` points at this tile's first row of a buffer with `self.rows` rows
             // of stride `ldc ≥ width` left; `a` holds `r` rows of `k`; the panel `k × NR`; the
-            // bias `NR`. The kernel's features were detected by `Isa::detect`.
+            // bias `NR`. Packing checked the CPU runs the kernel (`Isa::runs_here`).
             unsafe {
                 let c = dest.add(row * ldc);
                 match isa {
@@ -272,138 +280,79 @@ mod x86 {
 
     use super::Tile;
 
-    /// Dispatches `r ≤ 12` rows to the AVX-512 kernel of that height.
-    ///
-    /// # Safety
-    /// As [`tile512`].
-    pub(super) unsafe fn avx512(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
-        macro_rules! go {
-            ($($n:literal)*) => {
+    /// One kernel per instruction set, from one body: `$dispatch(r, …)` runs the `$tile::<r>`
+    /// kernel, `r ≤ $mr` rows × two `$lanes`-lane registers of columns. Each step of `k`
+    /// broadcasts `a[r, k]` for every row against the panel's two vectors; the accumulators
+    /// start from the bias and are scaled at the store.
+    macro_rules! kernel {
+        ($dispatch:ident, $tile:ident, $feature:literal, $lanes:literal, $mr:literal, [$($r:literal)*],
+         $load:ident, $store:ident, $set1:ident, $fmadd:ident, $mul:ident) => {
+            /// Runs the kernel of height `r`.
+            ///
+            /// # Safety
+            #[doc = concat!("As [`", stringify!($tile), "`].")]
+            pub(super) unsafe fn $dispatch(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
                 match r {
-                    $($n => unsafe { tile512::<$n>(a, t, c, ldc) },)*
-                    _ => unreachable!("at most 12 rows per tile"),
+                    $($r => unsafe { $tile::<$r>(a, t, c, ldc) },)*
+                    _ => unreachable!(concat!("at most ", $mr, " rows per tile")),
                 }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8 9 10 11 12)
-    }
+            }
 
-    /// Dispatches `r ≤ 6` rows to the AVX2 kernel of that height.
-    ///
-    /// # Safety
-    /// As [`tile256`].
-    pub(super) unsafe fn avx2(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
-        macro_rules! go {
-            ($($n:literal)*) => {
-                match r {
-                    $($n => unsafe { tile256::<$n>(a, t, c, ldc) },)*
-                    _ => unreachable!("at most 6 rows per tile"),
+            /// `R` rows of the tile.
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU has ", $feature, "; `a` holds `R` rows of `t.k`; `t.panel` `t.k × ",
+                stringify!($lanes), "·2` and `t.bias` ", stringify!($lanes), "·2 values; `c` points at `R` \
+                rows of stride `ldc` with `t.width` writable values.")]
+            #[target_feature(enable = $feature)]
+            unsafe fn $tile<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+                const NR: usize = 2 * $lanes;
+                let k = t.k;
+                debug_assert!(a.len() == R * k && t.panel.len() == k * NR && t.bias.len() == NR);
+                let (ap, bp, biasp) = (a.as_ptr(), t.panel.as_ptr(), t.bias.as_ptr());
+                // SAFETY (this block and the loops): every offset is within the lengths above.
+                let (bias0, bias1) = unsafe { ($load(biasp), $load(biasp.add($lanes))) };
+                let mut lo = [bias0; R];
+                let mut hi = [bias1; R];
+                for step in 0..k {
+                    let at = step * NR;
+                    let (b0, b1) = unsafe { ($load(bp.add(at)), $load(bp.add(at + $lanes))) };
+                    for r in 0..R {
+                        let x = $set1(unsafe { *ap.add(r * k + step) });
+                        lo[r] = $fmadd(x, b0, lo[r]);
+                        hi[r] = $fmadd(x, b1, hi[r]);
+                    }
                 }
-            };
-        }
-        go!(1 2 3 4 5 6)
+                let scale = $set1(t.scale);
+                for r in 0..R {
+                    let (y0, y1) = match t.scale == 1.0 {
+                        true => (lo[r], hi[r]),
+                        false => ($mul(lo[r], scale), $mul(hi[r], scale)),
+                    };
+                    let row = unsafe { c.add(r * ldc) };
+                    if t.width == NR {
+                        unsafe {
+                            $store(row, y0);
+                            $store(row.add($lanes), y1);
+                        }
+                    } else {
+                        // The last panel of a matrix whose width is not a multiple of NR.
+                        let mut tmp = [0.0f32; NR];
+                        unsafe {
+                            $store(tmp.as_mut_ptr(), y0);
+                            $store(tmp.as_mut_ptr().add($lanes), y1);
+                            std::ptr::copy_nonoverlapping(tmp.as_ptr(), row, t.width);
+                        }
+                    }
+                }
+            }
+        };
     }
 
-    /// `R` rows × 32 columns: two 16-lane accumulators per row, each step of `k` one broadcast
-    /// of `a[r, k]` per row against the panel's two vectors.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `a` holds `R` rows of `t.k`; `t.panel` `t.k × 32` and `t.bias`
-    /// 32 values; `c` points at `R` rows of stride `ldc` with `t.width ≤ 32` writable values.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile512<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
-        let k = t.k;
-        debug_assert!(a.len() == R * k && t.panel.len() == k * 32 && t.bias.len() == 32);
-        let (ap, bp) = (a.as_ptr(), t.panel.as_ptr());
-        // SAFETY (this block and the loops): every offset below is within the lengths above.
-        let (bias0, bias1) = unsafe {
-            (
-                _mm512_loadu_ps(t.bias.as_ptr()),
-                _mm512_loadu_ps(t.bias.as_ptr().add(16)),
-            )
-        };
-        let mut lo = [bias0; R];
-        let mut hi = [bias1; R];
-        for step in 0..k {
-            let (b0, b1) = unsafe {
-                (
-                    _mm512_loadu_ps(bp.add(step * 32)),
-                    _mm512_loadu_ps(bp.add(step * 32 + 16)),
-                )
-            };
-            for r in 0..R {
-                let x = _mm512_set1_ps(unsafe { *ap.add(r * k + step) });
-                lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);
-                hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
-            }
-        }
-        let scale = _mm512_set1_ps(t.scale);
-        let mask = |from: usize| -> __mmask16 {
-            let n = t.width.saturating_sub(from).min(16);
-            ((1u32 << n) - 1) as __mmask16
-        };
-        let (m0, m1) = (mask(0), mask(16));
-        for r in 0..R {
-            let (y0, y1) = if t.scale == 1.0 {
-                (lo[r], hi[r])
-            } else {
-                (_mm512_mul_ps(lo[r], scale), _mm512_mul_ps(hi[r], scale))
-            };
-            unsafe {
-                let row = c.add(r * ldc);
-                _mm512_mask_storeu_ps(row, m0, y0);
-                _mm512_mask_storeu_ps(row.add(16), m1, y1);
-            }
-        }
-    }
-
-    /// `R` rows × 16 columns with 8-lane registers: as [`tile512`].
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `a` holds `R` rows of `t.k`; `t.panel` `t.k × 16` and `t.bias`
-    /// 16 values; `c` points at `R` rows of stride `ldc` with `t.width ≤ 16` writable values.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile256<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
-        let k = t.k;
-        debug_assert!(a.len() == R * k && t.panel.len() == k * 16 && t.bias.len() == 16);
-        let (ap, bp) = (a.as_ptr(), t.panel.as_ptr());
-        // SAFETY (this block and the loops): every offset below is within the lengths above.
-        let (bias0, bias1) = unsafe {
-            (
-                _mm256_loadu_ps(t.bias.as_ptr()),
-                _mm256_loadu_ps(t.bias.as_ptr().add(8)),
-            )
-        };
-        let mut lo = [bias0; R];
-        let mut hi = [bias1; R];
-        for step in 0..k {
-            let (b0, b1) = unsafe {
-                (
-                    _mm256_loadu_ps(bp.add(step * 16)),
-                    _mm256_loadu_ps(bp.add(step * 16 + 8)),
-                )
-            };
-            for r in 0..R {
-                let x = _mm256_set1_ps(unsafe { *ap.add(r * k + step) });
-                lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
-                hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
-            }
-        }
-        let scale = _mm256_set1_ps(t.scale);
-        for r in 0..R {
-            let (y0, y1) = if t.scale == 1.0 {
-                (lo[r], hi[r])
-            } else {
-                (_mm256_mul_ps(lo[r], scale), _mm256_mul_ps(hi[r], scale))
-            };
-            let mut tmp = [0.0f32; 16];
-            unsafe {
-                _mm256_storeu_ps(tmp.as_mut_ptr(), y0);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), y1);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), c.add(r * ldc), t.width);
-            }
-        }
-    }
+    kernel!(avx512, tile512, "avx512f", 16, 12, [1 2 3 4 5 6 7 8 9 10 11 12],
+        _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_mul_ps);
+    kernel!(avx2, tile256, "avx2,fma", 8, 6, [1 2 3 4 5 6],
+        _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_mul_ps);
 }
 
 #[cfg(test)]
@@ -424,20 +373,6 @@ mod tests {
         y
     }
 
-    /// Whether this CPU runs `isa`'s kernel (an AVX-512 CPU runs both).
-    #[cfg(target_arch = "x86_64")]
-    fn runnable(isa: Isa) -> bool {
-        match isa {
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn runnable(_: Isa) -> bool {
-        false
-    }
-
     /// Deterministic values in [-1, 1) (a multiplicative hash), no RNG needed.
     fn values(len: usize, salt: usize) -> Vec<f32> {
         (0..len)
@@ -451,7 +386,7 @@ mod tests {
     fn packed_products_match_an_f64_reference() {
         let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
             .into_iter()
-            .filter(|&isa| runnable(isa))
+            .filter(|isa| isa.runs_here())
             .collect();
         if isas.is_empty() {
             eprintln!("no packed kernel on this CPU: nothing to compare");
@@ -485,11 +420,15 @@ mod tests {
 
     #[test]
     fn packing_refuses_lengths_that_do_not_match() {
+        let Some(isa) = Isa::supported() else {
+            eprintln!("no packed kernel on this CPU: every packing is refused");
+            return;
+        };
         let w = values(12, 0);
-        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [3, 5], None, 1.0).is_none());
-        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [3, 4], Some(&w[..3]), 1.0).is_none());
-        assert!(PackedMatrix::with_isa(Isa::Avx2, &w, [0, 4], None, 1.0).is_none());
-        let packed = PackedMatrix::with_isa(Isa::Avx2, &w, [3, 4], None, 1.0).unwrap();
+        assert!(PackedMatrix::with_isa(isa, &w, [3, 5], None, 1.0).is_none());
+        assert!(PackedMatrix::with_isa(isa, &w, [3, 4], Some(&w[..3]), 1.0).is_none());
+        assert!(PackedMatrix::with_isa(isa, &w, [0, 4], None, 1.0).is_none());
+        let packed = PackedMatrix::with_isa(isa, &w, [3, 4], None, 1.0).unwrap();
         assert_eq!(packed.dims(), [3, 4]);
         assert_eq!(packed.apply(&[], 0), Vec::<f32>::new());
     }

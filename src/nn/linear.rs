@@ -36,15 +36,24 @@ pub(crate) fn dense<const D: usize>(
     x: Tensor<D>,
 ) -> Tensor<D> {
     if !on_cpu(&x, &linear.weight.val()) {
-        let mut dims = x.dims();
-        let k = dims[D - 1];
-        let rows = dims[..D - 1].iter().product::<usize>();
-        let y = linear.forward(x.reshape([rows, k]));
-        dims[D - 1] = y.dims()[1];
-        return y.reshape(dims);
+        return over_rows(x, |x| linear.forward(x));
     }
     let bias = linear.bias.as_ref().map(|b| b.val());
     affine(x, &linear.weight.val(), bias.as_ref(), 1.0, packed)
+}
+
+/// `product` of every row of `x: [.., K]` at once, as a `[rows, K]` matrix; the result's rows
+/// get `x`'s leading dimensions back.
+pub(crate) fn over_rows<const D: usize>(
+    x: Tensor<D>,
+    product: impl FnOnce(Tensor<2>) -> Tensor<2>,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let k = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = product(x.reshape([rows, k]));
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
 }
 
 /// Whether a product of `x` and `weight` runs on the CPU kernel's device and type: burn's
@@ -65,42 +74,29 @@ pub(crate) fn affine<const D: usize>(
     scale: f64,
     packed: &CpuPacked,
 ) -> Tensor<D> {
-    let mut dims = x.dims();
-    let k = dims[D - 1];
-    let rows = dims[..D - 1].iter().product::<usize>();
-    let n = weight.dims()[1];
-    dims[D - 1] = n;
-    let x = x.reshape([rows, k]);
-    let kernel = match on_cpu(&x, weight) {
-        true => packed
-            .0
-            .get_or_init(|| pack(weight, bias, scale))
-            .as_ref()
-            .filter(|p| p.dims() == [k, n]),
-        false => None,
-    };
-    let y = match kernel {
-        Some(kernel) => {
+    over_rows(x, |x| {
+        let [rows, k] = x.dims();
+        let n = weight.dims()[1];
+        let kernel = on_cpu(&x, weight)
+            .then(|| packed.0.get_or_init(|| pack(weight, bias, scale)).as_ref())
+            .flatten()
+            .filter(|p| p.dims() == [k, n]);
+        if let Some(kernel) = kernel {
             let device = x.device();
             let data = x.into_data();
             let values = data.as_slice::<f32>().expect("an f32 tensor's data is f32");
-            Tensor::from_data(
-                TensorData::new(kernel.apply(values, rows), [rows, n]),
-                &device,
-            )
+            let y = kernel.apply(values, rows);
+            return Tensor::from_data(TensorData::new(y, [rows, n]), &device);
         }
-        None => {
-            let mut y = x.matmul(weight.clone());
-            if let Some(b) = bias {
-                y = y.add(b.clone().unsqueeze());
-            }
-            if scale != 1.0 {
-                y = y.mul_scalar(scale);
-            }
-            y
+        let mut y = x.matmul(weight.clone());
+        if let Some(b) = bias {
+            y = y.add(b.clone().unsqueeze());
         }
-    };
-    y.reshape(dims)
+        if scale != 1.0 {
+            y = y.mul_scalar(scale);
+        }
+        y
+    })
 }
 
 /// The packed weight, or `None` where the CPU has no kernel.

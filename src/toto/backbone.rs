@@ -64,8 +64,9 @@ impl TotoWeights {
 
     /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
     /// in `cache`) and patch ids `[B, V, S]` to the last layer's output `[B, V, S, D]`, which
-    /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `hook` sees every named intermediate (for conformance tests): `patch_embed`,
-    /// `layer{i}.{norm1, attention, norm2, mlp, out}`.
+    /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `hook` sees every named
+    /// intermediate (for conformance tests): `patch_embed`, `layer{i}.{norm1, attention, norm2,
+    /// mlp, out}`.
     pub(crate) fn forward(
         &self,
         config: &TotoConfig,

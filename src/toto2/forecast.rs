@@ -437,6 +437,7 @@ impl<B: Backend> Blocks<'_, B> {
         };
         let s = combined.dims()[2];
         let out = self.model.decode(combined, &pass, self.cache.as_mut()); // [B, Vt, S, D]
+        phases.mark(|| format!("block at {done}: decoder"));
         // Position i predicts patch i + 1: the outputs at the anchor and all but the last
         // new patch.
         let q = self.model.head(out.narrow(2, s - block - 1, block)); // [9, B, Vt, block, P]

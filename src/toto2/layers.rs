@@ -7,7 +7,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
 
 use crate::nn::checkpoint::Checkpoint;
-use crate::nn::linear::{CpuPacked, affine};
+use crate::nn::linear::{CpuPacked, affine, over_rows};
 
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
@@ -134,21 +134,18 @@ impl UnitLinear {
         let Some(dtype) = self.compute else {
             return affine(x, &self.weight, self.bias.as_ref(), self.scale, &self.cpu);
         };
-        let mut dims = x.dims();
-        let k = dims[D - 1];
-        let rows = dims[..D - 1].iter().product::<usize>();
         // The product in the weight's format (f32 accumulation on tensor cores), the rest of
         // the layer in f32.
-        let mut y = x
-            .reshape([rows, k])
-            .cast(dtype)
-            .matmul(self.weight.clone())
-            .cast(FloatDType::F32);
-        if let Some(b) = &self.bias {
-            y = y.add(b.clone().unsqueeze());
-        }
-        dims[D - 1] = self.weight.dims()[1];
-        y.mul_scalar(self.scale).reshape(dims)
+        over_rows(x, |x| {
+            let mut y = x
+                .cast(dtype)
+                .matmul(self.weight.clone())
+                .cast(FloatDType::F32);
+            if let Some(b) = &self.bias {
+                y = y.add(b.clone().unsqueeze());
+            }
+            y.mul_scalar(self.scale)
+        })
     }
 }
 
