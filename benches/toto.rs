@@ -362,7 +362,9 @@ fn matmul_shape(shape: &str, flag: &str) -> [usize; 3] {
 /// `--cpu-matmul M,K,N`: the CPU's f32 matmul throughput at `[M, K] × [K, N]`, through burn's
 /// `NdArray` (`matrixmultiply`, repacking the weight every call) and through the crate's kernel
 /// on a weight packed once (what the models' linear layers use on the CPU), on rayon's threads
-/// (`RAYON_NUM_THREADS`). Twenty products timed after three untimed, each read back.
+/// (`RAYON_NUM_THREADS`). Twenty products timed after three untimed, each read back; the packed
+/// kernel also cold (`packed_cold_gflops`: a different copy of the weight each time, as a
+/// forecast meets each layer's weight).
 fn cpu_matmul_throughput(shape: &str) {
     use burn::tensor::Distribution as Init;
     use toto_fallback::backend::cpu_gemm::{Isa, PackedMatrix};
@@ -391,12 +393,27 @@ fn cpu_matmul_throughput(shape: &str) {
     let w = b.into_data().try_to_vec::<f32>().expect("f32");
     let packed = PackedMatrix::new(&w, [k, n], None, 1.0);
     let packed_gflops = packed.map(|p| gflops(time(&mut || p.apply(&x, m)[0])));
+    // Cold: a forecast reads each layer's weight once, from memory (a model is larger than the
+    // caches), so the same product also runs over copies of the weight filling 256 MB, in turn.
+    let copies = (256 << 20) / (4 * k * n).max(1) + 2;
+    let cold: Option<Vec<PackedMatrix>> = (0..copies)
+        .map(|_| PackedMatrix::new(&w, [k, n], None, 1.0))
+        .collect();
+    let cold_gflops = cold.map(|c| {
+        let mut next = 0;
+        gflops(time(&mut || {
+            next = (next + 1) % c.len();
+            c[next].apply(&x, m)[0]
+        }))
+    });
+    let show = |g: Option<f64>| g.map_or("null".to_owned(), |g| format!("{g:.1}"));
     println!(
-        "{{\"cpu_matmul\": \"{m}x{k}x{n}\", \"threads\": {}, \"kernel\": \"{:?}\", \"ndarray_gflops\": {:.1}, \"packed_gflops\": {}}}",
+        "{{\"cpu_matmul\": \"{m}x{k}x{n}\", \"threads\": {}, \"kernel\": \"{:?}\", \"ndarray_gflops\": {:.1}, \"packed_gflops\": {}, \"packed_cold_gflops\": {}}}",
         rayon::current_num_threads(),
         Isa::detect(),
         gflops(burn_secs),
-        packed_gflops.map_or("null".to_owned(), |g| format!("{g:.1}"))
+        show(packed_gflops),
+        show(cold_gflops)
     );
 }
 

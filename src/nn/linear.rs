@@ -59,9 +59,7 @@ pub(crate) fn over_rows<const D: usize>(
 /// Whether a product of `x` and `weight` runs on the CPU kernel's device and type: burn's
 /// ndarray device, f32.
 fn on_cpu<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>) -> bool {
-    matches!(x.device().as_dispatch(), DispatchDevice::NdArray(_))
-        && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
+    is_cpu(&x.device()) && x.dtype() == DType::F32 && weight.dtype() == DType::F32
 }
 
 /// `(x·W + b)·s` over every row of `x: [.., K]` with `W: [K, N]`, as one product. On the CPU
@@ -76,17 +74,14 @@ pub(crate) fn affine<const D: usize>(
 ) -> Tensor<D> {
     over_rows(x, |x| {
         let [rows, k] = x.dims();
-        let n = weight.dims()[1];
         let kernel = on_cpu(&x, weight)
-            .then(|| packed.0.get_or_init(|| pack(weight, bias, scale)).as_ref())
+            .then(|| packed.get(weight, bias, scale))
             .flatten()
-            .filter(|p| p.dims() == [k, n]);
+            .filter(|p| p.dims()[0] == k);
         if let Some(kernel) = kernel {
             let device = x.device();
-            let data = x.into_data();
-            let values = data.as_slice::<f32>().expect("an f32 tensor's data is f32");
-            let y = kernel.apply(values, rows);
-            return Tensor::from_data(TensorData::new(y, [rows, n]), &device);
+            let y = kernel.apply(&host_values(x), rows);
+            return from_host(y, [rows, kernel.dims()[1]], &device);
         }
         let mut y = x.matmul(weight.clone());
         if let Some(b) = bias {
@@ -97,6 +92,47 @@ pub(crate) fn affine<const D: usize>(
         }
         y
     })
+}
+
+impl CpuPacked {
+    /// The packed `(weight, bias, scale)` (`weight: [K, N]`), packed the first time; `None` where
+    /// the CPU has no kernel. Callers check that the weight is f32 on the CPU first.
+    pub(crate) fn get(
+        &self,
+        weight: &Tensor<2>,
+        bias: Option<&Tensor<1>>,
+        scale: f64,
+    ) -> Option<&PackedMatrix> {
+        self.0
+            .get_or_init(|| pack(weight, bias, scale))
+            .as_ref()
+            .filter(|p| p.dims() == weight.dims())
+    }
+}
+
+/// Whether `device` is burn's ndarray device: the host of the CPU kernels.
+pub(crate) fn is_cpu(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::NdArray(_))
+}
+
+/// The values of an f32 tensor, row-major: handed over without a copy when the tensor is
+/// contiguous and owns them alone (burn-ndarray), copied otherwise.
+pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    let data = t.into_data();
+    match data.as_slice::<f32>() {
+        // Same checks as `as_slice`: this cannot fail here.
+        Ok(_) => data.try_into_vec::<f32>().unwrap_or_default(),
+        Err(_) => data.iter::<f32>().collect(),
+    }
+}
+
+/// A tensor of `values` (row-major) shaped `dims` on `device`.
+pub(crate) fn from_host<const D: usize>(
+    values: Vec<f32>,
+    dims: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, dims), device)
 }
 
 /// The packed weight, or `None` where the CPU has no kernel.

@@ -1,14 +1,15 @@
 //! What the Toto generations share below the model: rotary position embedding with xPos (each
 //! generation's variant), attention (plain, causal, within groups, over a shared key/value
-//! prefix), linear layers over any rank, reading safetensors checkpoints by name, and phase
-//! timing. Each model generation (`toto`, `toto2`) builds its layers from these; the f64 causal
-//! scaler both use is a backend op ([`Backend::patch_scaler`]), and the forecast they return is
-//! [`forecast`](crate::forecast).
+//! prefix), linear layers over any rank, the layers' non-matrix work fused on host slices for the
+//! CPU, reading safetensors checkpoints by name, and phase timing. Each model generation (`toto`,
+//! `toto2`) builds its layers from these; the f64 causal scaler both use is a backend op
+//! ([`Backend::patch_scaler`]), and the forecast they return is [`forecast`](crate::forecast).
 //!
 //! [`Backend::patch_scaler`]: crate::Backend::patch_scaler
 
 pub(crate) mod attention;
 pub(crate) mod checkpoint;
+pub(crate) mod host;
 pub(crate) mod linear;
 pub(crate) mod phases;
 pub(crate) mod rope;

@@ -3,12 +3,17 @@
 //! query scale, rotary (+ xPos) on the first half of each head in time layers, scores scaled by
 //! `1/d_k` (not `1/√d_k`), grouped-query heads (head `h` reads group `h / (H/G)`).
 
+use std::sync::OnceLock;
+
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::Toto2Config;
 use super::layers::{Norm, Precision, Scale, UnitLinear};
+use crate::backend::cpu_gemm::PackedMatrix;
 use crate::nn::checkpoint::Checkpoint;
+use crate::nn::host::{self, Blocked, Heads, HostRope, QkNorm, QkPrep};
+use crate::nn::linear::host_values;
 use crate::nn::rope::Rope;
 
 /// dd-unit-scaling's per-dimension scale constant.
@@ -36,6 +41,8 @@ pub(crate) struct Attention {
     k_norm: Option<Norm>,
     /// The per-dimension query multiplier `softplus(p)/(0.52103 ln 2)`, `[d_k]`.
     per_dim_scale: Option<Tensor<1>>,
+    /// The per-dimension multiplier's values, read the first time the CPU path needs them.
+    per_dim_host: OnceLock<Vec<f32>>,
     heads: usize,
     groups: usize,
     qk: usize,
@@ -91,6 +98,7 @@ impl Attention {
             q_norm: q_norm.map_or(Some(None), |n| n.map(Some))?,
             k_norm: k_norm.map_or(Some(None), |n| n.map(Some))?,
             per_dim_scale: pds.map_or(Some(None), |p| p.map(Some))?,
+            per_dim_host: OnceLock::new(),
             heads: c.num_heads,
             groups: c.num_groups,
             qk: c.qk_dim,
@@ -123,6 +131,7 @@ impl Attention {
             per_dim_scale: c
                 .per_dim_scale
                 .then(|| per_dim_multiplier(Tensor::zeros([c.qk_dim], device))),
+            per_dim_host: OnceLock::new(),
             heads: c.num_heads,
             groups: c.num_groups,
             qk: c.qk_dim,
@@ -188,6 +197,71 @@ impl Attention {
         let o = softmax(scores, 3).matmul(v); // [N, H, S, dv]
         self.out_proj
             .forward(o.swap_dims(1, 2).reshape([n, s, h * dv]))
+    }
+}
+
+/// An attention layer's weights as the CPU path reads them ([`Attention::host`]).
+pub(crate) struct HostAttention<'a> {
+    attn: &'a Attention,
+    in_proj: &'a PackedMatrix,
+    out_proj: &'a PackedMatrix,
+}
+
+impl Attention {
+    /// The layer for the CPU path: both projections packed for the CPU kernel; `None` where
+    /// they have none (f16 weights, another device, a CPU without a kernel).
+    pub(crate) fn host(&self) -> Option<HostAttention<'_>> {
+        Some(HostAttention {
+            attn: self,
+            in_proj: self.in_proj.host()?,
+            out_proj: self.out_proj.host()?,
+        })
+    }
+}
+
+impl HostAttention<'_> {
+    /// [`Attention::forward`] on host values without a cache: `z` is `[n, s, D]` (`n` sequences
+    /// of `s` elements), `blocked` `[n or 1, s, s]`; returns `[n, s, D]`. `mark` is called
+    /// after the projection (`qkv`) and after attention (`core`), for phase timing.
+    pub(crate) fn forward(
+        &self,
+        z: &[f32],
+        [n, s]: [usize; 2],
+        rope: Option<&HostRope>,
+        blocked: Option<Blocked<'_>>,
+        mark: &mut dyn FnMut(&str, Option<&[f32]>),
+    ) -> Vec<f32> {
+        let a = self.attn;
+        let qkv = self.in_proj.apply(z, n * s);
+        mark("qkv", None);
+        let norm = match (&a.q_norm, &a.k_norm) {
+            (Some(q), Some(k)) => Some(QkNorm {
+                query: q.host_weight(),
+                key: k.host_weight(),
+                eps: q.eps(),
+            }),
+            _ => None,
+        };
+        let per_dim = a.per_dim_scale.as_ref().map(|r| {
+            let r = a
+                .per_dim_host
+                .get_or_init(|| host_values(r.clone().mul_scalar(1.0)));
+            (r.as_slice(), PDS_SCALE as f32)
+        });
+        let prep = QkPrep {
+            norm,
+            query_scale: per_dim,
+            rope,
+        };
+        let heads = Heads {
+            heads: a.heads,
+            groups: a.groups,
+            qk: a.qk,
+            v: a.v,
+        };
+        let o = host::attention(&qkv, [n, s], heads, prep, a.qk as f32, blocked);
+        mark("core", None);
+        self.out_proj.apply(&o, n * s)
     }
 }
 

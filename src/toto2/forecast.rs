@@ -2,7 +2,9 @@
 //! zero-filled prediction patches, or block decoding with a KV cache and median feedback; known
 //! covariates as extra variates; the real-space cap and the short-patch scaler backfill.
 
-use burn::tensor::{Bool, Int, Tensor};
+use std::cmp::Ordering;
+
+use burn::tensor::{Bool, DType, Int, Tensor};
 
 use super::decoder::{Cache, Pass};
 use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
@@ -10,6 +12,7 @@ use crate::backend::Backend;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Passes, Progress, Series};
+use crate::nn::linear::{from_host, host_values, is_cpu};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -371,7 +374,6 @@ impl<B: Backend> Toto2<B> {
             input,
             block_size,
             cache: (block_size < patches).then(Cache::default),
-            context: None,
             cap: None,
         };
         let mut blocks = Vec::new();
@@ -397,14 +399,13 @@ impl<B: Backend> Toto2<B> {
 }
 
 /// The state of one forecast's decoding: the series so far (median feedback included), the
-/// KV cache, the context's embedding and the cap, both from the first block.
+/// KV cache, and the cap from the first block.
 struct Blocks<'a, B: Backend> {
     model: &'a Toto2<B>,
     options: &'a Toto2Options,
     input: Prepared,
     block_size: usize,
     cache: Option<Cache>,
-    context: Option<Tensor<4>>,
     cap: Option<(Tensor<5>, Tensor<5>)>,
 }
 
@@ -474,10 +475,10 @@ impl<B: Backend> Blocks<'_, B> {
         Ok((loc, scale))
     }
 
-    /// The embedded patches, group ids and positions of a block: the context (embedded once)
-    /// and the first block's patches, or the previous block's medians and this block's.
+    /// The embedded patches, group ids and positions of a block: the context and the first
+    /// block's patches (one embedding call), or the previous block's medians and this block's.
     fn inputs(
-        &mut self,
+        &self,
         x: Tensor<3>,
         done: usize,
         block: usize,
@@ -487,18 +488,16 @@ impl<B: Backend> Blocks<'_, B> {
         let ip = t / p;
         let (start, len) = (t + done * p, block * p);
         let w = self.input.mask.clone().float();
-        let pred = self.model.embed(
-            x.clone().narrow(2, start, len),
-            w.clone().narrow(2, start, len),
-        );
         if done == 0 {
-            let context = self
-                .context
-                .get_or_insert_with(|| self.model.embed(x.narrow(2, 0, t), w.narrow(2, 0, t)));
+            let combined = self
+                .model
+                .embed(x.narrow(2, 0, start + len), w.narrow(2, 0, start + len));
             let gids = self.input.gids.clone().narrow(2, 0, ip + block);
-            let combined = Tensor::cat(vec![context.clone(), pred], 2);
             return (combined, gids, (0..ip + block).collect());
         }
+        let pred = self
+            .model
+            .embed(x.clone().narrow(2, start, len), w.narrow(2, start, len));
         // The previous block's medians, embedded with an all-true mask as toto-2 does: fed back,
         // they count as observations.
         let bs = self.block_size;
@@ -626,7 +625,38 @@ fn clamp_nonfinite(x: Tensor<5>) -> Tensor<5> {
 /// The 9 quantiles (dimension 0) sorted ascending by an odd–even transposition network: on
 /// the device, without a host round trip (burn 0.22 sorts on the host on GPUs). Each
 /// comparator swaps on one mask, so every value is kept, and NaN sorts last as in torch.
+/// On the CPU, a stable sort of each column on the host ([`sort_host`], the same order).
 fn sort_levels(x: Tensor<5>) -> Tensor<5> {
+    match is_cpu(&x.device()) && x.dtype() == DType::F32 {
+        true => sort_host(x),
+        false => sort_network(x),
+    }
+}
+
+/// [`sort_levels`] on the host: a stable sort of each column, ties kept in order and NaN last,
+/// as the network orders them.
+fn sort_host(x: Tensor<5>) -> Tensor<5> {
+    let (dims, device) = (x.dims(), x.device());
+    let n = dims[0];
+    let mut values = host_values(x);
+    let columns = values.len() / n.max(1);
+    let mut column = Vec::with_capacity(n);
+    for c in 0..columns {
+        column.clear();
+        column.extend((0..n).map(|l| values[l * columns + c]));
+        column.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+            (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+            (a_nan, b_nan) => a_nan.cmp(&b_nan),
+        });
+        for (l, v) in column.iter().enumerate() {
+            values[l * columns + c] = *v;
+        }
+    }
+    from_host(values, dims, &device)
+}
+
+/// [`sort_levels`] as tensor ops.
+fn sort_network(x: Tensor<5>) -> Tensor<5> {
     let n = x.dims()[0];
     let mut rows: Vec<Tensor<5>> = (0..n).map(|i| x.clone().narrow(0, i, 1)).collect();
     for round in 0..n {
@@ -651,7 +681,7 @@ mod tests {
     use crate::backend::NdArray;
 
     #[test]
-    fn the_sorting_network_sorts_keeps_every_value_and_puts_nan_last() {
+    fn both_sorts_sort_keep_every_value_and_put_nan_last() {
         let cpu = NdArray::seeded(0);
         let cases: [[f32; 9]; 3] = [
             [9.0, 8.0, 7.0, 6.0, f32::NAN, 4.0, 3.0, 2.0, 1.0],
@@ -663,10 +693,12 @@ mod tests {
                 TensorData::new(case.to_vec(), [9, 1, 1, 1, 1]),
                 cpu.device(),
             );
-            let got: Vec<f32> = sort_levels(x).into_data().try_to_vec().unwrap();
             let mut want = case.to_vec();
             want.sort_by(f32::total_cmp); // NaN (positive) last, as torch.sort
-            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{case:?}");
+            for sort in [sort_network, sort_host] {
+                let got: Vec<f32> = sort(x.clone()).into_data().try_to_vec().unwrap();
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{case:?}");
+            }
         }
     }
 }

@@ -3,11 +3,15 @@
 //! with an optional weight, the residual MLPs of the patch embedding and the output head, and
 //! the gated feed-forward network.
 
-use burn::tensor::activation::silu;
-use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
+use std::sync::OnceLock;
 
+use burn::tensor::activation::silu;
+use burn::tensor::{DType, Device, Distribution as Init, FloatDType, Tensor};
+
+use crate::backend::cpu_gemm::PackedMatrix;
 use crate::nn::checkpoint::Checkpoint;
-use crate::nn::linear::{CpuPacked, affine, over_rows};
+use crate::nn::host;
+use crate::nn::linear::{CpuPacked, affine, from_host, host_values, is_cpu, over_rows};
 
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
@@ -149,6 +153,19 @@ impl UnitLinear {
     }
 }
 
+impl UnitLinear {
+    /// The layer as the CPU kernel's packed matrix (packed the first time): f32 weights on the
+    /// CPU, where the CPU has a kernel; `None` otherwise.
+    pub(crate) fn host(&self) -> Option<&PackedMatrix> {
+        let f32_on_cpu = self.compute.is_none()
+            && self.weight.dtype() == DType::F32
+            && is_cpu(&self.weight.device());
+        f32_on_cpu
+            .then(|| self.cpu.get(&self.weight, self.bias.as_ref(), self.scale))
+            .flatten()
+    }
+}
+
 fn unit_scale(fan_in: usize, scale: Scale) -> f64 {
     let fan_in = fan_in.max(1) as f64;
     match scale {
@@ -163,6 +180,8 @@ fn unit_scale(fan_in: usize, scale: Scale) -> f64 {
 pub(crate) struct Norm {
     weight: Option<Tensor<1>>,
     eps: f64,
+    /// The weight's values, read the first time the CPU path needs them.
+    host: OnceLock<Vec<f32>>,
 }
 
 impl Norm {
@@ -179,7 +198,11 @@ impl Norm {
             true => Some(ckpt.tensor(&format!("{name}.weight"), [d], device)?),
             false => None,
         };
-        Some(Norm { weight, eps })
+        Some(Norm {
+            weight,
+            eps,
+            host: OnceLock::new(),
+        })
     }
 
     /// A norm of width `d`, its weight (if any) at 1.
@@ -187,7 +210,22 @@ impl Norm {
         Norm {
             weight: weighted.then(|| Tensor::ones([d], device)),
             eps,
+            host: OnceLock::new(),
         }
+    }
+
+    /// The weight's values (for the CPU path), `None` for a norm without weight.
+    pub(crate) fn host_weight(&self) -> Option<&[f32]> {
+        let w = self.weight.as_ref()?;
+        Some(
+            self.host
+                .get_or_init(|| host_values(w.clone().mul_scalar(1.0))),
+        )
+    }
+
+    /// `ε` in f32, as burn adds it to an f32 tensor.
+    pub(crate) fn eps(&self) -> f32 {
+        self.eps as f32
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -292,6 +330,24 @@ impl ResidualMlp {
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let (Some(l1), Some(l2), Some(skip)) = (
+            self.linear1.host(),
+            self.linear2.host(),
+            self.skip_proj.host(),
+        ) {
+            // The CPU: one pass per step on host values, the products on the packed kernel.
+            let (mut dims, device) = (x.dims(), x.device());
+            let x = host_values(x);
+            let rows = x.len() / l1.dims()[0].max(1);
+            let mut h = l1.apply(&x, rows);
+            host::silu_in_place(&mut h, SILU_SCALE as f32);
+            let h = l2.apply(&h, rows);
+            let mut y = skip.apply(&x, rows);
+            let c = HALF_SQRT2 as f32;
+            y.iter_mut().zip(&h).for_each(|(y, h)| *y = h * c + *y * c);
+            dims[D - 1] = l2.dims()[1];
+            return from_host(y, dims, &device);
+        }
         let h = silu(self.linear1.forward(x.clone())).mul_scalar(SILU_SCALE);
         let h = self.linear2.forward(h);
         let skip = self.skip_proj.forward(x);
@@ -347,6 +403,11 @@ impl Ffn {
     pub(crate) fn set_precision(&mut self, precision: Precision) {
         self.fc1.set_precision(precision);
         self.fc2.set_precision(precision);
+    }
+
+    /// `fc1` and `fc2` as packed matrices for the CPU ([`UnitLinear::host`]).
+    pub(crate) fn host(&self) -> Option<[&PackedMatrix; 2]> {
+        Some([self.fc1.host()?, self.fc2.host()?])
     }
 
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

@@ -2,7 +2,9 @@
 //! any [`Backend`](crate::Backend): a quantile forecaster of nine deciles per step.
 //!
 //! Written once over the crate's backend: its matrix products and attention run as burn tensor
-//! ops on the backend's device; its patched causal scaler is the backend's f64 scaler op
+//! ops on the backend's device (on the CPU, the decoder's steps run on host buffers between the
+//! packed products instead, the same arithmetic without an op per step; docs/architecture.md,
+//! "Matrix products on the CPU"); its patched causal scaler is the backend's f64 scaler op
 //! ([`ScalerSpec::toto2`](crate::ScalerSpec::toto2)), so on a
 //! [`FallbackBackend`](crate::FallbackBackend) nothing is forwarded on adapters with f64
 //! shaders.
@@ -11,7 +13,7 @@
 //! |---|---|---|
 //! | [`Toto2Config`] | `config.rs` | `Toto2ModelConfig` |
 //! | [`Toto2`]: loading, input checks, scaling, embedding, head, `forward` | `model.rs` | `Toto2Model` |
-//! | the decoder: layers, masks, KV cache | `decoder.rs` | `VariateTimeTransformerDecoder` |
+//! | the decoder: layers, masks, KV cache, the CPU's host path | `decoder.rs` | `VariateTimeTransformerDecoder` |
 //! | self-attention | `attention.rs` | `SelfAttention` |
 //! | unit-scaled linear, RMSNorm, residual MLPs, feed-forward | `layers.rs` | dd-unit-scaling |
 //! | [`Toto2::forecast`], [`Toto2Options`], [`Covariates`] | `forecast.rs` | `Toto2Model.forecast` |

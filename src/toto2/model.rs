@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::config::Toto2Config;
-use super::decoder::{Cache, Decoder, Pass};
+use super::decoder::{Cache, Decoder, Pass, Watch};
 use super::layers::{Precision, ResidualMlp};
 use crate::backend::{Backend, ScalerSpec};
 use crate::error::{Error, Result};
@@ -295,7 +295,8 @@ impl<B: Backend> Toto2<B> {
         target_mask: Tensor<3, Bool>,
         series_ids: Tensor<2, Int>,
     ) -> Result<Toto2Output> {
-        self.forward_hooked(target, target_mask, series_ids, &mut |_, _| {})
+        let watch = Watch::Names(&mut |_| {});
+        self.forward_watched(target, target_mask, series_ids, watch)
     }
 
     /// [`Toto2::forward`] that shows every named intermediate to `hook`, each `[B, V, S, D]`:
@@ -306,7 +307,17 @@ impl<B: Backend> Toto2<B> {
         target: Tensor<3>,
         target_mask: Tensor<3, Bool>,
         series_ids: Tensor<2, Int>,
-        hook: &mut dyn FnMut(&str, Tensor<4>),
+        hook: &mut (dyn FnMut(&str, Tensor<4>) + Send),
+    ) -> Result<Toto2Output> {
+        self.forward_watched(target, target_mask, series_ids, Watch::Tensors(hook))
+    }
+
+    fn forward_watched(
+        &self,
+        target: Tensor<3>,
+        target_mask: Tensor<3, Bool>,
+        series_ids: Tensor<2, Int>,
+        mut watch: Watch<'_>,
     ) -> Result<Toto2Output> {
         const WHAT: &str = "Toto2::forward";
         let [_, _, t] = self.check_inputs(WHAT, &target, &target_mask, &series_ids)?;
@@ -324,7 +335,7 @@ impl<B: Backend> Toto2<B> {
         let (loc, scale) = self.scale(target.clone(), mask.clone())?;
         let x = scaled(target, &loc, &scale, mask.clone());
         let embedded = self.embed(x, mask.clone().float());
-        hook("patch_embed", embedded.clone());
+        watch.show("patch_embed", || embedded.clone());
         let gids = group_ids(series_ids, mask.clone(), p, None);
         let time_ids: Vec<usize> = (0..t / p).collect();
         let pass = Pass {
@@ -332,7 +343,10 @@ impl<B: Backend> Toto2<B> {
             gids,
             has_missing_values: true,
         };
-        let out = self.weights.decoder.forward(embedded, &pass, None, hook);
+        let out = self
+            .weights
+            .decoder
+            .forward(embedded, &pass, None, &mut watch);
         Ok(Toto2Output {
             quantiles: self.head(out),
             loc,
@@ -418,8 +432,9 @@ impl<B: Backend> Toto2<B> {
         cache: Option<&mut Cache>,
     ) -> Tensor<4> {
         let mut phases = Phases::new("toto_fallback::toto2", self.device());
-        let mut hook = |name: &str, _: Tensor<4>| phases.mark(|| name.to_owned());
-        self.weights.decoder.forward(x, pass, cache, &mut hook)
+        let mut mark = |name: &str| phases.mark(|| name.to_owned());
+        let mut watch = Watch::Names(&mut mark);
+        self.weights.decoder.forward(x, pass, cache, &mut watch)
     }
 
     /// The device of the model.

@@ -4,6 +4,7 @@
 use rand::RngExt;
 use rayon::prelude::*;
 
+use crate::backend::cpu_gemm::exp_in_place;
 use crate::backend::ops::sampling::host::{CHUNK, fill};
 use crate::backend::stream::StreamKey;
 
@@ -41,37 +42,4 @@ pub(crate) fn categorical(key: StreamKey, logits: Vec<f32>, k: usize, samples: u
         }
     });
     out
-}
-
-/// `x ↦ eˣ` over a slice, eight lanes at a time (`wide`'s polynomial exp, within a few ulp of
-/// libm's and several times faster: the softmax weights of a categorical draw are its hot loop).
-fn exp_in_place(values: &mut [f32]) {
-    let mut lanes = values.chunks_exact_mut(8);
-    for lane in &mut lanes {
-        let x = wide::f32x8::from(&*lane).exp();
-        lane.copy_from_slice(&x.to_array());
-    }
-    lanes.into_remainder().iter_mut().for_each(|v| *v = v.exp());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vector_exp_matches_libm() {
-        // libm's expf is the oracle; the range covers what a max-shifted logit can be.
-        let mut xs: Vec<f32> = (0..2001).map(|i| -100.0 + 0.05 * i as f32).collect();
-        xs.extend([f32::NEG_INFINITY, -1e-30, 0.0, 1e-30]);
-        let mut got = xs.clone();
-        exp_in_place(&mut got);
-        for (&x, &g) in xs.iter().zip(&got) {
-            let want = f64::from(x).exp();
-            let err = (f64::from(g) - want).abs() / want.max(f64::from(f32::MIN_POSITIVE));
-            assert!(
-                err <= 4.0 * f64::from(f32::EPSILON),
-                "exp({x}) = {g}, want {want}"
-            );
-        }
-    }
 }
