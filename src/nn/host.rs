@@ -231,7 +231,7 @@ pub(crate) fn attention(
     let width = (h + g) * qk + g * dv;
     let per_group = (h / g.max(1)).max(1);
     let mut out = vec![0.0f32; n * s * h * dv];
-    if n == 0 || s == 0 || h == 0 {
+    if n == 0 || s == 0 || h == 0 || g == 0 {
         return out;
     }
     let body = |index: usize, out: &mut [f32]| {
@@ -274,7 +274,7 @@ pub(crate) fn attention(
         });
         let mut weights = vec![0.0f32; s];
         for head in 0..h {
-            let group = (head / per_group).min(g - 1);
+            let group = (head / per_group).min(g - 1); // g ≥ 1 here
             let keys = &k[group * s * qk..(group + 1) * s * qk];
             let values = &v[group * s * dv..(group + 1) * s * dv];
             for i in 0..s {

@@ -25,6 +25,7 @@ pub(crate) enum Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// Shows the intermediate `name`; `tensor` makes it, only when the watcher wants tensors.
     pub(crate) fn show(&mut self, name: &str, tensor: impl FnOnce() -> Tensor<4>) {
         match self {
             Watch::Tensors(f) => f(name, tensor()),
@@ -201,7 +202,7 @@ impl Decoder {
                 // On one of rayon's threads: the products and attention inside then start their
                 // parallel parts on the calling thread while the other threads join, instead of
                 // handing each one to the pool and sleeping until it is done (a wake-up per
-                // product, dear on virtual machines).
+                // product, costly on virtual machines).
                 return rayon::scope(|_| self.forward_host(&layers, state, pass, watch));
             }
         }
