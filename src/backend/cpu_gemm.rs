@@ -240,14 +240,24 @@ pub(crate) fn silu_gate(out: &mut [f32], gate: &[f32], x: &[f32]) {
     map2(Isa::detect(), out, x, |g, x| g * (x / (1.0 + exp_lane(-x))));
 }
 
-/// Runs `f` compiled for the widest instructions [`Isa::detect`] allows: the loops of `f` and
-/// of what it inlines vectorise to that width (16 or 8 lanes instead of the baseline's 4).
+/// A computation to compile for the kernels' instruction sets ([`vectorised`]). Implementations
+/// mark `run` `#[inline(always)]`: it is then compiled inside the target-feature function, and
+/// its loops vectorise to that width (a closure would stay a function of its own, compiled for
+/// the baseline target).
+pub(crate) trait Vectorise {
+    type Args;
+    type Out;
+    fn run(args: Self::Args) -> Self::Out;
+}
+
+/// `K::run(args)` compiled for the widest instructions [`Isa::detect`] allows (16 or 8 lanes
+/// instead of the baseline's 4).
 #[inline(always)]
-pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn vectorised<K: Vectorise>(args: K::Args) -> K::Out {
     match Isa::detect() {
         #[cfg(target_arch = "x86_64")]
-        Some(isa) if isa.runs_here() => x86::run(isa, f),
-        _ => f(),
+        Some(isa) if isa.runs_here() => x86::run::<K>(isa, args),
+        _ => K::run(args),
     }
 }
 
@@ -340,11 +350,14 @@ impl Tile<'_> {
             // bias `NR`. Packing checked the CPU runs the kernel (`Isa::runs_here`).
             unsafe {
                 let c = dest.add(row * ldc);
+                // The first tile meets the panel in memory (a model's weights are larger than
+                // the caches) and prefetches ahead of its reads; later tiles find it in cache.
+                let first = row == 0;
                 match isa {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => x86::avx512(r, a, self, c, ldc),
+                    Isa::Avx512 => x86::avx512(r, first, a, self, c, ldc),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => x86::avx2(r, a, self, c, ldc),
+                    Isa::Avx2 => x86::avx2(r, first, a, self, c, ldc),
                     #[cfg(not(target_arch = "x86_64"))]
                     _ => unreachable!("no kernel is detected off x86_64"),
                 }
@@ -358,7 +371,10 @@ impl Tile<'_> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Isa, Tile};
+    use super::{Isa, Tile, Vectorise};
+
+    /// Steps of `k` the first tile of a panel prefetches ahead of its reads.
+    const AHEAD: usize = 16;
 
     /// [`super::map1`] compiled for `isa`'s instructions (a branch-free `f` vectorises to
     /// their width). The caller checked `isa.runs_here()`.
@@ -383,25 +399,26 @@ mod x86 {
         }
     }
 
-    /// [`super::vectorised`]: `f` compiled for `isa`. The caller checked `isa.runs_here()`.
-    pub(super) fn run<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    /// [`super::vectorised`]: `K::run` compiled for `isa`. The caller checked
+    /// `isa.runs_here()`.
+    pub(super) fn run<K: Vectorise>(isa: Isa, args: K::Args) -> K::Out {
         // SAFETY: as `map1`.
         unsafe {
             match isa {
-                Isa::Avx512 => run512(f),
-                Isa::Avx2 => run256(f),
+                Isa::Avx512 => run512::<K>(args),
+                Isa::Avx2 => run256::<K>(args),
             }
         }
     }
 
     #[target_feature(enable = "avx512f")]
-    fn run512<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    fn run512<K: Vectorise>(args: K::Args) -> K::Out {
+        K::run(args)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    fn run256<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    fn run256<K: Vectorise>(args: K::Args) -> K::Out {
+        K::run(args)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -435,9 +452,17 @@ mod x86 {
             ///
             /// # Safety
             #[doc = concat!("As [`", stringify!($tile), "`].")]
-            pub(super) unsafe fn $dispatch(r: usize, a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
-                match r {
-                    $($r => unsafe { $tile::<$r>(a, t, c, ldc) },)*
+            pub(super) unsafe fn $dispatch(
+                r: usize,
+                prefetch: bool,
+                a: &[f32],
+                t: &Tile<'_>,
+                c: *mut f32,
+                ldc: usize,
+            ) {
+                match (r, prefetch) {
+                    $(($r, false) => unsafe { $tile::<$r, false>(a, t, c, ldc) },)*
+                    $(($r, true) => unsafe { $tile::<$r, true>(a, t, c, ldc) },)*
                     _ => unreachable!(concat!("at most ", $mr, " rows per tile")),
                 }
             }
@@ -449,7 +474,12 @@ mod x86 {
                 stringify!($lanes), "·2` and `t.bias` ", stringify!($lanes), "·2 values; `c` points at `R` \
                 rows of stride `ldc` with `t.width` writable values.")]
             #[target_feature(enable = $feature)]
-            unsafe fn $tile<const R: usize>(a: &[f32], t: &Tile<'_>, c: *mut f32, ldc: usize) {
+            unsafe fn $tile<const R: usize, const PREFETCH: bool>(
+                a: &[f32],
+                t: &Tile<'_>,
+                c: *mut f32,
+                ldc: usize,
+            ) {
                 const NR: usize = 2 * $lanes;
                 let k = t.k;
                 debug_assert!(a.len() == R * k && t.panel.len() == k * NR && t.bias.len() == NR);
@@ -460,6 +490,13 @@ mod x86 {
                 let mut hi = [bias1; R];
                 for step in 0..k {
                     let at = step * NR;
+                    if PREFETCH {
+                        // The panel `AHEAD` steps on: a hint, never a read (past the panel's
+                        // end included).
+                        let ahead = bp.wrapping_add(at + AHEAD * NR) as *const i8;
+                        _mm_prefetch::<_MM_HINT_T0>(ahead);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(2 * NR));
+                    }
                     let (b0, b1) = unsafe { ($load(bp.add(at)), $load(bp.add(at + $lanes))) };
                     for r in 0..R {
                         let x = $set1(unsafe { *ap.add(r * k + step) });

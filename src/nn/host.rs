@@ -10,16 +10,18 @@
 //! kernel. These functions do the same arithmetic (f32, the references' order where it matters)
 //! in one pass per step; rows are spread over rayon's threads when there are enough of them.
 //!
-//! Everything here is safe code on slices; the exponentials run on the CPU kernels' vector
-//! instructions ([`exp_in_place`]).
+//! Everything here is safe code on slices; the exponentials, and attention's per-sequence work,
+//! run on the CPU kernels' vector instructions ([`exp_in_place`], `cpu_gemm::vectorised`).
+
+use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
+pub(crate) use crate::backend::cpu_gemm::exp_in_place;
+use crate::backend::cpu_gemm::{self, Vectorise};
+
 /// Values per rayon task: below this a step runs on the calling thread.
 const PAR_VALUES: usize = 1 << 15;
-
-use crate::backend::cpu_gemm;
-pub(crate) use crate::backend::cpu_gemm::exp_in_place;
 
 /// `f` on each row of `width` values of `data`, on rayon's threads when `data` is large.
 fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
@@ -234,73 +236,21 @@ pub(crate) fn attention(
     if n == 0 || s == 0 || h == 0 || g == 0 {
         return out;
     }
-    let body = |index: usize, out: &mut [f32]| {
-        let x = &qkv[index * s * width..(index + 1) * s * width];
-        // Head-major copies: q [H][S][qk], k [G][S][qk], v [G][S][v].
-        let gather = |offset: usize, count: usize, d: usize| {
-            let mut t = vec![0.0f32; count * s * d];
-            for pos in 0..s {
-                for head in 0..count {
-                    let from = pos * width + offset + head * d;
-                    t[(head * s + pos) * d..][..d].copy_from_slice(&x[from..from + d]);
-                }
-            }
-            t
-        };
-        let mut q = gather(0, h, qk);
-        let mut k = gather(h * qk, g, qk);
-        let v = gather((h + g) * qk, g, dv);
-        let prepare = |t: &mut [f32], query: bool| {
-            for (r, row) in t.chunks_exact_mut(qk).enumerate() {
-                if let Some(norm) = prep.norm {
-                    let weight = if query { norm.query } else { norm.key };
-                    rms_norm_row(row, weight, norm.eps);
-                }
-                if let (true, Some((per_dim, c))) = (query, prep.query_scale) {
-                    row.iter_mut()
-                        .zip(per_dim)
-                        .for_each(|(x, m)| *x = *x * m * c);
-                }
-                if let Some(rope) = prep.rope {
-                    rope.apply(row, r % s, query);
-                }
-            }
-        };
-        prepare(&mut q, true);
-        prepare(&mut k, false);
-        let mask = blocked.map(|b| {
-            let at = if b.shared { 0 } else { index * s * s };
-            &b.blocked[at..at + s * s]
-        });
-        let mut weights = vec![0.0f32; s];
-        for head in 0..h {
-            let group = (head / per_group).min(g - 1); // g ≥ 1 here
-            let keys = &k[group * s * qk..(group + 1) * s * qk];
-            let values = &v[group * s * dv..(group + 1) * s * dv];
-            for i in 0..s {
-                let query = &q[(head * s + i) * qk..][..qk];
-                for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
-                    *w = match mask {
-                        Some(m) if m[i * s + j] => f32::NEG_INFINITY,
-                        _ => dot(query, key) / divisor,
-                    };
-                }
-                let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                weights.iter_mut().for_each(|w| *w -= max);
-                exp_in_place(&mut weights);
-                let total: f32 = weights.iter().sum();
-                let o = &mut out[(i * h + head) * dv..][..dv];
-                o.fill(0.0);
-                for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
-                    let w = w / total;
-                    o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
-                }
-            }
-        }
+    let job = Job {
+        qkv,
+        s,
+        width,
+        heads,
+        per_group,
+        prep,
+        divisor,
+        blocked,
     };
-    // Compiled for the CPU's vector instructions: the dot products, softmax and sums over
-    // heads of 64 values are this function's work.
-    let sequence = |(index, out): (usize, &mut [f32])| cpu_gemm::vectorised(|| body(index, out));
+    // Compiled for the CPU's vector instructions: the dot products, softmax and sums over heads
+    // of 64 values are this function's work.
+    let sequence = |(index, out): (usize, &mut [f32])| {
+        cpu_gemm::vectorised::<AttendSequence<'_>>((&job, index, out))
+    };
     let per_sequence = s * h * dv;
     if n * s * s * h * qk < 4 * PAR_VALUES {
         out.chunks_exact_mut(per_sequence)
@@ -312,6 +262,107 @@ pub(crate) fn attention(
             .for_each(sequence);
     }
     out
+}
+
+/// One [`attention`] call's inputs, shared by its sequences.
+struct Job<'a> {
+    qkv: &'a [f32],
+    s: usize,
+    width: usize,
+    heads: Heads,
+    per_group: usize,
+    prep: QkPrep<'a>,
+    divisor: f32,
+    blocked: Option<Blocked<'a>>,
+}
+
+/// One sequence of an [`attention`] call, compiled for the CPU's vector instructions.
+struct AttendSequence<'a>(PhantomData<&'a ()>);
+
+impl<'a> Vectorise for AttendSequence<'a> {
+    type Args = (&'a Job<'a>, usize, &'a mut [f32]);
+    type Out = ();
+
+    #[inline(always)]
+    fn run(args: Self::Args) {
+        attend_sequence(args);
+    }
+}
+
+/// Sequence `index` of `job` into `out` (`[s, H·v]`).
+#[inline(always)]
+fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
+    let (s, width, prep) = (job.s, job.width, job.prep);
+    let Heads {
+        heads: h,
+        groups: g,
+        qk,
+        v: dv,
+    } = job.heads;
+    let x = &job.qkv[index * s * width..(index + 1) * s * width];
+    // Head-major copies: q [H][S][qk], k [G][S][qk], v [G][S][v].
+    let mut q = gather(x, s, width, 0, h, qk);
+    let mut k = gather(x, s, width, h * qk, g, qk);
+    let v = gather(x, s, width, (h + g) * qk, g, dv);
+    for (query, t) in [(true, &mut q), (false, &mut k)] {
+        for (r, row) in t.chunks_exact_mut(qk).enumerate() {
+            if let Some(norm) = prep.norm {
+                let weight = if query { norm.query } else { norm.key };
+                rms_norm_row(row, weight, norm.eps);
+            }
+            if let (true, Some((per_dim, c))) = (query, prep.query_scale) {
+                row.iter_mut()
+                    .zip(per_dim)
+                    .for_each(|(x, m)| *x = *x * m * c);
+            }
+            if let Some(rope) = prep.rope {
+                rope.apply(row, r % s, query);
+            }
+        }
+    }
+    let mask = job.blocked.map(|b| {
+        let at = if b.shared { 0 } else { index * s * s };
+        &b.blocked[at..at + s * s]
+    });
+    let mut weights = vec![0.0f32; s];
+    for head in 0..h {
+        let group = (head / job.per_group).min(g - 1); // g ≥ 1 here
+        let keys = &k[group * s * qk..(group + 1) * s * qk];
+        let values = &v[group * s * dv..(group + 1) * s * dv];
+        for i in 0..s {
+            let query = &q[(head * s + i) * qk..][..qk];
+            for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
+                *w = match mask {
+                    Some(m) if m[i * s + j] => f32::NEG_INFINITY,
+                    _ => dot(query, key) / job.divisor,
+                };
+            }
+            let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            weights.iter_mut().for_each(|w| *w -= max);
+            exp_in_place(&mut weights);
+            let total: f32 = weights.iter().sum();
+            let o = &mut out[(i * h + head) * dv..][..dv];
+            o.fill(0.0);
+            for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
+                let w = w / total;
+                o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+            }
+        }
+    }
+}
+
+/// The `count` heads of `d` values starting at `offset` of each of the `s` rows of `x` (row
+/// width `width`), head-major: `[count][s][d]`.
+#[inline(always)]
+fn gather(x: &[f32], s: usize, width: usize, offset: usize, count: usize, d: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; count * s * d];
+    for pos in 0..s {
+        for head in 0..count {
+            let from = pos * width + offset + head * d;
+            t[(head * s + pos) * d..][..d].copy_from_slice(&x[from..from + d]);
+        }
+    }
+    t
 }
 
 /// `Σ aᵢ bᵢ` in f32, eight partial sums (vectorises without reassociation flags).
