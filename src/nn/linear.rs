@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::backend::cpu_gemm::{Isa, PackedMatrix};
+use crate::backend::transfer::upload;
 
 /// A layer's weight packed for the CPU kernel ([`PackedMatrix`]), made the first time the layer
 /// runs on the CPU and shared by the layer's clones. The weights of a model never change after
@@ -81,7 +82,7 @@ pub(crate) fn affine<const D: usize>(
         if let Some(kernel) = kernel {
             let device = x.device();
             let y = kernel.apply(&host_values(x), rows);
-            return from_host(y, [rows, kernel.dims()[1]], &device);
+            return upload(y, [rows, kernel.dims()[1]], &device);
         }
         let mut y = x.matmul(weight.clone());
         if let Some(b) = bias {
@@ -115,24 +116,12 @@ pub(crate) fn is_cpu(device: &Device) -> bool {
     matches!(device.as_dispatch(), DispatchDevice::NdArray(_))
 }
 
-/// The values of an f32 tensor, row-major: handed over without a copy when the tensor is
-/// contiguous and owns them alone (burn-ndarray), copied otherwise.
+/// The values of an f32 tensor on the CPU, row-major: handed over without a copy when the
+/// tensor is contiguous and owns them alone (burn-ndarray), copied otherwise. Reading the CPU's
+/// own memory cannot fail; were it to, the values come back empty and the caller's length
+/// check refuses them.
 pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    let data = t.into_data();
-    match data.as_slice::<f32>() {
-        // Same checks as `as_slice`: this cannot fail here.
-        Ok(_) => data.try_into_vec::<f32>().unwrap_or_default(),
-        Err(_) => data.iter::<f32>().collect(),
-    }
-}
-
-/// A tensor of `values` (row-major) shaped `dims` on `device`.
-pub(crate) fn from_host<const D: usize>(
-    values: Vec<f32>,
-    dims: [usize; D],
-    device: &Device,
-) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(values, dims), device)
+    t.try_into_vec_as::<f32>().unwrap_or_default()
 }
 
 /// The packed weight, or `None` where the CPU has no kernel.

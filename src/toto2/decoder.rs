@@ -9,10 +9,11 @@ use super::config::Toto2Config;
 use super::layers::{Ffn, Norm, Precision, residual_add, residual_taus};
 use super::model::EMPTY_PATCH;
 use crate::backend::cpu_gemm::PackedMatrix;
+use crate::backend::transfer::upload;
 use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::host::{self, Blocked, HostRope};
-use crate::nn::linear::{from_host, host_values, is_cpu};
+use crate::nn::linear::{host_values, is_cpu};
 use crate::nn::rope::{Rope, RopeSpec, rope_tables};
 
 /// What a decoder call shows of its intermediates `layer{i}.norm1`, `.attention`, `.out` and
@@ -304,7 +305,7 @@ impl Decoder {
                         true => host::swap_middle(values, [b, s, v, d]),
                         false => values.to_vec(),
                     };
-                    from_host(values, [b, v, s, d], &device)
+                    upload(values, [b, v, s, d], &device)
                 })
             };
             layer.forward(&mut x, [n, len, d], layout, blocked, &mut show);
@@ -314,7 +315,7 @@ impl Decoder {
         }
         let eps = self.out_norm.eps();
         let out = host::rms_norm(&x, d, self.out_norm.host_weight(), eps);
-        let out = from_host(out, [b, v, s, d], &device);
+        let out = upload(out, [b, v, s, d], &device);
         watch.show("out_norm", || out.clone());
         out
     }

@@ -9,10 +9,11 @@ use burn::tensor::{Bool, DType, Int, Tensor};
 use super::decoder::{Cache, Pass};
 use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
 use crate::backend::Backend;
+use crate::backend::transfer::upload;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Passes, Progress, Series};
-use crate::nn::linear::{from_host, host_values, is_cpu};
+use crate::nn::linear::{host_values, is_cpu};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -652,7 +653,7 @@ fn sort_host(x: Tensor<5>) -> Tensor<5> {
             values[l * columns + c] = *v;
         }
     }
-    from_host(values, dims, &device)
+    upload(values, dims, &device)
 }
 
 /// [`sort_levels`] as tensor ops.

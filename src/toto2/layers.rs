@@ -9,9 +9,10 @@ use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Distribution as Init, FloatDType, Tensor};
 
 use crate::backend::cpu_gemm::PackedMatrix;
+use crate::backend::transfer::upload;
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::host;
-use crate::nn::linear::{CpuPacked, affine, from_host, host_values, is_cpu, over_rows};
+use crate::nn::linear::{CpuPacked, affine, host_values, is_cpu, over_rows};
 
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
@@ -346,7 +347,7 @@ impl ResidualMlp {
             let c = HALF_SQRT2 as f32;
             y.iter_mut().zip(&h).for_each(|(y, h)| *y = h * c + *y * c);
             dims[D - 1] = l2.dims()[1];
-            return from_host(y, dims, &device);
+            return upload(y, dims, &device);
         }
         let h = silu(self.linear1.forward(x.clone())).mul_scalar(SILU_SCALE);
         let h = self.linear2.forward(h);
