@@ -23,6 +23,9 @@
 //!   2048, horizon 256), one pass without missing values, the median read back, like the anchor.
 //!   `--precision f16` (or `bf16`) computes Toto 2.0's matrix products in 16 bits
 //!   (`Toto2::with_precision`; Toto 2.0 only: the Toto 1.0 workloads ignore it).
+//! - `--devices N|all --workload NAME [--model toto1|22m|313m] [--precision f16]`: series per
+//!   second on one GPU and on the first `N` discrete GPUs of the host (`MultiDevice`), in one
+//!   process, one JSON line each.
 //! - `--matmul M,K,N`: the wgpu adapter's matmul throughput in f32, flex32, f16 and bf16.
 //! - `--cold-start N ARGS…`: the other arguments run in `N` fresh processes one after the other
 //!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
@@ -38,9 +41,12 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use criterion::Criterion;
+use toto_fallback::forecast::Series;
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
 use toto_fallback::toto2::{Precision, Toto2, Toto2Config, Toto2Options};
-use toto_fallback::{Backend, FallbackBackend, MixtureParams, NdArray, Op, Wgpu};
+use toto_fallback::{
+    Backend, FallbackBackend, GraphicsApi, MixtureParams, MultiDevice, NdArray, Op, Wgpu,
+};
 
 /// (batch, variates, context, horizon, samples): as in bench/README.md.
 fn workload(name: &str) -> Option<(usize, usize, usize, usize, usize)> {
@@ -245,6 +251,124 @@ fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl F
             .collect::<Vec<_>>(),
         report()
     );
+}
+
+/// `--devices N` (or `all`): the host's discrete GPUs, each in a fallback with its own CPU
+/// backend; the first `N` of them.
+fn gpus(devices: &str) -> Vec<FallbackBackend<Wgpu, NdArray>> {
+    let all = Wgpu::discrete_gpus(GraphicsApi::Auto).expect("a discrete GPU");
+    let n = match devices {
+        "all" => all.len(),
+        n => n.parse().expect("--devices N|all"),
+    };
+    assert!(
+        n <= all.len(),
+        "--devices {n}: the host has {} discrete GPUs",
+        all.len()
+    );
+    // `TOTO_BENCH_FIRST_GPU=k`: start at the k-th GPU (one process per GPU, for comparison).
+    let skip = std::env::var("TOTO_BENCH_FIRST_GPU").map_or(0, |k| k.parse().expect("an index"));
+    all.into_iter()
+        .skip(skip)
+        .take(n)
+        .map(|gpu| FallbackBackend::new(gpu, NdArray::new()))
+        .collect()
+}
+
+/// The workload's inputs as host data, `[B, V, T]`.
+fn series(b: usize, v: usize, c: usize) -> Series {
+    let flat = inputs(b * v, c);
+    let rows: Vec<Vec<&[f32]>> = flat
+        .chunks(v * c)
+        .map(|item| item.chunks(c).collect())
+        .collect();
+    Series::from_batch(&rows).expect("a series")
+}
+
+/// Throughput on 1 GPU and on `devices` GPUs of this host, in one process: the same
+/// workload through [`MultiDevice::forecast_series`] (one replica per GPU, each with weights
+/// drawn on its device: timing does not depend on their values), the median read back.
+/// One JSON line per device count.
+fn run_multi(
+    devices: &str,
+    model: &str,
+    name: &str,
+    runs: usize,
+    precision: Precision,
+    batch: Option<usize>,
+) {
+    let backends = gpus(devices);
+    let mut counts = vec![1];
+    if backends.len() > 1 {
+        counts.push(backends.len());
+    }
+    // `--batch B` replaces the workload's batch (the 1-GPU run of a slice's size).
+    let workload = |name: &str| workload(name).map(|w| (batch.unwrap_or(w.0), w.1, w.2, w.3, w.4));
+    let workload2 = |name: &str| workload2(name).map(|w| (batch.unwrap_or(w.0), w.1, w.2, w.3));
+    for n in counts {
+        let used: Vec<_> = backends[..n].to_vec();
+        let (times, first_done, median, (b, v)) = if model == "toto1" {
+            let (b, v, c, h, samples) = workload(name).expect("a Toto 1.0 workload");
+            let many = MultiDevice::load(used, |d| Toto::random(d, TotoConfig::open_base_1_0()))
+                .expect("models");
+            let data = series(b, v, c);
+            let options = ForecastOptions {
+                prediction_length: h,
+                num_samples: Some(samples),
+                samples_per_batch: samples,
+                use_kv_cache: true,
+                progress: None,
+            };
+            let (t, f, m) = timed(runs, || {
+                let start = Instant::now();
+                let out = many.forecast_series(&data, &options).expect("forecast");
+                let returned = start.elapsed().as_secs_f64();
+                read(&out.median().expect("median").into_data(), b * v * h);
+                let total = start.elapsed().as_secs_f64();
+                log::info!("forecast returned after {returned:.4} s, median read at {total:.4} s");
+                total
+            });
+            (t, f, m, (b, v))
+        } else {
+            let (b, v, c, h) = workload2(name).expect("a Toto 2.0 workload");
+            let many = MultiDevice::load(used, |d| {
+                Toto2::random(d, toto2_config(model))?.with_precision(precision)
+            })
+            .expect("models");
+            let data = series(b, v, c);
+            let options = Toto2Options {
+                prediction_length: h,
+                has_missing_values: false,
+                ..Toto2Options::default()
+            };
+            let (t, f, m) = timed(runs, || {
+                let start = Instant::now();
+                let out = many.forecast_series(&data, &options).expect("forecast");
+                let returned = start.elapsed().as_secs_f64();
+                let knots = out.quantiles().expect("quantiles").values().clone();
+                read(&knots.narrow(3, 4, 1).into_data(), b * v * h);
+                let total = start.elapsed().as_secs_f64();
+                log::info!("forecast returned after {returned:.4} s, median read at {total:.4} s");
+                total
+            });
+            (t, f, m, (b, v))
+        };
+        println!(
+            "{{\"impl\": \"toto-fallback\", \"multi\": true, \"model\": \"{model}\", \
+             \"precision\": \"{precision}\", \"devices\": {n}, \"gpus\": {:?}, \
+             \"workload\": \"{name}\", \"B\": {b}, \"first_done_s\": {first_done:.3}, \
+             \"median_s\": {median:.4}, \"series_per_s\": {:.1}, \"runs_s\": {:?}}}",
+            backends[..n]
+                .iter()
+                .map(|g| g.gpu().name().to_owned())
+                .collect::<Vec<_>>(),
+            (b * v) as f64 / median,
+            times
+                .iter()
+                .map(|t| (t * 1e4).round() / 1e4)
+                .collect::<Vec<_>>(),
+        );
+    }
 }
 
 /// The forwarded ops of a fallback run, e.g. `standard_gamma x 12, patch_scaler x 6`.
@@ -550,6 +674,20 @@ fn main() {
             rest.drain(i..(i + 2).min(rest.len()));
         }
         cold_start(processes, &rest);
+        return;
+    }
+    // `--devices N|all --model toto1|22m|313m --workload NAME`: 1 GPU and N GPUs, same process.
+    if let (Some(devices), Some(name)) = (value("--devices"), value("--workload")) {
+        let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
+        let precision = match value("--precision").as_deref().unwrap_or("f32") {
+            "f32" => Precision::F32,
+            "f16" => Precision::F16,
+            "bf16" => Precision::Bf16,
+            other => panic!("unknown precision {other} (f32, f16, bf16)"),
+        };
+        let model = value("--model").unwrap_or_else(|| "toto1".to_owned());
+        let batch = value("--batch").map(|b| b.parse().expect("--batch B"));
+        run_multi(&devices, &model, &name, runs, precision, batch);
         return;
     }
     if let (Some(sizes), Some(names)) = (value("--toto2"), value("--workload")) {

@@ -235,6 +235,22 @@ impl<B: Backend> AutoToto<B> {
         Ok(start.elapsed())
     }
 
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &B {
+        match self {
+            AutoToto::V1(m) => m.backend(),
+            AutoToto::V2(m) => m.backend(),
+        }
+    }
+
+    /// The checks `forecast` makes of the options and the request's size, without inputs.
+    pub(crate) fn check_request(&self, dims: [usize; 3], options: &AutoOptions) -> Result<()> {
+        match self {
+            AutoToto::V1(m) => m.check_request(dims, &v1_options(options)),
+            AutoToto::V2(m) => m.check_request(dims, &v2_options(options)),
+        }
+    }
+
     /// Which generation this is.
     pub fn generation(&self) -> Generation {
         match self {
@@ -322,6 +338,18 @@ impl<B: Backend> AutoToto<B> {
             AutoToto::V1(m) => m.forecast_series(series, &v1_options(options)),
             AutoToto::V2(m) => m.forecast_series(series, &v2_options(options)),
         }
+    }
+}
+
+impl AutoOptions {
+    /// Toto 1.0's options of these ([`AutoToto`] forecasts with them).
+    pub(crate) fn for_v1(&self) -> ForecastOptions {
+        v1_options(self)
+    }
+
+    /// Toto 2.0's options of these.
+    pub(crate) fn for_v2(&self) -> Toto2Options {
+        v2_options(self)
     }
 }
 

@@ -241,6 +241,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// One device of a multi-device forecast failed ([`MultiDevice`](crate::multi::MultiDevice)):
+    /// which device, the items it had, and its error. The input is unchanged (it was
+    /// borrowed): forecast it again without the device, or on fewer items at once.
+    #[error("device {index} ({name}), items {first}..{end} of the batch: {source}")]
+    Device {
+        /// The device's place in the list the forecaster was built from.
+        index: usize,
+        /// The device's backend name.
+        name: String,
+        /// The first item of the batch it forecast.
+        first: usize,
+        /// One past its last item.
+        end: usize,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A model could not be fetched from the Hugging Face Hub (feature `hub`): which
     /// repository and file, and why (boxed, so that `Result<T, Error>` stays small).
     #[cfg(feature = "hub")]

@@ -83,6 +83,7 @@ pub mod toto;
 pub mod toto2;
 
 pub mod auto;
+pub mod multi;
 
 /// The burn version this crate is built on, re-exported so that your code names the same
 /// `Tensor`, `Device` and `TensorData` types without a `burn` dependency of its own (or with
@@ -106,6 +107,7 @@ pub use error::{HubError, HubProblem};
 pub use forecast::Series;
 #[cfg(feature = "hub")]
 pub use hub::HubOptions;
+pub use multi::{MultiDevice, MultiReport};
 pub use op::{Op, OpSet};
 pub use shape::MAX_ELEMENTS;
 

@@ -146,6 +146,69 @@ impl DrawKey {
     }
 }
 
+/// Which part of a batched call's draws a handle computes: the call's output seen as
+/// `[outer, items, inner]` (a batch of `items` items, `inner` elements per item, repeated
+/// `outer` times, as Toto 1.0's sample paths lay out `[samples, batch, variates · patch]`), of
+/// which the handle's call computes the items `first..first + len`, `[outer, len, inner]`.
+///
+/// Element `i` of such a call is element [`DrawWindow::index`]`(i)` of the whole call, so a
+/// forecast cut into slices of items on several devices draws exactly what one device would
+/// draw for the whole batch ([`Backend::with_draw_window`](crate::Backend::with_draw_window)).
+///
+/// ```
+/// use toto_fallback::rng::DrawWindow;
+///
+/// // Items 1..3 of a batch of 4, 2 elements per item: [outer, 2, 2] of [outer, 4, 2].
+/// let window = DrawWindow::new(4, 1, 2, 2).expect("items 1..3 lie inside the batch");
+/// let whole: Vec<u64> = (0..8).map(|i| window.index(i)).collect();
+/// assert_eq!(whole, [2, 3, 4, 5, 10, 11, 12, 13]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DrawWindow {
+    items: u64,
+    first: u64,
+    len: u64,
+    inner: u64,
+}
+
+impl DrawWindow {
+    /// Items `first..first + len` of a batch of `items`, `inner` elements per item; `None`
+    /// unless `len >= 1`, `inner >= 1` and `first + len <= items`.
+    pub const fn new(items: usize, first: usize, len: usize, inner: usize) -> Option<Self> {
+        if len == 0 || inner == 0 || first > items || len > items - first {
+            return None;
+        }
+        Some(DrawWindow {
+            items: items as u64,
+            first: first as u64,
+            len: len as u64,
+            inner: inner as u64,
+        })
+    }
+
+    /// The index in the whole call of this window's element `i`.
+    #[inline]
+    pub const fn index(&self, i: u64) -> u64 {
+        let chunk = self.len * self.inner;
+        (i / chunk) * (self.items * self.inner) + self.first * self.inner + i % chunk
+    }
+
+    /// The elements of the whole call whose window holds `n` elements: `n / (len·inner)`
+    /// repetitions of the whole batch (saturating).
+    pub const fn whole(&self, n: u64) -> u64 {
+        (n / (self.len * self.inner)).saturating_mul(self.items.saturating_mul(self.inner))
+    }
+
+    /// The window as the kernels take it: the offset of element 0 (`first · inner`), the
+    /// elements per repetition (`len · inner`) and the repetition's stride in the whole call
+    /// (`items · inner`); `None` if one does not fit 32 bits.
+    pub(crate) fn words(&self) -> Option<(u64, u32, u32)> {
+        let chunk = u32::try_from(self.len * self.inner).ok()?;
+        let stride = u32::try_from(self.items * self.inner).ok()?;
+        Some((self.first * self.inner, chunk, stride))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +257,34 @@ mod tests {
         // The offset's high word carries.
         let far = DrawKey::new(9, 0).with_offset(u64::MAX - 1);
         assert_eq!(far.uniform(3), plain.uniform(1));
+    }
+
+    #[test]
+    fn windows_of_a_split_cover_the_whole_call_once() {
+        // A batch of 5 items, 3 elements each, repeated 4 times, cut 2 + 2 + 1.
+        let (items, inner, outer) = (5usize, 3usize, 4u64);
+        let mut seen = vec![0u32; items * inner * outer as usize];
+        for (first, len) in [(0, 2), (2, 2), (4, 1)] {
+            let w = DrawWindow::new(items, first, len, inner).unwrap();
+            let n = outer * (len * inner) as u64;
+            assert_eq!(w.whole(n), seen.len() as u64);
+            for i in 0..n {
+                let g = w.index(i);
+                // Element i is item first + (i / inner) % len of repetition i / (len·inner).
+                let rep = i / (len * inner) as u64;
+                let item = first as u64 + (i / inner as u64) % len as u64;
+                assert_eq!(
+                    g,
+                    (rep * items as u64 + item) * inner as u64 + i % inner as u64
+                );
+                seen[g as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+        assert!(DrawWindow::new(5, 4, 2, 3).is_none());
+        assert!(DrawWindow::new(5, 6, 0, 3).is_none());
+        assert!(DrawWindow::new(5, 0, 0, 3).is_none());
+        assert!(DrawWindow::new(5, 0, 1, 0).is_none());
+        assert!(DrawWindow::new(usize::MAX, usize::MAX, 1, 1).is_none());
     }
 }

@@ -238,6 +238,29 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// A handle to this backend (the same device, seed and call sequence) whose
+    /// [`Backend::student_t_mixture`] draws are `window`'s slice of what the same call would
+    /// draw for the whole batch: a forecast of a batch cut into slices of items, each on its
+    /// own device with its own backend seeded alike, then draws what one device draws for the
+    /// whole batch ([`MultiDevice`](crate::multi::MultiDevice) relies on it for Toto 1.0's
+    /// sample paths). The handle's other samplers are unsupported. `None` (the provided body)
+    /// for a backend whose draws are not addressed by element; [`Wgpu`], [`NdArray`] and a
+    /// [`FallbackBackend`] of two such backends give one.
+    fn with_draw_window(&self, window: crate::rng::DrawWindow) -> Option<Self> {
+        let _ = window;
+        None
+    }
+
+    /// What ran where, for a backend that routes ops to others ([`FallbackBackend::report`]);
+    /// `None` (the provided body) for one that runs every op itself.
+    fn fallback_report(&self) -> Option<Report> {
+        None
+    }
+
+    /// Zeroes [`Backend::fallback_report`]'s counters ([`FallbackBackend::reset_report`]);
+    /// nothing for a backend without them.
+    fn reset_fallback_report(&self) {}
+
     /// `Ok(())` if this backend supports `op`, else [`Error::Unsupported`] naming it.
     fn ensure_supported(&self, op: Op) -> Result<()> {
         if self.supports(op) {

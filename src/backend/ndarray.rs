@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::ops::mixture;
+use super::ops::mixture::{self, MixtureParams, host::HostMixture};
 use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
 use super::stream::Streams;
@@ -12,6 +12,7 @@ use super::transfer::{read_f32, upload};
 use super::{Backend, Support, checked_elements};
 use crate::error::Result;
 use crate::op::{Op, OpSet};
+use crate::rng::DrawWindow;
 
 /// Whether `device` is burn-ndarray's, where some burn ops have other costs than on a GPU
 /// (`gather` is slower than `select` there; on wgpu `select` is the slow one).
@@ -47,7 +48,19 @@ pub struct NdArray {
     device: Device,
     rng: Arc<Streams>,
     support: Support,
+    /// The slice of each call a [`Backend::with_draw_window`] handle draws.
+    window: Option<DrawWindow>,
 }
+
+/// The samplers a [`DrawWindow`] handle cannot address by item: they draw from chunked streams
+/// (the ziggurat and Marsaglia–Tsang reject, so an element's draws have no fixed address).
+const UNWINDOWED: [Op; 5] = [
+    Op::Uniform,
+    Op::StandardNormal,
+    Op::StandardGamma,
+    Op::StandardT,
+    Op::Categorical,
+];
 
 impl NdArray {
     /// The CPU backend, seeded from the OS.
@@ -63,6 +76,7 @@ impl NdArray {
             device,
             rng: Arc::new(Streams::new(seed)),
             support: Support::lacking(OpSet::empty()),
+            window: None,
         }
     }
 
@@ -118,6 +132,38 @@ impl Backend for NdArray {
 
     fn seed(&self, seed: u64) {
         self.rng.reseed(seed);
+    }
+
+    /// A handle whose mixture draws are `window`'s slice of the whole call; its other samplers
+    /// are unsupported.
+    fn with_draw_window(&self, window: DrawWindow) -> Option<Self> {
+        Some(NdArray {
+            window: Some(window),
+            support: self.support.disable(UNWINDOWED),
+            ..self.clone()
+        })
+    }
+
+    /// One Philox block per draw, as the wgpu kernel: the component from word 0 against the
+    /// row's cumulative weights, Bailey's polar Student-T from words 1-2; parallel over every
+    /// core. The draws equal [`Wgpu`](crate::Wgpu)'s up to the last bits of `exp`, `ln` and
+    /// `cos`, and depend on neither the thread count nor how a batch is sliced.
+    fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
+        self.ensure_supported(Op::StudentTMixture)?;
+        let [rows, k] = params.check(self, samples)?;
+        let [logits, df, loc, scale] = params
+            .map(|t| read_unshared(Op::StudentTMixture, t))
+            .into_array();
+        let params = HostMixture {
+            logits: logits?,
+            df: df?,
+            loc: loc?,
+            scale: scale?,
+            k,
+        };
+        let key = self.rng.next_stream().draw_key();
+        let values = mixture::host::student_t_mixture(key, self.window, params, samples);
+        Ok(upload(values, [samples, rows], &self.device))
     }
 
     fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {

@@ -69,6 +69,48 @@ impl<B: Backend> Forecast<B> {
         }
     }
 
+    /// The forecasts of consecutive slices of a batch as one forecast of the batch, on
+    /// `backend`'s device (each part's tensors are moved there, then concatenated along the
+    /// batch). Every part must be of one kind (mean, samples or knots at the same levels).
+    pub(crate) fn concat(parts: Vec<Forecast<B>>, backend: &B) -> Result<Self> {
+        let device = backend.device();
+        let mismatch = || Error::Input {
+            what: "Forecast::concat",
+            reason: "the parts are forecasts of different kinds".to_owned(),
+        };
+        let mut means = Vec::with_capacity(parts.len());
+        let mut samples = Vec::new();
+        let mut knots = Vec::new();
+        let mut levels: Option<Vec<f64>> = None;
+        for part in parts {
+            means.push(part.mean.to_device(device));
+            if let Some(s) = part.samples {
+                samples.push(s.to_device(device));
+            }
+            if let Some(q) = part.quantiles {
+                match &levels {
+                    Some(l) if l.as_slice() != q.levels() => return Err(mismatch()),
+                    Some(_) => {}
+                    None => levels = Some(q.levels().to_vec()),
+                }
+                knots.push(q.values().clone().to_device(device));
+            }
+        }
+        let n = means.len();
+        if (!samples.is_empty() && samples.len() != n) || (!knots.is_empty() && knots.len() != n) {
+            return Err(mismatch());
+        }
+        let quantiles = match levels {
+            Some(levels) => Some(QuantileKnots::new(backend, &levels, Tensor::cat(knots, 0))?),
+            None => None,
+        };
+        Ok(Forecast {
+            mean: Tensor::cat(means, 0),
+            samples: (!samples.is_empty()).then(|| Tensor::cat(samples, 0)),
+            quantiles,
+        })
+    }
+
     /// The quantile knots of a quantile forecast (Toto 2.0): the distribution per series and
     /// step, with its levels, values, cdf, sampling and weighted quantile loss.
     pub fn quantiles(&self) -> Option<&QuantileKnots<B, 3, 4>> {

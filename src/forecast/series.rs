@@ -284,6 +284,47 @@ impl Series {
         ))
     }
 
+    /// Items `range` of the batch, `[range.len(), V, T]`: the same padding, mask, ids,
+    /// timestamps and interval. Each item keeps the batch's `T` steps, so its forecast does not
+    /// change with the cut (how a batch is sharded across workers, or devices by
+    /// [`MultiDevice`](crate::multi::MultiDevice)).
+    ///
+    /// ```
+    /// use toto_fallback::forecast::Series;
+    ///
+    /// let batch = Series::from_batch(&[vec![vec![1.0, 2.0]], vec![vec![3.0]], vec![vec![4.0]]])?;
+    /// let tail = batch.items(1..3)?;
+    /// assert_eq!(tail.shape(), [2, 1, 2]);
+    /// assert_eq!(tail.values(), [0.0, 3.0, 0.0, 4.0]);
+    /// assert_eq!(tail.mask(), [false, true, false, true]);
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty range or one past the batch's `B` items.
+    pub fn items(&self, range: std::ops::Range<usize>) -> Result<Series> {
+        let [b, v, t] = self.shape;
+        if range.is_empty() || range.end > b {
+            return Err(Error::Input {
+                what: "Series::items",
+                reason: format!(
+                    "items {range:?} of a batch of {b}: the range must be non-empty and end at \
+                     most at {b}"
+                ),
+            });
+        }
+        let steps = |per: usize| range.start * per..range.end * per;
+        Ok(Series {
+            shape: [range.len(), v, t],
+            values: self.values[steps(v * t)].to_vec(),
+            observed: self.observed[steps(v * t)].to_vec(),
+            lengths: self.lengths[steps(v)].to_vec(),
+            series_ids: self.series_ids[steps(v)].to_vec(),
+            timestamps: self.timestamps.as_ref().map(|ts| ts[steps(v)].to_vec()),
+            interval: self.interval,
+        })
+    }
+
     /// `[B, V, T]`: items, variates, steps after padding.
     pub fn shape(&self) -> [usize; 3] {
         self.shape

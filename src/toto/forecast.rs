@@ -230,6 +230,20 @@ impl<B: Backend> Toto<B> {
         id_mask: Option<Tensor<3, Int>>,
         options: &ForecastOptions,
     ) -> Result<Forecast<B>> {
+        self.forecast_drawing(series, padding_mask, id_mask, options, None)
+    }
+
+    /// [`Toto::forecast`] with the sample paths drawn through `draws` (a
+    /// [`Backend::with_draw_window`] handle of this model's backend) instead of the model's
+    /// backend: how a slice of a batch forecast on its own device draws the batch's paths.
+    pub(crate) fn forecast_drawing(
+        &self,
+        series: Tensor<3>,
+        padding_mask: Option<Tensor<3, Bool>>,
+        id_mask: Option<Tensor<3, Int>>,
+        options: &ForecastOptions,
+        draws: Option<&B>,
+    ) -> Result<Forecast<B>> {
         options.check()?;
         let [b, v, t] = series.dims();
         let device = series.device();
@@ -263,6 +277,7 @@ impl<B: Backend> Toto<B> {
             options,
             phases: Phases::new("toto_fallback::forecast", &device),
             passes: Passes::new(options.progress.as_ref(), passes),
+            draws,
         };
         match options.num_samples {
             None => decoder.mean(paths),
@@ -282,11 +297,21 @@ impl<B: Backend> Toto<B> {
         series: &Series,
         options: &ForecastOptions,
     ) -> Result<Forecast<B>> {
+        self.forecast_series_drawing(series, options, None)
+    }
+
+    /// [`Toto::forecast_series`] drawing through `draws` ([`Toto::forecast_drawing`]).
+    pub(crate) fn forecast_series_drawing(
+        &self,
+        series: &Series,
+        options: &ForecastOptions,
+        draws: Option<&B>,
+    ) -> Result<Forecast<B>> {
         self.check_request(series.shape(), options)?;
         let [b, v, t] = series.shape();
         let (values, mask, ids) = series.to_tensors(self.backend().device());
         let ids = ids.reshape([b, v, 1]).expand([b, v, t]); // [B, V, T]
-        self.forecast(values, Some(mask), Some(ids), options)
+        self.forecast_drawing(values, Some(mask), Some(ids), options, draws)
     }
 }
 
@@ -297,6 +322,8 @@ struct Decoder<'a, B: Backend> {
     options: &'a ForecastOptions,
     phases: Phases,
     passes: Passes<'a>,
+    /// The backend the paths are drawn through, when not the model's.
+    draws: Option<&'a B>,
 }
 
 impl<B: Backend> Decoder<'_, B> {
@@ -312,7 +339,11 @@ impl<B: Backend> Decoder<'_, B> {
             Some(self.context),
         )?;
         self.passes.tick();
-        out.last_steps(p).distribution()
+        let mut last = out.last_steps(p);
+        if let Some(draws) = self.draws {
+            last.backend = draws.clone();
+        }
+        last.distribution()
     }
 
     /// Decode steps: the horizon in whole patches.

@@ -276,14 +276,13 @@ impl<B: Backend> Toto2<B> {
         let full_target = Tensor::cat(vec![zeros(pad), target, zeros(pred)], 2);
         let context_mask = Tensor::cat(vec![falses(pad), mask], 2);
         // As toto-2: the last context patch counts as observed.
-        let full_mask = Tensor::cat(
-            vec![
-                context_mask.narrow(2, 0, context - p),
-                trues(p),
-                falses(pred),
-            ],
-            2,
-        );
+        // (A context of one patch has nothing before it: burn refuses a narrow of length 0.)
+        let mut parts = Vec::with_capacity(3);
+        if context > p {
+            parts.push(context_mask.narrow(2, 0, context - p));
+        }
+        parts.extend([trues(p), falses(pred)]);
+        let full_mask = Tensor::cat(parts, 2);
         let (full_target, full_mask, ids) = match covariates {
             None => (full_target, full_mask, ids),
             Some(c) => {

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("toto", 6),
     ("toto2", 6),
     ("auto", 7),
+    ("multi", 8),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

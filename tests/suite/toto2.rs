@@ -380,6 +380,30 @@ fn toto2_pads_short_contexts_and_masks_non_finite_values() {
 }
 
 #[test]
+fn toto2_forecasts_a_context_of_one_patch_or_less() {
+    // One patch of context has no steps before its last patch (that case once panicked in
+    // burn's `narrow`). 4 steps forecast as the same steps left-padded to a whole patch.
+    let cpu = toto_fallback::NdArray::seeded(0);
+    let model = load(&cpu, TINY);
+    let options = toto_fallback::toto2::Toto2Options::gluonts(20);
+    let four = [1.0f32, 3.0, 2.0, 4.0];
+    let got = model
+        .forecast_series(&toto_fallback::Series::from_values(four).unwrap(), &options)
+        .unwrap();
+    let padded: Vec<f32> = [f32::NAN; 12].into_iter().chain(four).collect();
+    let want = model
+        .forecast_series(
+            &toto_fallback::Series::from_values(&padded).unwrap(),
+            &options,
+        )
+        .unwrap();
+    let (got, want) = (common::values(got.mean), common::values(want.mean));
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|x| x.is_finite()));
+    assert_eq!(got, want, "4 steps are 16 with 12 unobserved");
+}
+
+#[test]
 fn toto2_refuses_bad_inputs_and_options() {
     let cpu = toto_fallback::NdArray::seeded(0);
     let dev = cpu.device();

@@ -20,6 +20,7 @@ use super::transfer::Transfer;
 use super::{Backend, checked_elements};
 use crate::error::{Error, Result};
 use crate::op::Op;
+use crate::rng::DrawWindow;
 
 /// A [`Backend`] that runs every op its `Gpu` backend supports there, and forwards the rest to its
 /// `Cpu` backend: inputs are read back from the GPU, the op runs on the CPU, and the result is
@@ -221,6 +222,23 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
     fn seed(&self, seed: u64) {
         self.gpu.seed(seed);
         self.cpu.seed(seed);
+    }
+
+    /// Both backends' windowed handles, recording into this backend's report.
+    fn with_draw_window(&self, window: DrawWindow) -> Option<Self> {
+        Some(FallbackBackend {
+            gpu: self.gpu.with_draw_window(window)?,
+            cpu: self.cpu.with_draw_window(window)?,
+            ..self.clone()
+        })
+    }
+
+    fn fallback_report(&self) -> Option<Report> {
+        Some(self.report())
+    }
+
+    fn reset_fallback_report(&self) {
+        self.reset_report();
     }
 
     fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {

@@ -127,6 +127,36 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The sum of `reports` (several devices' reports): every counter added, the backends'
+    /// names listed once each; the first report's policy. `None` if `reports` is empty.
+    pub fn sum(reports: &[Report]) -> Option<Report> {
+        let first = reports.first()?;
+        let names = |name: fn(&Report) -> &str| {
+            let mut seen: Vec<&str> = Vec::new();
+            for r in reports {
+                if !seen.contains(&name(r)) {
+                    seen.push(name(r));
+                }
+            }
+            seen.join(" + ")
+        };
+        let mut rows = first.rows;
+        for r in &reports[1..] {
+            for (row, other) in rows.iter_mut().zip(&r.rows) {
+                row.native.add(&other.native);
+                row.forwarded.add(&other.forwarded);
+            }
+        }
+        Some(Report {
+            gpu: names(|r| &r.gpu),
+            cpu: names(|r| &r.cpu),
+            policy: first.policy,
+            rows,
+        })
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(

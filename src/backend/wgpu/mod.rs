@@ -15,7 +15,7 @@ use super::{Backend, Support, checked_elements};
 use crate::adapter::{AdapterKind, GraphicsApi};
 use crate::error::{Error, Result};
 use crate::op::{Op, OpSet};
-use crate::rng::DrawKey;
+use crate::rng::{DrawKey, DrawWindow};
 use crate::shape::ReshapeExact;
 
 /// The GPU backend: burn's wgpu device (Vulkan, Metal, DX12).
@@ -61,6 +61,8 @@ pub struct Wgpu {
     support: Support,
     rng: Arc<Streams>,
     offset: u64,
+    /// `(chunk, stride)` of a [`DrawWindow`] handle's mixture draws; `(u32::MAX, 0)` otherwise.
+    window: (u32, u32),
 }
 
 impl fmt::Debug for Wgpu {
@@ -72,6 +74,7 @@ impl fmt::Debug for Wgpu {
             .field("support", &self.support)
             .field("rng", &self.rng)
             .field("offset", &self.offset)
+            .field("window", &self.window)
             .finish()
     }
 }
@@ -115,7 +118,37 @@ impl Wgpu {
             support: Support::lacking(lacking),
             rng: Arc::new(Streams::new(rand::random())),
             offset: 0,
+            window: WHOLE,
         })
+    }
+
+    /// Every discrete GPU that `api` reaches, in the driver's order (`DiscreteGpu(0)`,
+    /// `DiscreteGpu(1)`, ...), each opened once: the devices of a
+    /// [`MultiDevice`](crate::multi::MultiDevice) that uses a whole host.
+    ///
+    /// ```no_run
+    /// use toto_fallback::{FallbackBackend, GraphicsApi, MultiDevice, NdArray, Wgpu};
+    /// use toto_fallback::toto2::Toto2;
+    ///
+    /// let devices = Wgpu::discrete_gpus(GraphicsApi::Auto)?
+    ///     .into_iter()
+    ///     .map(|gpu| FallbackBackend::new(gpu, NdArray::new()));
+    /// let model = MultiDevice::load(devices, |b| Toto2::from_pretrained(b, "Datadog/Toto-2.0-22m"))?;
+    /// println!("{} GPUs", model.devices());
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] (for `DiscreteGpu(0)`) when there is none.
+    pub fn discrete_gpus(api: GraphicsApi) -> Result<Vec<Self>> {
+        let mut gpus = Vec::new();
+        loop {
+            match Self::with_adapter(api, AdapterKind::DiscreteGpu(gpus.len())) {
+                Ok(gpu) => gpus.push(gpu),
+                Err(e) if gpus.is_empty() => return Err(e),
+                Err(_) => return Ok(gpus),
+            }
+        }
     }
 
     /// A handle whose draws start at element `offset` of each call's stream ([`crate::rng`]):
@@ -174,6 +207,18 @@ impl Wgpu {
         Tensor::empty([1], &self.device)
     }
 }
+
+/// The window of a handle that draws whole calls.
+const WHOLE: (u32, u32) = (u32::MAX, 0);
+
+/// The samplers a [`DrawWindow`] handle cannot address by item (only the mixture draw can).
+const UNWINDOWED: [Op; 5] = [
+    Op::Uniform,
+    Op::StandardNormal,
+    Op::StandardGamma,
+    Op::StandardT,
+    Op::Categorical,
+];
 
 fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
     super::kernel_cache::apply_defaults();
@@ -244,6 +289,19 @@ impl Backend for Wgpu {
     fn seed(&self, seed: u64) {
         self.rng.reseed(seed);
         self.device.seed(seed);
+    }
+
+    /// A handle whose mixture draws are `window`'s slice of the whole call (its offset is the
+    /// window's first element); its other samplers are unsupported. `None` if the window's
+    /// repetition does not fit the kernel's 32-bit indices.
+    fn with_draw_window(&self, window: DrawWindow) -> Option<Self> {
+        let (offset, chunk, stride) = window.words()?;
+        Some(Wgpu {
+            offset,
+            window: (chunk, stride),
+            support: self.support.disable(UNWINDOWED),
+            ..self.clone()
+        })
     }
 
     fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
@@ -345,7 +403,28 @@ impl Backend for Wgpu {
     fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
         self.ensure_supported(Op::StudentTMixture)?;
         params.check(self, samples)?;
+        if self.window != WHOLE {
+            // The whole call's elements must fit the kernel's 32-bit block index.
+            let [rows, _] = params.dims();
+            let n = samples.saturating_mul(rows) as u64;
+            let (chunk, stride) = (u64::from(self.window.0), u64::from(self.window.1));
+            let whole = (n / chunk).saturating_mul(stride);
+            if whole > u64::from(u32::MAX) {
+                return Err(Error::TooLarge {
+                    what: "student_t_mixture (the whole batch a DrawWindow slices)",
+                    shape: vec![samples, rows],
+                    elements: u128::from(whole),
+                    limit: u64::from(u32::MAX),
+                    fix: "forecast fewer items or fewer samples per batch at once",
+                });
+            }
+        }
         let key = self.key();
-        Ok(mixture::tensor::student_t_mixture(params, samples, key))
+        Ok(mixture::tensor::student_t_mixture(
+            params,
+            samples,
+            key,
+            self.window,
+        ))
     }
 }

@@ -1,5 +1,8 @@
-//! The categorical draw on the host, for CPU backends: one fused pass per row (max,
-//! vectorised exponential, cumulative sum), then one uniform and a linear scan per draw.
+//! The categorical and mixture draws on the host, for CPU backends: one fused pass per row
+//! (max, vectorised exponential, cumulative sum), then one uniform and a linear scan per draw.
+//! The mixture draw computes what the wgpu kernel computes, from the same Philox blocks.
+
+use std::f32::consts::TAU;
 
 use rand::RngExt;
 use rayon::prelude::*;
@@ -7,6 +10,7 @@ use rayon::prelude::*;
 use crate::backend::cpu_gemm::exp_in_place;
 use crate::backend::ops::sampling::host::{CHUNK, fill};
 use crate::backend::stream::StreamKey;
+use crate::rng::{DrawKey, DrawWindow, unit_f32, unit_open_f32};
 
 /// `samples` category indices per row of `logits` (`rows × k`, row-major, unnormalised
 /// log-weights), as `[samples, rows]` row-major. Each row becomes, in place, the cumulative sums
@@ -14,6 +18,88 @@ use crate::backend::stream::StreamKey;
 /// in them by a linear scan (K is small: Toto's mixtures have 24 components).
 pub(crate) fn categorical(key: StreamKey, logits: Vec<f32>, k: usize, samples: usize) -> Vec<i64> {
     let rows = logits.len() / k;
+    let cdf = cumulative(logits, k);
+    let mut out = vec![0i64; samples * rows];
+    fill(key, &mut out, |rng, offset, chunk| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            let row = &cdf[((offset + j) % rows) * k..][..k];
+            *o = pick(row, rng.random::<f32>()) as i64;
+        }
+    });
+    out
+}
+
+/// The component a uniform `u` picks from a row of cumulative weights: the first whose
+/// cumulative weight exceeds `u · total`. Rounding can leave `u · total` at the total, and a row
+/// without a finite logit is NaN: the last component then (as the wgpu kernel).
+#[inline]
+fn pick(cdf: &[f32], u: f32) -> usize {
+    let target = u * cdf[cdf.len() - 1];
+    cdf.iter()
+        .position(|&c| target < c)
+        .unwrap_or(cdf.len() - 1)
+}
+
+/// Bailey's polar Student-T without rejection from two Philox words, as the wgpu kernels
+/// compute it: `cos(2π u₂) · sqrt(ν · expm1(−(2/ν) ln u₁))`, `u₁ ∈ (0, 1]`; the normal limit
+/// for `ν = +∞`; NaN unless `ν > 0`.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(ν > 0)` is true for NaN too, on purpose.
+#[inline]
+fn polar_t(nu: f32, w1: u32, w2: u32) -> f32 {
+    let ln_u = unit_open_f32(w1).ln();
+    let r2 = if nu > 3.0e38 {
+        -2.0 * ln_u
+    } else {
+        nu * (ln_u * (-2.0 / nu)).exp_m1()
+    };
+    if !(nu > 0.0) {
+        return f32::NAN;
+    }
+    r2.sqrt() * ((unit_f32(w2) - 0.5) * TAU).cos()
+}
+
+/// The parameters of a mixture draw on the host, `rows × k` each, row-major.
+pub(crate) struct HostMixture {
+    pub(crate) logits: Vec<f32>,
+    pub(crate) df: Vec<f32>,
+    pub(crate) loc: Vec<f32>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) k: usize,
+}
+
+/// `[samples, rows]` draws of a Student-T mixture, one Philox block per draw as the wgpu
+/// kernel reads them: word 0 picks the component against the row's cumulative weights, words
+/// 1-2 draw its Student-T. Element `i` reads block `key.offset + i`, or, through a `window`,
+/// `key.offset + window.index(i)`: the draws depend on neither the thread count nor how a batch
+/// is cut into slices.
+pub(crate) fn student_t_mixture(
+    key: DrawKey,
+    window: Option<DrawWindow>,
+    params: HostMixture,
+    samples: usize,
+) -> Vec<f32> {
+    let k = params.k;
+    let rows = params.logits.len() / k;
+    let cdf = cumulative(params.logits, k);
+    let mut out = vec![0.0f32; samples * rows];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let i = (c * CHUNK + j) as u64;
+                let g = window.map_or(i, |w| w.index(i));
+                let [w0, w1, w2, _] = key.block(key.offset.wrapping_add(g), 0);
+                let r = (c * CHUNK + j) % rows;
+                let at = r * k + pick(&cdf[r * k..][..k], unit_f32(w0));
+                *o = params.loc[at] + params.scale[at] * polar_t(params.df[at], w1, w2);
+            }
+        });
+    out
+}
+
+/// Each row of `logits` (`k` wide) as the cumulative sums of `exp(logit − row max)`, in place
+/// (one fused pass per block of rows, in parallel).
+fn cumulative(logits: Vec<f32>, k: usize) -> Vec<f32> {
     let mut cdf = logits;
     // Blocks of whole rows, about one CHUNK of values each, so rayon's splitting is amortised.
     let block = k * (CHUNK / k).max(1);
@@ -31,15 +117,5 @@ pub(crate) fn categorical(key: StreamKey, logits: Vec<f32>, k: usize, samples: u
             });
         }
     });
-    let mut out = vec![0i64; samples * rows];
-    fill(key, &mut out, |rng, offset, chunk| {
-        for (j, o) in chunk.iter_mut().enumerate() {
-            let row = &cdf[((offset + j) % rows) * k..][..k];
-            let u = rng.random::<f32>() * row[k - 1];
-            // Rounding can leave u at the total, and a row without a finite logit is NaN:
-            // the last index then.
-            *o = row.iter().position(|&c| u < c).unwrap_or(k - 1) as i64;
-        }
-    });
-    out
+    cdf
 }

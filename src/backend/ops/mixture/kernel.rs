@@ -46,6 +46,15 @@ fn pick_component(w: &[f32], base: u32, #[comptime] k: u32, word: u32) -> u32 {
     j
 }
 
+/// The block (relative to the launch's first) of output element `index`: `index` itself, or,
+/// for a handle drawing a slice of a larger call's items ([`crate::rng::DrawWindow`]), its
+/// place in that call: repetition `index / chunk` at `stride`, then `index mod chunk`.
+/// `chunk = u32::MAX` (and any `stride`) is the identity for every index a launch has.
+#[cube]
+fn windowed(index: u32, chunk: u32, stride: u32) -> u32 {
+    (index / chunk) * stride + index % chunk
+}
+
 /// `loc[at] + scale[at] · T(df[at])`, the Student-T from two Philox words.
 #[cube]
 fn draw_component(df: &[f32], loc: &[f32], scale: &[f32], at: usize, w1: u32, w2: u32) -> f32 {
@@ -63,6 +72,8 @@ pub(crate) fn mixture_t_kernel(
     out: &mut [f32],
     rows: u32,
     stream: Stream,
+    chunk: u32,
+    stride: u32,
     #[comptime] k: u32,
 ) {
     let i = ABSOLUTE_POS;
@@ -71,7 +82,7 @@ pub(crate) fn mixture_t_kernel(
     }
     let index = u32::cast_from(i);
     let base = (index % rows) * k;
-    let b = block_at(index, 0u32, &stream);
+    let b = block_at(windowed(index, chunk, stride), 0u32, &stream);
     let j = pick_component(logits, base, k, b.w0);
     out[i] = draw_component(df, loc, scale, (base + j) as usize, b.w1, b.w2);
 }
@@ -90,6 +101,8 @@ pub(crate) fn mixture_t_tiled_kernel(
     out: &mut [f32],
     rows: u32,
     stream: Stream,
+    chunk: u32,
+    stride: u32,
     #[comptime] k: u32,
 ) {
     let u = UNIT_POS;
@@ -104,7 +117,7 @@ pub(crate) fn mixture_t_tiled_kernel(
     sync_cube();
     let i = i0 + u;
     if (i as usize) < out.len() {
-        let b = block_at(i, 0u32, &stream);
+        let b = block_at(windowed(i, chunk, stride), 0u32, &stream);
         let j = pick_component(&tile, u * k, k, b.w0);
         let at = (((r0 + u) % rows) * k + j) as usize;
         out[i as usize] = draw_component(df, loc, scale, at, b.w1, b.w2);

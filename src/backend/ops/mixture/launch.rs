@@ -26,6 +26,7 @@ pub(crate) trait MixtureOps: burn::backend::Backend {
         scale: FloatTensor<Self>,
         samples: usize,
         key: Key,
+        window: (u32, u32),
     ) -> FloatTensor<Self>;
 }
 
@@ -37,6 +38,7 @@ impl MixtureOps for CubeBackend {
         scale: CubeTensor,
         samples: usize,
         key: Key,
+        (chunk, stride): (u32, u32),
     ) -> CubeTensor {
         let p = MixtureParams::new(logits, df, loc, scale).map(into_contiguous);
         let (rows, k) = (p.logits.meta.shape()[0], p.logits.meta.shape()[1]);
@@ -58,6 +60,8 @@ impl MixtureOps for CubeBackend {
                 out.clone().into_buffer_arg(),
                 rows as u32,
                 stream,
+                chunk,
+                stride,
                 k as u32,
             );
         } else if n > 0 && k > 0 {
@@ -72,6 +76,8 @@ impl MixtureOps for CubeBackend {
                 out.clone().into_buffer_arg(),
                 rows as u32,
                 stream,
+                chunk,
+                stride,
                 k as u32,
             );
         }

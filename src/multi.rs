@@ -1,0 +1,534 @@
+//! [`MultiDevice`]: one forecast spread over several devices of a host, each with its own copy
+//! of the model, run concurrently and returned as one forecast in the input's order, with one
+//! [`MultiReport`] of what ran where.
+//!
+//! Forecasting is data-parallel over items (a batch row: the variates that attend to each
+//! other), so a batch is cut into consecutive slices of items, one per device, sized alike
+//! ([`split`]); each device forecasts its slice with its own weights and fallback, and the
+//! slices' forecasts are concatenated on the first device. Nothing crosses between devices
+//! during a forecast. For runs past one host, see docs/scaling.md.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::auto::{AutoOptions, AutoToto};
+use crate::backend::{Backend, Report};
+use crate::error::{Error, Result};
+use crate::forecast::{Forecast, Progress, Series, Step};
+use crate::rng::DrawWindow;
+use crate::toto::{ForecastOptions, Toto};
+use crate::toto2::{Toto2, Toto2Options};
+
+/// A model that [`MultiDevice`] can spread over devices: [`Toto`], [`Toto2`] and
+/// [`AutoToto`], on any [`Backend`]. Sealed: its methods are the crate's own.
+pub trait Replica: Send + Sync + sealed::Forecaster {}
+
+impl<B: Backend> Replica for Toto<B> {}
+impl<B: Backend> Replica for Toto2<B> {}
+impl<B: Backend> Replica for AutoToto<B> {}
+
+mod sealed {
+    use super::*;
+
+    /// What [`MultiDevice`] asks of a model.
+    pub trait Forecaster {
+        /// The model's backend.
+        type Backend: Backend;
+        /// The model's forecast options.
+        type Options: Clone + Send + Sync;
+
+        /// The model's backend.
+        fn backend(&self) -> &Self::Backend;
+
+        /// The checks `forecast_series` makes of the options and the request's size.
+        fn check_request(&self, shape: [usize; 3], options: &Self::Options) -> Result<()>;
+
+        /// Elements each item draws per sampling call, when the forecast draws (Toto 1.0's
+        /// sample paths: `V ·` the patch size); `None` when it draws nothing.
+        fn draws_per_item(&self, shape: [usize; 3], options: &Self::Options) -> Option<usize>;
+
+        /// The progress callback the options name, if any.
+        fn progress(&self, options: &Self::Options) -> Option<Progress>;
+
+        /// The options with `progress` as their only callback.
+        fn with_progress(
+            &self,
+            options: &Self::Options,
+            progress: Option<Progress>,
+        ) -> Self::Options;
+
+        /// `forecast_series` of `series`, its paths drawn through `draws` when given.
+        fn forecast_slice(
+            &self,
+            series: &Series,
+            options: &Self::Options,
+            draws: Option<&Self::Backend>,
+        ) -> Result<Forecast<Self::Backend>>;
+    }
+
+    impl<B: Backend> Forecaster for Toto<B> {
+        type Backend = B;
+        type Options = ForecastOptions;
+
+        fn backend(&self) -> &B {
+            Toto::backend(self)
+        }
+
+        fn check_request(&self, shape: [usize; 3], options: &ForecastOptions) -> Result<()> {
+            Toto::check_request(self, shape, options)
+        }
+
+        fn draws_per_item(
+            &self,
+            [_, v, _]: [usize; 3],
+            options: &ForecastOptions,
+        ) -> Option<usize> {
+            options.num_samples.map(|_| v * self.config().patch_size)
+        }
+
+        fn progress(&self, options: &ForecastOptions) -> Option<Progress> {
+            options.progress.clone()
+        }
+
+        fn with_progress(
+            &self,
+            options: &ForecastOptions,
+            progress: Option<Progress>,
+        ) -> ForecastOptions {
+            ForecastOptions {
+                progress,
+                ..options.clone()
+            }
+        }
+
+        fn forecast_slice(
+            &self,
+            series: &Series,
+            options: &ForecastOptions,
+            draws: Option<&B>,
+        ) -> Result<Forecast<B>> {
+            self.forecast_series_drawing(series, options, draws)
+        }
+    }
+
+    impl<B: Backend> Forecaster for Toto2<B> {
+        type Backend = B;
+        type Options = Toto2Options;
+
+        fn backend(&self) -> &B {
+            Toto2::backend(self)
+        }
+
+        fn check_request(&self, shape: [usize; 3], options: &Toto2Options) -> Result<()> {
+            Toto2::check_request(self, shape, options)
+        }
+
+        fn draws_per_item(&self, _: [usize; 3], _: &Toto2Options) -> Option<usize> {
+            None
+        }
+
+        fn progress(&self, options: &Toto2Options) -> Option<Progress> {
+            options.progress.clone()
+        }
+
+        fn with_progress(
+            &self,
+            options: &Toto2Options,
+            progress: Option<Progress>,
+        ) -> Toto2Options {
+            Toto2Options {
+                progress,
+                ..options.clone()
+            }
+        }
+
+        fn forecast_slice(
+            &self,
+            series: &Series,
+            options: &Toto2Options,
+            _: Option<&B>,
+        ) -> Result<Forecast<B>> {
+            self.forecast_series(series, options)
+        }
+    }
+
+    impl<B: Backend> Forecaster for AutoToto<B> {
+        type Backend = B;
+        type Options = AutoOptions;
+
+        fn backend(&self) -> &B {
+            AutoToto::backend(self)
+        }
+
+        fn check_request(&self, shape: [usize; 3], options: &AutoOptions) -> Result<()> {
+            AutoToto::check_request(self, shape, options)
+        }
+
+        fn draws_per_item(&self, shape: [usize; 3], options: &AutoOptions) -> Option<usize> {
+            match self {
+                AutoToto::V1(m) => m.draws_per_item(shape, &options.for_v1()),
+                AutoToto::V2(_) => None,
+            }
+        }
+
+        fn progress(&self, options: &AutoOptions) -> Option<Progress> {
+            match self {
+                AutoToto::V1(_) => options.for_v1().progress,
+                AutoToto::V2(_) => options.for_v2().progress,
+            }
+        }
+
+        fn with_progress(&self, options: &AutoOptions, progress: Option<Progress>) -> AutoOptions {
+            let mut options = options.clone();
+            options.progress = progress;
+            options.v1.progress = None;
+            options.v2.progress = None;
+            options
+        }
+
+        fn forecast_slice(
+            &self,
+            series: &Series,
+            options: &AutoOptions,
+            draws: Option<&B>,
+        ) -> Result<Forecast<B>> {
+            match self {
+                AutoToto::V1(m) => m.forecast_series_drawing(series, &options.for_v1(), draws),
+                AutoToto::V2(m) => m.forecast_series(series, &options.for_v2()),
+            }
+        }
+    }
+}
+
+/// The slices of a batch of `items` over `devices` devices: consecutive ranges whose sizes
+/// differ by one at most, the larger first; a batch of fewer items than devices uses one
+/// device per item. Empty if either count is 0.
+///
+/// ```
+/// use toto_fallback::multi::split;
+///
+/// assert_eq!(split(7, 3), [0..3, 3..5, 5..7]);
+/// assert_eq!(split(2, 4), [0..1, 1..2]);
+/// ```
+pub fn split(items: usize, devices: usize) -> Vec<Range<usize>> {
+    let used = devices.min(items);
+    if used == 0 {
+        return Vec::new();
+    }
+    let (base, extra) = (items / used, items % used);
+    let mut start = 0;
+    (0..used)
+        .map(|d| {
+            let len = base + usize::from(d < extra);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
+}
+
+/// One model on each of several devices, forecasting a batch together: the batch is cut into
+/// consecutive slices of items ([`split`]), each device forecasts its slice concurrently, and
+/// the slices' forecasts come back as one [`Forecast`] in the input's order, on the first
+/// device.
+///
+/// - **Devices.** Any list of backends, one model each: the discrete GPUs of a host
+///   ([`Wgpu::discrete_gpus`](crate::Wgpu::discrete_gpus), each in a
+///   [`FallbackBackend`](crate::FallbackBackend) with its own CPU fallback), chosen adapters,
+///   or, for tests, several CPU backends. [`MultiDevice::load`] loads the model on each, in
+///   parallel.
+/// - **Results.** The same as one device's forecast of the whole batch: each item's forecast
+///   reads its own slice only, every slice keeps the batch's padded length, and Toto 1.0's
+///   sample paths are drawn through [`Backend::with_draw_window`], so that each device draws
+///   what one device would draw for its items after the same [`MultiDevice::seed`] (for
+///   backends that give such a window: [`Wgpu`](crate::Wgpu), [`NdArray`](crate::NdArray) and
+///   fallbacks of them). Values are equal bit for bit where the devices compute alike (the
+///   tests check it on CPU backends); GPUs of one model agree to rounding, as one GPU does
+///   with itself at another batch size.
+/// - **Seeding.** [`MultiDevice::seed`] seeds every device's backend. A forecast advances the
+///   call sequence of the devices it uses; a batch of fewer items than devices leaves the
+///   others behind, so reseed before a forecast that must reproduce a single device's.
+/// - **Errors.** The request is checked once against the whole batch before any device
+///   starts; a device that then fails makes the call fail with [`Error::Device`], which names
+///   it and its items. The input is borrowed, so nothing of it is lost: retry without the
+///   device, or with fewer items.
+/// - **Report.** [`MultiDevice::report`] gives what ran where on each device and in total
+///   (for backends that route ops, such as [`FallbackBackend`](crate::FallbackBackend)).
+///
+/// ```
+/// use toto_fallback::multi::MultiDevice;
+/// use toto_fallback::toto2::{Toto2, Toto2Options};
+/// use toto_fallback::{NdArray, forecast::Series};
+///
+/// // Two CPU backends here; on a GPU host: `Wgpu::discrete_gpus(GraphicsApi::Auto)?` each in
+/// // a `FallbackBackend::new(gpu, NdArray::new())`.
+/// let devices = [NdArray::seeded(0), NdArray::seeded(0)];
+/// let model = MultiDevice::load(devices, |b| Toto2::from_dir(b, "tests/fixtures/toto2-tiny"))?;
+/// let series = Series::from_batch(&[
+///     vec![vec![1.0, 2.0, 3.0, 2.0]],
+///     vec![vec![5.0, 4.0, 5.0, 6.0]],
+///     vec![vec![0.5, 0.7, 0.6, 0.8]],
+/// ])?;
+/// let forecast = model.forecast_series(&series, &Toto2Options::gluonts(8))?;
+/// assert_eq!(forecast.mean.dims(), [3, 1, 8]); // items 0..2 on device 0, item 2 on device 1
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MultiDevice<M> {
+    replicas: Vec<M>,
+}
+
+impl<M: Replica> MultiDevice<M> {
+    /// A forecaster over `replicas`, one model per device, in the order their devices are
+    /// numbered in errors and reports.
+    ///
+    /// # Errors
+    /// [`Error::Input`] if `replicas` is empty.
+    pub fn new(replicas: Vec<M>) -> Result<Self> {
+        if replicas.is_empty() {
+            return Err(Error::Input {
+                what: "MultiDevice::new",
+                reason: "no device: give at least one model".to_owned(),
+            });
+        }
+        Ok(MultiDevice { replicas })
+    }
+
+    /// Loads a model on each of `backends` with `load`, all at once (a thread per device),
+    /// and makes a forecaster of them.
+    ///
+    /// # Errors
+    /// [`Error::Input`] if `backends` is empty; [`Error::Device`] naming the first device
+    /// whose `load` failed, with its error.
+    pub fn load<I, F>(backends: I, load: F) -> Result<Self>
+    where
+        I: IntoIterator<Item = M::Backend>,
+        F: Fn(&M::Backend) -> Result<M> + Sync,
+        M: Send,
+    {
+        let backends: Vec<M::Backend> = backends.into_iter().collect();
+        let load = &load;
+        let loaded: Vec<Result<M>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = backends
+                .iter()
+                .map(|b| scope.spawn(move || load(b)))
+                .collect();
+            handles.into_iter().map(join).collect()
+        });
+        let replicas = loaded
+            .into_iter()
+            .zip(&backends)
+            .enumerate()
+            .map(|(index, (model, b))| model.map_err(|e| device_error(index, b, 0..0, e)))
+            .collect::<Result<Vec<M>>>()?;
+        Self::new(replicas)
+    }
+
+    /// The models, one per device.
+    pub fn replicas(&self) -> &[M] {
+        &self.replicas
+    }
+
+    /// The number of devices.
+    pub fn devices(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Seeds every device's backend with `seed` ([`Backend::seed`]).
+    pub fn seed(&self, seed: u64) {
+        for r in &self.replicas {
+            r.backend().seed(seed);
+        }
+    }
+
+    /// Forecasts `series` (`[B, V, T]` host data): items [`split`] over the devices, each
+    /// slice forecast on its device concurrently with the model's `forecast_series`, the
+    /// slices' forecasts concatenated in the input's order on the first device. The progress
+    /// callback of `options` hears the passes of every device together.
+    ///
+    /// # Errors
+    /// The model's `forecast_series` errors for the whole batch, checked before any device
+    /// starts; [`Error::Device`] naming the first device (in device order) that failed.
+    pub fn forecast_series(
+        &self,
+        series: &Series,
+        options: &M::Options,
+    ) -> Result<Forecast<M::Backend>> {
+        let shape = series.shape();
+        let first = &self.replicas[0];
+        first.check_request(shape, options)?;
+        let slices = split(shape[0], self.replicas.len());
+        let inner = first.draws_per_item(shape, options);
+        let progress = first
+            .progress(options)
+            .map(|p| Combined::progress(p, slices.len()));
+        // One slice's forecast on device `d`, its result moved to the first device by the
+        // device's own thread, while the others may still be forecasting.
+        let run = |d: usize, range: Range<usize>| {
+            let replica = &self.replicas[d];
+            let options = replica.with_progress(options, progress.as_ref().map(|p| p(d)));
+            let start = Instant::now();
+            let out = forecast_slice(replica, series, &range, inner, &options);
+            let forecast = start.elapsed();
+            let out = match out {
+                Ok(part) if d > 0 => Forecast::concat(vec![part], first.backend()),
+                other => other,
+            };
+            // The forecast's time is until it returned (its device may still be working); the
+            // move waits for the device, then copies.
+            log::debug!(
+                "device {d} ({}) forecast items {range:?} in {:.1} ms, moved to device 0 in \
+                 {:.1} ms",
+                replica.backend().name(),
+                forecast.as_secs_f64() * 1e3,
+                (start.elapsed() - forecast).as_secs_f64() * 1e3
+            );
+            (range, out)
+        };
+        // Devices 1.. on scoped threads, device 0 on the calling thread.
+        let results: Vec<SliceResult<M::Backend>> = std::thread::scope(|scope| {
+            let run = &run;
+            let others: Vec<_> = slices
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(d, range)| {
+                    let range = range.clone();
+                    (range.clone(), scope.spawn(move || run(d, range).1))
+                })
+                .collect();
+            let mut results = vec![run(0, slices[0].clone())];
+            results.extend(others.into_iter().map(|(range, h)| (range, join(h))));
+            results
+        });
+        let mut parts = Vec::with_capacity(results.len());
+        for (d, (range, result)) in results.into_iter().enumerate() {
+            parts.push(result.map_err(|e| device_error(d, self.replicas[d].backend(), range, e))?);
+        }
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        Forecast::concat(parts, first.backend())
+    }
+
+    /// What ran where on each device since its backend was made or last reset, and the sum
+    /// over devices; `None` when the backends do not route ops
+    /// ([`Backend::fallback_report`]: [`FallbackBackend`](crate::FallbackBackend) does).
+    pub fn report(&self) -> Option<MultiReport> {
+        let devices = self
+            .replicas
+            .iter()
+            .map(|r| r.backend().fallback_report())
+            .collect::<Option<Vec<Report>>>()?;
+        let total = Report::sum(&devices)?;
+        Some(MultiReport { devices, total })
+    }
+
+    /// Zeroes every device's report counters.
+    pub fn reset_report(&self) {
+        for r in &self.replicas {
+            r.backend().reset_fallback_report();
+        }
+    }
+}
+
+/// A slice's items and its forecast (or its device's error).
+type SliceResult<B> = (Range<usize>, Result<Forecast<B>>);
+
+/// One slice's forecast: its items, and a draw window when the forecast draws and the slice is
+/// not the whole batch.
+fn forecast_slice<M: Replica>(
+    replica: &M,
+    series: &Series,
+    range: &Range<usize>,
+    inner: Option<usize>,
+    options: &M::Options,
+) -> Result<Forecast<M::Backend>> {
+    let items = series.shape()[0];
+    if range.len() == items {
+        return replica.forecast_slice(series, options, None);
+    }
+    let slice = series.items(range.clone())?;
+    let window = inner
+        .and_then(|inner| DrawWindow::new(items, range.start, range.len(), inner))
+        .and_then(|w| replica.backend().with_draw_window(w));
+    replica.forecast_slice(&slice, options, window.as_ref())
+}
+
+/// A scoped thread's result, a panic becoming an error.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle.join().unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(Error::Input {
+            what: "MultiDevice (a device's thread panicked)",
+            reason: message,
+        })
+    })
+}
+
+fn device_error<B: Backend>(index: usize, backend: &B, items: Range<usize>, e: Error) -> Error {
+    Error::Device {
+        index,
+        name: backend.name().to_owned(),
+        first: items.start,
+        end: items.end,
+        source: Box::new(e),
+    }
+}
+
+/// The progress of every device's slice as one: the passes done summed over devices, out of
+/// every device's total.
+struct Combined {
+    user: Progress,
+    done: Mutex<Vec<Step>>,
+}
+
+impl Combined {
+    /// A factory of per-device callbacks reporting to `user`.
+    fn progress(user: Progress, devices: usize) -> impl Fn(usize) -> Progress {
+        let combined = Arc::new(Combined {
+            user,
+            done: Mutex::new(vec![Step { done: 0, total: 0 }; devices]),
+        });
+        move |device| {
+            let combined = Arc::clone(&combined);
+            Progress::new(move |step| combined.tell(device, step))
+        }
+    }
+
+    fn tell(&self, device: usize, step: Step) {
+        let (done, total) = {
+            let mut steps = self.done.lock().unwrap_or_else(|e| e.into_inner());
+            steps[device] = step;
+            // Every slice makes the same passes: before a device's first report, count its
+            // total as the reporting device's.
+            let total = step.total * steps.len();
+            (steps.iter().map(|s| s.done).sum::<usize>(), total)
+        };
+        self.user.report(done, total);
+    }
+}
+
+/// What ran where on each device of a [`MultiDevice`], and in total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiReport {
+    /// Each device's report, in device order.
+    pub devices: Vec<Report>,
+    /// The sum over devices.
+    pub total: Report,
+}
+
+impl fmt::Display for MultiReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, report) in self.devices.iter().enumerate() {
+            writeln!(f, "device {i}: {report}")?;
+        }
+        write!(f, "all {} devices: {}", self.devices.len(), self.total)
+    }
+}
