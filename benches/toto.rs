@@ -474,6 +474,16 @@ fn memory_policy() {
         .expect("a wgpu adapter");
 }
 
+/// `--precision f32|f16|bf16` (f32 when absent).
+fn precision(arg: Option<String>) -> Precision {
+    match arg.as_deref().unwrap_or("f32") {
+        "f32" => Precision::F32,
+        "f16" => Precision::F16,
+        "bf16" => Precision::Bf16,
+        other => panic!("unknown precision {other} (f32, f16, bf16)"),
+    }
+}
+
 /// `M,K,N` of a `flag` as three sizes.
 fn matmul_shape(shape: &str, flag: &str) -> [usize; 3] {
     let dims: Vec<usize> = shape
@@ -679,12 +689,7 @@ fn main() {
     // `--devices N|all --model toto1|22m|313m --workload NAME`: 1 GPU and N GPUs, same process.
     if let (Some(devices), Some(name)) = (value("--devices"), value("--workload")) {
         let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
-        let precision = match value("--precision").as_deref().unwrap_or("f32") {
-            "f32" => Precision::F32,
-            "f16" => Precision::F16,
-            "bf16" => Precision::Bf16,
-            other => panic!("unknown precision {other} (f32, f16, bf16)"),
-        };
+        let precision = precision(value("--precision"));
         let model = value("--model").unwrap_or_else(|| "toto1".to_owned());
         let batch = value("--batch").map(|b| b.parse().expect("--batch B"));
         run_multi(&devices, &model, &name, runs, precision, batch);
@@ -692,12 +697,7 @@ fn main() {
     }
     if let (Some(sizes), Some(names)) = (value("--toto2"), value("--workload")) {
         let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
-        let precision = match value("--precision").as_deref().unwrap_or("f32") {
-            "f32" => Precision::F32,
-            "f16" => Precision::F16,
-            "bf16" => Precision::Bf16,
-            other => panic!("unknown precision {other} (f32, f16, bf16)"),
-        };
+        let precision = precision(value("--precision"));
         for size in sizes.split(',') {
             match value("--backend").as_deref().unwrap_or("fallback") {
                 "ndarray" => run_toto2(&NdArray::new(), size, &names, runs, precision, String::new),

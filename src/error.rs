@@ -244,16 +244,17 @@ pub enum Error {
     /// One device of a multi-device forecast failed ([`MultiDevice`](crate::multi::MultiDevice)):
     /// which device, the items it had, and its error. The input is unchanged (it was
     /// borrowed): forecast it again without the device, or on fewer items at once.
-    #[error("device {index} ({name}), items {first}..{end} of the batch: {source}")]
+    #[error(
+        "device {index} ({name}){}: {source}",
+        .items.as_ref().map_or(String::new(), |r| format!(", items {}..{} of the batch", r.start, r.end))
+    )]
     Device {
         /// The device's place in the list the forecaster was built from.
         index: usize,
         /// The device's backend name.
         name: String,
-        /// The first item of the batch it forecast.
-        first: usize,
-        /// One past its last item.
-        end: usize,
+        /// The items of the batch it forecast (`None` when loading the model failed).
+        items: Option<std::ops::Range<usize>>,
         /// What went wrong there.
         #[source]
         source: Box<Error>,

@@ -321,7 +321,7 @@ impl<M: Replica> MultiDevice<M> {
             .into_iter()
             .zip(&backends)
             .enumerate()
-            .map(|(index, (model, b))| model.map_err(|e| device_error(index, b, 0..0, e)))
+            .map(|(index, (model, b))| model.map_err(|e| device_error(index, b, None, e)))
             .collect::<Result<Vec<M>>>()?;
         Self::new(replicas)
     }
@@ -360,6 +360,12 @@ impl<M: Replica> MultiDevice<M> {
         let first = &self.replicas[0];
         first.check_request(shape, options)?;
         let slices = split(shape[0], self.replicas.len());
+        if slices.is_empty() {
+            return Err(Error::Input {
+                what: "MultiDevice::forecast_series",
+                reason: format!("the series {shape:?} has no item to forecast"),
+            });
+        }
         let inner = first.draws_per_item(shape, options);
         let progress = first
             .progress(options)
@@ -405,7 +411,8 @@ impl<M: Replica> MultiDevice<M> {
         });
         let mut parts = Vec::with_capacity(results.len());
         for (d, (range, result)) in results.into_iter().enumerate() {
-            parts.push(result.map_err(|e| device_error(d, self.replicas[d].backend(), range, e))?);
+            let backend = self.replicas[d].backend();
+            parts.push(result.map_err(|e| device_error(d, backend, Some(range), e))?);
         }
         if parts.len() == 1 {
             return Ok(parts.remove(0));
@@ -472,12 +479,16 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     })
 }
 
-fn device_error<B: Backend>(index: usize, backend: &B, items: Range<usize>, e: Error) -> Error {
+fn device_error<B: Backend>(
+    index: usize,
+    backend: &B,
+    items: Option<Range<usize>>,
+    e: Error,
+) -> Error {
     Error::Device {
         index,
         name: backend.name().to_owned(),
-        first: items.start,
-        end: items.end,
+        items,
         source: Box::new(e),
     }
 }

@@ -300,6 +300,18 @@ pub(crate) fn checked_elements(op: Op, shape: &[usize]) -> Result<usize> {
     })
 }
 
+/// The samplers a [`Backend::with_draw_window`] handle leaves unsupported: only the mixture
+/// draw honours a window (`NdArray`'s normal and gamma samplers reject, so an element's draws
+/// have no fixed address; the others are left out too, so that every backend's handle offers
+/// the same ops).
+pub(crate) const UNWINDOWED: [Op; 5] = [
+    Op::Uniform,
+    Op::StandardNormal,
+    Op::StandardGamma,
+    Op::StandardT,
+    Op::Categorical,
+];
+
 /// The ops a backend lacks by nature, plus the ops the user disabled.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Support {

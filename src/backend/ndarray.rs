@@ -9,7 +9,7 @@ use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
 use super::stream::Streams;
 use super::transfer::{read_f32, upload};
-use super::{Backend, Support, checked_elements};
+use super::{Backend, Support, UNWINDOWED, checked_elements};
 use crate::error::Result;
 use crate::op::{Op, OpSet};
 use crate::rng::DrawWindow;
@@ -51,16 +51,6 @@ pub struct NdArray {
     /// The slice of each call a [`Backend::with_draw_window`] handle draws.
     window: Option<DrawWindow>,
 }
-
-/// The samplers a [`DrawWindow`] handle cannot address by item: they draw from chunked streams
-/// (the ziggurat and Marsaglia–Tsang reject, so an element's draws have no fixed address).
-const UNWINDOWED: [Op; 5] = [
-    Op::Uniform,
-    Op::StandardNormal,
-    Op::StandardGamma,
-    Op::StandardT,
-    Op::Categorical,
-];
 
 impl NdArray {
     /// The CPU backend, seeded from the OS.

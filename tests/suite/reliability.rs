@@ -1183,6 +1183,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/toto2.rs",
         "tests/suite/series.rs",
         "tests/suite/hub.rs",
+        "tests/suite/multi.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())

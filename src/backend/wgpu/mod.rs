@@ -11,7 +11,7 @@ use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::tensor as sampling;
 use super::ops::scaler::{self, ScalerSpec, ScalerState};
 use super::stream::Streams;
-use super::{Backend, Support, checked_elements};
+use super::{Backend, Support, UNWINDOWED, checked_elements};
 use crate::adapter::{AdapterKind, GraphicsApi};
 use crate::error::{Error, Result};
 use crate::op::{Op, OpSet};
@@ -210,15 +210,6 @@ impl Wgpu {
 
 /// The window of a handle that draws whole calls.
 const WHOLE: (u32, u32) = (u32::MAX, 0);
-
-/// The samplers a [`DrawWindow`] handle cannot address by item (only the mixture draw can).
-const UNWINDOWED: [Op; 5] = [
-    Op::Uniform,
-    Op::StandardNormal,
-    Op::StandardGamma,
-    Op::StandardT,
-    Op::Categorical,
-];
 
 fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
     super::kernel_cache::apply_defaults();
