@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::ops::mixture::{self, MixtureParams, host::HostMixture};
+use super::ops::mixture::composed::gather_rows;
+use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
 use super::stream::Streams;
@@ -135,24 +136,29 @@ impl Backend for NdArray {
     }
 
     /// One Philox block per draw, as the wgpu kernel: the component from word 0 against the
-    /// row's cumulative weights, Bailey's polar Student-T from words 1-2; parallel over every
-    /// core. The draws equal [`Wgpu`](crate::Wgpu)'s up to the last bits of `exp`, `ln` and
-    /// `cos`, and depend on neither the thread count nor how a batch is sliced.
+    /// row's cumulative weights (a host loop over every core), the chosen components'
+    /// parameters gathered, then Bailey's polar Student-T from words 1-2. The draws equal
+    /// [`Wgpu`](crate::Wgpu)'s up to the last bits of `exp`, `ln` and `cos`, and depend on
+    /// neither the thread count nor how a batch is sliced.
     fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
-        self.ensure_supported(Op::StudentTMixture)?;
+        let op = Op::StudentTMixture;
+        self.ensure_supported(op)?;
         let [rows, k] = params.check(self, samples)?;
-        let [logits, df, loc, scale] = params
-            .map(|t| read_unshared(Op::StudentTMixture, t))
-            .into_array();
-        let params = HostMixture {
-            logits: logits?,
-            df: df?,
-            loc: loc?,
-            scale: scale?,
-            k,
-        };
+        let MixtureParams {
+            logits,
+            df,
+            loc,
+            scale,
+        } = params;
         let key = self.rng.next_stream().draw_key();
-        let values = mixture::host::student_t_mixture(key, self.window, params, samples);
+        let logits = read_unshared(op, logits)?;
+        let (index, words) = mixture::host::pick_components(key, self.window, logits, k, samples);
+        let index =
+            Tensor::<2, Int>::from_data(TensorData::new(index, [samples, rows]), &self.device);
+        // Only the chosen components' parameters are read back (3 values a draw, not 3·K).
+        let pick = |p: Tensor<2>| read_f32(op.name(), gather_rows(p, index.clone()));
+        let values =
+            mixture::host::student_t_from_words(&pick(df)?, &pick(loc)?, &pick(scale)?, &words);
         Ok(upload(values, [samples, rows], &self.device))
     }
 

@@ -58,40 +58,57 @@ fn polar_t(nu: f32, w1: u32, w2: u32) -> f32 {
     r2.sqrt() * ((unit_f32(w2) - 0.5) * TAU).cos()
 }
 
-/// The parameters of a mixture draw on the host, `rows × k` each, row-major.
-pub(crate) struct HostMixture {
-    pub(crate) logits: Vec<f32>,
-    pub(crate) df: Vec<f32>,
-    pub(crate) loc: Vec<f32>,
-    pub(crate) scale: Vec<f32>,
-    pub(crate) k: usize,
-}
-
-/// `[samples, rows]` draws of a Student-T mixture, one Philox block per draw as the wgpu
-/// kernel reads them: word 0 picks the component against the row's cumulative weights, words
-/// 1-2 draw its Student-T. Element `i` reads block `key.offset + i`, or, through a `window`,
+/// The first half of a Student-T mixture draw, `[samples, rows]` of them, one Philox block per
+/// draw as the wgpu kernel reads them: word 0 picks the component against the row's cumulative
+/// weights (returned as its index in `0..k`), words 1-2 are kept for the Student-T
+/// ([`student_t_from_words`]). Draw `i` reads block `key.offset + i`, or, through a `window`,
 /// `key.offset + window.index(i)`: the draws depend on neither the thread count nor how a batch
 /// is cut into slices.
-pub(crate) fn student_t_mixture(
+pub(crate) fn pick_components(
     key: DrawKey,
     window: Option<DrawWindow>,
-    params: HostMixture,
+    logits: Vec<f32>,
+    k: usize,
     samples: usize,
-) -> Vec<f32> {
-    let k = params.k;
-    let rows = params.logits.len() / k;
-    let cdf = cumulative(params.logits, k);
-    let mut out = vec![0.0f32; samples * rows];
-    out.par_chunks_mut(CHUNK)
+) -> (Vec<i64>, Vec<[u32; 2]>) {
+    let rows = logits.len() / k;
+    let cdf = cumulative(logits, k);
+    let n = samples * rows;
+    let mut index = vec![0i64; n];
+    let mut words = vec![[0u32; 2]; n];
+    index
+        .par_chunks_mut(CHUNK)
+        .zip(words.par_chunks_mut(CHUNK))
         .enumerate()
-        .for_each(|(c, chunk)| {
-            for (j, o) in chunk.iter_mut().enumerate() {
+        .for_each(|(c, (index, words))| {
+            for (j, (o, w)) in index.iter_mut().zip(words.iter_mut()).enumerate() {
                 let i = (c * CHUNK + j) as u64;
                 let g = window.map_or(i, |w| w.index(i));
                 let [w0, w1, w2, _] = key.block(key.offset.wrapping_add(g), 0);
                 let r = (c * CHUNK + j) % rows;
-                let at = r * k + pick(&cdf[r * k..][..k], unit_f32(w0));
-                *o = params.loc[at] + params.scale[at] * polar_t(params.df[at], w1, w2);
+                *o = pick(&cdf[r * k..][..k], unit_f32(w0)) as i64;
+                *w = [w1, w2];
+            }
+        });
+    (index, words)
+}
+
+/// The second half: `loc + scale · T(df)` per draw from the chosen components' parameters and
+/// the draw's two Philox words (Bailey's polar method, as the wgpu kernel).
+pub(crate) fn student_t_from_words(
+    df: &[f32],
+    loc: &[f32],
+    scale: &[f32],
+    words: &[[u32; 2]],
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; words.len()];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let at = c * CHUNK;
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let [w1, w2] = words[at + j];
+                *o = loc[at + j] + scale[at + j] * polar_t(df[at + j], w1, w2);
             }
         });
     out
