@@ -370,31 +370,25 @@ impl<M: Replica> MultiDevice<M> {
         let progress = first
             .progress(options)
             .map(|p| Combined::progress(p, slices.len()));
-        // One slice's forecast on device `d`, its result moved to the first device by the
-        // device's own thread, while the others may still be forecasting.
+        // One slice's forecast on device `d`.
         let run = |d: usize, range: Range<usize>| {
             let replica = &self.replicas[d];
             let options = replica.with_progress(options, progress.as_ref().map(|p| p(d)));
             let start = Instant::now();
             let out = forecast_slice(replica, series, &range, inner, &options);
-            let forecast = start.elapsed();
-            let out = match out {
-                Ok(part) if d > 0 => Forecast::concat(vec![part], first.backend()),
-                other => other,
-            };
-            // The forecast's time is until it returned (its device may still be working); the
-            // move waits for the device, then copies.
+            // Until the forecast returned: its device may still be working.
             log::debug!(
-                "device {d} ({}) forecast items {range:?} in {:.1} ms, moved to device 0 in \
-                 {:.1} ms",
+                "device {d} ({}) forecast items {range:?} in {:.1} ms",
                 replica.backend().name(),
-                forecast.as_secs_f64() * 1e3,
-                (start.elapsed() - forecast).as_secs_f64() * 1e3
+                start.elapsed().as_secs_f64() * 1e3
             );
-            (range, out)
+            out
         };
-        // Devices 1.. on scoped threads, device 0 on the calling thread.
-        let results: Vec<SliceResult<M::Backend>> = std::thread::scope(|scope| {
+        let device0 = first.backend().device();
+        // Devices 1.. on scoped threads, each moving its part to the first device as soon as
+        // it is done (the move waits for its device), while the others may still be working;
+        // device 0 on the calling thread.
+        let (head, rest) = std::thread::scope(|scope| {
             let run = &run;
             let others: Vec<_> = slices
                 .iter()
@@ -402,20 +396,38 @@ impl<M: Replica> MultiDevice<M> {
                 .skip(1)
                 .map(|(d, range)| {
                     let range = range.clone();
-                    (range.clone(), scope.spawn(move || run(d, range).1))
+                    let handle = scope.spawn({
+                        let range = range.clone();
+                        move || {
+                            let part = run(d, range)?;
+                            let start = Instant::now();
+                            let part = part.into_parts(device0);
+                            log::debug!(
+                                "device {d}: moved to device 0 in {:.1} ms",
+                                start.elapsed().as_secs_f64() * 1e3
+                            );
+                            Ok(part)
+                        }
+                    });
+                    (d, range, handle)
                 })
                 .collect();
-            let mut results = vec![run(0, slices[0].clone())];
-            results.extend(others.into_iter().map(|(range, h)| (range, join(h))));
-            results
+            let head = run(0, slices[0].clone());
+            let rest: Vec<_> = others
+                .into_iter()
+                .map(|(d, range, h)| (d, range, join(h)))
+                .collect();
+            (head, rest)
         });
-        let mut parts = Vec::with_capacity(results.len());
-        for (d, (range, result)) in results.into_iter().enumerate() {
+        let head =
+            head.map_err(|e| device_error(0, first.backend(), Some(slices[0].clone()), e))?;
+        if rest.is_empty() {
+            return Ok(head);
+        }
+        let mut parts = vec![head.into_parts(device0)];
+        for (d, range, result) in rest {
             let backend = self.replicas[d].backend();
             parts.push(result.map_err(|e| device_error(d, backend, Some(range), e))?);
-        }
-        if parts.len() == 1 {
-            return Ok(parts.remove(0));
         }
         Forecast::concat(parts, first.backend())
     }
@@ -440,9 +452,6 @@ impl<M: Replica> MultiDevice<M> {
         }
     }
 }
-
-/// A slice's items and its forecast (or its device's error).
-type SliceResult<B> = (Range<usize>, Result<Forecast<B>>);
 
 /// One slice's forecast: its items, and a draw window when the forecast draws and the slice is
 /// not the whole batch.

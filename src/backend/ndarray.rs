@@ -144,12 +144,7 @@ impl Backend for NdArray {
         let op = Op::StudentTMixture;
         self.ensure_supported(op)?;
         let [rows, k] = params.check(self, samples)?;
-        let MixtureParams {
-            logits,
-            df,
-            loc,
-            scale,
-        } = params;
+        let [logits, df, loc, scale] = params.into_array();
         let key = self.rng.next_stream().draw_key();
         let logits = read_unshared(op, logits)?;
         let (index, words) = mixture::host::pick_components(key, self.window, logits, k, samples);

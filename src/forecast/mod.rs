@@ -22,6 +22,14 @@ use crate::backend::Backend;
 use crate::distr::{Cdf, Distribution, QuantileKnots};
 use crate::error::{Error, Result};
 
+/// A [`Forecast`]'s tensors on one device, without its distribution object: what
+/// [`MultiDevice`](crate::multi::MultiDevice) moves from each device to the first.
+pub(crate) struct ForecastParts {
+    mean: Tensor<3>,
+    samples: Option<Tensor<4>>,
+    knots: Option<(Vec<f64>, Tensor<4>)>,
+}
+
 /// A forecast, whichever model made it: the mean path, and the forecast distribution per step
 /// as sample paths (Toto 1.0's sample mode) or quantile knots (Toto 2.0); Toto 1.0's mean mode
 /// has the mean path alone.
@@ -69,34 +77,43 @@ impl<B: Backend> Forecast<B> {
         }
     }
 
-    /// The forecasts of consecutive slices of a batch as one forecast of the batch, on
-    /// `backend`'s device (each part's tensors are moved there, then concatenated along the
-    /// batch). Every part must be of one kind (mean, samples or knots at the same levels).
-    pub(crate) fn concat(parts: Vec<Forecast<B>>, backend: &B) -> Result<Self> {
-        let device = backend.device();
+    /// This forecast's tensors, moved to `device`, without the distribution built over them
+    /// (the quantile knots are rebuilt once, by [`Forecast::concat`]).
+    pub(crate) fn into_parts(self, device: &burn::tensor::Device) -> ForecastParts {
+        ForecastParts {
+            mean: self.mean.to_device(device),
+            samples: self.samples.map(|s| s.to_device(device)),
+            knots: self
+                .quantiles
+                .map(|q| (q.levels().to_vec(), q.values().clone().to_device(device))),
+        }
+    }
+
+    /// The forecasts of consecutive slices of a batch ([`Forecast::into_parts`], on
+    /// `backend`'s device) as one forecast of the batch, concatenated along the batch. Every
+    /// part must be of one kind (mean, samples or knots at the same levels).
+    pub(crate) fn concat(parts: Vec<ForecastParts>, backend: &B) -> Result<Self> {
         let mismatch = || Error::Input {
             what: "Forecast::concat",
             reason: "the parts are forecasts of different kinds".to_owned(),
         };
-        let mut means = Vec::with_capacity(parts.len());
+        let n = parts.len();
+        let mut means = Vec::with_capacity(n);
         let mut samples = Vec::new();
         let mut knots = Vec::new();
         let mut levels: Option<Vec<f64>> = None;
         for part in parts {
-            means.push(part.mean.to_device(device));
-            if let Some(s) = part.samples {
-                samples.push(s.to_device(device));
-            }
-            if let Some(q) = part.quantiles {
+            means.push(part.mean);
+            samples.extend(part.samples);
+            if let Some((l, values)) = part.knots {
                 match &levels {
-                    Some(l) if l.as_slice() != q.levels() => return Err(mismatch()),
+                    Some(seen) if *seen != l => return Err(mismatch()),
                     Some(_) => {}
-                    None => levels = Some(q.levels().to_vec()),
+                    None => levels = Some(l),
                 }
-                knots.push(q.values().clone().to_device(device));
+                knots.push(values);
             }
         }
-        let n = means.len();
         if (!samples.is_empty() && samples.len() != n) || (!knots.is_empty() && knots.len() != n) {
             return Err(mismatch());
         }
