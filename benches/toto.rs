@@ -25,7 +25,10 @@
 //!   (`Toto2::with_precision`; Toto 2.0 only: the Toto 1.0 workloads ignore it).
 //! - `--devices N|all --workload NAME [--model toto1|22m|313m] [--precision f16]`: series per
 //!   second on one GPU and on the first `N` discrete GPUs of the host (`MultiDevice`), in one
-//!   process, one JSON line each.
+//!   process, one JSON line each. `TOTO_BENCH_FIRST_GPU=k` starts at the k-th GPU, and
+//!   `TOTO_BENCH_BARRIER=DIR:N` holds each process after its first forecast until `N` processes
+//!   have reached that point: with `--devices 1`, one process per GPU started together time their
+//!   steady runs side by side (the one-process-per-GPU comparison of docs/PERFORMANCE.md).
 //! - `--matmul M,K,N`: the wgpu adapter's matmul throughput in f32, flex32, f16 and bf16.
 //! - `--cold-start N ARGS…`: the other arguments run in `N` fresh processes one after the other
 //!   (cold start: device opening, kernel compilation and autotuning, and with the `cache`
@@ -217,6 +220,7 @@ fn timed(runs: usize, mut f: impl FnMut() -> f64) -> (Vec<f64>, f64, f64) {
             log::info!("forecast {i} done in {t:.3} s");
             if i == 0 {
                 first_done = since_start();
+                barrier();
             }
             t
         })
@@ -225,6 +229,22 @@ fn timed(runs: usize, mut f: impl FnMut() -> f64) -> (Vec<f64>, f64, f64) {
     rest.sort_by(f64::total_cmp);
     let median = rest.get(rest.len() / 2).copied().unwrap_or(times[0]);
     (times, first_done, median)
+}
+
+/// `TOTO_BENCH_BARRIER=DIR:N`: after its first forecast, this process waits until `N`
+/// processes have reached the same point (a file each in `DIR`), so that processes started
+/// together time their steady runs side by side.
+fn barrier() {
+    let Ok(spec) = std::env::var("TOTO_BENCH_BARRIER") else {
+        return;
+    };
+    let (dir, n) = spec.rsplit_once(':').expect("TOTO_BENCH_BARRIER=DIR:N");
+    let n: usize = n.parse().expect("a process count");
+    std::fs::create_dir_all(dir).expect("the barrier's folder");
+    std::fs::write(format!("{dir}/{}", std::process::id()), b"").expect("a barrier file");
+    while std::fs::read_dir(dir).map_or(0, |d| d.count()) < n {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {

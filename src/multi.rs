@@ -10,20 +10,21 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use crate::auto::{AutoOptions, AutoToto};
 use crate::backend::{Backend, Report};
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Progress, Series, Step};
+use crate::forecast::{Forecast, ForecastParts, Progress, Series, Step};
 use crate::rng::DrawWindow;
 use crate::toto::{ForecastOptions, Toto};
 use crate::toto2::{Toto2, Toto2Options};
 
 /// A model that [`MultiDevice`] can spread over devices: [`Toto`], [`Toto2`] and
 /// [`AutoToto`], on any [`Backend`]. Sealed: its methods are the crate's own.
-pub trait Replica: Send + Sync + sealed::Forecaster {}
+pub trait Replica: Send + Sync + 'static + sealed::Forecaster {}
 
 impl<B: Backend> Replica for Toto<B> {}
 impl<B: Backend> Replica for Toto2<B> {}
@@ -37,7 +38,7 @@ mod sealed {
         /// The model's backend.
         type Backend: Backend;
         /// The model's forecast options.
-        type Options: Clone + Send + Sync;
+        type Options: Clone + Send + Sync + 'static;
 
         /// The model's backend.
         fn backend(&self) -> &Self::Backend;
@@ -254,6 +255,12 @@ pub fn split(items: usize, devices: usize) -> Vec<Range<usize>> {
 ///   starts; a device that then fails makes the call fail with [`Error::Device`], which names
 ///   it and its items. The input is borrowed, so nothing of it is lost: retry without the
 ///   device, or with fewer items.
+/// - **Threads.** Each device after the first forecasts on a thread that the `MultiDevice`
+///   starts with it and keeps until it is dropped, the first device on the calling thread: burn
+///   keeps an execution stream per thread, and a device whose work moved to a fresh thread every
+///   call would start a fresh stream every call (on two H100s that cost 30–90 ms a call).
+///   Several threads may call [`MultiDevice::forecast_series`] at once; their slices queue on
+///   each device's thread.
 /// - **Report.** [`MultiDevice::report`] gives what ran where on each device and in total
 ///   (for backends that route ops, such as [`FallbackBackend`](crate::FallbackBackend)).
 ///
@@ -277,15 +284,65 @@ pub fn split(items: usize, devices: usize) -> Vec<Range<usize>> {
 /// ```
 #[derive(Debug)]
 pub struct MultiDevice<M> {
-    replicas: Vec<M>,
+    replicas: Arc<Vec<M>>,
+    /// A long-lived thread for each device after the first (the first works on the calling
+    /// thread): a device's work keeps one thread, and so one burn execution stream, from call
+    /// to call.
+    workers: Vec<Worker>,
+}
+
+/// Work for a device's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A device's long-lived thread, fed jobs over a channel; it ends when the channel closes.
+#[derive(Debug)]
+struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(device: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name(format!("toto-device-{device}"))
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })?;
+        Ok(Worker {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `job`; a job that cannot be queued (the thread is gone) is dropped, which its
+    /// caller sees as a closed result channel.
+    fn run(&self, job: Job) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once its queued jobs are done.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl<M: Replica> MultiDevice<M> {
     /// A forecaster over `replicas`, one model per device, in the order their devices are
-    /// numbered in errors and reports.
+    /// numbered in errors and reports. Starts a thread for each device after the first.
     ///
     /// # Errors
-    /// [`Error::Input`] if `replicas` is empty.
+    /// [`Error::Input`] if `replicas` is empty; [`Error::Device`] if the system refuses a
+    /// device's thread.
     pub fn new(replicas: Vec<M>) -> Result<Self> {
         if replicas.is_empty() {
             return Err(Error::Input {
@@ -293,7 +350,22 @@ impl<M: Replica> MultiDevice<M> {
                 reason: "no device: give at least one model".to_owned(),
             });
         }
-        Ok(MultiDevice { replicas })
+        let workers = (1..replicas.len())
+            .map(|d| {
+                Worker::start(d).map_err(|e| {
+                    let reason = format!("the system refused the device's thread: {e}");
+                    let source = Error::Input {
+                        what: "MultiDevice::new",
+                        reason,
+                    };
+                    device_error(d, replicas[d].backend(), None, source)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MultiDevice {
+            replicas: Arc::new(replicas),
+            workers,
+        })
     }
 
     /// Loads a model on each of `backends` with `load`, all at once (a thread per device),
@@ -328,7 +400,7 @@ impl<M: Replica> MultiDevice<M> {
 
     /// The models, one per device.
     pub fn replicas(&self) -> &[M] {
-        &self.replicas
+        &self.replicas[..]
     }
 
     /// The number of devices.
@@ -338,7 +410,7 @@ impl<M: Replica> MultiDevice<M> {
 
     /// Seeds every device's backend with `seed` ([`Backend::seed`]).
     pub fn seed(&self, seed: u64) {
-        for r in &self.replicas {
+        for r in self.replicas.iter() {
             r.backend().seed(seed);
         }
     }
@@ -370,55 +442,71 @@ impl<M: Replica> MultiDevice<M> {
         let progress = first
             .progress(options)
             .map(|p| Combined::progress(p, slices.len()));
-        // One slice's forecast on device `d`.
-        let run = |d: usize, range: Range<usize>| {
-            let replica = &self.replicas[d];
-            let options = replica.with_progress(options, progress.as_ref().map(|p| p(d)));
-            let start = Instant::now();
-            let out = forecast_slice(replica, series, &range, inner, &options);
-            // Until the forecast returned: its device may still be working.
-            log::debug!(
-                "device {d} ({}) forecast items {range:?} in {:.1} ms",
-                replica.backend().name(),
-                start.elapsed().as_secs_f64() * 1e3
-            );
-            out
-        };
         let device0 = first.backend().device();
-        // Devices 1.. on scoped threads, each moving its part to the first device as soon as
-        // it is done (the move waits for its device), while the others may still be working;
-        // device 0 on the calling thread.
-        let (head, rest) = std::thread::scope(|scope| {
-            let run = &run;
-            let others: Vec<_> = slices
-                .iter()
-                .enumerate()
-                .skip(1)
-                .map(|(d, range)| {
-                    let range = range.clone();
-                    let handle = scope.spawn({
-                        let range = range.clone();
-                        move || {
-                            let part = run(d, range)?;
-                            let start = Instant::now();
-                            let part = part.into_parts(device0);
-                            log::debug!(
-                                "device {d}: moved to device 0 in {:.1} ms",
-                                start.elapsed().as_secs_f64() * 1e3
-                            );
-                            Ok(part)
-                        }
-                    });
-                    (d, range, handle)
-                })
-                .collect();
-            let head = run(0, slices[0].clone());
-            let rest: Vec<_> = others
-                .into_iter()
-                .map(|(d, range, h)| (d, range, join(h)))
-                .collect();
-            (head, rest)
-        });
+        // Devices 1.. on their threads, each moving its part to the first device as soon as it
+        // is done (the move waits for its device) while the others may still be working.
+        let pending: Vec<_> = slices
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(d, range)| {
+                let (done, result) = mpsc::sync_channel::<Result<ForecastParts>>(1);
+                let options =
+                    self.replicas[d].with_progress(options, progress.as_ref().map(|p| p(d)));
+                let slice = series.items(range.clone());
+                let (replicas, device0, job_range) =
+                    (Arc::clone(&self.replicas), device0.clone(), range.clone());
+                self.workers[d - 1].run(Box::new(move || {
+                    let work = || -> Result<ForecastParts> {
+                        let part = run_slice(
+                            &replicas[d],
+                            d,
+                            &slice?,
+                            shape[0],
+                            &job_range,
+                            inner,
+                            &options,
+                        )?;
+                        let start = Instant::now();
+                        let part = part.into_parts(&device0);
+                        log::debug!(
+                            "device {d}: moved to device 0 in {:.1} ms",
+                            start.elapsed().as_secs_f64() * 1e3
+                        );
+                        Ok(part)
+                    };
+                    let out =
+                        catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|p| Err(panicked(p)));
+                    let _ = done.send(out);
+                }));
+                (d, range.clone(), result)
+            })
+            .collect();
+        // Device 0 on the calling thread.
+        let head = {
+            let options = first.with_progress(options, progress.as_ref().map(|p| p(0)));
+            let range = &slices[0];
+            let own;
+            let slice = if range.len() == shape[0] {
+                series
+            } else {
+                own = series.items(range.clone())?;
+                &own
+            };
+            run_slice(first, 0, slice, shape[0], range, inner, &options)
+        };
+        let rest: Vec<_> = pending
+            .into_iter()
+            .map(|(d, range, result)| {
+                let part = result.recv().unwrap_or_else(|_| {
+                    Err(Error::Input {
+                        what: "MultiDevice (a device's thread)",
+                        reason: "the thread stopped before answering".to_owned(),
+                    })
+                });
+                (d, range, part)
+            })
+            .collect();
         let head =
             head.map_err(|e| device_error(0, first.backend(), Some(slices[0].clone()), e))?;
         if rest.is_empty() {
@@ -447,45 +535,58 @@ impl<M: Replica> MultiDevice<M> {
 
     /// Zeroes every device's report counters.
     pub fn reset_report(&self) {
-        for r in &self.replicas {
+        for r in self.replicas.iter() {
             r.backend().reset_fallback_report();
         }
     }
 }
 
-/// One slice's forecast: its items, and a draw window when the forecast draws and the slice is
-/// not the whole batch.
-fn forecast_slice<M: Replica>(
+/// Device `d`'s forecast of `slice`, items `range` of a batch of `items` (the whole batch
+/// when `range` covers it), through a draw window when the forecast draws and the slice is not
+/// the whole batch.
+fn run_slice<M: Replica>(
     replica: &M,
-    series: &Series,
+    d: usize,
+    slice: &Series,
+    items: usize,
     range: &Range<usize>,
     inner: Option<usize>,
     options: &M::Options,
 ) -> Result<Forecast<M::Backend>> {
-    let items = series.shape()[0];
-    if range.len() == items {
-        return replica.forecast_slice(series, options, None);
-    }
-    let slice = series.items(range.clone())?;
-    let window = inner
-        .and_then(|inner| DrawWindow::new(items, range.start, range.len(), inner))
-        .and_then(|w| replica.backend().with_draw_window(w));
-    replica.forecast_slice(&slice, options, window.as_ref())
+    let start = Instant::now();
+    let window = if range.len() == items {
+        None
+    } else {
+        inner
+            .and_then(|inner| DrawWindow::new(items, range.start, range.len(), inner))
+            .and_then(|w| replica.backend().with_draw_window(w))
+    };
+    let out = replica.forecast_slice(slice, options, window.as_ref());
+    // Until the forecast returned: its device may still be working.
+    log::debug!(
+        "device {d} ({}) forecast items {range:?} in {:.1} ms",
+        replica.backend().name(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    out
 }
 
 /// A scoped thread's result, a panic becoming an error.
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
-    handle.join().unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_owned());
-        Err(Error::Input {
-            what: "MultiDevice (a device's thread panicked)",
-            reason: message,
-        })
-    })
+    handle.join().unwrap_or_else(|p| Err(panicked(p)))
+}
+
+/// A device thread's panic as an error.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    Error::Input {
+        what: "MultiDevice (a device's thread panicked)",
+        reason: message,
+    }
 }
 
 fn device_error<B: Backend>(

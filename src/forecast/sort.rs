@@ -3,9 +3,13 @@
 //! burn 0.22 sorts on the host on GPUs (a read-back and an upload per call); a forecast's sample
 //! paths are sorted for every quantile asked of them, so this keeps them on the device. The
 //! network has `log₂ n (log₂ n + 1) / 2` stages for `n` rounded up to a power of two (36 for 256
-//! paths), each a handful of elementwise ops that fusion merges.
+//! paths). Each stage is an elementwise `min`/`max` of the two halves of its blocks, all in one
+//! direction: the first stage of each merge compares an element with its mirror image in the
+//! block (the halves' order reversed), which sorts what the textbook network's alternating
+//! directions sort. On a GPU the cost is the number of ops (each one a launch), so a stage is
+//! five or seven of them; NaN is handled once, before and after.
 
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 /// `x` sorted ascending along its last dimension, NaN last (as torch and `f32::total_cmp` for
 /// positive NaN), every value kept.
@@ -18,57 +22,62 @@ pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
     let width = n.next_power_of_two();
     let device = x.device();
-    let mut flat: Tensor<2> = x.reshape([rows, n]);
+    let flat: Tensor<2> = x.reshape([rows, n]);
+    // NaN sorts as +inf, and the last `nan` places of each row become NaN again at the end:
+    // every +inf of a row (its own, its NaN and the padding) sorts after its other values.
+    let is_nan = flat.clone().is_nan();
+    let nans: Tensor<2, Int> = is_nan.clone().int().sum_dim(1); // [rows, 1]
+    let mut flat = flat.mask_fill(is_nan, f32::INFINITY);
     if width > n {
-        // NaN padding sorts last, with the data's own NaN, so the first `n` are the data's.
-        let pad = Tensor::<2>::full([rows, width - n], f32::NAN, &device);
+        let pad = Tensor::<2>::full([rows, width - n], f32::INFINITY, &device);
         flat = Tensor::cat(vec![flat, pad], 1);
     }
     let mut k = 2;
     while k <= width {
-        let mut j = k / 2;
+        flat = merge_first(flat, rows, width, k);
+        let mut j = k / 4;
         while j >= 1 {
-            flat = stage(flat, rows, width, k, j);
+            flat = merge_half(flat, rows, width, j);
             j /= 2;
         }
         k *= 2;
     }
-    flat.narrow(1, 0, n).reshape(dims)
+    let sorted = flat.narrow(1, 0, n);
+    // Places `n - nans ..` of each row hold NaN.
+    let place = Tensor::<1, Int>::arange(0..n as i64, &device)
+        .reshape([1, n])
+        .expand([rows, n]);
+    let from = nans.neg().add_scalar(n as i64).expand([rows, n]);
+    let nan_place = place.greater_equal(from);
+    sorted.mask_fill(nan_place, f32::NAN).reshape(dims)
 }
 
-/// One compare-exchange stage: elements `i` and `i + j` (bit `j` of `i` clear) are ordered
-/// ascending where bit `k` of `i` is clear, descending where it is set.
-fn stage(x: Tensor<2>, rows: usize, width: usize, k: usize, j: usize) -> Tensor<2> {
-    let blocks = width / (2 * j);
-    let device = x.device();
-    let pairs: Tensor<4> = x.reshape([rows, blocks, 2, j]);
-    let a = pairs.clone().narrow(2, 0, 1);
-    let b = pairs.narrow(2, 1, 1);
-    // Bit `k` of the pair's index is the same for both (k > j), so it is the block's.
-    let ascending: Vec<bool> = (0..blocks).map(|m| (m * 2 * j) & k == 0).collect();
-    let ascending =
-        Tensor::<4, Bool>::from_data(TensorData::new(ascending, [1, blocks, 1, 1]), &device)
-            .expand([rows, blocks, 1, j]);
-    let (a_after_b, b_after_a) = (after(&a, &b), after(&b, &a));
-    let swap = ascending
-        .clone()
-        .bool_and(a_after_b)
-        .bool_or(ascending.bool_not().bool_and(b_after_a));
-    let low = a.clone().mask_where(swap.clone(), b.clone());
-    let high = b.mask_where(swap, a);
+/// The first stage of merging blocks of `k`: element `i` of each block against element
+/// `k − 1 − i`, the smaller to the first half.
+fn merge_first(x: Tensor<2>, rows: usize, width: usize, k: usize) -> Tensor<2> {
+    let halves: Tensor<4> = x.reshape([rows, width / k, 2, k / 2]);
+    let a = halves.clone().narrow(2, 0, 1);
+    let b = halves.narrow(2, 1, 1).flip([3]);
+    let low = a.clone().min_pair(b.clone());
+    let high = a.max_pair(b).flip([3]);
     Tensor::cat(vec![low, high], 2).reshape([rows, width])
 }
 
-/// Where `a` sorts after `b`: greater, or NaN against a number.
-fn after(a: &Tensor<4>, b: &Tensor<4>) -> Tensor<4, Bool> {
-    let nan_first = a.clone().is_nan().bool_and(b.clone().is_nan().bool_not());
-    a.clone().greater(b.clone()).bool_or(nan_first)
+/// A later stage: element `i` of each block of `2j` against element `i + j`, the smaller first.
+fn merge_half(x: Tensor<2>, rows: usize, width: usize, j: usize) -> Tensor<2> {
+    let pairs: Tensor<4> = x.reshape([rows, width / (2 * j), 2, j]);
+    let a = pairs.clone().narrow(2, 0, 1);
+    let b = pairs.narrow(2, 1, 1);
+    let low = a.clone().min_pair(b.clone());
+    let high = a.max_pair(b);
+    Tensor::cat(vec![low, high], 2).reshape([rows, width])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{Backend, NdArray};
+    use burn::tensor::TensorData;
 
     #[test]
     fn the_network_sorts_like_total_cmp_keeps_every_value_and_puts_nan_last() {
@@ -87,7 +96,7 @@ mod tests {
                 r => (r as f32 - 11.0) * 0.37,
             }
         };
-        for n in [1, 2, 3, 5, 8, 17, 31, 64, 100] {
+        for n in [1, 2, 3, 5, 8, 17, 31, 64, 100, 256, 300] {
             let rows = 3;
             let data: Vec<f32> = (0..rows * n).map(|_| next()).collect();
             let x =

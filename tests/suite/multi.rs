@@ -203,6 +203,167 @@ fn the_progress_callback_hears_every_device_pass() {
     );
 }
 
+/// Devices after the first work on threads of their own that last from call to call (burn
+/// keeps an execution stream per thread: a new thread per call would start a new one each
+/// time), the first on the calling thread; calls from several threads at once share them and
+/// each gets the forecast it would get alone.
+#[test]
+fn each_device_keeps_its_thread_across_calls_and_callers() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::thread::{self, ThreadId};
+    // The threads that reported progress, by name (the first device's: the caller's, unnamed).
+    let seen: Arc<Mutex<BTreeMap<String, Vec<ThreadId>>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let options = Toto2Options {
+        progress: Some(Progress::new(move |_| {
+            let me = thread::current();
+            let name = me.name().unwrap_or("unnamed").to_owned();
+            log.lock().unwrap().entry(name).or_default().push(me.id());
+        })),
+        ..Toto2Options::gluonts(24)
+    };
+    let series = batch(3, 2, 40);
+    let many = MultiDevice::load(cpus(3), |b| Toto2::from_dir(b, V2)).unwrap();
+    let first = many.forecast_series(&series, &options).unwrap();
+    let second = many.forecast_series(&series, &options).unwrap();
+    assert_same("the same call twice", &second, &first);
+    {
+        let seen = seen.lock().unwrap();
+        for device in [1, 2] {
+            let ids = &seen[&format!("toto-device-{device}")];
+            assert!(
+                ids.len() >= 2,
+                "device {device} reported {} times",
+                ids.len()
+            );
+            assert!(
+                ids.iter().all(|id| *id == ids[0]),
+                "device {device} worked on {} threads over two calls",
+                ids.iter().collect::<std::collections::HashSet<_>>().len()
+            );
+        }
+        assert_eq!(seen.len(), 3, "threads seen: {:?}", seen.keys());
+    }
+    // Four callers at once, each with another batch: each gets its own batch's forecast.
+    let batches: Vec<Series> = (0..4).map(|i| batch(3 + i, 2, 30 + 3 * i)).collect();
+    let alone: Vec<_> = batches
+        .iter()
+        .map(|s| many.forecast_series(s, &options).unwrap())
+        .collect();
+    thread::scope(|scope| {
+        let handles: Vec<_> = batches
+            .iter()
+            .map(|s| scope.spawn(|| many.forecast_series(s, &options).unwrap()))
+            .collect();
+        for (i, (h, want)) in handles.into_iter().zip(&alone).enumerate() {
+            assert_same(&format!("caller {i}"), &h.join().unwrap(), want);
+        }
+    });
+}
+
+/// `NdArray` whose next mixture draw panics once when `bug` is set: a backend with a bug.
+#[derive(Debug, Clone)]
+struct Flaky {
+    cpu: NdArray,
+    bug: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Backend for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn device(&self) -> &burn::tensor::Device {
+        self.cpu.device()
+    }
+    fn supports(&self, op: Op) -> bool {
+        self.cpu.supports(op)
+    }
+    fn seed(&self, seed: u64) {
+        self.cpu.seed(seed)
+    }
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> toto_fallback::Result<Tensor<D>> {
+        self.cpu.uniform(shape)
+    }
+    fn standard_normal<const D: usize>(
+        &self,
+        shape: [usize; D],
+    ) -> toto_fallback::Result<Tensor<D>> {
+        self.cpu.standard_normal(shape)
+    }
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> toto_fallback::Result<Tensor<D>> {
+        self.cpu.standard_gamma(alpha)
+    }
+    fn student_t_mixture(
+        &self,
+        params: MixtureParams,
+        samples: usize,
+    ) -> toto_fallback::Result<Tensor<2>> {
+        if self.bug.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a bug in the backend");
+        }
+        self.cpu.student_t_mixture(params, samples)
+    }
+    fn with_draw_window(&self, window: DrawWindow) -> Option<Self> {
+        Some(Flaky {
+            cpu: self.cpu.with_draw_window(window)?,
+            bug: self.bug.clone(),
+        })
+    }
+}
+
+/// A panic on a device's thread fails that call with an error naming the device and the panic;
+/// the thread lives on, and the next call forecasts as one device does.
+#[test]
+fn a_panic_on_a_device_fails_the_call_and_the_device_serves_the_next() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let bug = Arc::new(AtomicBool::new(true));
+    let devices = vec![
+        Flaky {
+            cpu: NdArray::seeded(0),
+            bug: Arc::default(),
+        },
+        Flaky {
+            cpu: NdArray::seeded(0),
+            bug: Arc::clone(&bug),
+        },
+    ];
+    let many = MultiDevice::load(devices, |b| Toto::from_dir(b, V1)).unwrap();
+    let series = batch(4, 2, 24);
+    let options = ForecastOptions {
+        prediction_length: 8,
+        num_samples: Some(4),
+        samples_per_batch: 4,
+        ..ForecastOptions::default()
+    };
+    let err = many.forecast_series(&series, &options).unwrap_err();
+    match &err {
+        Error::Device {
+            index: 1,
+            items: Some(items),
+            source,
+            ..
+        } if *items == (2..4) => assert!(
+            matches!(&**source, Error::Input { what, reason }
+                if what.contains("panicked") && reason == "a bug in the backend"),
+            "{source:?}"
+        ),
+        other => panic!("expected device 1's panic, got {other:?}"),
+    }
+    assert!(!bug.load(std::sync::atomic::Ordering::SeqCst));
+    let sound = Flaky {
+        cpu: NdArray::seeded(0),
+        bug: Arc::default(),
+    };
+    let one = Toto::from_dir(&sound, V1).unwrap();
+    one.backend().seed(5);
+    let want = one.forecast_series(&series, &options).unwrap();
+    many.seed(5);
+    let got = many.forecast_series(&series, &options).unwrap();
+    assert_same("after the panic", &got, &want);
+}
+
 /// A fallback "device" whose primary lacks `ops`, under `policy`.
 fn routed(ops: &[Op], policy: FallbackPolicy) -> FallbackBackend<NdArray, NdArray> {
     FallbackBackend::new(
