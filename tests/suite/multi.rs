@@ -262,6 +262,29 @@ fn each_device_keeps_its_thread_across_calls_and_callers() {
     });
 }
 
+/// Sample-mode options of a short horizon and four paths.
+fn short_sampled() -> ForecastOptions {
+    ForecastOptions {
+        prediction_length: 8,
+        num_samples: Some(4),
+        samples_per_batch: 4,
+        ..ForecastOptions::default()
+    }
+}
+
+/// The error inside `err`, which must be device `index`'s failure on `items`.
+fn device_source(err: &Error, index: usize, items: std::ops::Range<usize>) -> &Error {
+    match err {
+        Error::Device {
+            index: i,
+            items: Some(r),
+            source,
+            ..
+        } if *i == index && *r == items => source,
+        other => panic!("expected device {index}'s error on items {items:?}, got {other:?}"),
+    }
+}
+
 /// `NdArray` whose next mixture draw panics once when `bug` is set: a backend with a bug.
 #[derive(Debug, Clone)]
 struct Flaky {
@@ -331,26 +354,14 @@ fn a_panic_on_a_device_fails_the_call_and_the_device_serves_the_next() {
     ];
     let many = MultiDevice::load(devices, |b| Toto::from_dir(b, V1)).unwrap();
     let series = batch(4, 2, 24);
-    let options = ForecastOptions {
-        prediction_length: 8,
-        num_samples: Some(4),
-        samples_per_batch: 4,
-        ..ForecastOptions::default()
-    };
+    let options = short_sampled();
     let err = many.forecast_series(&series, &options).unwrap_err();
-    match &err {
-        Error::Device {
-            index: 1,
-            items: Some(items),
-            source,
-            ..
-        } if *items == (2..4) => assert!(
-            matches!(&**source, Error::Input { what, reason }
-                if what.contains("panicked") && reason == "a bug in the backend"),
-            "{source:?}"
-        ),
-        other => panic!("expected device 1's panic, got {other:?}"),
-    }
+    let source = device_source(&err, 1, 2..4);
+    assert!(
+        matches!(source, Error::Input { what, reason }
+            if what.contains("panicked") && reason == "a bug in the backend"),
+        "{source:?}"
+    );
     assert!(!bug.load(std::sync::atomic::Ordering::SeqCst));
     let sound = Flaky {
         cpu: NdArray::seeded(0),
@@ -383,31 +394,19 @@ fn a_failing_device_fails_the_call_naming_it_and_its_items() {
     ];
     let many = MultiDevice::load(devices, |b| Toto::from_dir(b, V1)).unwrap();
     let series = batch(5, 2, 24);
-    let options = ForecastOptions {
-        prediction_length: 8,
-        num_samples: Some(4),
-        samples_per_batch: 4,
-        ..ForecastOptions::default()
-    };
+    let options = short_sampled();
     let err = many.forecast_series(&series, &options).unwrap_err();
-    match &err {
-        Error::Device {
-            index: 1,
-            items: Some(items),
+    let source = device_source(&err, 1, 2..4);
+    assert!(
+        matches!(
             source,
-            ..
-        } if *items == (2..4) => assert!(
-            matches!(
-                **source,
-                Error::FallbackDenied {
-                    op: Op::StudentTMixture,
-                    ..
-                }
-            ),
-            "{source}"
+            Error::FallbackDenied {
+                op: Op::StudentTMixture,
+                ..
+            }
         ),
-        other => panic!("expected device 1's error, got {other}"),
-    }
+        "{source}"
+    );
     let message = err.to_string();
     assert!(
         message.contains("device 1") && message.contains("items 2..4"),
