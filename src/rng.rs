@@ -202,6 +202,7 @@ impl DrawWindow {
     /// The window as the kernels take it: the offset of element 0 (`first · inner`), the
     /// elements per repetition (`len · inner`) and the repetition's stride in the whole call
     /// (`items · inner`); `None` if one does not fit 32 bits.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))] // the wgpu kernels' arguments
     pub(crate) fn words(&self) -> Option<(u64, u32, u32)> {
         let chunk = u32::try_from(self.len * self.inner).ok()?;
         let stride = u32::try_from(self.items * self.inner).ok()?;
