@@ -23,7 +23,7 @@ pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let width = n.next_power_of_two();
     let device = x.device();
     let flat: Tensor<2> = x.reshape([rows, n]);
-    // NaN sorts as +inf, and the last `nan` places of each row become NaN again at the end:
+    // NaN sorts as +inf, and the last `nans` places of each row become NaN again at the end:
     // every +inf of a row (its own, its NaN and the padding) sorts after its other values.
     let is_nan = flat.clone().is_nan();
     let nans: Tensor<2, Int> = is_nan.clone().int().sum_dim(1); // [rows, 1]
@@ -34,10 +34,10 @@ pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
     let mut k = 2;
     while k <= width {
-        flat = merge_first(flat, rows, width, k);
+        flat = stage(flat, rows, width, k / 2, true);
         let mut j = k / 4;
         while j >= 1 {
-            flat = merge_half(flat, rows, width, j);
+            flat = stage(flat, rows, width, j, false);
             j /= 2;
         }
         k *= 2;
@@ -52,24 +52,16 @@ pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     sorted.mask_fill(nan_place, f32::NAN).reshape(dims)
 }
 
-/// The first stage of merging blocks of `k`: element `i` of each block against element
-/// `k − 1 − i`, the smaller to the first half.
-fn merge_first(x: Tensor<2>, rows: usize, width: usize, k: usize) -> Tensor<2> {
-    let halves: Tensor<4> = x.reshape([rows, width / k, 2, k / 2]);
+/// One stage over blocks of `2 · half`: element `i` of each block's first half against
+/// element `i` of its second half, or, with `mirror` (the first stage of a merge), against its
+/// mirror image in the block (`2 · half − 1 − i`); the smaller goes first.
+fn stage(x: Tensor<2>, rows: usize, width: usize, half: usize, mirror: bool) -> Tensor<2> {
+    let flip = |t: Tensor<4>| if mirror { t.flip([3]) } else { t };
+    let halves: Tensor<4> = x.reshape([rows, width / (2 * half), 2, half]);
     let a = halves.clone().narrow(2, 0, 1);
-    let b = halves.narrow(2, 1, 1).flip([3]);
+    let b = flip(halves.narrow(2, 1, 1));
     let low = a.clone().min_pair(b.clone());
-    let high = a.max_pair(b).flip([3]);
-    Tensor::cat(vec![low, high], 2).reshape([rows, width])
-}
-
-/// A later stage: element `i` of each block of `2j` against element `i + j`, the smaller first.
-fn merge_half(x: Tensor<2>, rows: usize, width: usize, j: usize) -> Tensor<2> {
-    let pairs: Tensor<4> = x.reshape([rows, width / (2 * j), 2, j]);
-    let a = pairs.clone().narrow(2, 0, 1);
-    let b = pairs.narrow(2, 1, 1);
-    let low = a.clone().min_pair(b.clone());
-    let high = a.max_pair(b);
+    let high = flip(a.max_pair(b));
     Tensor::cat(vec![low, high], 2).reshape([rows, width])
 }
 
