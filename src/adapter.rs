@@ -9,7 +9,10 @@ use burn::tensor::wgpu::WgpuBackend;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum GraphicsApi {
-    /// The platform's best: Metal on macOS, Vulkan (then DX12, then GL) elsewhere.
+    /// The platform's best: Metal on macOS, Vulkan (then DX12) elsewhere, a hardware adapter
+    /// before a software one. Never wgpu's OpenGL backend, which can deadlock under CubeCL's
+    /// autotuning: where it is all there is, opening fails with
+    /// [`Error::OpenGlOnly`](crate::Error::OpenGlOnly) (docs/troubleshooting.md, "OpenGL").
     #[default]
     Auto,
     /// Vulkan (Linux, Windows, Android; MoltenVK on macOS).

@@ -115,6 +115,24 @@ pub enum Error {
         source: Box<burn::tensor::wgpu::WgpuInitError>,
     },
 
+    /// The only wgpu adapter for the request runs on OpenGL, which this crate does not use:
+    /// wgpu's GL backend can deadlock under CubeCL's kernel autotuning (docs/troubleshooting.md,
+    /// "OpenGL").
+    #[cfg(feature = "wgpu")]
+    #[error(
+        "the only wgpu adapter for {adapter:?} is `{name}` on OpenGL, which toto-fallback does \
+         not use (wgpu's OpenGL backend can deadlock under CubeCL's autotuning; \
+         docs/troubleshooting.md, \"OpenGL\"). Install a Vulkan driver (on a machine without a \
+         GPU the software one: Debian/Ubuntu `apt-get install mesa-vulkan-drivers`) or use the \
+         CPU backend `NdArray::new()`"
+    )]
+    OpenGlOnly {
+        /// The requested adapter.
+        adapter: AdapterKind,
+        /// The OpenGL adapter's name, as its driver gives it.
+        name: String,
+    },
+
     /// A distribution's parameters do not broadcast to one batch shape.
     #[error(
         "{dist}: parameter `{param}` has shape {shape:?}, which does not broadcast with the \

@@ -80,7 +80,8 @@ pub enum Chosen {
     Cpu {
         /// The CPU backend.
         backend: NdArray,
-        /// Why the CPU was chosen: asked for, no adapter (wgpu's error), or only a software
+        /// Why the CPU was chosen: asked for, no adapter (wgpu's error), only an OpenGL
+        /// adapter ([`Error::OpenGlOnly`](crate::Error::OpenGlOnly)), or only a software
         /// adapter (its name).
         why: String,
     },

@@ -9,7 +9,8 @@ use burn::tensor::{Tensor, TensorData};
 use statrs::distribution::{ContinuousCDF, Gamma, Normal, Uniform};
 use toto_fallback::rng::DrawKey;
 use toto_fallback::{
-    Backend, Error, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, Op, Placement, Wgpu,
+    AdapterKind, Backend, Error, FallbackBackend, FallbackPolicy, GraphicsApi, MixtureParams,
+    NdArray, Op, Placement, Wgpu,
 };
 
 use common::{assert_ks, assert_mean, values};
@@ -872,14 +873,62 @@ fn choose_backend_passes_over_software_adapters() {
         }
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        // CI's only adapter is Mesa's lavapipe.
+        // CI's only adapter is Mesa's lavapipe (Vulkan, with f64 shaders; not llvmpipe on
+        // OpenGL, which has none and which Wgpu refuses).
         assert!(
             gpu.is_software(),
             "{} is not reported as software",
             gpu.name()
         );
+        assert!(
+            gpu.supports(Op::PatchScaler),
+            "{}: no f64 shaders",
+            gpu.name()
+        );
         assert!(!auto.is_gpu());
     }
+}
+
+/// An OpenGL-only machine (CI's GL pass, or Mesa without a Vulkan driver): `Wgpu` refuses the
+/// adapter with a typed error that names it, again on the next call (not through burn's lazily
+/// registered GL runtime), and `choose_backend` runs on the CPU saying why, even when asked for
+/// a GPU. Elsewhere `Wgpu::new()` opens a Vulkan, Metal or DX12 adapter.
+#[test]
+fn an_opengl_only_adapter_is_refused_and_the_cpu_chosen() {
+    use toto_fallback::{Chosen, Prefer, choose_backend};
+    let _turn = common::wgpu_turn();
+    let name = match Wgpu::new() {
+        Err(Error::OpenGlOnly { name, .. }) => name,
+        other => {
+            assert!(
+                !common::expect_gl_only(),
+                "TOTO_TEST_EXPECT_GL_ONLY=1, yet Wgpu::new() gave {:?}",
+                other.map(|gpu| gpu.name().to_owned())
+            );
+            eprintln!("not an OpenGL-only machine: nothing to refuse");
+            return;
+        }
+    };
+    let text = Wgpu::new().unwrap_err().to_string();
+    assert!(
+        text.contains("OpenGL") && text.contains(&name) && text.contains("NdArray::new()"),
+        "{text}"
+    );
+    for prefer in [Prefer::Auto, Prefer::Gpu] {
+        match choose_backend(prefer) {
+            Chosen::Cpu { why, .. } => {
+                assert!(why.contains("OpenGL") && why.contains(&name), "{why}")
+            }
+            Chosen::Gpu(b) => panic!("{prefer:?} chose {} on an OpenGL-only machine", b.name()),
+        }
+    }
+    assert!(
+        matches!(
+            Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu),
+            Err(Error::OpenGlOnly { .. } | Error::NoAdapter { .. })
+        ),
+        "the software adapter on OpenGL was opened"
+    );
 }
 
 /// The kernel cache (`cache` feature): a GPU matmul leaves tuned entries on disk; `export`

@@ -79,9 +79,13 @@ impl fmt::Debug for Wgpu {
     }
 }
 
+/// What opening a request gave: the device, or the name of the OpenGL adapter it was refused
+/// for (kept, so that a later call does not take burn's lazily registered GL runtime).
+type Opened = std::result::Result<Device, String>;
+
 /// Devices opened so far, by request: `init` may succeed only once per selector.
-fn opened() -> &'static Mutex<HashMap<(GraphicsApi, AdapterKind), Device>> {
-    static OPENED: OnceLock<Mutex<HashMap<(GraphicsApi, AdapterKind), Device>>> = OnceLock::new();
+fn opened() -> &'static Mutex<HashMap<(GraphicsApi, AdapterKind), Opened>> {
+    static OPENED: OnceLock<Mutex<HashMap<(GraphicsApi, AdapterKind), Opened>>> = OnceLock::new();
     OPENED.get_or_init(Default::default)
 }
 
@@ -89,7 +93,8 @@ impl Wgpu {
     /// The default adapter on the platform's best graphics API.
     ///
     /// # Errors
-    /// [`Error::NoAdapter`] when wgpu finds no usable adapter.
+    /// [`Error::NoAdapter`] when wgpu finds no usable adapter; [`Error::OpenGlOnly`] when the
+    /// only one runs on OpenGL, which this crate does not use ([`GraphicsApi::Auto`]).
     pub fn new() -> Result<Self> {
         Self::with_adapter(GraphicsApi::Auto, AdapterKind::Default)
     }
@@ -98,7 +103,8 @@ impl Wgpu {
     ///
     /// # Errors
     /// [`Error::NoAdapter`] when no adapter of that kind exists for that API (or it refuses to
-    /// create a device), or the API is not compiled into this build.
+    /// create a device), or the API is not compiled into this build; [`Error::OpenGlOnly`]
+    /// when `GraphicsApi::Auto` finds only an OpenGL adapter.
     pub fn with_adapter(api: GraphicsApi, adapter: AdapterKind) -> Result<Self> {
         let device = open(api, adapter)?;
         let name = describe(&device, api);
@@ -211,33 +217,99 @@ impl Wgpu {
 /// The window of a handle that draws whole calls.
 const WHOLE: (u32, u32) = (u32::MAX, 0);
 
+/// The graphics APIs tried, in order, when `GraphicsApi::Auto` resolves to OpenGL: the
+/// platform's native compute APIs.
+const NATIVE_APIS: &[GraphicsApi] = if cfg!(target_os = "macos") {
+    &[GraphicsApi::Metal]
+} else if cfg!(target_os = "windows") {
+    &[GraphicsApi::Vulkan, GraphicsApi::Dx12]
+} else {
+    &[GraphicsApi::Vulkan]
+};
+
+/// Opens (or finds already opened) the device for a request. `GraphicsApi::Auto` is CubeCL's
+/// choice (a hardware adapter first, Vulkan before DX12 before OpenGL), except that an OpenGL
+/// device is not used: wgpu's GL backend can deadlock under CubeCL's autotuning
+/// (docs/troubleshooting.md, "OpenGL"). Where Auto lands on GL, the native APIs are tried
+/// instead, and [`Error::OpenGlOnly`] names the GL adapter when none of them has one. The
+/// environment variable `TOTO_WGPU_OPENGL=allow` keeps the GL device (to reproduce the
+/// deadlock, or to check whether a newer burn has fixed it).
 fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
     super::kernel_cache::apply_defaults();
     let mut opened = opened().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(device) = opened.get(&(api, adapter)) {
-        return Ok(device.clone());
+    if let Some(known) = opened.get(&(api, adapter)) {
+        return known
+            .clone()
+            .map_err(|name| Error::OpenGlOnly { adapter, name });
     }
-    let result = Device::wgpu_options()
-        .graphics_api(api.to_burn())
-        .device_kind(adapter.to_burn())
-        .init();
+    let result = init(api, adapter, &mut opened);
     let device = match result {
         Ok(device) => device,
         // Someone (the application, through burn directly) initialised this selector already;
         // burn's lazy device for it is then the same runtime.
-        Err(WgpuInitError::Registration { .. }) if api == GraphicsApi::Auto => {
+        Err(Error::NoAdapter { source, .. })
+            if api == GraphicsApi::Auto
+                && matches!(*source, WgpuInitError::Registration { .. }) =>
+        {
             Device::wgpu(adapter.to_burn())
         }
-        Err(e) => {
-            return Err(Error::NoAdapter {
-                api,
-                adapter,
-                source: Box::new(e),
-            });
+        Err(Error::OpenGlOnly { name, .. }) => {
+            opened.insert((api, adapter), Err(name.clone()));
+            return Err(Error::OpenGlOnly { adapter, name });
         }
+        Err(e) => return Err(e),
     };
-    opened.insert((api, adapter), device.clone());
+    opened.insert((api, adapter), Ok(device.clone()));
     Ok(device)
+}
+
+/// Registers the runtime for one request (see [`open`]).
+fn init(
+    api: GraphicsApi,
+    adapter: AdapterKind,
+    opened: &mut HashMap<(GraphicsApi, AdapterKind), Opened>,
+) -> Result<Device> {
+    let no_adapter = |api, e| Error::NoAdapter {
+        api,
+        adapter,
+        source: Box::new(e),
+    };
+    let (device, setup) = Device::wgpu_options()
+        .graphics_api(api.to_burn())
+        .device_kind(adapter.to_burn())
+        .init_with_setup()
+        .map_err(|e| no_adapter(api, e))?;
+    if setup.backend != burn::tensor::wgpu::wgpu::Backend::Gl {
+        return Ok(device);
+    }
+    let name = setup.adapter.get_info().name;
+    if std::env::var("TOTO_WGPU_OPENGL").is_ok_and(|v| v == "allow") {
+        log::warn!(
+            "using `{name}` on OpenGL (TOTO_WGPU_OPENGL=allow): wgpu's GL backend can deadlock \
+             under CubeCL's autotuning (docs/troubleshooting.md, \"OpenGL\")"
+        );
+        return Ok(device);
+    }
+    log::info!(
+        "wgpu chose `{name}` on OpenGL for {adapter:?}, which is not used; trying {NATIVE_APIS:?}"
+    );
+    for &native in NATIVE_APIS {
+        if let Some(Ok(device)) = opened.get(&(native, adapter)) {
+            return Ok(device.clone());
+        }
+        match Device::wgpu_options()
+            .graphics_api(native.to_burn())
+            .device_kind(adapter.to_burn())
+            .init()
+        {
+            Ok(device) => {
+                opened.insert((native, adapter), Ok(device.clone()));
+                return Ok(device);
+            }
+            Err(e) => log::debug!("{native:?} for {adapter:?}: {e}"),
+        }
+    }
+    Err(Error::OpenGlOnly { adapter, name })
 }
 
 fn describe(device: &Device, api: GraphicsApi) -> String {

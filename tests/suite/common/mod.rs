@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses a subset
 
 pub mod fuzz_input;
+pub mod watchdog;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -14,10 +15,26 @@ use toto_fallback::{
 /// concurrent draw in another test would shift this test's stream.
 static WGPU_TURN: Mutex<()> = Mutex::new(());
 
+/// The wgpu turn of one test: the suite's lock, watched so that a stuck device operation fails
+/// the run within [`watchdog::bound`] instead of hanging it.
+pub struct Turn {
+    _watched: watchdog::Watched,
+    _lock: MutexGuard<'static, ()>,
+}
+
+/// Takes the wgpu turn (waiting for the test that holds it).
+pub fn wgpu_turn() -> Turn {
+    let lock = WGPU_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    Turn {
+        _watched: watchdog::Watched::start(),
+        _lock: lock,
+    }
+}
+
 /// A backend for one test, holding the wgpu turn when it touches wgpu.
 pub struct On<B> {
     pub backend: B,
-    _turn: Option<MutexGuard<'static, ()>>,
+    _turn: Option<Turn>,
 }
 
 impl<B> std::ops::Deref for On<B> {
@@ -34,31 +51,48 @@ pub fn ndarray(seed: u64) -> Option<On<NdArray>> {
     })
 }
 
+/// Whether this run is CI's OpenGL pass (`TOTO_TEST_EXPECT_GL_ONLY=1`): the machine's only
+/// wgpu adapter is OpenGL (Mesa's llvmpipe, the Vulkan drivers hidden), which `Wgpu` refuses.
+/// The wgpu tests then check that refusal and skip, and a GPU that opens is a failure.
+pub fn expect_gl_only() -> bool {
+    std::env::var("TOTO_TEST_EXPECT_GL_ONLY").is_ok_and(|v| v == "1")
+}
+
 /// The wgpu device for this run: the default adapter, else a software one (lavapipe).
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped with a
-/// printed reason.
+/// printed reason. A machine whose only adapter is OpenGL skips with the refusal's reason.
 fn open_wgpu() -> Option<Wgpu> {
-    static OPENED: OnceLock<Result<Wgpu, String>> = OnceLock::new();
+    static OPENED: OnceLock<Result<Wgpu, toto_fallback::Error>> = OnceLock::new();
     let opened = OPENED.get_or_init(|| {
         Wgpu::new()
             .or_else(|_| Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu))
             .inspect(|gpu| eprintln!("wgpu tests run on: {}", gpu.name()))
-            .map_err(|e| e.to_string())
     });
     match opened {
+        Ok(gpu) if expect_gl_only() => panic!(
+            "TOTO_TEST_EXPECT_GL_ONLY=1, yet wgpu opened {}: the only adapter should be OpenGL",
+            gpu.name()
+        ),
         Ok(gpu) => Some(gpu.clone()),
+        Err(e @ toto_fallback::Error::OpenGlOnly { .. }) if expect_gl_only() => {
+            eprintln!("SKIPPED (the only wgpu adapter is OpenGL, which Wgpu refuses): {e}");
+            None
+        }
+        Err(e) if expect_gl_only() => {
+            panic!("TOTO_TEST_EXPECT_GL_ONLY=1, yet opening wgpu failed otherwise: {e}")
+        }
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("CI=true but no wgpu adapter is available, so the wgpu tests cannot run: {e}")
         }
         Err(e) => {
-            eprintln!("SKIPPED (no wgpu adapter): {e}");
+            eprintln!("SKIPPED (no usable wgpu adapter): {e}");
             None
         }
     }
 }
 
 pub fn wgpu(seed: u64) -> Option<On<Wgpu>> {
-    let turn = WGPU_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let turn = wgpu_turn();
     let gpu = open_wgpu()?;
     gpu.seed(seed);
     Some(On {
