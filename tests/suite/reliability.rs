@@ -972,6 +972,47 @@ fn one_model_forecasts_from_many_threads_as_it_does_alone() {
 
 // --- Devices ------------------------------------------------------------------------------------
 
+/// Runs one test of this binary (`--exact test --nocapture`) in a child process with `envs`,
+/// and returns its exit status and its stdout and stderr together; `None` (the child killed)
+/// when it runs longer than `limit`.
+fn run_child(
+    test: &str,
+    envs: &[(&str, &str)],
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    let started = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained on threads, so that a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Some((status, stdout.join().unwrap() + &stderr.join().unwrap()))
+}
+
 /// The suite's watchdog (`common::watchdog`): a test that holds the wgpu device past the bound
 /// ends the run, naming itself, instead of hanging it. Checked on a child process of this test
 /// binary whose one test takes the wgpu turn and never returns, with a 2 s bound.
@@ -986,26 +1027,17 @@ fn a_stuck_device_operation_fails_the_run_within_the_bound() {
         }
     }
     let started = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--nocapture"])
-        .env("TOTO_TEST_HOLD_THE_DEVICE", "1")
-        .env("TOTO_TEST_DEVICE_TIMEOUT_SECS", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("a test stuck on the device for 60 s was not ended by a 2 s watchdog");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = run_child(
+        NAME,
+        &[
+            ("TOTO_TEST_HOLD_THE_DEVICE", "1"),
+            ("TOTO_TEST_DEVICE_TIMEOUT_SECS", "2"),
+        ],
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|| {
+        panic!("a test stuck on the device for 60 s was not ended by a 2 s watchdog")
+    });
     let took = started.elapsed();
     assert!(!status.success(), "the stuck run exited {status}: {stderr}");
     assert!(
@@ -1032,29 +1064,19 @@ fn the_opengl_deadlock_ends_in_bounded_time() {
         return;
     }
     let started = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD, "--nocapture"])
-        .env("TOTO_WGPU_OPENGL", "allow")
-        .env("TOTO_TEST_EXPECT_GL_ONLY", "0")
-        .env("CI", "true")
-        .env("TOTO_TEST_DEVICE_TIMEOUT_SECS", "240")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(420) {
-            child.kill().unwrap();
-            panic!("{CHILD} on OpenGL neither finished nor was ended by its 240 s watchdog");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut out).unwrap();
+    let (status, out) = run_child(
+        CHILD,
+        &[
+            ("TOTO_WGPU_OPENGL", "allow"),
+            ("TOTO_TEST_EXPECT_GL_ONLY", "0"),
+            ("CI", "true"),
+            ("TOTO_TEST_DEVICE_TIMEOUT_SECS", "240"),
+        ],
+        Duration::from_secs(420),
+    )
+    .unwrap_or_else(|| {
+        panic!("{CHILD} on OpenGL neither finished nor was ended by its 240 s watchdog")
+    });
     let took = started.elapsed().as_secs();
     if status.success() {
         assert!(out.contains("1 passed"), "{out}");

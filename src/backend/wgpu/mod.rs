@@ -237,79 +237,61 @@ const NATIVE_APIS: &[GraphicsApi] = if cfg!(target_os = "macos") {
 fn open(api: GraphicsApi, adapter: AdapterKind) -> Result<Device> {
     super::kernel_cache::apply_defaults();
     let mut opened = opened().lock().unwrap_or_else(|e| e.into_inner());
+    open_in(&mut opened, api, adapter)
+}
+
+/// [`open`] with the map of opened devices locked.
+fn open_in(
+    opened: &mut HashMap<(GraphicsApi, AdapterKind), Opened>,
+    api: GraphicsApi,
+    adapter: AdapterKind,
+) -> Result<Device> {
     if let Some(known) = opened.get(&(api, adapter)) {
         return known
             .clone()
             .map_err(|name| Error::OpenGlOnly { adapter, name });
     }
-    let result = init(api, adapter, &mut opened);
-    let device = match result {
-        Ok(device) => device,
-        // Someone (the application, through burn directly) initialised this selector already;
-        // burn's lazy device for it is then the same runtime.
-        Err(Error::NoAdapter { source, .. })
-            if api == GraphicsApi::Auto
-                && matches!(*source, WgpuInitError::Registration { .. }) =>
-        {
-            Device::wgpu(adapter.to_burn())
-        }
-        Err(Error::OpenGlOnly { name, .. }) => {
-            opened.insert((api, adapter), Err(name.clone()));
-            return Err(Error::OpenGlOnly { adapter, name });
-        }
-        Err(e) => return Err(e),
-    };
-    opened.insert((api, adapter), Ok(device.clone()));
-    Ok(device)
-}
-
-/// Registers the runtime for one request (see [`open`]).
-fn init(
-    api: GraphicsApi,
-    adapter: AdapterKind,
-    opened: &mut HashMap<(GraphicsApi, AdapterKind), Opened>,
-) -> Result<Device> {
-    let no_adapter = |api, e| Error::NoAdapter {
-        api,
-        adapter,
-        source: Box::new(e),
-    };
-    let (device, setup) = Device::wgpu_options()
+    let registered = Device::wgpu_options()
         .graphics_api(api.to_burn())
         .device_kind(adapter.to_burn())
-        .init_with_setup()
-        .map_err(|e| no_adapter(api, e))?;
-    if setup.backend != burn::tensor::wgpu::wgpu::Backend::Gl {
-        return Ok(device);
-    }
-    let name = setup.adapter.get_info().name;
-    if std::env::var("TOTO_WGPU_OPENGL").is_ok_and(|v| v == "allow") {
-        log::warn!(
-            "using `{name}` on OpenGL (TOTO_WGPU_OPENGL=allow): wgpu's GL backend can deadlock \
-             under CubeCL's autotuning (docs/troubleshooting.md, \"OpenGL\")"
-        );
-        return Ok(device);
-    }
-    log::info!(
-        "wgpu chose `{name}` on OpenGL for {adapter:?}, which is not used; trying {NATIVE_APIS:?}"
-    );
-    for &native in NATIVE_APIS {
-        if let Some(Ok(device)) = opened.get(&(native, adapter)) {
-            return Ok(device.clone());
-        }
-        match Device::wgpu_options()
-            .graphics_api(native.to_burn())
-            .device_kind(adapter.to_burn())
-            .init()
-        {
-            Ok(device) => {
-                opened.insert((native, adapter), Ok(device.clone()));
-                return Ok(device);
+        .init_with_setup();
+    let result = match registered {
+        Ok((device, setup)) if setup.backend != burn::tensor::wgpu::wgpu::Backend::Gl => Ok(device),
+        Ok((device, setup)) => {
+            let name = setup.adapter.get_info().name;
+            if std::env::var("TOTO_WGPU_OPENGL").is_ok_and(|v| v == "allow") {
+                log::warn!(
+                    "using `{name}` on OpenGL (TOTO_WGPU_OPENGL=allow): wgpu's GL backend can \
+                     deadlock under CubeCL's autotuning (docs/troubleshooting.md, \"OpenGL\")"
+                );
+                Ok(device)
+            } else {
+                log::info!(
+                    "wgpu chose `{name}` on OpenGL for {adapter:?}, which is not used; trying \
+                     {NATIVE_APIS:?}"
+                );
+                // A pinned native API never resolves to OpenGL, so this recursion ends.
+                NATIVE_APIS
+                    .iter()
+                    .find_map(|&native| open_in(opened, native, adapter).ok())
+                    .ok_or(name)
             }
-            Err(e) => log::debug!("{native:?} for {adapter:?}: {e}"),
         }
-    }
-    Err(Error::OpenGlOnly { adapter, name })
+        // Someone (the application, through burn directly) initialised this selector already;
+        // burn's lazy device for it is then the same runtime.
+        Err(WgpuInitError::Registration { .. }) if api == GraphicsApi::Auto => {
+            Ok(Device::wgpu(adapter.to_burn()))
+        }
+        Err(e) => {
+            return Err(Error::NoAdapter {
+                api,
+                adapter,
+                source: Box::new(e),
+            });
+        }
+    };
+    opened.insert((api, adapter), result.clone());
+    result.map_err(|name| Error::OpenGlOnly { adapter, name })
 }
 
 fn describe(device: &Device, api: GraphicsApi) -> String {
