@@ -48,7 +48,7 @@ use toto_fallback::forecast::Series;
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
 use toto_fallback::toto2::{Precision, Toto2, Toto2Config, Toto2Options};
 use toto_fallback::{
-    Backend, FallbackBackend, GraphicsApi, MixtureParams, MultiDevice, NdArray, Op, Wgpu,
+    Backend, FallbackBackend, GraphicsApi, LayerOps, MixtureParams, MultiDevice, NdArray, Op, Wgpu,
 };
 
 /// (batch, variates, context, horizon, samples): as in bench/README.md.
@@ -100,7 +100,7 @@ fn inputs(rows: usize, c: usize) -> Vec<f32> {
 }
 
 /// One Toto 2.0 forecast with the median read back to the host (as the anchor reads `q[4]`).
-fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, usize)) -> f64 {
+fn forecast2<B: LayerOps>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, usize)) -> f64 {
     let series = inputs(b * v, c);
     let start = Instant::now();
     let device = model.backend().device();
@@ -120,7 +120,7 @@ fn forecast2<B: Backend>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, u
 }
 
 /// Each of the comma-separated `workloads` with random weights of `size`, one JSON line each.
-fn run_toto2<B: Backend>(
+fn run_toto2<B: LayerOps>(
     backend: &B,
     size: &str,
     workloads: &str,
@@ -178,7 +178,7 @@ fn read(data: &TensorData, expected: usize) {
 }
 
 /// One forecast with the median read back to the host (as the anchor reads `out.median`).
-fn forecast<B: Backend>(
+fn forecast<B: LayerOps>(
     model: &Toto<B>,
     (b, v, c, h, n): (usize, usize, usize, usize, usize),
 ) -> f64 {
@@ -247,7 +247,7 @@ fn barrier() {
     }
 }
 
-fn run_workload<B: Backend>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
+fn run_workload<B: LayerOps>(backend: &B, name: &str, runs: usize, report: impl Fn() -> String) {
     let w = workload(name).unwrap_or_else(|| panic!("unknown workload {name}"));
     let model = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
     let (times, first_done, median) = timed(runs, || forecast(&model, w));
@@ -427,7 +427,7 @@ fn time_it<const D: usize>(b: &impl Backend, mut f: impl FnMut() -> Tensor<D>) -
 /// Prints one JSON line per sampling case: the shapes of bench/torch_sampling_bench.py (1e7
 /// Student-T(5) and Gamma(2.5) draws, a K = 24 Student-T mixture over 1.25e6 positions with one
 /// draw each), plus 1e8 draws to show the throughput once launch costs are amortised.
-fn sampling<B: Backend>(b: &B, label: &str) {
+fn sampling<B: LayerOps>(b: &B, label: &str) {
     use burn::tensor::Distribution as Init;
     use toto_fallback::distr::{Categorical, Distribution, MixtureSameFamily, StudentT};
     let line = |case: &str, n: usize, s: f64| {
@@ -513,15 +513,18 @@ fn matmul_shape(shape: &str, flag: &str) -> [usize; 3] {
     dims.try_into().unwrap_or_else(|_| panic!("{flag} M,K,N"))
 }
 
-/// `--cpu-matmul M,K,N`: the CPU's f32 matmul throughput at `[M, K] × [K, N]`, through burn's
-/// `NdArray` (`matrixmultiply`, repacking the weight every call) and through the crate's kernel
-/// on a weight packed once (what the models' linear layers use on the CPU), on rayon's threads
-/// (`RAYON_NUM_THREADS`). Twenty products timed after three untimed, each read back; the packed
-/// kernel also cold (`packed_cold_gflops`: a different copy of the weight each time, as a
-/// forecast meets each layer's weight).
+/// `--cpu-matmul M,K,N` (with the `internals` feature): the CPU's f32 matmul throughput at
+/// `[M, K] × [K, N]`, through burn's `NdArray` (`matrixmultiply`, repacking the weight every
+/// call) and through each of the crate's kernels this CPU runs on a weight packed once (what
+/// the models' linear layers use on the CPU: the x86 kernel where there is one, the portable
+/// `gemm` one), on rayon's threads (`RAYON_NUM_THREADS`). Twenty products timed after three
+/// untimed, each read back; the packed kernels also cold (`cold`: a different copy of the weight
+/// each time, as a forecast meets each layer's weight).
+#[cfg(feature = "internals")]
 fn cpu_matmul_throughput(shape: &str) {
     use burn::tensor::Distribution as Init;
-    use toto_fallback::backend::cpu_gemm::{Isa, PackedMatrix};
+    use toto_fallback::backend::cpu::dispatch::Isa;
+    use toto_fallback::backend::cpu::gemm::{GemmKernel, PackedMatrix};
     let [m, k, n] = matmul_shape(shape, "--cpu-matmul");
     let cpu = NdArray::seeded(1);
     let device = cpu.device();
@@ -545,30 +548,43 @@ fn cpu_matmul_throughput(shape: &str) {
     });
     let x = a.into_data().try_to_vec::<f32>().expect("f32");
     let w = b.into_data().try_to_vec::<f32>().expect("f32");
-    let packed = PackedMatrix::new(&w, [k, n], None, 1.0);
-    let packed_gflops = packed.map(|p| gflops(time(&mut || p.apply(&x, m)[0])));
-    // Cold: a forecast reads each layer's weight once, from memory (a model is larger than the
-    // caches), so the same product also runs over copies of the weight filling 256 MB, in turn.
-    let copies = (256 << 20) / (4 * k * n).max(1) + 2;
-    let cold: Option<Vec<PackedMatrix>> = (0..copies)
-        .map(|_| PackedMatrix::new(&w, [k, n], None, 1.0))
-        .collect();
-    let cold_gflops = cold.map(|c| {
+    let kernels = Isa::detect()
+        .map(GemmKernel::X86)
+        .into_iter()
+        .chain([GemmKernel::Portable]);
+    let mut fields = Vec::new();
+    for kernel in kernels {
+        let pack =
+            || PackedMatrix::new(kernel, &w, [k, n], None, 1.0).expect("a kernel this CPU runs");
+        let packed = pack();
+        let warm = gflops(time(&mut || packed.apply(&x, m)[0]));
+        // Cold: a forecast reads each layer's weight once, from memory (a model is larger than
+        // the caches), so the same product also runs over copies of the weight filling 256 MB,
+        // in turn.
+        let copies = (256 << 20) / (4 * k * n).max(1) + 2;
+        let cold: Vec<PackedMatrix> = (0..copies).map(|_| pack()).collect();
         let mut next = 0;
-        gflops(time(&mut || {
-            next = (next + 1) % c.len();
-            c[next].apply(&x, m)[0]
-        }))
-    });
-    let show = |g: Option<f64>| g.map_or("null".to_owned(), |g| format!("{g:.1}"));
+        let cold = gflops(time(&mut || {
+            next = (next + 1) % cold.len();
+            cold[next].apply(&x, m)[0]
+        }));
+        fields.push(format!(
+            "\"{kernel:?}\": {{\"gflops\": {warm:.1}, \"cold_gflops\": {cold:.1}}}"
+        ));
+    }
     println!(
-        "{{\"cpu_matmul\": \"{m}x{k}x{n}\", \"threads\": {}, \"kernel\": \"{:?}\", \"ndarray_gflops\": {:.1}, \"packed_gflops\": {}, \"packed_cold_gflops\": {}}}",
+        "{{\"cpu_matmul\": \"{m}x{k}x{n}\", \"threads\": {}, \"ndarray_gflops\": {:.1}, {}}}",
         rayon::current_num_threads(),
-        Isa::detect(),
         gflops(burn_secs),
-        show(packed_gflops),
-        show(cold_gflops)
+        fields.join(", ")
     );
+}
+
+/// `--cpu-matmul` without the `internals` feature: says how to get it.
+#[cfg(not(feature = "internals"))]
+fn cpu_matmul_throughput(_: &str) {
+    eprintln!("--cpu-matmul times the crate's CPU kernels: run with `--features internals`");
+    std::process::exit(2);
 }
 
 /// `--matmul M,K,N`: the wgpu device's matmul throughput for each float type burn has (f32,

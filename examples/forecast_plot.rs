@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use toto_fallback::forecast::FanChart;
-use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, choose_backend};
+use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, choose_backend};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn run<B: Backend>(
+fn run<B: LayerOps>(
     backend: &B,
     model_dir: &PathBuf,
     out_dir: &std::path::Path,

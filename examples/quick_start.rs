@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use toto_fallback::forecast::read_series;
-use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, Series, choose_backend};
+use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, Series, choose_backend};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn forecast<B: Backend>(
+fn forecast<B: LayerOps>(
     backend: &B,
     dir: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -11,7 +11,7 @@
 //! (README, "Weights"); in this repository, `tests/fixtures/tiny` is a tiny untrained model.
 
 use toto_fallback::forecast::read_series;
-use toto_fallback::{AutoOptions, AutoToto, Backend, Chosen, Prefer, Series, choose_backend};
+use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, Series, choose_backend};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-fn run<B: Backend>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn run<B: LayerOps>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let model = AutoToto::from_dir(backend, dir)?;
     // One series of 512 steps (NaN for a missing value). Series::from_variates takes the
     // variates of one item, Series::from_batch several items; shorter series are left-padded.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::{Bool, Int, Tensor};
 
-use crate::backend::Backend;
+use crate::backend::LayerOps;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Progress, Series};
 #[cfg(feature = "hub")]
@@ -113,14 +113,14 @@ impl AutoOptions {
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum AutoToto<B: Backend> {
+pub enum AutoToto<B: LayerOps> {
     /// Toto 1.0.
     V1(Box<Toto<B>>),
     /// Toto 2.0.
     V2(Box<Toto2<B>>),
 }
 
-impl<B: Backend> AutoToto<B> {
+impl<B: LayerOps> AutoToto<B> {
     /// Loads the model of a directory (`config.json` and its weights), of either generation.
     ///
     /// # Errors

@@ -34,7 +34,7 @@
 //! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
 //! | what the models share | [`forecast`], `nn`, `hub` | the [`forecast::Series`] every model takes (host data, variable lengths left-padded, masks, ids) and the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`) |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
-//! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, special functions, Toto's scaler), [`NdArray`] (CPU), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
+//! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, Toto's scaler; each op checked once, then the backend's `_unchecked` implementation), the [`LayerOps`] trait (linear layers, norms, gates, attention: what the models are written with), [`NdArray`] (CPU, with its own [`CpuKernels`]), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
 //! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc`, `gammaincc` as burn tensor compositions on any device |
 //! | errors | [`Error`] | every failure, each saying what to change |
 //! | leaves | [`rng`], [`Op`], [`MAX_ELEMENTS`] | the counter-based generator (Philox4x32-10), the op names, shape and size helpers |
@@ -96,8 +96,8 @@ pub use backend::kernel_cache;
 #[cfg(feature = "wgpu")]
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
-    Backend, FallbackBackend, FallbackPolicy, MixtureParams, NdArray, OpReport, Placement, Report,
-    ScalerSpec, ScalerState, Usage,
+    Backend, CpuKernels, FallbackBackend, FallbackPolicy, LayerOps, MixtureParams, NdArray,
+    OpReport, Placement, Report, ScalerSpec, ScalerState, Usage,
 };
 #[cfg(feature = "wgpu")]
 pub use backend::{Chosen, Prefer, choose_backend};

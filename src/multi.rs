@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use crate::auto::{AutoOptions, AutoToto};
-use crate::backend::{Backend, Report};
+use crate::backend::{Backend, LayerOps, Report};
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, ForecastParts, Progress, Series, Step};
 use crate::rng::DrawWindow;
@@ -26,9 +26,9 @@ use crate::toto2::{Toto2, Toto2Options};
 /// [`AutoToto`], on any [`Backend`]. Sealed: its methods are the crate's own.
 pub trait Replica: Send + Sync + 'static + sealed::Forecaster {}
 
-impl<B: Backend> Replica for Toto<B> {}
-impl<B: Backend> Replica for Toto2<B> {}
-impl<B: Backend> Replica for AutoToto<B> {}
+impl<B: LayerOps> Replica for Toto<B> {}
+impl<B: LayerOps> Replica for Toto2<B> {}
+impl<B: LayerOps> Replica for AutoToto<B> {}
 
 mod sealed {
     use super::*;
@@ -36,7 +36,7 @@ mod sealed {
     /// What [`MultiDevice`] asks of a model.
     pub trait Forecaster {
         /// The model's backend.
-        type Backend: Backend;
+        type Backend: LayerOps;
         /// The model's forecast options.
         type Options: Clone + Send + Sync + 'static;
 
@@ -69,7 +69,7 @@ mod sealed {
         ) -> Result<Forecast<Self::Backend>>;
     }
 
-    impl<B: Backend> Forecaster for Toto<B> {
+    impl<B: LayerOps> Forecaster for Toto<B> {
         type Backend = B;
         type Options = ForecastOptions;
 
@@ -114,7 +114,7 @@ mod sealed {
         }
     }
 
-    impl<B: Backend> Forecaster for Toto2<B> {
+    impl<B: LayerOps> Forecaster for Toto2<B> {
         type Backend = B;
         type Options = Toto2Options;
 
@@ -155,7 +155,7 @@ mod sealed {
         }
     }
 
-    impl<B: Backend> Forecaster for AutoToto<B> {
+    impl<B: LayerOps> Forecaster for AutoToto<B> {
         type Backend = B;
         type Options = AutoOptions;
 
@@ -589,7 +589,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Error {
     }
 }
 
-fn device_error<B: Backend>(
+fn device_error<B: LayerOps>(
     index: usize,
     backend: &B,
     items: Option<Range<usize>>,

@@ -5,11 +5,12 @@
 
 use std::fmt;
 
-/// One distribution-level operation of the [`Backend`](crate::Backend) trait.
+/// One operation of the [`Backend`](crate::Backend) trait (distribution ops) or the
+/// [`LayerOps`](crate::LayerOps) trait (layer ops).
 ///
 /// Backends answer [`Backend::supports`](crate::Backend::supports) per `Op`; the
 /// [`FallbackBackend`](crate::FallbackBackend) routes and reports per `Op`. Names follow torch
-/// (`torch.rand`, `torch.randn`, `torch._standard_gamma`, `torch.lgamma`, `torch.digamma`).
+/// (`torch.rand`, `torch.randn`, `torch._standard_gamma`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Op {
@@ -23,10 +24,6 @@ pub enum Op {
     /// One standard Student-T draw per element of a tensor of degrees of freedom
     /// (`torch.distributions.StudentT(df).sample()`, numpy's `standard_t`).
     StandardT,
-    /// Elementwise `ln |Γ(x)|` (`torch.lgamma`).
-    Lgamma,
-    /// Elementwise `ψ(x) = d/dx ln Γ(x)` (`torch.digamma`).
-    Digamma,
     /// One category index per row of logits, repeated for a sample count
     /// (`torch.multinomial(softmax(logits), 1)` per row): the mixture's component draw.
     Categorical,
@@ -37,20 +34,45 @@ pub enum Op {
     /// Toto's causal patch mean/std scaler ([`Backend::patch_scaler`](crate::Backend::patch_scaler)),
     /// computed in f64 where the backend can.
     PatchScaler,
+    /// A linear layer `(x·W + b)·s` ([`LayerOps::linear`](crate::LayerOps::linear)).
+    Linear,
+    /// RMSNorm over the last dimension ([`LayerOps::rms_norm`](crate::LayerOps::rms_norm)).
+    RmsNorm,
+    /// Scaled SiLU ([`LayerOps::silu`](crate::LayerOps::silu)).
+    Silu,
+    /// A SiLU-gated unit ([`LayerOps::silu_gate`](crate::LayerOps::silu_gate)).
+    SiluGate,
+    /// unit-scaling's residual sum ([`LayerOps::residual_add`](crate::LayerOps::residual_add)).
+    ResidualAdd,
+    /// Self-attention over fused projections
+    /// ([`LayerOps::attention`](crate::LayerOps::attention)).
+    Attention,
+    /// `softmax(q·kᵀ / d, masked) · v` over grouped heads
+    /// ([`LayerOps::attention_core`](crate::LayerOps::attention_core)).
+    AttentionCore,
+    /// A sort along dimension 0 (`torch.sort(dim=0)`;
+    /// [`LayerOps::sort_first`](crate::LayerOps::sort_first)).
+    SortFirst,
 }
 
 impl Op {
     /// Every operation, in a fixed order (the order of the report's rows).
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 15] = [
         Op::Uniform,
         Op::StandardNormal,
         Op::StandardGamma,
         Op::StandardT,
-        Op::Lgamma,
-        Op::Digamma,
         Op::Categorical,
         Op::StudentTMixture,
         Op::PatchScaler,
+        Op::Linear,
+        Op::RmsNorm,
+        Op::Silu,
+        Op::SiluGate,
+        Op::ResidualAdd,
+        Op::Attention,
+        Op::AttentionCore,
+        Op::SortFirst,
     ];
 
     /// The operation's name, as torch spells it.
@@ -60,11 +82,17 @@ impl Op {
             Op::StandardNormal => "standard_normal",
             Op::StandardGamma => "standard_gamma",
             Op::StandardT => "standard_t",
-            Op::Lgamma => "lgamma",
-            Op::Digamma => "digamma",
             Op::Categorical => "categorical",
             Op::StudentTMixture => "student_t_mixture",
             Op::PatchScaler => "patch_scaler",
+            Op::Linear => "linear",
+            Op::RmsNorm => "rms_norm",
+            Op::Silu => "silu",
+            Op::SiluGate => "silu_gate",
+            Op::ResidualAdd => "residual_add",
+            Op::Attention => "attention",
+            Op::AttentionCore => "attention_core",
+            Op::SortFirst => "sort_first",
         }
     }
 
@@ -134,12 +162,12 @@ mod tests {
 
     #[test]
     fn op_set_holds_exactly_what_was_added() {
-        let set: OpSet = [Op::StandardGamma, Op::Lgamma].into_iter().collect();
-        assert!(set.contains(Op::StandardGamma) && set.contains(Op::Lgamma));
-        assert!(!set.contains(Op::Uniform) && !set.contains(Op::Digamma));
+        let set: OpSet = [Op::StandardGamma, Op::Linear].into_iter().collect();
+        assert!(set.contains(Op::StandardGamma) && set.contains(Op::Linear));
+        assert!(!set.contains(Op::Uniform) && !set.contains(Op::Attention));
         assert_eq!(
             set.iter().collect::<Vec<_>>(),
-            [Op::StandardGamma, Op::Lgamma]
+            [Op::StandardGamma, Op::Linear]
         );
         assert!(OpSet::empty().is_empty() && !set.is_empty());
     }

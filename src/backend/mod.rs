@@ -7,11 +7,14 @@
 
 #[cfg(feature = "wgpu")]
 mod choose;
-#[doc(hidden)]
-pub mod cpu_gemm;
+#[cfg(feature = "internals")]
+pub mod cpu;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod cpu;
 mod fallback;
 #[cfg(feature = "wgpu")]
 pub mod kernel_cache;
+pub mod layers;
 mod ndarray;
 pub(crate) mod ops;
 mod stream;
@@ -21,7 +24,11 @@ mod wgpu;
 
 #[cfg(feature = "wgpu")]
 pub use self::choose::{Chosen, Prefer, choose_backend};
+pub use self::cpu::CpuKernels;
 pub use self::fallback::{FallbackBackend, FallbackPolicy, OpReport, Placement, Report, Usage};
+pub use self::layers::{
+    Affine, AttentionSpec, Heads, LayerOps, Mask, Prepared, QkNorm, Rotary, SiluHalf,
+};
 pub use self::ndarray::NdArray;
 pub use self::ops::mixture::MixtureParams;
 pub use self::ops::scaler::{ScalerSpec, ScalerState};
@@ -52,6 +59,12 @@ use crate::shape::element_count;
 /// Every tensor argument must live on [`Backend::device`] (else [`Error::DeviceMismatch`]) and
 /// every result lives there. All tensors are `f32`.
 ///
+/// Each op is a provided method that checks its arguments (support, devices, shapes, sizes) and
+/// calls the op's `_unchecked` method: a backend implements `uniform_unchecked`,
+/// `standard_normal_unchecked` and `standard_gamma_unchecked`, and overrides the other
+/// `_unchecked` methods it has a faster way for (their provided bodies are compositions), so
+/// every backend refuses the same inputs in the same way.
+///
 /// Clones share state (seed, counters, reports): a clone is another handle to the same backend.
 /// Implementations are `Send + Sync` and may be used from several threads at once.
 pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
@@ -74,13 +87,33 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`Error::Unsupported`] if the op is not supported, [`Error::TooLarge`] if the shape
     /// holds more than [`MAX_ELEMENTS`] elements.
-    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
+    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::Uniform)?;
+        checked_elements(Op::Uniform, &shape)?;
+        self.uniform_unchecked(shape)
+    }
+
+    /// [`Backend::uniform`] after its checks: every backend implements it.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn uniform_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
 
     /// `N(0, 1)` draws of the given shape (`torch.randn`).
     ///
     /// # Errors
     /// As [`Backend::uniform`].
-    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
+    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardNormal)?;
+        checked_elements(Op::StandardNormal, &shape)?;
+        self.standard_normal_unchecked(shape)
+    }
+
+    /// [`Backend::standard_normal`] after its checks: every backend implements it.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn standard_normal_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>>;
 
     /// One `Gamma(alpha, 1)` draw per element of `alpha` (`torch._standard_gamma`); the result
     /// has `alpha`'s shape.
@@ -91,15 +124,28 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     /// finite even for tiny `alpha`.
     ///
     /// # Errors
-    /// [`Error::Unsupported`], [`Error::DeviceMismatch`] if `alpha` is on another device.
-    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>>;
+    /// [`Error::Unsupported`], [`Error::DeviceMismatch`] if `alpha` is on another device,
+    /// [`Error::TooLarge`].
+    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
+        self.ensure_supported(Op::StandardGamma)?;
+        self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
+        checked_elements(Op::StandardGamma, &alpha.dims())?;
+        self.standard_gamma_unchecked(alpha)
+    }
+
+    /// [`Backend::standard_gamma`] after its checks: every backend implements it.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn standard_gamma_unchecked<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>>;
 
     /// One standard Student-T draw per element of `df` (degrees of freedom, `> 0`).
     ///
-    /// The provided body is Bailey's polar method written without rejection, two uniforms per
-    /// draw and no gamma: `T = cos(2π U₂) · sqrt(ν · expm1(−(2/ν) ln U₁))` with `U₁ ∈ (0, 1]`,
-    /// a handful of elementwise ops that burn's fusion compiles into one kernel on wgpu, so
-    /// Student-T (and Toto's mixture) sampling runs natively on a GPU that has no gamma sampler.
+    /// The provided body ([`Backend::standard_t_unchecked`]) is Bailey's polar method written
+    /// without rejection, two uniforms per draw and no gamma:
+    /// `T = cos(2π U₂) · sqrt(ν · expm1(−(2/ν) ln U₁))` with `U₁ ∈ (0, 1]`, a handful of
+    /// elementwise ops that burn's fusion compiles into one kernel on wgpu, so Student-T (and
+    /// Toto's mixture) sampling runs natively on a GPU that has no gamma sampler.
     /// [`special::expm1`](crate::special::expm1) keeps it accurate for large `ν`, where it tends
     /// to the normal. `U₁` has the uniform's 2⁻²⁴ resolution, which truncates the tails beyond
     /// `sqrt(ν (2^(48/ν) − 1))` (62 at `ν = 5`; a probability below 1e-8).
@@ -111,33 +157,16 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
         self.ensure_supported(Op::StandardT)?;
         self.ensure_on_device(Op::StandardT, "df", &df)?;
         checked_elements(Op::StandardT, &df.dims())?;
+        self.standard_t_unchecked(df)
+    }
+
+    /// [`Backend::standard_t`] after its checks; the provided body is the polar method over
+    /// [`Backend::uniform`].
+    ///
+    /// # Errors
+    /// The backend's.
+    fn standard_t_unchecked<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
         sampling::composed::standard_t(self, df)
-    }
-
-    /// Elementwise `ln |Γ(x)|` (`torch.lgamma`); `+inf` at the poles `x = 0, -1, -2, ...`.
-    ///
-    /// The provided body is [`special::lgamma`](crate::special::lgamma), a composition of burn
-    /// tensor ops that runs on any device.
-    ///
-    /// # Errors
-    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
-    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Lgamma)?;
-        self.ensure_on_device(Op::Lgamma, "x", &x)?;
-        Ok(crate::special::lgamma(x))
-    }
-
-    /// Elementwise digamma `ψ(x) = Γ'(x)/Γ(x)` (`torch.digamma`); `-inf` at 0, NaN at the
-    /// negative integers.
-    ///
-    /// The provided body is [`special::digamma`](crate::special::digamma).
-    ///
-    /// # Errors
-    /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
-    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Digamma)?;
-        self.ensure_on_device(Op::Digamma, "x", &x)?;
-        Ok(crate::special::digamma(x))
     }
 
     /// One category index in `0..K` per row of `logits` (`[rows, K]`, unnormalised
@@ -157,6 +186,14 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         self.ensure_supported(Op::Categorical)?;
         mixture::check_categorical(self, &logits, samples)?;
+        self.categorical_unchecked(logits, samples)
+    }
+
+    /// [`Backend::categorical`] after its checks.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn categorical_unchecked(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
         mixture::composed::categorical(self, logits, samples)
     }
 
@@ -176,6 +213,18 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
         self.ensure_supported(Op::StudentTMixture)?;
         params.check(self, samples)?;
+        self.student_t_mixture_unchecked(params, samples)
+    }
+
+    /// [`Backend::student_t_mixture`] after its checks.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn student_t_mixture_unchecked(
+        &self,
+        params: MixtureParams,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
         mixture::composed::student_t_mixture(self, params, samples)
     }
 
@@ -207,6 +256,19 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
         spec.check(self, &series, &weights)?;
+        self.patch_scaler_unchecked(series, weights, spec)
+    }
+
+    /// [`Backend::patch_scaler`] after its checks.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn patch_scaler_unchecked(
+        &self,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
         Ok(scaler::composed::patch_scaler(series, weights, spec))
     }
 
@@ -233,6 +295,22 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     ) -> Result<(Tensor<3>, Tensor<3>)> {
         self.ensure_supported(Op::PatchScaler)?;
         spec.check_extend(self, &series, &weights)?;
+        let [b, v, _] = series.dims();
+        state.check_shape(b, v)?;
+        self.patch_scaler_extend_unchecked(state, series, weights, spec)
+    }
+
+    /// [`Backend::patch_scaler_extend`] after its checks; the provided body runs on the host.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn patch_scaler_extend_unchecked(
+        &self,
+        state: &mut ScalerState,
+        series: Tensor<3>,
+        weights: Tensor<3>,
+        spec: ScalerSpec,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
         scaler::host::run(series, weights, self.device(), |shape, x, w| {
             state.extend(shape, x, w, spec)
         })
@@ -352,9 +430,9 @@ mod tests {
 
     #[test]
     fn support_combines_lacking_and_disabled() {
-        let s = Support::lacking(OpSet::empty().with(Op::StandardGamma)).disable([Op::Lgamma]);
+        let s = Support::lacking(OpSet::empty().with(Op::StandardGamma)).disable([Op::StandardT]);
         assert!(!s.supports(Op::StandardGamma));
-        assert!(!s.supports(Op::Lgamma));
+        assert!(!s.supports(Op::StandardT));
         assert!(s.supports(Op::Uniform));
     }
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::cpu::CpuKernels;
 use super::ops::mixture::composed::gather_rows;
 use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
 use super::stream::Streams;
 use super::transfer::{read_f32, upload};
-use super::{Backend, Support, UNWINDOWED, checked_elements};
+use super::{Backend, Support, UNWINDOWED};
 use crate::error::Result;
 use crate::op::{Op, OpSet};
 use crate::rng::DrawWindow;
@@ -51,6 +52,8 @@ pub struct NdArray {
     support: Support,
     /// The slice of each call a [`Backend::with_draw_window`] handle draws.
     window: Option<DrawWindow>,
+    /// The kernels of the layer ops.
+    kernels: CpuKernels,
 }
 
 impl NdArray {
@@ -68,7 +71,29 @@ impl NdArray {
             rng: Arc::new(Streams::new(seed)),
             support: Support::lacking(OpSet::empty()),
             window: None,
+            kernels: CpuKernels::from_env(),
         }
+    }
+
+    /// This backend with its layer ops ([`LayerOps`](crate::LayerOps)) on `kernels`: the
+    /// crate's x86 kernels, the portable ones, or burn's ops. The default is
+    /// [`CpuKernels::Auto`] (or `TOTO_FALLBACK_CPU_KERNELS`).
+    ///
+    /// ```
+    /// use toto_fallback::{CpuKernels, NdArray};
+    ///
+    /// let cpu = NdArray::seeded(0).with_kernels(CpuKernels::Portable);
+    /// assert_eq!(cpu.kernels(), CpuKernels::Portable);
+    /// ```
+    #[must_use]
+    pub fn with_kernels(mut self, kernels: CpuKernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The kernels of this backend's layer ops.
+    pub fn kernels(&self) -> CpuKernels {
+        self.kernels
     }
 
     /// This backend with `ops` marked unsupported, so a [`FallbackBackend`](crate::FallbackBackend)
@@ -111,11 +136,9 @@ impl Backend for NdArray {
     /// `Z · sqrt(ν / 2G)` with `Z ~ N(0, 1)`, `G ~ Gamma(ν/2, 1)` from this backend's host
     /// samplers (faster here than the polar method's transcendental functions). `ν = +inf`
     /// gives `Z` (the limit; `ν / 2G` would be `inf / inf`).
-    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardT)?;
-        self.ensure_on_device(Op::StandardT, "df", &df)?;
-        let z = self.standard_normal(df.dims())?;
-        let g = self.standard_gamma(df.clone().mul_scalar(0.5))?;
+    fn standard_t_unchecked<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
+        let z = self.standard_normal_unchecked(df.dims())?;
+        let g = self.standard_gamma_unchecked(df.clone().mul_scalar(0.5))?;
         let infinite = df.clone().equal_elem(f32::INFINITY);
         let ratio = df.div(g.mul_scalar(2.0)).mask_fill(infinite, 1.0);
         Ok(z.mul(ratio.sqrt()))
@@ -140,10 +163,13 @@ impl Backend for NdArray {
     /// parameters gathered, then Bailey's polar Student-T from words 1-2. The draws equal
     /// [`Wgpu`](crate::Wgpu)'s up to the last bits of `exp`, `ln` and `cos`, and depend on
     /// neither the thread count nor how a batch is sliced.
-    fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
+    fn student_t_mixture_unchecked(
+        &self,
+        params: MixtureParams,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
         let op = Op::StudentTMixture;
-        self.ensure_supported(op)?;
-        let [rows, k] = params.check(self, samples)?;
+        let [rows, k] = params.dims();
         let [logits, df, loc, scale] = params.into_array();
         let key = self.rng.next_stream().draw_key();
         let logits = read_unshared(op, logits)?;
@@ -157,23 +183,19 @@ impl Backend for NdArray {
         Ok(upload(values, [samples, rows], &self.device))
     }
 
-    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Uniform)?;
-        let n = checked_elements(Op::Uniform, &shape)?;
+    fn uniform_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         let values = host::uniform(self.rng.next_stream(), n);
         Ok(upload(values, shape, &self.device))
     }
 
-    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardNormal)?;
-        let n = checked_elements(Op::StandardNormal, &shape)?;
+    fn standard_normal_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         let values = host::standard_normal(self.rng.next_stream(), n);
         Ok(upload(values, shape, &self.device))
     }
 
-    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardGamma)?;
-        self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
+    fn standard_gamma_unchecked<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
         let shape = alpha.dims();
         let alpha = read_unshared(Op::StandardGamma, alpha)?;
         let values = host::standard_gamma(self.rng.next_stream(), &alpha);
@@ -182,9 +204,8 @@ impl Backend for NdArray {
 
     /// A host loop over every core: the rows' cumulative sums once, then one uniform and a
     /// linear scan per draw.
-    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
-        self.ensure_supported(Op::Categorical)?;
-        let [rows, k] = mixture::check_categorical(self, &logits, samples)?;
+    fn categorical_unchecked(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        let [rows, k] = logits.dims();
         let w = read_unshared(Op::Categorical, logits)?;
         let idx = mixture::host::categorical(self.rng.next_stream(), w, k, samples);
         Ok(Tensor::from_data(
@@ -193,14 +214,12 @@ impl Backend for NdArray {
         ))
     }
 
-    fn patch_scaler(
+    fn patch_scaler_unchecked(
         &self,
         series: Tensor<3>,
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        self.ensure_supported(Op::PatchScaler)?;
-        spec.check(self, &series, &weights)?;
         scaler::host::run(series, weights, &self.device, |shape, x, w| {
             Ok(scaler::host::patch_stats(x, w, shape[2], spec))
         })

@@ -2,7 +2,7 @@
 //! `into_data` and `to_device` would panic on them), and the [`Transfer`] of an op's inputs and
 //! outputs between a [`FallbackBackend`](super::FallbackBackend)'s two devices.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::op::Op;
@@ -60,6 +60,28 @@ impl<const D: usize> Transfer for Tensor<D, Int> {
             .convert::<i32>();
         let bytes = data.as_bytes().len() as u64;
         Ok((Tensor::from_data(data, device), bytes))
+    }
+}
+
+/// Masks cross as one byte per element.
+impl<const D: usize> Transfer for Tensor<D, Bool> {
+    fn transfer(self, op: Op, device: &Device) -> Result<(Self, u64)> {
+        let from = self.device();
+        let data = self
+            .try_into_data()
+            .map_err(|e| Error::read_back(op.name(), &from, e.into()))?
+            .convert::<bool>();
+        let bytes = data.as_bytes().len() as u64;
+        Ok((Tensor::from_data(data, device), bytes))
+    }
+}
+
+impl<T: Transfer> Transfer for Option<T> {
+    fn transfer(self, op: Op, device: &Device) -> Result<(Self, u64)> {
+        match self {
+            Some(t) => t.transfer(op, device).map(|(t, n)| (Some(t), n)),
+            None => Ok((None, 0)),
+        }
     }
 }
 

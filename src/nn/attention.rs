@@ -1,24 +1,11 @@
-//! Scaled dot-product attention, plain or over a key/value prefix shared by groups of rows.
+//! Attention masks between members of groups, and attention over a key/value prefix shared by
+//! groups of rows (Toto 1.0's sample paths); plain attention is the backend's
+//! [`LayerOps::attention_core`](crate::backend::LayerOps::attention_core).
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 
-/// `softmax(q kᵀ / √Dh + mask) v` with `mask` true where attention is *not* allowed.
-pub(crate) fn attend(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    blocked: Option<Tensor<4, Bool>>,
-) -> Tensor<4> {
-    let dh = q.dims()[3];
-    let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt());
-    if let Some(blocked) = blocked {
-        scores = scores.mask_fill(blocked, f32::NEG_INFINITY);
-    }
-    softmax(scores, 3).matmul(v)
-}
-
-/// [`attend`] for queries `q: [share·N, H, S, Dh]` over a prefix `(kp, vp): [N, H, S₀, Dh]`
+/// Attention (`softmax(q kᵀ / √Dh) v`) for queries `q: [share·N, H, S, Dh]` over a prefix `(kp, vp): [N, H, S₀, Dh]`
 /// shared by the `share` blocks of `N` rows, followed by each row's own keys and values
 /// `(ko, vo): [share·N, H, S₁, Dh]` (no mask: every query sees the whole cache). The prefix is never
 /// repeated: the `share` queries of a row become extra query rows against its one prefix.
@@ -55,25 +42,11 @@ pub(crate) fn attend_shared(
     scatter(gather(wp).matmul(vp.clone())).add(wo.matmul(vo))
 }
 
-/// The causal mask of `s` positions for `rows` rows of `heads` heads: true above the diagonal
-/// (a query may not see later keys), `[rows, heads, s, s]`.
-pub(crate) fn causal_blocked(
-    s: usize,
-    rows: usize,
-    heads: usize,
-    device: &Device,
-) -> Tensor<4, Bool> {
-    Tensor::<2, Bool>::tril_mask([s, s], 0, device)
-        .reshape([1, 1, s, s])
-        .expand([rows, heads, s, s])
-}
-
 /// The mask of attention between members of groups: `ids` (`[N, V]`, one id per member) blocks
-/// every pair with different ids, `[N, heads, V, V]`.
-pub(crate) fn group_blocked(ids: Tensor<2, Int>, heads: usize) -> Tensor<4, Bool> {
+/// every pair with different ids, `[N, 1, V, V]`.
+pub(crate) fn group_blocked(ids: Tensor<2, Int>) -> Tensor<4, Bool> {
     let [n, v] = ids.dims();
     ids.clone()
         .reshape([n, 1, v, 1])
         .not_equal(ids.reshape([n, 1, 1, v]))
-        .expand([n, heads, v, v])
 }

@@ -41,7 +41,7 @@ pub(crate) fn map_file(path: &Path) -> Result<Bytes> {
     // SAFETY: the map is read-only. Like any file map (burn-store maps files too), another
     // process writing the file during a load may show torn data, which the header and shape
     // checks then report; it cannot make this process read outside the map.
-    #[allow(unsafe_code)] // One of the crate's two unsafe blocks: a read-only file map.
+    #[allow(unsafe_code)] // A read-only file map (docs/architecture.md, "Unsafe code").
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     Ok(Bytes::Mapped(map))
 }

@@ -1,7 +1,7 @@
 //! What the Toto generations share below the model: rotary position embedding with xPos (each
-//! generation's variant), attention (plain, causal, within groups, over a shared key/value
-//! prefix), linear layers over any rank, the layers' non-matrix work fused on host slices for the
-//! CPU, reading safetensors checkpoints by name, and phase timing. Each model generation (`toto`,
+//! generation's variant), attention masks and attention over a shared key/value prefix, linear
+//! layers from burn's modules, reading safetensors checkpoints by name, and phase timing. The
+//! layers themselves run as the backend's [`LayerOps`](crate::backend::LayerOps). Each model generation (`toto`,
 //! `toto2`) builds its layers from these; the f64 causal scaler both use is a backend op
 //! ([`Backend::patch_scaler`]), and the forecast they return is [`forecast`](crate::forecast).
 //!
@@ -9,7 +9,6 @@
 
 pub(crate) mod attention;
 pub(crate) mod checkpoint;
-pub(crate) mod host;
 pub(crate) mod linear;
 pub(crate) mod phases;
 pub(crate) mod rope;

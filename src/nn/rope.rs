@@ -12,7 +12,10 @@
 //! `max` is the largest position of the call: with a KV cache, cached keys keep the scale of the
 //! call that wrote them (toto-2's behaviour, which its block decoding depends on).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
+
+use crate::backend::Rotary;
+use crate::error::Result;
 
 /// Which dimensions rotate, and the xPos variant.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,67 +111,12 @@ pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec
     (angles, scales)
 }
 
-/// The rotary (+ xPos) factors of one forward pass, `[1, 1, S, rotated]` each, built once and
-/// shared by every layer that rotates.
-pub(crate) struct Rope {
-    spec: RopeSpec,
-    /// `cos` per (position, pair, member of the pair), `[1, 1, S, W/2, 2]`.
-    cos: Tensor<5>,
-    /// `sin` likewise, negated for the first member of each pair: rotate-half's sign.
-    sin: Tensor<5>,
-    scale: Option<Tensor<4>>,
-}
-
-impl Rope {
-    /// The factors at `positions` (one per sequence element).
-    pub(crate) fn new(spec: RopeSpec, positions: &[usize], device: &Device) -> Self {
-        let (s, w) = (positions.len(), spec.rotated);
-        let (angles, scales) = rope_tables(spec, positions);
-        let angles = Tensor::<2>::from_data(TensorData::new(angles, [s, w]), device);
-        let scale = spec.xpos.map(|_| {
-            Tensor::<2>::from_data(TensorData::new(scales, [s, w]), device).reshape([1, 1, s, w])
-        });
-        let sign = Tensor::<1>::from_floats([-1.0, 1.0], device).reshape([1, 1, 1, 1, 2]);
-        let pairs = |t: Tensor<2>| t.reshape([1, 1, s, w / 2, 2]);
-        Rope {
-            spec,
-            cos: pairs(angles.clone().cos()),
-            sin: pairs(angles.sin()).mul(sign),
-            scale,
-        }
-    }
-
-    /// The rotary embedding (with xPos: times the scale for queries, divided by it for keys)
-    /// on `x: [N, H, S, Dh]`; dimensions past the rotated ones pass through.
-    pub(crate) fn apply(&self, x: Tensor<4>, query: bool) -> Tensor<4> {
-        let [n, h, s, dh] = x.dims();
-        let w = self.spec.rotated;
-        let (x, rest) = if w < dh {
-            (x.clone().narrow(3, 0, w), Some(x.narrow(3, w, dh - w)))
-        } else {
-            (x, None)
-        };
-        // Interleaved rotate_half, (x0, x1) -> (-x1, x0) for each pair, is the pair reversed
-        // (a view) times (-1, 1), the sign folded into `sin`: two products and a sum, with no
-        // copies of one-wide slices (each a slow strided copy on the CPU).
-        let pairs = x.reshape([n, h, s, w / 2, 2]);
-        let turned = pairs.clone().flip([4]);
-        let mut y = pairs
-            .mul(self.cos.clone())
-            .add(turned.mul(self.sin.clone()))
-            .reshape([n, h, s, w]);
-        if let Some(scale) = &self.scale {
-            y = if query {
-                y.mul(scale.clone())
-            } else {
-                y.div(scale.clone())
-            };
-        }
-        match rest {
-            Some(rest) => Tensor::cat(vec![y, rest], 3),
-            None => y,
-        }
-    }
+/// The rotary (+ xPos) factors of one forward pass at `positions` (one per sequence element),
+/// built once and shared by every layer that rotates.
+pub(crate) fn rotary(spec: RopeSpec, positions: &[usize], device: &Device) -> Result<Rotary> {
+    let (angles, scales) = rope_tables(spec, positions);
+    let scales = spec.xpos.map(|_| scales.as_slice());
+    Rotary::new(&angles, scales, [positions.len(), spec.rotated], device)
 }
 
 #[cfg(test)]

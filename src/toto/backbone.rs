@@ -11,16 +11,18 @@ use super::cache::KvCache;
 use super::config::{LayerKind, TotoConfig};
 use super::head::{FusedHead, Head};
 use super::layer::Layer;
-use crate::nn::linear::{CpuPacked, dense, linear};
-use crate::nn::rope::{Rope, RopeSpec};
+use crate::backend::{LayerOps, Prepared};
+use crate::error::Result;
+use crate::nn::linear::{dense, linear};
+use crate::nn::rope::{RopeSpec, rotary};
 
 /// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
 #[derive(Module, Debug)]
 pub(crate) struct PatchEmbed {
     pub(crate) projection: Linear,
-    /// `projection` packed for the CPU kernel (not in the checkpoint).
+    /// What the backend derives from `projection` (not in the checkpoint).
     #[module(skip)]
-    pub(crate) cpu: CpuPacked,
+    pub(crate) prepared: Prepared,
 }
 
 /// `transformer.layers.{i}`.
@@ -49,7 +51,7 @@ impl TotoWeights {
         TotoWeights {
             patch_embed: PatchEmbed {
                 projection: linear(p, d, device),
-                cpu: CpuPacked::default(),
+                prepared: Prepared::default(),
             },
             transformer: Transformer { layers },
             unembed: linear(d, d * p, device),
@@ -67,25 +69,33 @@ impl TotoWeights {
     /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `hook` sees every named
     /// intermediate (for conformance tests): `patch_embed`, `layer{i}.{norm1, attention, norm2,
     /// mlp, out}`.
-    pub(crate) fn forward(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward<B: LayerOps>(
         &self,
+        ops: &B,
         config: &TotoConfig,
         kinds: &[LayerKind],
         scaled: Tensor<3>,
         ids: Tensor<3, Int>,
         mut cache: Option<&mut KvCache>,
         hook: &mut dyn FnMut(&str, Tensor<4>),
-    ) -> Tensor<4> {
+    ) -> Result<Tensor<4>> {
         let [b, v, t] = scaled.dims();
         let (p, d, heads) = (config.patch_size, config.embed_dim, config.num_heads);
         let s = t / p;
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let embed = &self.patch_embed;
-        let mut h = dense(&embed.projection, &embed.cpu, scaled.reshape([b, v, s, p]));
+        let mut h = dense(
+            ops,
+            &embed.projection,
+            &embed.prepared,
+            scaled.reshape([b, v, s, p]),
+        )?;
         hook("patch_embed", h.clone());
         let positions: Vec<usize> = (offset..offset + s).collect();
-        let rope = Rope::new(RopeSpec::toto(d / heads), &positions, &h.device());
+        let rope = rotary(RopeSpec::toto(d / heads), &positions, &h.device())?;
         let pass = Pass {
+            ops,
             rope: &rope,
             ids: &ids,
             offset,
@@ -97,11 +107,11 @@ impl TotoWeights {
                 (LayerKind::Time, Some(cache)) => Some(cache.layer(i, layers.len())),
                 _ => None,
             };
-            h = layer.forward(h, *kind, &pass, entry, &format!("layer{i}"), hook);
+            h = layer.forward(h, *kind, &pass, entry, &format!("layer{i}"), hook)?;
         }
         if let Some(cache) = cache {
             cache.advance(s);
         }
-        h
+        Ok(h)
     }
 }

@@ -173,8 +173,8 @@ mod tests {
     #[test]
     fn a_shared_prefix_attends_like_a_repeated_one() {
         use crate::backend::Backend as _;
-        let cpu = crate::backend::NdArray::seeded(3);
-        let device = cpu.device().clone();
+        let ops = crate::backend::NdArray::seeded(3);
+        let device = ops.device().clone();
         let mut config = TotoConfig::open_base_1_0();
         (config.patch_size, config.stride, config.embed_dim) = (4, 4, 16);
         (config.num_layers, config.num_heads, config.mlp_hidden_dim) = (3, 2, 24);
@@ -195,15 +195,19 @@ mod tests {
             )
         };
         let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| {
-            let hidden = weights.forward(
-                &config,
-                &kinds,
-                x.0.clone(),
-                x.1.clone(),
-                Some(cache),
-                &mut |_, _| {},
-            );
-            head.forward(hidden)
+            let hidden = weights
+                .forward(
+                    &ops,
+                    &config,
+                    &kinds,
+                    x.0.clone(),
+                    x.1.clone(),
+                    Some(cache),
+                    &mut |_, _| {},
+                )
+                .unwrap();
+            head.forward(&ops, hidden)
+                .unwrap()
                 .loc
                 .into_data()
                 .try_to_vec::<f32>()

@@ -5,7 +5,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use super::cache::KvCache;
 use super::model::Toto;
 use super::output::TotoDistribution;
-use crate::backend::Backend;
+use crate::backend::LayerOps;
 use crate::distr::Distribution;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Passes, Progress, Series, settle};
@@ -65,7 +65,7 @@ impl Default for ForecastOptions {
     }
 }
 
-impl<B: Backend> Toto<B> {
+impl<B: LayerOps> Toto<B> {
     /// Refuses a forecast whose largest tensors could not be allocated, before allocating
     /// anything: the output, the decoded paths, the activations of one step and the KV cache.
     /// The checks `forecast` makes of the options and the request's size, without inputs.
@@ -203,7 +203,7 @@ impl Paths {
     }
 }
 
-impl<B: Backend> Toto<B> {
+impl<B: LayerOps> Toto<B> {
     /// Forecasts `series` (`[B, V, T]`, any `T >= 1`).
     ///
     /// - `padding_mask`: true for real values (`None`: all real); NaN or ±inf values are
@@ -316,7 +316,7 @@ impl<B: Backend> Toto<B> {
 }
 
 /// One forecast's decoding: the model, the padded context's length, the options.
-struct Decoder<'a, B: Backend> {
+struct Decoder<'a, B: LayerOps> {
     toto: &'a Toto<B>,
     context: usize,
     options: &'a ForecastOptions,
@@ -326,7 +326,7 @@ struct Decoder<'a, B: Backend> {
     draws: Option<&'a B>,
 }
 
-impl<B: Backend> Decoder<'_, B> {
+impl<B: LayerOps> Decoder<'_, B> {
     /// The distribution of the next patch only (the forward covers the whole context at
     /// prefill, and every step without a cache); the scaler's clamp from the context alone.
     fn next(&mut self, paths: &Paths, cache: Option<&mut KvCache>) -> Result<TotoDistribution<B>> {

@@ -11,7 +11,9 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use crate::nn::linear::{CpuPacked, affine, linear};
+use crate::backend::{Affine, LayerOps, Prepared};
+use crate::error::Result;
+use crate::nn::linear::linear;
 
 /// `torch.finfo(float32).eps`, the head's floor for softplus outputs.
 const F32_EPS: f32 = f32::EPSILON;
@@ -81,7 +83,7 @@ impl Head {
 pub(crate) struct FusedHead {
     weight: Tensor<2>,
     bias: Tensor<1>,
-    cpu: CpuPacked,
+    prepared: Prepared,
     patch: usize,
     k: usize,
 }
@@ -108,7 +110,7 @@ impl FusedHead {
         FusedHead {
             weight,
             bias,
-            cpu: CpuPacked::default(),
+            prepared: Prepared::default(),
             patch,
             k: k4 / 4,
         }
@@ -117,22 +119,23 @@ impl FusedHead {
     /// The mixture's parameters from the last layer's output `h` (`[B, V, S, D]`) for every step
     /// of the patches that follow: degrees of freedom `2 + max(softplus, eps)`, locations,
     /// scales `max(softplus, eps)` and logits, each `[B, V, S·P, K]`.
-    pub(crate) fn forward(&self, h: Tensor<4>) -> HeadOutput {
+    pub(crate) fn forward<B: LayerOps>(&self, ops: &B, h: Tensor<4>) -> Result<HeadOutput> {
         let [b, v, s, _] = h.dims();
         let (p, k) = (self.patch, self.k);
         let rows = b * v * s * p;
-        let y = affine(h, &self.weight, Some(&self.bias), 1.0, &self.cpu).reshape([rows, 4 * k]);
+        let affine = Affine::new(&self.weight, Some(&self.bias), 1.0, &self.prepared);
+        let y = ops.linear(h, affine)?.reshape([rows, 4 * k]);
         let part = |j: usize| {
             y.clone()
                 .slice([0..rows, j * k..(j + 1) * k])
                 .reshape([b, v, s * p, k])
         };
-        HeadOutput {
+        Ok(HeadOutput {
             df: softplus(part(0)).clamp_min(F32_EPS).add_scalar(2.0),
             loc: part(1),
             scale: softplus(part(2)).clamp_min(F32_EPS),
             logits: part(3),
-        }
+        })
     }
 }
 

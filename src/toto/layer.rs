@@ -3,12 +3,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::attention::{Attention, CacheEntry, Pass};
 use super::config::LayerKind;
-use crate::nn::linear::{CpuPacked, dense, linear};
+use crate::backend::{LayerOps, Prepared, SiluHalf};
+use crate::error::Result;
+use crate::nn::linear::{dense, linear};
 
 /// RMSNorm with toto-ts's parameter name (`scale`) and epsilon (1e-8, inside the root).
 #[derive(Module, Debug)]
@@ -26,16 +27,12 @@ impl RmsNorm {
     }
 
     /// `x / sqrt(mean(x²) + ε) · scale` over the last dimension.
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let rms = x
-            .clone()
-            .square()
-            .mean_dim(D - 1)
-            .add_scalar(RMS_EPS)
-            .sqrt();
-        let mut shape = [1; D];
-        shape[D - 1] = self.scale.dims()[0];
-        x.div(rms).mul(self.scale.val().reshape(shape))
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        ops.rms_norm(x, Some(&self.scale.val()), RMS_EPS)
     }
 }
 
@@ -44,9 +41,9 @@ impl RmsNorm {
 pub(crate) struct Mlp {
     pub(crate) w12: Linear,
     pub(crate) w3: Linear,
-    /// `w12` and `w3` packed for the CPU kernel (not in the checkpoint).
+    /// What the backend derives from `w12` and `w3` (not in the checkpoint).
     #[module(skip)]
-    pub(crate) cpu: [CpuPacked; 2],
+    pub(crate) prepared: [Prepared; 2],
 }
 
 impl Mlp {
@@ -54,17 +51,19 @@ impl Mlp {
         Mlp {
             w12: linear(d, 2 * hidden, device),
             w3: linear(hidden, d, device),
-            cpu: Default::default(),
+            prepared: Default::default(),
         }
     }
 
     /// `w3(silu(gate) · up)` with `[gate | up] = w12(x)`.
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = dense(&self.w12, &self.cpu[0], x);
-        let f = y.dims()[D - 1] / 2;
-        let gate = y.clone().narrow(D - 1, 0, f);
-        let up = y.narrow(D - 1, f, f);
-        dense(&self.w3, &self.cpu[1], silu(gate).mul(up))
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        let y = dense(ops, &self.w12, &self.prepared[0], x)?;
+        let gated = ops.silu_gate(y, SiluHalf::First)?;
+        dense(ops, &self.w3, &self.prepared[1], gated)
     }
 }
 
@@ -90,26 +89,27 @@ impl Layer {
 
     /// `h + attention(norm1(h))`, then `+ mlp(norm2(·))`, on `h: [B, V, S, D]`. `hook` sees
     /// `{name}.norm1`, `.attention`, `.norm2`, `.mlp` and `.out`.
-    pub(crate) fn forward(
+    pub(crate) fn forward<B: LayerOps>(
         &self,
         h: Tensor<4>,
         kind: LayerKind,
-        pass: &Pass<'_>,
+        pass: &Pass<'_, B>,
         cache: CacheEntry<'_>,
         name: &str,
         hook: &mut dyn FnMut(&str, Tensor<4>),
-    ) -> Tensor<4> {
-        let z = self.norm1.forward(h.clone());
+    ) -> Result<Tensor<4>> {
+        let ops = pass.ops;
+        let z = self.norm1.forward(ops, h.clone())?;
         hook(&format!("{name}.norm1"), z.clone());
-        let a = self.attention.forward(z, kind, pass, cache);
+        let a = self.attention.forward(z, kind, pass, cache)?;
         hook(&format!("{name}.attention"), a.clone());
         let h = h.add(a);
-        let z = self.norm2.forward(h.clone());
+        let z = self.norm2.forward(ops, h.clone())?;
         hook(&format!("{name}.norm2"), z.clone());
-        let m = self.mlp.forward(z);
+        let m = self.mlp.forward(ops, z)?;
         hook(&format!("{name}.mlp"), m.clone());
         let h = h.add(m);
         hook(&format!("{name}.out"), h.clone());
-        h
+        Ok(h)
     }
 }

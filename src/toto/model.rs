@@ -11,7 +11,7 @@ use super::checkpoint::{Source, load_into, save_bytes};
 use super::config::{LayerKind, TotoConfig};
 use super::head::FusedHead;
 use super::output::TotoOutput;
-use crate::backend::{Backend, ScalerSpec, ScalerState};
+use crate::backend::{LayerOps, ScalerSpec, ScalerState};
 use crate::error::{Error, Result};
 #[cfg(feature = "hub")]
 use crate::hub::HubOptions;
@@ -43,7 +43,7 @@ use crate::nn::phases::Phases;
 /// # Ok::<(), toto_fallback::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Toto<B: Backend> {
+pub struct Toto<B: LayerOps> {
     backend: B,
     config: TotoConfig,
     kinds: Vec<LayerKind>,
@@ -52,7 +52,7 @@ pub struct Toto<B: Backend> {
     head: FusedHead,
 }
 
-impl<B: Backend> Toto<B> {
+impl<B: LayerOps> Toto<B> {
     /// A model with random weights of the shapes `config` describes (for tests and benchmarks).
     ///
     /// # Errors
@@ -190,9 +190,9 @@ impl<B: Backend> Toto<B> {
     ///   one after the first call) and the output covers those steps.
     /// - `scaling_prefix`: global scaler statistics only from the first steps. When the first
     ///   pass with a `cache` covers that prefix (or the config does not stabilise), the cache
-    ///   also keeps the scaler's running statistics ([`Backend::patch_scaler_extend`]) and later
+    ///   also keeps the scaler's running statistics ([`Backend::patch_scaler_extend`](crate::backend::Backend::patch_scaler_extend)) and later
     ///   passes compute them for the new patch alone; otherwise every pass runs
-    ///   [`Backend::patch_scaler`] over the whole series, as toto-ts does.
+    ///   [`Backend::patch_scaler`](crate::backend::Backend::patch_scaler) over the whole series, as toto-ts does.
     ///
     /// With `RUST_LOG=toto_fallback::toto=trace`, logs the time up to each intermediate
     /// (synchronising the device for every reading, so only for profiling).
@@ -268,11 +268,11 @@ impl<B: Backend> Toto<B> {
             .reshape([b, v, (t - cached) / p, p])
             .min_dim(3)
             .reshape([b, v, (t - cached) / p]);
-        let hidden = self
-            .weights
-            .forward(&self.config, &self.kinds, scaled, ids, cache, hook);
+        let ops = &self.backend;
+        let hidden =
+            (self.weights).forward(ops, &self.config, &self.kinds, scaled, ids, cache, hook)?;
         // Unembedding and head: token s gives the mixture of each step of patch s + 1.
-        let head = self.head.forward(hidden);
+        let head = self.head.forward(ops, hidden)?;
         Ok(TotoOutput {
             backend: self.backend.clone(),
             loc,

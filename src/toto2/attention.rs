@@ -3,18 +3,13 @@
 //! query scale, rotary (+ xPos) on the first half of each head in time layers, scores scaled by
 //! `1/d_k` (not `1/√d_k`), grouped-query heads (head `h` reads group `h / (H/G)`).
 
-use std::sync::OnceLock;
-
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use super::config::Toto2Config;
 use super::layers::{Norm, Precision, Scale, UnitLinear};
-use crate::backend::cpu_gemm::PackedMatrix;
+use crate::backend::{AttentionSpec, Heads, LayerOps, Mask, QkNorm, Rotary};
+use crate::error::Result;
 use crate::nn::checkpoint::Checkpoint;
-use crate::nn::host::{self, Blocked, Heads, HostRope, QkNorm, QkPrep};
-use crate::nn::linear::host_values;
-use crate::nn::rope::Rope;
 
 /// dd-unit-scaling's per-dimension scale constant.
 const PDS_SCALE: f64 = 0.52103;
@@ -41,8 +36,6 @@ pub(crate) struct Attention {
     k_norm: Option<Norm>,
     /// The per-dimension query multiplier `softplus(p)/(0.52103 ln 2)`, `[d_k]`.
     per_dim_scale: Option<Tensor<1>>,
-    /// The per-dimension multiplier's values, read the first time the CPU path needs them.
-    per_dim_host: OnceLock<Vec<f32>>,
     heads: usize,
     groups: usize,
     qk: usize,
@@ -98,7 +91,6 @@ impl Attention {
             q_norm: q_norm.map_or(Some(None), |n| n.map(Some))?,
             k_norm: k_norm.map_or(Some(None), |n| n.map(Some))?,
             per_dim_scale: pds.map_or(Some(None), |p| p.map(Some))?,
-            per_dim_host: OnceLock::new(),
             heads: c.num_heads,
             groups: c.num_groups,
             qk: c.qk_dim,
@@ -131,7 +123,6 @@ impl Attention {
             per_dim_scale: c
                 .per_dim_scale
                 .then(|| per_dim_multiplier(Tensor::zeros([c.qk_dim], device))),
-            per_dim_host: OnceLock::new(),
             heads: c.num_heads,
             groups: c.num_groups,
             qk: c.qk_dim,
@@ -139,129 +130,55 @@ impl Attention {
         }
     }
 
-    /// Attention over `x: [N, S, D]` (`N` sequences of `S` elements): `blocked` (broadcast to
-    /// `[N, H, S, S_kv]`) is true where a query may not see a key; `rope` rotates queries and
-    /// keys (time layers); with `cache`, this call's keys and values are appended to it and
-    /// attention reads all of them. Returns `[N, S, D]`.
-    pub(crate) fn forward(
+    /// Attention over `x: [N, S, D]` (`N` sequences of `S` elements): `mask` says which
+    /// queries may not see which keys; `rope` rotates queries and keys (time layers); with
+    /// `cache`, this call's keys and values are appended to it and attention reads all of them
+    /// (the mask then covers them all). Returns `[N, S, D]`.
+    pub(crate) fn forward<B: LayerOps>(
         &self,
+        ops: &B,
         x: Tensor<3>,
-        rope: Option<&Rope>,
-        blocked: Option<Tensor<4, Bool>>,
+        rope: Option<&Rotary>,
+        mask: Mask,
         cache: Option<&mut KvLayer>,
-    ) -> Tensor<3> {
+    ) -> Result<Tensor<3>> {
         let [n, s, _] = x.dims();
-        let (h, g, dk, dv) = (self.heads, self.groups, self.qk, self.v);
-        let qkv = self.in_proj.forward(x); // [N, S, H·dk + G·dk + G·dv]
-        let split = |start: usize, heads: usize, d: usize| {
-            qkv.clone()
-                .narrow(2, start, heads * d)
-                .reshape([n, s, heads, d])
-                .swap_dims(1, 2) // [N, heads, S, d]
+        let qkv = self.in_proj.forward(ops, x)?; // [N, S, H·dk + G·dk + G·dv]
+        let spec = AttentionSpec {
+            heads: Heads {
+                heads: self.heads,
+                groups: self.groups,
+                qk: self.qk,
+                v: self.v,
+            },
+            divisor: self.qk as f64,
+            qk_norm: self
+                .q_norm
+                .as_ref()
+                .zip(self.k_norm.as_ref())
+                .map(|(q, k)| QkNorm {
+                    query: q.weight(),
+                    key: k.weight(),
+                    eps: q.eps(),
+                }),
+            query_scale: self.per_dim_scale.as_ref().map(|m| (m, PDS_SCALE)),
+            rotary: rope,
+            mask,
         };
-        let mut q = split(0, h, dk);
-        let mut k = split(h * dk, g, dk);
-        let mut v = split(h * dk + g * dk, g, dv);
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(q);
-            k = kn.forward(k);
-        }
-        if let Some(r) = &self.per_dim_scale {
-            q = q
-                .mul(r.clone().reshape([1, 1, 1, dk]))
-                .mul_scalar(PDS_SCALE);
-        }
-        if let Some(rope) = rope {
-            q = rope.apply(q, true);
-            k = rope.apply(k, false);
-        }
-        if let Some(cache) = cache {
-            if let Some((pk, pv)) = cache.entries.take() {
-                k = Tensor::cat(vec![pk, k], 2);
-                v = Tensor::cat(vec![pv, v], 2);
+        let o = match cache {
+            None => ops.attention(qkv, &spec)?,
+            Some(cache) => {
+                let (q, mut k, mut v) = spec.queries_keys_values(qkv);
+                if let Some((pk, pv)) = cache.entries.take() {
+                    k = Tensor::cat(vec![pk, k], 2);
+                    v = Tensor::cat(vec![pv, v], 2);
+                }
+                cache.entries = Some((k.clone(), v.clone()));
+                let o = ops.attention_core(q, k, v, spec.divisor, &spec.mask)?; // [N, H, S, dv]
+                o.swap_dims(1, 2).reshape([n, s, self.heads * self.v])
             }
-            cache.entries = Some((k.clone(), v.clone()));
-        }
-        let s_kv = k.dims()[2];
-        let per_group = h / g;
-        let heads = |t: Tensor<4>, d: usize| {
-            t.reshape([n, g, 1, s_kv, d])
-                .expand([n, g, per_group, s_kv, d])
-                .reshape([n, h, s_kv, d])
         };
-        let (k, v) = (heads(k, dk), heads(v, dv));
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar(dk as f64); // [N, H, S, S_kv]
-        if let Some(blocked) = blocked {
-            scores = scores.mask_fill(blocked.expand([n, h, s, s_kv]), f32::NEG_INFINITY);
-        }
-        let o = softmax(scores, 3).matmul(v); // [N, H, S, dv]
-        self.out_proj
-            .forward(o.swap_dims(1, 2).reshape([n, s, h * dv]))
-    }
-}
-
-/// An attention layer's weights as the CPU path reads them ([`Attention::host`]).
-pub(crate) struct HostAttention<'a> {
-    attn: &'a Attention,
-    in_proj: &'a PackedMatrix,
-    out_proj: &'a PackedMatrix,
-}
-
-impl Attention {
-    /// The layer for the CPU path: both projections packed for the CPU kernel; `None` where
-    /// they have none (f16 weights, another device, a CPU without a kernel).
-    pub(crate) fn host(&self) -> Option<HostAttention<'_>> {
-        Some(HostAttention {
-            attn: self,
-            in_proj: self.in_proj.host()?,
-            out_proj: self.out_proj.host()?,
-        })
-    }
-}
-
-impl HostAttention<'_> {
-    /// [`Attention::forward`] on host values without a cache: `z` is `[n, s, D]` (`n` sequences
-    /// of `s` elements), `blocked` `[n or 1, s, s]`; returns `[n, s, D]`. `mark` is called
-    /// after the projection (`qkv`) and after attention (`core`), for phase timing.
-    pub(crate) fn forward(
-        &self,
-        z: &[f32],
-        [n, s]: [usize; 2],
-        rope: Option<&HostRope>,
-        blocked: Option<Blocked<'_>>,
-        mark: &mut dyn FnMut(&str, Option<&[f32]>),
-    ) -> Vec<f32> {
-        let a = self.attn;
-        let qkv = self.in_proj.apply(z, n * s);
-        mark("qkv", None);
-        let norm = match (&a.q_norm, &a.k_norm) {
-            (Some(q), Some(k)) => Some(QkNorm {
-                query: q.host_weight(),
-                key: k.host_weight(),
-                eps: q.eps(),
-            }),
-            _ => None,
-        };
-        let per_dim = a.per_dim_scale.as_ref().map(|r| {
-            let r = a
-                .per_dim_host
-                .get_or_init(|| host_values(r.clone().mul_scalar(1.0)));
-            (r.as_slice(), PDS_SCALE as f32)
-        });
-        let prep = QkPrep {
-            norm,
-            query_scale: per_dim,
-            rope,
-        };
-        let heads = Heads {
-            heads: a.heads,
-            groups: a.groups,
-            qk: a.qk,
-            v: a.v,
-        };
-        let o = host::attention(&qkv, [n, s], heads, prep, a.qk as f32, blocked);
-        mark("core", None);
-        self.out_proj.apply(&o, n * s)
+        self.out_proj.forward(ops, o)
     }
 }
 

@@ -2,18 +2,14 @@
 //! zero-filled prediction patches, or block decoding with a KV cache and median feedback; known
 //! covariates as extra variates; the real-space cap and the short-patch scaler backfill.
 
-use std::cmp::Ordering;
-
-use burn::tensor::{Bool, DType, Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 
 use super::decoder::{Cache, Pass};
 use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
-use crate::backend::Backend;
-use crate::backend::transfer::upload;
+use crate::backend::LayerOps;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
 use crate::forecast::{Forecast, Passes, Progress, Series};
-use crate::nn::linear::{host_values, is_cpu};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -96,7 +92,7 @@ struct Prepared {
     context: usize,
 }
 
-impl<B: Backend> Toto2<B> {
+impl<B: LayerOps> Toto2<B> {
     /// Forecasts `target` (`[B, V, T]`, any `T >= 1`): the 9 quantiles of every step, as a
     /// [`Forecast`] whose [`Forecast::quantile`] interpolates between them.
     ///
@@ -400,7 +396,7 @@ impl<B: Backend> Toto2<B> {
 
 /// The state of one forecast's decoding: the series so far (median feedback included), the
 /// KV cache, and the cap from the first block.
-struct Blocks<'a, B: Backend> {
+struct Blocks<'a, B: LayerOps> {
     model: &'a Toto2<B>,
     options: &'a Toto2Options,
     input: Prepared,
@@ -409,7 +405,7 @@ struct Blocks<'a, B: Backend> {
     cap: Option<(Tensor<5>, Tensor<5>)>,
 }
 
-impl<B: Backend> Blocks<'_, B> {
+impl<B: LayerOps> Blocks<'_, B> {
     /// The sorted real-space quantiles of the `block` patches after the first `done` predicted
     /// ones, `[9, B, Vt, block, P]`.
     fn block(&mut self, done: usize, block: usize) -> Result<Tensor<5>> {
@@ -426,7 +422,7 @@ impl<B: Backend> Blocks<'_, B> {
             &scale,
             self.input.mask.clone(),
         );
-        let (combined, gids, time_ids) = self.inputs(x, done, block);
+        let (combined, gids, time_ids) = self.inputs(x, done, block)?;
         phases.mark(|| format!("block at {done}: inputs"));
         if let Some(c) = self.cache.as_mut() {
             c.ephemeral = block;
@@ -437,11 +433,11 @@ impl<B: Backend> Blocks<'_, B> {
             has_missing_values: self.options.has_missing_values,
         };
         let s = combined.dims()[2];
-        let out = self.model.decode(combined, &pass, self.cache.as_mut()); // [B, Vt, S, D]
+        let out = self.model.decode(combined, &pass, self.cache.as_mut())?; // [B, Vt, S, D]
         phases.mark(|| format!("block at {done}: decoder"));
         // Position i predicts patch i + 1: the outputs at the anchor and all but the last
         // new patch.
-        let q = self.model.head(out.narrow(2, s - block - 1, block)); // [9, B, Vt, block, P]
+        let q = self.model.head(out.narrow(2, s - block - 1, block))?; // [9, B, Vt, block, P]
         phases.mark(|| format!("block at {done}: head"));
         let [_, b, vt, _, _] = q.dims();
         let at = |x: Tensor<3>| {
@@ -455,7 +451,9 @@ impl<B: Backend> Blocks<'_, B> {
                 .max_pair(lo.clone().expand(dims))
                 .min_pair(hi.clone().expand(dims));
         }
-        let sorted = sort_levels(real);
+        // The 9 levels ascending, NaN last (the backend's sort; on GPUs without a host round
+        // trip).
+        let sorted = self.model.backend.sort_first(real)?;
         phases.mark(|| format!("block at {done}: real space and sort"));
         Ok(sorted)
     }
@@ -482,7 +480,7 @@ impl<B: Backend> Blocks<'_, B> {
         x: Tensor<3>,
         done: usize,
         block: usize,
-    ) -> (Tensor<4>, Tensor<3, Int>, Vec<usize>) {
+    ) -> Result<(Tensor<4>, Tensor<3, Int>, Vec<usize>)> {
         let p = self.model.config.patch_size;
         let t = self.input.context;
         let ip = t / p;
@@ -491,13 +489,13 @@ impl<B: Backend> Blocks<'_, B> {
         if done == 0 {
             let combined = self
                 .model
-                .embed(x.narrow(2, 0, start + len), w.narrow(2, 0, start + len));
+                .embed(x.narrow(2, 0, start + len), w.narrow(2, 0, start + len))?;
             let gids = self.input.gids.clone().narrow(2, 0, ip + block);
-            return (combined, gids, (0..ip + block).collect());
+            return Ok((combined, gids, (0..ip + block).collect()));
         }
         let pred = self
             .model
-            .embed(x.clone().narrow(2, start, len), w.narrow(2, start, len));
+            .embed(x.clone().narrow(2, start, len), w.narrow(2, start, len))?;
         // The previous block's medians, embedded with an all-true mask as toto-2 does: fed back,
         // they count as observations.
         let bs = self.block_size;
@@ -505,12 +503,12 @@ impl<B: Backend> Blocks<'_, B> {
         let ones = Tensor::<3>::ones([b, vt, bs * p], &x.device());
         let medians = self
             .model
-            .embed(x.narrow(2, t + (done - bs) * p, bs * p), ones);
+            .embed(x.narrow(2, t + (done - bs) * p, bs * p), ones)?;
         // As toto-2: the group ids of the leading patches, not of these ones.
         let gids = self.input.gids.clone().narrow(2, 0, bs + block);
         let first = ip + done - bs;
         let combined = Tensor::cat(vec![medians, pred], 2);
-        (combined, gids, (first..first + bs + block).collect())
+        Ok((combined, gids, (first..first + bs + block).collect()))
     }
 
     /// The median of the block of `block` patches after `done` predicted ones, as observed
@@ -620,85 +618,4 @@ fn clamp_nonfinite(x: Tensor<5>) -> Tensor<5> {
     let pos = x.clone().equal_elem(f32::INFINITY);
     let neg = x.clone().equal_elem(f32::NEG_INFINITY);
     x.mask_where(pos, hi).mask_where(neg, lo)
-}
-
-/// The 9 quantiles (dimension 0) sorted ascending by an odd–even transposition network: on
-/// the device, without a host round trip (burn 0.22 sorts on the host on GPUs). Each
-/// comparator swaps on one mask, so every value is kept, and NaN sorts last as in torch.
-/// On the CPU, a stable sort of each column on the host ([`sort_host`], the same order).
-fn sort_levels(x: Tensor<5>) -> Tensor<5> {
-    match is_cpu(&x.device()) && x.dtype() == DType::F32 {
-        true => sort_host(x),
-        false => sort_network(x),
-    }
-}
-
-/// [`sort_levels`] on the host: a stable sort of each column, ties kept in order and NaN last,
-/// as the network orders them.
-fn sort_host(x: Tensor<5>) -> Tensor<5> {
-    let (dims, device) = (x.dims(), x.device());
-    let n = dims[0];
-    let mut values = host_values(x);
-    let columns = values.len() / n.max(1);
-    let mut column = Vec::with_capacity(n);
-    for c in 0..columns {
-        column.clear();
-        column.extend((0..n).map(|l| values[l * columns + c]));
-        column.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-            (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
-            (a_nan, b_nan) => a_nan.cmp(&b_nan),
-        });
-        for (l, v) in column.iter().enumerate() {
-            values[l * columns + c] = *v;
-        }
-    }
-    upload(values, dims, &device)
-}
-
-/// [`sort_levels`] as tensor ops.
-fn sort_network(x: Tensor<5>) -> Tensor<5> {
-    let n = x.dims()[0];
-    let mut rows: Vec<Tensor<5>> = (0..n).map(|i| x.clone().narrow(0, i, 1)).collect();
-    for round in 0..n {
-        let mut i = round % 2;
-        while i + 1 < n {
-            let (a, b) = (rows[i].clone(), rows[i + 1].clone());
-            let nan_first = a.clone().is_nan().bool_and(b.clone().is_nan().bool_not());
-            let swap = b.clone().lower(a.clone()).bool_or(nan_first);
-            rows[i] = a.clone().mask_where(swap.clone(), b.clone());
-            rows[i + 1] = b.mask_where(swap, a);
-            i += 2;
-        }
-    }
-    Tensor::cat(rows, 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use burn::tensor::TensorData;
-
-    use super::*;
-    use crate::backend::NdArray;
-
-    #[test]
-    fn both_sorts_sort_keep_every_value_and_put_nan_last() {
-        let cpu = NdArray::seeded(0);
-        let cases: [[f32; 9]; 3] = [
-            [9.0, 8.0, 7.0, 6.0, f32::NAN, 4.0, 3.0, 2.0, 1.0],
-            [0.5, -1.0, 3.0, 3.0, 2.0, -7.0, 0.0, 10.0, 1.0],
-            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
-        ];
-        for case in cases {
-            let x = Tensor::<5>::from_data(
-                TensorData::new(case.to_vec(), [9, 1, 1, 1, 1]),
-                cpu.device(),
-            );
-            let mut want = case.to_vec();
-            want.sort_by(f32::total_cmp); // NaN (positive) last, as torch.sort
-            for sort in [sort_network, sort_host] {
-                let got: Vec<f32> = sort(x.clone()).into_data().try_to_vec().unwrap();
-                assert_eq!(format!("{got:?}"), format!("{want:?}"), "{case:?}");
-            }
-        }
-    }
 }

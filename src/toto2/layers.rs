@@ -3,23 +3,15 @@
 //! with an optional weight, the residual MLPs of the patch embedding and the output head, and
 //! the gated feed-forward network.
 
-use std::sync::OnceLock;
+use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
 
-use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Distribution as Init, FloatDType, Tensor};
-
-use crate::backend::cpu_gemm::PackedMatrix;
-use crate::backend::transfer::upload;
+use crate::backend::{Affine, LayerOps, Prepared, SiluHalf};
+use crate::error::Result;
 use crate::nn::checkpoint::Checkpoint;
-use crate::nn::host;
-use crate::nn::linear::{CpuPacked, affine, host_values, is_cpu, over_rows};
 
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
 pub(crate) const SILU_SCALE: f64 = 1.766_782_948_312_328;
-
-/// The residual MLPs' `1/sqrt(1 + τ²)` and `τ/sqrt(1 + τ²)` at `τ = 1`.
-const HALF_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 /// The number format of Toto 2.0's matrix products: the patch embedding's, the decoder's
 /// attention projections and feed-forward layers, and the output head's hidden layer — over 99%
@@ -83,8 +75,8 @@ pub(crate) struct UnitLinear {
     scale: f64,
     /// The format of the weight and the product when it is not f32 ([`Precision`]).
     compute: Option<FloatDType>,
-    /// The f32 weight packed for the CPU kernel, the first time the layer runs there.
-    cpu: CpuPacked,
+    /// What the backend derives from the weights, the first time the layer runs.
+    prepared: Prepared,
 }
 
 impl UnitLinear {
@@ -104,7 +96,7 @@ impl UnitLinear {
             bias: bias.map_or(Some(None), |b| b.map(Some))?,
             scale: unit_scale(inputs, scale),
             compute: None,
-            cpu: CpuPacked::default(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -121,7 +113,7 @@ impl UnitLinear {
             bias: bias.then(|| Tensor::zeros([outputs], device)),
             scale: unit_scale(inputs, scale),
             compute: None,
-            cpu: CpuPacked::default(),
+            prepared: Prepared::default(),
         }
     }
 
@@ -130,40 +122,22 @@ impl UnitLinear {
         let dtype = precision.dtype();
         self.weight = self.weight.clone().cast(dtype.unwrap_or(FloatDType::F32));
         self.compute = dtype;
-        self.cpu = CpuPacked::default();
+        self.prepared = Prepared::default();
     }
 
-    /// `(x W + b) · s` over every row of `x: [.., in]`, as one product (in f32 on the CPU
-    /// through the packed kernel).
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let Some(dtype) = self.compute else {
-            return affine(x, &self.weight, self.bias.as_ref(), self.scale, &self.cpu);
+    /// `(x W + b) · s` over every row of `x: [.., in]`, as one product (the backend's
+    /// [`LayerOps::linear`]; in [`Precision`]'s format when it is not f32, the rest in f32).
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        let affine = Affine::new(&self.weight, self.bias.as_ref(), self.scale, &self.prepared);
+        let affine = match self.compute {
+            Some(dtype) => affine.computed_in(dtype),
+            None => affine,
         };
-        // The product in the weight's format (f32 accumulation on tensor cores), the rest of
-        // the layer in f32.
-        over_rows(x, |x| {
-            let mut y = x
-                .cast(dtype)
-                .matmul(self.weight.clone())
-                .cast(FloatDType::F32);
-            if let Some(b) = &self.bias {
-                y = y.add(b.clone().unsqueeze());
-            }
-            y.mul_scalar(self.scale)
-        })
-    }
-}
-
-impl UnitLinear {
-    /// The layer as the CPU kernel's packed matrix (packed the first time): f32 weights on the
-    /// CPU, where the CPU has a kernel; `None` otherwise.
-    pub(crate) fn host(&self) -> Option<&PackedMatrix> {
-        let f32_on_cpu = self.compute.is_none()
-            && self.weight.dtype() == DType::F32
-            && is_cpu(&self.weight.device());
-        f32_on_cpu
-            .then(|| self.cpu.get(&self.weight, self.bias.as_ref(), self.scale))
-            .flatten()
+        ops.linear(x, affine)
     }
 }
 
@@ -181,8 +155,6 @@ fn unit_scale(fan_in: usize, scale: Scale) -> f64 {
 pub(crate) struct Norm {
     weight: Option<Tensor<1>>,
     eps: f64,
-    /// The weight's values, read the first time the CPU path needs them.
-    host: OnceLock<Vec<f32>>,
 }
 
 impl Norm {
@@ -199,11 +171,7 @@ impl Norm {
             true => Some(ckpt.tensor(&format!("{name}.weight"), [d], device)?),
             false => None,
         };
-        Some(Norm {
-            weight,
-            eps,
-            host: OnceLock::new(),
-        })
+        Some(Norm { weight, eps })
     }
 
     /// A norm of width `d`, its weight (if any) at 1.
@@ -211,40 +179,26 @@ impl Norm {
         Norm {
             weight: weighted.then(|| Tensor::ones([d], device)),
             eps,
-            host: OnceLock::new(),
         }
     }
 
-    /// The weight's values (for the CPU path), `None` for a norm without weight.
-    pub(crate) fn host_weight(&self) -> Option<&[f32]> {
-        let w = self.weight.as_ref()?;
-        Some(
-            self.host
-                .get_or_init(|| host_values(w.clone().mul_scalar(1.0))),
-        )
+    /// The weight, `None` for a norm without weight.
+    pub(crate) fn weight(&self) -> Option<&Tensor<1>> {
+        self.weight.as_ref()
     }
 
-    /// `ε` in f32, as burn adds it to an f32 tensor.
-    pub(crate) fn eps(&self) -> f32 {
-        self.eps as f32
+    /// `ε`.
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
     }
 
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let rms = x
-            .clone()
-            .square()
-            .mean_dim(D - 1)
-            .add_scalar(self.eps)
-            .sqrt();
-        let y = x.div(rms);
-        match &self.weight {
-            None => y,
-            Some(w) => {
-                let mut shape = [1; D];
-                shape[D - 1] = w.dims()[0];
-                y.mul(w.clone().reshape(shape))
-            }
-        }
+    /// The backend's [`LayerOps::rms_norm`] over the last dimension.
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        ops.rms_norm(x, self.weight.as_ref(), self.eps)
     }
 }
 
@@ -330,29 +284,16 @@ impl ResidualMlp {
         self.linear1.set_precision(precision);
     }
 
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if let (Some(l1), Some(l2), Some(skip)) = (
-            self.linear1.host(),
-            self.linear2.host(),
-            self.skip_proj.host(),
-        ) {
-            // The CPU: one pass per step on host values, the products on the packed kernel.
-            let (mut dims, device) = (x.dims(), x.device());
-            let x = host_values(x);
-            let rows = x.len() / l1.dims()[0].max(1);
-            let mut h = l1.apply(&x, rows);
-            host::silu_in_place(&mut h, SILU_SCALE as f32);
-            let h = l2.apply(&h, rows);
-            let mut y = skip.apply(&x, rows);
-            let c = HALF_SQRT2 as f32;
-            y.iter_mut().zip(&h).for_each(|(y, h)| *y = h * c + *y * c);
-            dims[D - 1] = l2.dims()[1];
-            return upload(y, dims, &device);
-        }
-        let h = silu(self.linear1.forward(x.clone())).mul_scalar(SILU_SCALE);
-        let h = self.linear2.forward(h);
-        let skip = self.skip_proj.forward(x);
-        h.mul_scalar(HALF_SQRT2).add(skip.mul_scalar(HALF_SQRT2))
+    /// `(h + skip)/√2` (a unit-scaled residual sum at `τ = 1`).
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        let h = ops.silu(self.linear1.forward(ops, x.clone())?, SILU_SCALE)?;
+        let h = self.linear2.forward(ops, h)?;
+        let skip = self.skip_proj.forward(ops, x)?;
+        ops.residual_add(h, skip, 1.0)
     }
 }
 
@@ -406,26 +347,16 @@ impl Ffn {
         self.fc2.set_precision(precision);
     }
 
-    /// `fc1` and `fc2` as packed matrices for the CPU ([`UnitLinear::host`]).
-    pub(crate) fn host(&self) -> Option<[&PackedMatrix; 2]> {
-        Some([self.fc1.host()?, self.fc2.host()?])
+    /// `fc2(gate · silu(x))` with `[gate | x] = fc1(input)`.
+    pub(crate) fn forward<B: LayerOps, const D: usize>(
+        &self,
+        ops: &B,
+        x: Tensor<D>,
+    ) -> Result<Tensor<D>> {
+        let y = self.fc1.forward(ops, x)?;
+        let gated = ops.silu_gate(y, SiluHalf::Second)?;
+        self.fc2.forward(ops, gated)
     }
-
-    pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = self.fc1.forward(x);
-        let f = y.dims()[D - 1] / 2;
-        let gate = y.clone().narrow(D - 1, 0, f);
-        let x = y.narrow(D - 1, f, f);
-        self.fc2.forward(gate.mul(silu(x)))
-    }
-}
-
-/// `τ/sqrt(1 + τ²) · f + 1/sqrt(1 + τ²) · skip`, in f32 as the reference computes it from its
-/// f32 `tau` buffer.
-pub(crate) fn residual_add<const D: usize>(f: Tensor<D>, skip: Tensor<D>, tau: f32) -> Tensor<D> {
-    let denom = (1.0f32 + tau * tau).sqrt();
-    f.mul_scalar(tau / denom)
-        .add(skip.mul_scalar(1.0f32 / denom))
 }
 
 /// unit-scaling's `transformer_residual_scaling_rule`: the `(attn_tau, mlp_tau)` of each of

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use super::config::Toto2Config;
 use super::decoder::{Cache, Decoder, Pass, Watch};
 use super::layers::{Precision, ResidualMlp};
-use crate::backend::{Backend, ScalerSpec};
+use crate::backend::{LayerOps, ScalerSpec};
 use crate::error::{Error, Result};
 #[cfg(feature = "hub")]
 use crate::hub::HubOptions;
@@ -71,14 +71,14 @@ pub(crate) struct Weights {
 /// # Ok::<(), toto_fallback::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct Toto2<B: Backend> {
+pub struct Toto2<B: LayerOps> {
     pub(crate) backend: B,
     pub(crate) config: Toto2Config,
     pub(crate) weights: Weights,
     pub(crate) precision: Precision,
 }
 
-impl<B: Backend> Toto2<B> {
+impl<B: LayerOps> Toto2<B> {
     /// Loads `config.json` and the weights (`model.safetensors`, or the shards of
     /// `model.safetensors.index.json`) from a directory: the layout of the published
     /// `Datadog/Toto-2.0-*` checkpoints.
@@ -334,7 +334,7 @@ impl<B: Backend> Toto2<B> {
         let (target, mask) = observed(target, target_mask);
         let (loc, scale) = self.scale(target.clone(), mask.clone())?;
         let x = scaled(target, &loc, &scale, mask.clone());
-        let embedded = self.embed(x, mask.clone().float());
+        let embedded = self.embed(x, mask.clone().float())?;
         watch.show("patch_embed", || embedded.clone());
         let gids = group_ids(series_ids, mask.clone(), p, None);
         let time_ids: Vec<usize> = (0..t / p).collect();
@@ -343,12 +343,10 @@ impl<B: Backend> Toto2<B> {
             gids,
             has_missing_values: true,
         };
-        let out = self
-            .weights
-            .decoder
-            .forward(embedded, &pass, None, &mut watch);
+        let decoder = &self.weights.decoder;
+        let out = decoder.forward(&self.backend, embedded, &pass, None, &mut watch)?;
         Ok(Toto2Output {
-            quantiles: self.head(out),
+            quantiles: self.head(out)?,
             loc,
             scale,
         })
@@ -400,7 +398,7 @@ impl<B: Backend> Toto2<B> {
 
     /// The patch embedding of scaled values `x` and observation weights `w` (`[B, V, T]`):
     /// each patch's `[values, 1 − mask]` through `patch_proj`, `[B, V, S, D]`.
-    pub(crate) fn embed(&self, x: Tensor<3>, w: Tensor<3>) -> Tensor<4> {
+    pub(crate) fn embed(&self, x: Tensor<3>, w: Tensor<3>) -> Result<Tensor<4>> {
         let [b, v, t] = x.dims();
         let p = self.config.patch_size;
         let s = t / p;
@@ -409,19 +407,20 @@ impl<B: Backend> Toto2<B> {
             vec![x.reshape([b, v, s, p]), missing.reshape([b, v, s, p])],
             3,
         ); // [B, V, S, 2P]
-        self.weights.patch_proj.forward(features)
+        self.weights.patch_proj.forward(&self.backend, features)
     }
 
     /// The quantile head over decoder outputs `[B, V, S, D]`: `[9, B, V, S, P]` in the
     /// asinh-scaled space.
-    pub(crate) fn head(&self, x: Tensor<4>) -> Tensor<5> {
+    pub(crate) fn head(&self, x: Tensor<4>) -> Result<Tensor<5>> {
         let [b, v, s, _] = x.dims();
         let p = self.config.patch_size;
-        self.weights
+        Ok(self
+            .weights
             .head
-            .forward(x)
+            .forward(&self.backend, x)?
             .reshape([b, v, s, p, LEVELS.len()])
-            .permute([4, 0, 1, 2, 3])
+            .permute([4, 0, 1, 2, 3]))
     }
 
     /// The decoder over embedded patches, continuing `cache` when given.
@@ -430,11 +429,12 @@ impl<B: Backend> Toto2<B> {
         x: Tensor<4>,
         pass: &Pass<'_>,
         cache: Option<&mut Cache>,
-    ) -> Tensor<4> {
+    ) -> Result<Tensor<4>> {
         let mut phases = Phases::new("toto_fallback::toto2", self.device());
         let mut mark = |name: &str| phases.mark(|| name.to_owned());
         let mut watch = Watch::Names(&mut mark);
-        self.weights.decoder.forward(x, pass, cache, &mut watch)
+        let decoder = &self.weights.decoder;
+        decoder.forward(&self.backend, x, pass, cache, &mut watch)
     }
 
     /// The device of the model.

@@ -201,3 +201,118 @@ fn the_layer_check_catches_what_it_must() {
                 use crate::special::{lgamma, digamma};\nuse crate::backend::Backend;";
     assert_eq!(violations("backend/ok.rs", fine), Vec::<String>::new());
 }
+
+/// What model code must not contain: questions about the device or backend it runs on. Speed
+/// comes from the backend's layer ops (`LayerOps`), which each backend implements its own way;
+/// model code (Toto 1.0, Toto 2.0, the shared `nn` parts) is written once.
+const DEVICE_QUESTIONS: &[&str] = &[
+    "is_cpu",
+    "is_ndarray",
+    "forward_host",
+    "as_dispatch",
+    "DispatchDevice",
+    "Device::ndarray",
+    "NdArray",
+    "Wgpu",
+    "cpu::",
+];
+
+/// The model directories whose code must not ask where it runs.
+const MODEL_CODE: &[&str] = &["toto/", "toto2/", "nn/"];
+
+/// Every device question in the non-test code of a model file at `path` (relative to `src/`).
+fn device_questions(path: &str, source: &str) -> Vec<String> {
+    if !MODEL_CODE.iter().any(|dir| path.starts_with(dir)) {
+        return Vec::new();
+    }
+    let code = without_comments(source);
+    // Unit tests may build a backend to run on.
+    let code = code.split("#[cfg(test)]").next().unwrap_or("");
+    code.lines()
+        .enumerate()
+        .flat_map(|(i, line)| {
+            DEVICE_QUESTIONS
+                .iter()
+                .filter(|q| line.contains(*q))
+                .map(move |q| format!("src/{path}:{}: `{q}` in model code", i + 1))
+        })
+        .collect()
+}
+
+#[test]
+fn model_code_never_asks_where_it_runs() {
+    let root = Path::new("src");
+    let mut files = BTreeMap::new();
+    sources(root, root, &mut files);
+    let models = files
+        .keys()
+        .filter(|p| MODEL_CODE.iter().any(|d| p.starts_with(d)));
+    assert!(models.count() > 20, "the model directories moved");
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|(path, source)| device_questions(path, source))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "model code asks which device it runs on; make the fast path a layer op \
+         (backend::LayerOps) instead:\n{}",
+        problems.join("\n")
+    );
+    // The check itself: it sees a question in model code, not in a backend or a test module.
+    assert_eq!(device_questions("toto2/x.rs", "if is_cpu(&d) {}").len(), 1);
+    assert!(device_questions("backend/x.rs", "if is_cpu(&d) {}").is_empty());
+    let test_only = "fn f() {}\n#[cfg(test)]\nmod tests { use crate::backend::NdArray; }";
+    assert!(device_questions("toto/x.rs", test_only).is_empty());
+}
+
+/// Every `unsafe` block and `unsafe impl` in the code of `source`, each with whether a
+/// `SAFETY` comment precedes it within six lines (or shares its line).
+fn unsafe_sites(source: &str) -> Vec<(usize, bool)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let code = |line: &str| line.split("//").next().unwrap_or("").to_owned();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            let c = code(l);
+            c.contains("unsafe {") || c.contains("unsafe impl")
+        })
+        .map(|(i, _)| {
+            let from = i.saturating_sub(6);
+            (i + 1, lines[from..=i].iter().any(|l| l.contains("SAFETY")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_unsafe_block_is_counted_and_justified() {
+    let root = Path::new("src");
+    let mut files = BTreeMap::new();
+    sources(root, root, &mut files);
+    let mut count = 0;
+    let mut unjustified = Vec::new();
+    for (path, source) in &files {
+        for (line, justified) in unsafe_sites(source) {
+            count += 1;
+            if !justified {
+                unjustified.push(format!("src/{path}:{line}"));
+            }
+        }
+    }
+    assert!(
+        unjustified.is_empty(),
+        "unsafe code without a SAFETY note:\n{}",
+        unjustified.join("\n")
+    );
+    let doc = std::fs::read_to_string("docs/architecture.md").unwrap();
+    let stated = format!("{count} unsafe sites");
+    assert!(
+        doc.contains(&stated),
+        "docs/architecture.md (\"Unsafe code\") must say \"{stated}\": the count changed"
+    );
+    // The check itself.
+    let sites = unsafe_sites(
+        "// SAFETY: fine.\nlet x = unsafe { f() };\nunsafe impl Send for X {}\n\n\n\n\n\n\nunsafe { g() }",
+    );
+    assert_eq!(sites, [(2, true), (3, true), (10, false)]);
+}

@@ -8,9 +8,10 @@ use std::f64::consts::PI;
 use burn::tensor::{Tensor, TensorData};
 use statrs::distribution::{ContinuousCDF, Gamma, Normal, Uniform};
 use toto_fallback::rng::DrawKey;
+use toto_fallback::special;
 use toto_fallback::{
-    AdapterKind, Backend, Error, FallbackBackend, FallbackPolicy, GraphicsApi, MixtureParams,
-    NdArray, Op, Placement, Wgpu,
+    AdapterKind, Backend, Error, FallbackBackend, FallbackPolicy, GraphicsApi, LayerOps,
+    MixtureParams, NdArray, Op, Placement, Wgpu,
 };
 
 use common::{assert_ks, assert_mean, values};
@@ -175,7 +176,7 @@ on_backends!(
         assert_eq!(b.uniform([0, 3]).unwrap().dims(), [0, 3]);
         assert_eq!(b.standard_normal([4, 0]).unwrap().dims(), [4, 0]);
         let x = Tensor::<1>::from_floats([0.5f32; 0], b.device());
-        assert_eq!(b.lgamma(x).unwrap().dims(), [0]);
+        assert_eq!(special::lgamma(x).dims(), [0]);
         if b.supports(Op::StandardGamma) {
             let a = Tensor::<2>::ones([0, 5], b.device());
             assert_eq!(b.standard_gamma(a).unwrap().dims(), [0, 5]);
@@ -215,8 +216,8 @@ on_backends!(
             .chain([-0.5, -1.5, -2.25, -7.9, -100.5])
             .collect();
         let x = Tensor::<1>::from_floats(xs.as_slice(), b.device());
-        let lg = values(b.lgamma(x.clone()).unwrap());
-        let dg = values(b.digamma(x).unwrap());
+        let lg = values(special::lgamma(x.clone()));
+        let dg = values(special::digamma(x));
         for ((&x, &lg), &dg) in xs.iter().zip(&lg).zip(&dg) {
             let x = f64::from(x);
             let want = if x > 0.0 {
@@ -248,10 +249,10 @@ on_backends!(
             [0.0, -1.0, -3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN],
             b.device(),
         );
-        let lg = values(b.lgamma(x.clone()).unwrap());
+        let lg = values(special::lgamma(x.clone()));
         assert!(lg[..5].iter().all(|&v| v == f64::INFINITY), "lgamma {lg:?}");
         assert!(lg[5].is_nan());
-        let dg = values(b.digamma(x).unwrap());
+        let dg = values(special::digamma(x));
         assert_eq!(dg[0], f64::NEG_INFINITY, "digamma(0) is -inf as in torch");
         assert!(
             dg[1].is_nan() && dg[2].is_nan(),
@@ -363,41 +364,48 @@ fn any_op_can_be_forced_onto_the_fallback() {
     let gpu = b
         .backend
         .clone()
-        .with_unsupported([Op::Uniform, Op::Lgamma]);
+        .with_unsupported([Op::Uniform, Op::StandardT, Op::RmsNorm]);
     let b = FallbackBackend::new(gpu, NdArray::seeded(6)).with_policy(FallbackPolicy::Silent);
     assert_eq!(b.placement(Op::Uniform), Some(Placement::Forwarded));
-    assert_eq!(b.placement(Op::Digamma), Some(Placement::Native));
+    assert_eq!(b.placement(Op::StandardNormal), Some(Placement::Native));
+    assert_eq!(b.placement(Op::Linear), Some(Placement::Native));
     let u = b.uniform([1000]).unwrap();
     assert_eq!(&u.device(), b.gpu().device());
-    let x = Tensor::<1>::from_floats([0.5, 3.0, 10.0], b.device());
-    let lg = values(b.lgamma(x).unwrap());
-    assert!((lg[2] - statrs::function::gamma::ln_gamma(10.0)).abs() < 1e-5);
+    let df = Tensor::<1>::from_floats([0.5, 3.0, 10.0], b.device());
+    let t = values(b.standard_t(df).unwrap());
+    assert!(t.iter().all(|v| v.is_finite()), "{t:?}");
+    let x = Tensor::<2>::from_floats([[3.0, 4.0]], b.device());
+    let y = values(b.rms_norm(x, None, 0.0).unwrap());
+    // x / sqrt(mean(x²)) = (3, 4) / sqrt(12.5).
+    assert!((y[0] - 3.0 / 12.5f64.sqrt()).abs() < 1e-6, "{y:?}");
     let report = b.report();
     let uniform = report.op(Op::Uniform).forwarded;
     assert_eq!(
         (uniform.calls, uniform.bytes_to_cpu, uniform.bytes_to_gpu),
         (1, 0, 4000)
     );
-    let lgamma = report.op(Op::Lgamma).forwarded;
+    let t = report.op(Op::StandardT).forwarded;
+    assert_eq!((t.calls, t.bytes_to_cpu, t.bytes_to_gpu), (1, 12, 12));
+    let norm = report.op(Op::RmsNorm).forwarded;
     assert_eq!(
-        (lgamma.calls, lgamma.bytes_to_cpu, lgamma.bytes_to_gpu),
-        (1, 12, 12)
+        (norm.calls, norm.bytes_to_cpu, norm.bytes_to_gpu),
+        (1, 8, 8)
     );
 }
 
 #[test]
 fn unsupported_everywhere_is_an_error() {
-    let gpu = NdArray::seeded(1).with_unsupported([Op::Digamma]);
-    let cpu = NdArray::seeded(2).with_unsupported([Op::Digamma]);
+    let gpu = NdArray::seeded(1).with_unsupported([Op::StandardT]);
+    let cpu = NdArray::seeded(2).with_unsupported([Op::StandardT]);
     let b = FallbackBackend::new(gpu, cpu);
-    assert!(!b.supports(Op::Digamma));
+    assert!(!b.supports(Op::StandardT));
     let x = Tensor::<1>::ones([3], b.device());
-    let err = b.digamma(x).unwrap_err();
+    let err = b.standard_t(x).unwrap_err();
     assert!(
         matches!(
             err,
             Error::UnsupportedEverywhere {
-                op: Op::Digamma,
+                op: Op::StandardT,
                 ..
             }
         ),
@@ -410,13 +418,13 @@ fn tensors_on_another_device_are_refused() {
     let Some(gpu) = common::wgpu(7) else { return };
     let cpu = NdArray::seeded(7);
     let on_cpu = Tensor::<1>::ones([3], cpu.device());
-    let err = gpu.lgamma(on_cpu).unwrap_err();
+    let err = gpu.standard_t(on_cpu).unwrap_err();
     assert!(
         matches!(
             err,
             Error::DeviceMismatch {
-                what: "lgamma",
-                param: "x",
+                what: "standard_t",
+                param: "df",
                 ..
             }
         ),
@@ -991,4 +999,61 @@ fn kernel_cache_exports_and_imports_what_the_gpu_tuned() {
         other => panic!("a text file imported: {other:?}"),
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The refusal of each bad call, as text, with the backend's name taken out.
+fn refusals<B: LayerOps>(b: &B) -> Vec<String> {
+    use toto_fallback::backend::{Affine, Prepared, ScalerSpec, ScalerState};
+    let dev = b.device();
+    let t2 = |shape: [usize; 2]| Tensor::<2>::zeros(shape, dev);
+    let t3 = |shape: [usize; 3]| Tensor::<3>::zeros(shape, dev);
+    let text = |r: Result<(), Error>| match r {
+        Ok(()) => "accepted".to_owned(),
+        Err(e) => e.to_string().replace(b.name(), "BACKEND"),
+    };
+    let spec = ScalerSpec::toto2(2);
+    let mut state = ScalerState::default();
+    b.patch_scaler_extend(&mut state, t3([1, 1, 2]), t3([1, 1, 2]), spec)
+        .expect("a first patch");
+    let w = t2([3, 2]);
+    let prepared = Prepared::default();
+    vec![
+        text(b.uniform([1 << 20, 1 << 20]).map(drop)),
+        text(b.standard_normal([1 << 20, 1 << 20, 4]).map(drop)),
+        text(b.categorical(t2([2, 0]), 4).map(drop)),
+        text(
+            b.student_t_mixture(
+                MixtureParams::new(t2([2, 3]), t2([2, 3]), t2([2, 4]), t2([2, 3])),
+                4,
+            )
+            .map(drop),
+        ),
+        text(b.patch_scaler(t3([1, 2, 4]), t3([1, 2, 6]), spec).map(drop)),
+        text(
+            b.patch_scaler_extend(&mut state, t3([2, 1, 2]), t3([2, 1, 2]), spec)
+                .map(drop),
+        ),
+        text(
+            b.linear(t2([4, 2]), Affine::new(&w, None, 1.0, &prepared))
+                .map(drop),
+        ),
+    ]
+}
+
+/// The checks are the traits' provided methods, made once before any backend's implementation:
+/// every backend refuses the same inputs with the same error.
+#[test]
+fn every_backend_refuses_the_same_inputs_alike() {
+    let want = refusals(&NdArray::seeded(1));
+    assert!(want.iter().all(|r| r != "accepted"), "{want:#?}");
+    let portable = NdArray::seeded(1).with_kernels(toto_fallback::CpuKernels::Portable);
+    assert_eq!(refusals(&portable), want);
+    let cpu_pair = FallbackBackend::new(NdArray::seeded(1), NdArray::seeded(2));
+    assert_eq!(refusals(&cpu_pair), want);
+    if let Some(gpu) = common::wgpu(1) {
+        assert_eq!(refusals(&gpu.backend), want);
+    }
+    if let Some(fallback) = common::fallback(1) {
+        assert_eq!(refusals(&fallback.backend), want);
+    }
 }

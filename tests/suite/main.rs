@@ -10,6 +10,7 @@ mod backends;
 mod distributions;
 #[cfg(feature = "hub")]
 mod hub;
+mod layers;
 mod multi;
 mod reliability;
 mod series;

@@ -16,8 +16,8 @@ use toto_fallback::backend::ScalerSpec;
 use toto_fallback::distr::{Categorical, Distribution, Gamma, MixtureSameFamily, Normal, StudentT};
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
 use toto_fallback::{
-    AdapterKind, Backend, Error, FallbackBackend, GraphicsApi, MAX_ELEMENTS, MixtureParams,
-    NdArray, Op, Wgpu,
+    AdapterKind, Backend, Error, FallbackBackend, GraphicsApi, LayerOps, MAX_ELEMENTS,
+    MixtureParams, NdArray, Op, Wgpu,
 };
 
 use common::fuzz_input::{checkpoint_input, load_checkpoint_input};
@@ -47,7 +47,7 @@ fn scaler_spec(patch: usize) -> ScalerSpec {
 }
 
 /// Every op on zero-sized inputs returns an empty tensor of the right shape.
-fn every_op_accepts_empty_tensors<B: Backend>(b: &B) {
+fn every_op_accepts_empty_tensors<B: LayerOps>(b: &B) {
     let dev = b.device();
     let name = b.name().to_owned();
     let case = |op: &str| format!("{name}: {op} on an empty tensor");
@@ -65,8 +65,6 @@ fn every_op_accepts_empty_tensors<B: Backend>(b: &B) {
             "standard_t",
             no_panic(&case("standard_t"), || b.standard_t(empty())),
         ),
-        ("lgamma", no_panic(&case("lgamma"), || b.lgamma(empty()))),
-        ("digamma", no_panic(&case("digamma"), || b.digamma(empty()))),
     ] {
         assert_eq!(out.unwrap().dims(), [0, 5], "{op}");
     }
@@ -124,7 +122,7 @@ on_backends!(
 );
 
 /// Shapes past [`MAX_ELEMENTS`] are refused before anything is allocated.
-fn oversized_draws_are_refused<B: Backend>(b: &B) {
+fn oversized_draws_are_refused<B: LayerOps>(b: &B) {
     let dev = b.device();
     let huge = 1usize << 20;
     let too_large = |what: &str, r: Result<(), Error>| match r {
@@ -159,7 +157,7 @@ on_backends!(ops_refuse_oversized_draws, [ndarray, wgpu, fallback], |b| {
 
 /// Out-of-domain and non-finite parameters give NaN (or the limit) element-wise, as documented
 /// on each op, on every backend alike.
-fn bad_values_give_nan<B: Backend>(b: &B) {
+fn bad_values_give_nan<B: LayerOps>(b: &B) {
     let dev = b.device();
     let bad = || Tensor::<1>::from_data([f32::NAN, -1.0, 0.0, f32::INFINITY, 2.5], dev);
     let name = b.name().to_owned();
@@ -177,7 +175,7 @@ fn bad_values_give_nan<B: Backend>(b: &B) {
     );
     assert!(t[3].is_finite() && t[4].is_finite(), "{name}: t {t:?}");
     // Source: lgamma(NaN) = NaN, lgamma at the poles 0, -1 = +inf, lgamma(+inf) = +inf (C99).
-    let l = values(b.lgamma(bad()).unwrap());
+    let l = values(toto_fallback::special::lgamma(bad()));
     assert!(l[0].is_nan(), "{name}: lgamma {l:?}");
     assert_eq!(&l[1..4], &[f64::INFINITY; 3], "{name}: lgamma {l:?}");
     // A row of logits with no finite value still draws an index in range, never out of bounds.
@@ -197,7 +195,7 @@ on_backends!(
 
 /// Empty batches and empty sample shapes give empty results; huge sample shapes are refused
 /// before allocating.
-fn distribution_edge_shapes<B: Backend>(b: &B) {
+fn distribution_edge_shapes<B: LayerOps>(b: &B) {
     let dev = b.device();
     let name = b.name().to_owned();
     let empty = || Tensor::<1>::ones([0], dev);
@@ -295,7 +293,7 @@ fn out_of_domain_distribution_parameters_give_nan_until_validated() {
 
 // --- Toto ---------------------------------------------------------------------------------------
 
-fn tiny<B: Backend>(b: &B) -> Toto<B> {
+fn tiny<B: LayerOps>(b: &B) -> Toto<B> {
     Toto::from_dir(b, FIXTURE).expect("the tiny fixture loads")
 }
 
@@ -916,12 +914,22 @@ fn a_shared_fallback_samples_from_many_threads() {
 
 #[test]
 fn one_model_forecasts_from_many_threads_as_it_does_alone() {
-    // Mean mode draws nothing, so a forecast is a function of its input: threads sharing one
-    // Toto on one FallbackBackend must each get exactly the forecast computed alone.
-    let Some(b) = common::fallback(12) else {
-        return;
-    };
-    let toto = Arc::new(tiny(&b.backend));
+    // Bit for bit on the CPU. On wgpu each thread records into its own fusion stream, and a
+    // stream's history changes how burn groups and compiles the elementwise work around the
+    // products: the same forecast from another thread may differ in the last bits (measured on
+    // lavapipe: up to 6e-6 relative, on values that also moved with unrelated changes to how
+    // the rotary tables are made). A thread reading another's data would differ at O(1).
+    forecasts_from_threads(&NdArray::seeded(12), 0.0);
+    if let Some(b) = common::fallback(12) {
+        forecasts_from_threads(&b.backend, 1e-5);
+    }
+}
+
+/// Mean mode draws nothing, so a forecast is a function of its input: threads sharing one Toto
+/// on one backend must each get the forecast computed alone, within `tol` (relative to the
+/// forecast's size).
+fn forecasts_from_threads<B: LayerOps>(b: &B, tol: f64) {
+    let toto = Arc::new(tiny(b));
     let options = ForecastOptions {
         prediction_length: 6,
         num_samples: None,
@@ -964,8 +972,18 @@ fn one_model_forecasts_from_many_threads_as_it_does_alone() {
             .collect::<Vec<_>>()
     });
     for (i, runs) in together.iter().enumerate() {
+        let size = alone[i].iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for run in runs {
-            assert_eq!(run, &alone[i], "series {i}");
+            let worst = run
+                .iter()
+                .zip(&alone[i])
+                .fold(0.0f64, |m, (r, a)| m.max((r - a).abs()));
+            assert!(
+                worst <= tol * size,
+                "{}: series {i}: {run:?} vs alone {:?}",
+                b.name(),
+                alone[i]
+            );
         }
     }
 }
@@ -1327,6 +1345,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/series.rs",
         "tests/suite/hub.rs",
         "tests/suite/multi.rs",
+        "tests/suite/layers.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())

@@ -19,7 +19,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 use toto_fallback::distr::{Cdf, Distribution};
 use toto_fallback::toto::{Toto, TotoConfig};
-use toto_fallback::{Backend, Error, Op};
+use toto_fallback::{Backend, Error, LayerOps, Op};
 
 const FIXTURE: &str = "tests/fixtures/tiny";
 const SPACEFIRST: &str = "tests/fixtures/spacefirst";
@@ -121,16 +121,16 @@ pub fn scaled_error<const D: usize>(
     (worst.0, worst.1, got[worst.1], want[worst.1])
 }
 
-fn load<B: Backend>(b: &B) -> Toto<B> {
+fn load<B: LayerOps>(b: &B) -> Toto<B> {
     load_dir(b, FIXTURE)
 }
 
-fn load_dir<B: Backend>(b: &B, dir: &str) -> Toto<B> {
+fn load_dir<B: LayerOps>(b: &B, dir: &str) -> Toto<B> {
     Toto::from_dir(b, dir).unwrap_or_else(|e| panic!("{dir} loads: {e}"))
 }
 
 /// Every intermediate of one forward pass without cache, and the distribution's outputs.
-fn check_forward<B: Backend>(b: &B, dir: &'static str) {
+fn check_forward<B: LayerOps>(b: &B, dir: &'static str) {
     let reference = Reference::load_from(dir);
     let toto = load_dir(b, dir);
     let dev = b.device();
@@ -178,11 +178,15 @@ fn check_forward<B: Backend>(b: &B, dir: &'static str) {
     assert_close(&reference, "cdf.data", affine.cdf(points).unwrap());
 }
 
-on_backends!(fixture_forward_matches_toto_ts, [ndarray, fallback], |b| {
-    for dir in FIXTURES {
-        check_forward(&*b, dir);
+on_backends!(
+    fixture_forward_matches_toto_ts,
+    [ndarray, ndarray_portable, ndarray_burn, fallback],
+    |b| {
+        for dir in FIXTURES {
+            check_forward(&*b, dir);
+        }
     }
-});
+);
 
 #[test]
 fn the_second_fixture_has_another_shape() {
@@ -307,17 +311,23 @@ impl Backend for Composed {
     fn seed(&self, seed: u64) {
         self.0.seed(seed)
     }
-    fn uniform<const D: usize>(&self, shape: [usize; D]) -> toto_fallback::Result<Tensor<D>> {
-        self.0.uniform(shape)
-    }
-    fn standard_normal<const D: usize>(
+    fn uniform_unchecked<const D: usize>(
         &self,
         shape: [usize; D],
     ) -> toto_fallback::Result<Tensor<D>> {
-        self.0.standard_normal(shape)
+        self.0.uniform_unchecked(shape)
     }
-    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> toto_fallback::Result<Tensor<D>> {
-        self.0.standard_gamma(alpha)
+    fn standard_normal_unchecked<const D: usize>(
+        &self,
+        shape: [usize; D],
+    ) -> toto_fallback::Result<Tensor<D>> {
+        self.0.standard_normal_unchecked(shape)
+    }
+    fn standard_gamma_unchecked<const D: usize>(
+        &self,
+        alpha: Tensor<D>,
+    ) -> toto_fallback::Result<Tensor<D>> {
+        self.0.standard_gamma_unchecked(alpha)
     }
 }
 
@@ -351,7 +361,7 @@ fn renamed_checkpoint(
     safetensors::serialize(views, None).unwrap()
 }
 
-fn head_of<B: Backend>(toto: &Toto<B>, reference: &Reference) -> Vec<f64> {
+fn head_of<B: LayerOps>(toto: &Toto<B>, reference: &Reference) -> Vec<f64> {
     let (series, mask, ids) = reference.inputs(toto.backend().device());
     common::values(
         toto.forward(series, mask, ids, None, None)
@@ -488,7 +498,7 @@ fn forecast_inputs(
     )
 }
 
-fn check_mean_forecast<B: Backend>(b: &B, dir: &'static str) {
+fn check_mean_forecast<B: LayerOps>(b: &B, dir: &'static str) {
     use toto_fallback::toto::ForecastOptions;
     let reference = Reference::load_from(dir);
     let toto = load_dir(b, dir);
@@ -509,11 +519,15 @@ fn check_mean_forecast<B: Backend>(b: &B, dir: &'static str) {
     }
 }
 
-on_backends!(mean_forecast_matches_toto_ts, [ndarray, fallback], |b| {
-    for dir in FIXTURES {
-        check_mean_forecast(&*b, dir);
+on_backends!(
+    mean_forecast_matches_toto_ts,
+    [ndarray, ndarray_portable, fallback],
+    |b| {
+        for dir in FIXTURES {
+            check_mean_forecast(&*b, dir);
+        }
     }
-});
+);
 
 #[test]
 fn sampled_first_step_matches_the_analytic_distribution() {
@@ -1120,7 +1134,7 @@ fn warm_up_forecasts_the_shape_it_is_given() {
 fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
     use toto_fallback::auto::{AutoOptions, AutoToto};
     use toto_fallback::forecast::read_series;
-    fn run<B: Backend>(backend: &B, name: &str) {
+    fn run<B: LayerOps>(backend: &B, name: &str) {
         let model = AutoToto::from_dir(backend, FIXTURE).unwrap();
         let series = Tensor::<3>::from_data(
             TensorData::new(

@@ -17,7 +17,7 @@
 
 use burn::tensor::{Bool, Int, Tensor};
 use toto_fallback::toto2::{Covariates, LEVELS, Precision, Toto2, Toto2Options};
-use toto_fallback::{Backend, Error, Op};
+use toto_fallback::{Backend, Error, LayerOps, Op};
 
 use crate::common;
 use crate::toto::{Reference, assert_close, scaled_error};
@@ -34,7 +34,7 @@ const FIXTURES: [&str; 2] = [TINY, OTHER];
 const HALF_TOL: f64 = 3e-3;
 const BF16_TOL: f64 = 2.4e-2;
 
-fn load<B: Backend>(b: &B, dir: &str) -> Toto2<B> {
+fn load<B: LayerOps>(b: &B, dir: &str) -> Toto2<B> {
     Toto2::from_dir(b, dir).unwrap_or_else(|e| panic!("{dir} loads: {e}"))
 }
 
@@ -51,7 +51,7 @@ fn inputs(
     (target, mask, ids)
 }
 
-fn check_forward<B: Backend>(b: &B, dir: &'static str) {
+fn check_forward<B: LayerOps>(b: &B, dir: &'static str) {
     let reference = Reference::load_from(dir);
     let model = load(b, dir);
     let (target, mask, ids) = inputs(&reference, b.device());
@@ -74,11 +74,15 @@ fn check_forward<B: Backend>(b: &B, dir: &'static str) {
     assert_close(&reference, "forward.scale", out.scale);
 }
 
-on_backends!(toto2_forward_matches_toto2, [ndarray, fallback], |b| {
-    for dir in FIXTURES {
-        check_forward(&*b, dir);
+on_backends!(
+    toto2_forward_matches_toto2,
+    [ndarray, ndarray_portable, ndarray_burn, fallback],
+    |b| {
+        for dir in FIXTURES {
+            check_forward(&*b, dir);
+        }
     }
-});
+);
 
 /// One forecast case of a fixture: its options, from fixture_meta.json.
 fn case_options(dir: &str, case: &str) -> Toto2Options {
@@ -97,7 +101,7 @@ fn case_options(dir: &str, case: &str) -> Toto2Options {
     }
 }
 
-fn check_forecasts<B: Backend>(b: &B, dir: &'static str) {
+fn check_forecasts<B: LayerOps>(b: &B, dir: &'static str) {
     let reference = Reference::load_from(dir);
     let model = load(b, dir);
     let dev = b.device();
@@ -137,11 +141,15 @@ fn check_forecasts<B: Backend>(b: &B, dir: &'static str) {
     }
 }
 
-on_backends!(toto2_forecasts_match_toto2, [ndarray, fallback], |b| {
-    for dir in FIXTURES {
-        check_forecasts(&*b, dir);
+on_backends!(
+    toto2_forecasts_match_toto2,
+    [ndarray, ndarray_portable, fallback],
+    |b| {
+        for dir in FIXTURES {
+            check_forecasts(&*b, dir);
+        }
     }
-});
+);
 
 /// Half precision ([`Precision`]) against the f32 fixtures: NdArray refuses it with a typed
 /// error; on a wgpu adapter with 16-bit shaders every forecast case stays within

@@ -1,5 +1,6 @@
 //! [`FallbackBackend`]: run each op on the GPU when it can, on the CPU when it must, and say so.
 
+mod layers;
 mod policy;
 mod report;
 
@@ -14,10 +15,10 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor};
 
 use self::report::Recorder;
+use super::Backend;
 use super::ops::mixture::{self, MixtureParams};
 use super::ops::scaler::{ScalerSpec, ScalerState};
 use super::transfer::Transfer;
-use super::{Backend, checked_elements};
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::rng::DrawWindow;
@@ -237,72 +238,68 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
         Some(self.report())
     }
 
+    /// `Ok(())` where the op runs somewhere; else why not: [`Error::FallbackDenied`] under
+    /// [`FallbackPolicy::Deny`], [`Error::UnsupportedEverywhere`] when neither backend has it.
+    fn ensure_supported(&self, op: Op) -> Result<()> {
+        self.decide(op).map(drop)
+    }
+
     fn reset_fallback_report(&self) {
         self.reset_report();
     }
 
-    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        let n = checked_elements(Op::Uniform, &shape)?;
+    fn uniform_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         self.run(
             Op::Uniform,
             n,
             (),
-            |g, ()| g.uniform(shape),
-            |c, ()| c.uniform(shape),
+            |g, ()| g.uniform_unchecked(shape),
+            |c, ()| c.uniform_unchecked(shape),
         )
     }
 
-    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        let n = checked_elements(Op::StandardNormal, &shape)?;
+    fn standard_normal_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         self.run(
             Op::StandardNormal,
             n,
             (),
-            |g, ()| g.standard_normal(shape),
-            |c, ()| c.standard_normal(shape),
+            |g, ()| g.standard_normal_unchecked(shape),
+            |c, ()| c.standard_normal_unchecked(shape),
         )
     }
 
-    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
-        let op = Op::StandardGamma;
-        self.ensure_on_device(op, "alpha", &alpha)?;
-        let n = checked_elements(op, &alpha.dims())?;
+    fn standard_gamma_unchecked<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
+        let n = alpha.shape().num_elements();
         self.run(
-            op,
+            Op::StandardGamma,
             n,
             alpha,
-            |g, a| g.standard_gamma(a),
-            |c, a| c.standard_gamma(a),
+            |g, a| g.standard_gamma_unchecked(a),
+            |c, a| c.standard_gamma_unchecked(a),
         )
     }
 
-    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
-        let op = Op::StandardT;
-        self.ensure_on_device(op, "df", &df)?;
-        let n = checked_elements(op, &df.dims())?;
-        self.run(op, n, df, |g, d| g.standard_t(d), |c, d| c.standard_t(d))
+    fn standard_t_unchecked<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
+        let n = df.shape().num_elements();
+        self.run(
+            Op::StandardT,
+            n,
+            df,
+            |g, d| g.standard_t_unchecked(d),
+            |c, d| c.standard_t_unchecked(d),
+        )
     }
 
-    fn lgamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_on_device(Op::Lgamma, "x", &x)?;
-        let n = x.shape().num_elements();
-        self.run(Op::Lgamma, n, x, |g, x| g.lgamma(x), |c, x| c.lgamma(x))
-    }
-
-    fn digamma<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_on_device(Op::Digamma, "x", &x)?;
-        let n = x.shape().num_elements();
-        self.run(Op::Digamma, n, x, |g, x| g.digamma(x), |c, x| c.digamma(x))
-    }
-
-    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
-        let [rows, _] = mixture::check_categorical(self, &logits, samples)?;
+    fn categorical_unchecked(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        let [rows, _] = logits.dims();
         self.run(
             Op::Categorical,
             samples * rows,
             logits,
-            |g, l| g.categorical(l, samples),
-            |c, l| c.categorical(l, samples),
+            |g, l| g.categorical_unchecked(l, samples),
+            |c, l| c.categorical_unchecked(l, samples),
         )
     }
 
@@ -311,9 +308,13 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
     /// and [`Backend::standard_t`], each routed on its own: only the chosen components' degrees
     /// of freedom then cross to the CPU (4 bytes a draw, not the `[rows, K]` parameters). Only a
     /// GPU without categorical draws forwards the whole op.
-    fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
+    fn student_t_mixture_unchecked(
+        &self,
+        params: MixtureParams,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
         let op = Op::StudentTMixture;
-        let [rows, _] = params.check(self, samples)?;
+        let [rows, _] = params.dims();
         if !self.gpu.supports(op) && self.gpu.supports(Op::Categorical) {
             return mixture::composed::student_t_mixture(self, params, samples);
         }
@@ -321,45 +322,43 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
             op,
             samples * rows,
             params,
-            |g, p| g.student_t_mixture(p, samples),
-            |c, p| c.student_t_mixture(p, samples),
+            |g, p| g.student_t_mixture_unchecked(p, samples),
+            |c, p| c.student_t_mixture_unchecked(p, samples),
         )
     }
 
-    fn patch_scaler(
+    fn patch_scaler_unchecked(
         &self,
         series: Tensor<3>,
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        spec.check(self, &series, &weights)?;
         let n = series.shape().num_elements();
         self.run(
             Op::PatchScaler,
             n,
             (series, weights),
-            |g, (x, w)| g.patch_scaler(x, w, spec),
-            |c, (x, w)| c.patch_scaler(x, w, spec),
+            |g, (x, w)| g.patch_scaler_unchecked(x, w, spec),
+            |c, (x, w)| c.patch_scaler_unchecked(x, w, spec),
         )
     }
 
     /// The state follows the op: it stays on the GPU while the scaler runs there, and comes to
     /// the host (one small read) when it is forwarded.
-    fn patch_scaler_extend(
+    fn patch_scaler_extend_unchecked(
         &self,
         state: &mut ScalerState,
         series: Tensor<3>,
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        spec.check_extend(self, &series, &weights)?;
         let n = series.shape().num_elements();
         self.run(
             Op::PatchScaler,
             n,
             (state, series, weights),
-            |g, (s, x, w)| g.patch_scaler_extend(s, x, w, spec),
-            |c, (s, x, w)| c.patch_scaler_extend(s, x, w, spec),
+            |g, (s, x, w)| g.patch_scaler_extend_unchecked(s, x, w, spec),
+            |c, (s, x, w)| c.patch_scaler_extend_unchecked(s, x, w, spec),
         )
     }
 }
@@ -371,7 +370,7 @@ mod tests {
     use super::*;
     use crate::backend::NdArray;
 
-    /// Collects warnings that mention `digamma` (only this test forwards digamma).
+    /// Collects warnings that mention `standard_t` (only this test forwards it).
     struct Capture(Mutex<Vec<String>>);
 
     impl log::Log for Capture {
@@ -380,7 +379,7 @@ mod tests {
         }
         fn log(&self, record: &log::Record) {
             let msg = record.args().to_string();
-            if record.level() == log::Level::Warn && msg.contains("`digamma`") {
+            if record.level() == log::Level::Warn && msg.contains("`standard_t`") {
                 self.0.lock().unwrap().push(msg);
             }
         }
@@ -393,16 +392,16 @@ mod tests {
     fn warn_policy_warns_once_per_op_and_silent_never() {
         log::set_logger(&CAPTURE).expect("no other logger in the unit tests");
         log::set_max_level(log::LevelFilter::Warn);
-        let gpu = NdArray::seeded(1).with_unsupported([Op::Digamma]);
+        let gpu = NdArray::seeded(1).with_unsupported([Op::StandardT]);
         let warned = FallbackBackend::new(gpu.clone(), NdArray::seeded(2));
         for _ in 0..3 {
             let x = Tensor::<1>::ones([4], warned.device());
-            warned.digamma(x).unwrap();
+            warned.standard_t(x).unwrap();
         }
         let silent =
             FallbackBackend::new(gpu, NdArray::seeded(2)).with_policy(FallbackPolicy::Silent);
         silent
-            .digamma(Tensor::<1>::ones([4], silent.device()))
+            .standard_t(Tensor::<1>::ones([4], silent.device()))
             .unwrap();
         let messages = CAPTURE.0.lock().unwrap();
         assert_eq!(messages.len(), 1, "{messages:?}");
@@ -410,7 +409,7 @@ mod tests {
             messages[0].contains("FallbackPolicy::Deny"),
             "the warning names the options"
         );
-        assert_eq!(warned.report().op(Op::Digamma).forwarded.calls, 3);
-        assert_eq!(silent.report().op(Op::Digamma).forwarded.calls, 1);
+        assert_eq!(warned.report().op(Op::StandardT).forwarded.calls, 3);
+        assert_eq!(silent.report().op(Op::StandardT).forwarded.calls, 1);
     }
 }

@@ -134,7 +134,7 @@ fn create(device: &wgpu::Device, entry: &SpirvCacheEntry) -> bool {
     // SAFETY: the module is SPIR-V that CubeCL compiled for this adapter and stored; CubeCL
     // creates the same module from the same words before launching the kernel. Nothing is
     // dispatched from it here.
-    #[allow(unsafe_code)] // The crate's second unsafe block: wgpu's passthrough shader module.
+    #[allow(unsafe_code)] // wgpu's passthrough shader module (docs/architecture.md, "Unsafe code").
     let module = unsafe {
         device.create_shader_module_passthrough(wgpu::ShaderModuleDescriptorPassthrough {
             label: Some(name),

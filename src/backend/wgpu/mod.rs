@@ -11,7 +11,7 @@ use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::tensor as sampling;
 use super::ops::scaler::{self, ScalerSpec, ScalerState};
 use super::stream::Streams;
-use super::{Backend, Support, UNWINDOWED, checked_elements};
+use super::{Backend, Support, UNWINDOWED};
 use crate::adapter::{AdapterKind, GraphicsApi};
 use crate::error::{Error, Result};
 use crate::op::{Op, OpSet};
@@ -24,9 +24,8 @@ use crate::shape::ReshapeExact;
 /// [`crate::rng`]) — [`Op::Uniform`], [`Op::StandardNormal`] (Box–Muller),
 /// [`Op::StandardGamma`] (Marsaglia–Tsang with the `alpha < 1` boost), [`Op::StandardT`]
 /// (Bailey's polar method without rejection) and [`Op::StudentTMixture`] (component pick and
-/// Student-T draw fused, Toto's head) — plus the special functions ([`Op::Lgamma`],
-/// [`Op::Digamma`]) and [`Op::Categorical`] composed from tensor ops. burn 0.22 itself has no
-/// gamma sampling on any GPU; these kernels are this crate's. [`Op::PatchScaler`] (Toto's
+/// Student-T draw fused, Toto's head) — plus [`Op::Categorical`] composed from tensor ops.
+/// burn 0.22 itself has no gamma sampling on any GPU; these kernels are this crate's. [`Op::PatchScaler`] (Toto's
 /// scaler, in f64 as toto-ts computes it) is a kernel too, native where the adapter has f64
 /// shaders (Vulkan on desktop GPUs, lavapipe) and unsupported elsewhere (Metal), where a
 /// [`FallbackBackend`](crate::FallbackBackend) runs it on the CPU. [`Wgpu::with_unsupported`]
@@ -316,6 +315,10 @@ fn describe(device: &Device, api: GraphicsApi) -> String {
     }
 }
 
+/// Every layer op as its composition of burn ops: burn's fusion compiles the elementwise ones
+/// into few kernels, and its autotuned `matmul` serves the products.
+impl crate::backend::layers::LayerOps for Wgpu {}
+
 impl Backend for Wgpu {
     fn name(&self) -> &str {
         &self.name
@@ -349,9 +352,8 @@ impl Backend for Wgpu {
         })
     }
 
-    fn uniform<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::Uniform)?;
-        let n = checked_elements(Op::Uniform, &shape)?;
+    fn uniform_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         let key = self.key();
         if n == 0 {
             // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
@@ -361,9 +363,8 @@ impl Backend for Wgpu {
     }
 
     /// Box–Muller from one Philox block per element (one of the pair).
-    fn standard_normal<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardNormal)?;
-        let n = checked_elements(Op::StandardNormal, &shape)?;
+    fn standard_normal_unchecked<const D: usize>(&self, shape: [usize; D]) -> Result<Tensor<D>> {
+        let n = shape.iter().product();
         let key = self.key();
         if n == 0 {
             // burn's reshape reads a 0 as "keep this dimension": build empty shapes directly.
@@ -373,28 +374,21 @@ impl Backend for Wgpu {
     }
 
     /// Marsaglia–Tsang in one kernel, one Philox block per attempt (see the type's docs).
-    fn standard_gamma<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardGamma)?;
-        self.ensure_on_device(Op::StandardGamma, "alpha", &alpha)?;
-        checked_elements(Op::StandardGamma, &alpha.dims())?;
+    fn standard_gamma_unchecked<const D: usize>(&self, alpha: Tensor<D>) -> Result<Tensor<D>> {
         let key = self.key();
         Ok(sampling::gamma(alpha, key))
     }
 
     /// Bailey's polar method in one kernel, one Philox block per draw.
-    fn standard_t<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
-        self.ensure_supported(Op::StandardT)?;
-        self.ensure_on_device(Op::StandardT, "df", &df)?;
-        checked_elements(Op::StandardT, &df.dims())?;
+    fn standard_t_unchecked<const D: usize>(&self, df: Tensor<D>) -> Result<Tensor<D>> {
         let key = self.key();
         Ok(sampling::student_t(df, key))
     }
 
     /// The provided composition, with its uniforms from the Philox kernel directly (so forcing
     /// [`Op::Uniform`] onto a fallback leaves categorical draws native).
-    fn categorical(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
-        self.ensure_supported(Op::Categorical)?;
-        let [rows, _] = mixture::check_categorical(self, &logits, samples)?;
+    fn categorical_unchecked(&self, logits: Tensor<2>, samples: usize) -> Result<Tensor<2, Int>> {
+        let [rows, _] = logits.dims();
         let n = samples * rows;
         let u = if n == 0 {
             Tensor::empty([samples, rows, 1], &self.device)
@@ -405,14 +399,12 @@ impl Backend for Wgpu {
     }
 
     /// Two f64 kernels, one thread per series: the clamp bounds, then the recurrence.
-    fn patch_scaler(
+    fn patch_scaler_unchecked(
         &self,
         series: Tensor<3>,
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        self.ensure_supported(Op::PatchScaler)?;
-        spec.check(self, &series, &weights)?;
         let mut state = ScalerState::default();
         Ok(scaler::tensor::run(
             &self.device,
@@ -424,17 +416,13 @@ impl Backend for Wgpu {
     }
 
     /// The state stays in a GPU buffer between calls; a decode step reads only its new patch.
-    fn patch_scaler_extend(
+    fn patch_scaler_extend_unchecked(
         &self,
         state: &mut ScalerState,
         series: Tensor<3>,
         weights: Tensor<3>,
         spec: ScalerSpec,
     ) -> Result<(Tensor<3>, Tensor<3>)> {
-        self.ensure_supported(Op::PatchScaler)?;
-        spec.check_extend(self, &series, &weights)?;
-        let [b, v, _] = series.dims();
-        state.check_shape(b, v)?;
         Ok(scaler::tensor::run(
             &self.device,
             state,
@@ -445,9 +433,11 @@ impl Backend for Wgpu {
     }
 
     /// One kernel: each draw reads its row's logits, picks a component and draws from it.
-    fn student_t_mixture(&self, params: MixtureParams, samples: usize) -> Result<Tensor<2>> {
-        self.ensure_supported(Op::StudentTMixture)?;
-        params.check(self, samples)?;
+    fn student_t_mixture_unchecked(
+        &self,
+        params: MixtureParams,
+        samples: usize,
+    ) -> Result<Tensor<2>> {
         if self.window != WHOLE {
             // The whole call's elements must fit the kernel's 32-bit block index.
             let [rows, _] = params.dims();

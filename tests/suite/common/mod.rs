@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use burn::tensor::Tensor;
 use toto_fallback::{
-    AdapterKind, Backend, FallbackBackend, FallbackPolicy, GraphicsApi, NdArray, Wgpu,
+    AdapterKind, Backend, CpuKernels, FallbackBackend, FallbackPolicy, GraphicsApi, NdArray, Wgpu,
 };
 
 /// burn seeds its GPU generator process-wide, so tests that draw on wgpu take turns: otherwise a
@@ -49,6 +49,41 @@ pub fn ndarray(seed: u64) -> Option<On<NdArray>> {
         backend: NdArray::seeded(seed),
         _turn: None,
     })
+}
+
+/// [`ndarray`] with its layer ops on the portable CPU kernels (the `gemm` crate, baseline
+/// vector math): what aarch64 runs, forced on x86.
+pub fn ndarray_portable(seed: u64) -> Option<On<NdArray>> {
+    Some(On {
+        backend: NdArray::seeded(seed).with_kernels(CpuKernels::Portable),
+        _turn: None,
+    })
+}
+
+/// [`ndarray`] with its layer ops as compositions of burn ops (no kernels of the crate's own):
+/// what a backend without native layer ops runs.
+pub fn ndarray_burn(seed: u64) -> Option<On<NdArray>> {
+    Some(On {
+        backend: NdArray::seeded(seed).with_kernels(CpuKernels::Burn),
+        _turn: None,
+    })
+}
+
+/// The layer ops, for [`layers_forced`].
+pub const LAYER_OPS: [toto_fallback::Op; 8] = [
+    toto_fallback::Op::Linear,
+    toto_fallback::Op::RmsNorm,
+    toto_fallback::Op::Silu,
+    toto_fallback::Op::SiluGate,
+    toto_fallback::Op::ResidualAdd,
+    toto_fallback::Op::Attention,
+    toto_fallback::Op::AttentionCore,
+    toto_fallback::Op::SortFirst,
+];
+
+/// `FallbackBackend<Wgpu, NdArray>` with every layer op forced onto the CPU.
+pub fn layers_forced(seed: u64) -> Option<On<FallbackBackend<Wgpu, NdArray>>> {
+    forced_only(seed, LAYER_OPS)
 }
 
 /// Whether this run is CI's OpenGL pass (`TOTO_TEST_EXPECT_GL_ONLY=1`): the machine's only

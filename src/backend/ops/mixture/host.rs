@@ -7,7 +7,8 @@ use std::f32::consts::TAU;
 use rand::RngExt;
 use rayon::prelude::*;
 
-use crate::backend::cpu_gemm::exp_in_place;
+use crate::backend::cpu::CpuKernels;
+use crate::backend::cpu::vector::exp_in_place;
 use crate::backend::ops::sampling::host::{CHUNK, fill};
 use crate::backend::stream::StreamKey;
 use crate::rng::{DrawKey, DrawWindow, unit_f32, unit_open_f32};
@@ -125,7 +126,7 @@ fn cumulative(logits: Vec<f32>, k: usize) -> Vec<f32> {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             row.iter_mut().for_each(|w| *w -= max);
         }
-        exp_in_place(block);
+        exp_in_place(CpuKernels::Auto.target(), block);
         for row in block.chunks_exact_mut(k) {
             let mut acc = 0.0;
             row.iter_mut().for_each(|w| {

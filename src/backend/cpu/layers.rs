@@ -1,24 +1,23 @@
-//! The layers' non-matrix work on host slices, for the CPU: RMSNorm, unit-scaled residual sums,
-//! SiLU gates, and grouped-query attention with rotary/xPos, masks and softmax, each one pass
-//! over the data.
+//! The layer ops' host implementations for [`NdArray`](crate::backend::NdArray): RMSNorm,
+//! unit-scaled residual sums, gated SiLU units, and grouped-query attention with RMSNorm'd and
+//! rotated queries and keys, masks and softmax, each one pass over the data.
 //!
 //! On burn-ndarray every tensor op allocates its output and dispatches on its own, and some
 //! compose several ops (burn's `sigmoid` is `exp(−log1p(exp(−x)))`: two exponentials, a
 //! logarithm and four passes). A Toto 2.0 forecast of a few hundred patches is a few hundred such
-//! ops on a few thousand values each, where the dispatch costs more than the arithmetic: on 2
-//! cores that was about two thirds of T2-small's time once the products went through the packed
-//! kernel. These functions do the same arithmetic (f32, the references' order where it matters)
-//! in one pass per step; rows are spread over rayon's threads when there are enough of them.
+//! ops on a few thousand values each, where the dispatch costs more than the arithmetic. These
+//! functions do the same arithmetic (f32, the references' order where it matters) in one pass per
+//! step; rows are spread over rayon's threads when there are enough of them.
 //!
-//! Everything here is safe code on slices; the exponentials, and attention's per-sequence work,
-//! run on the CPU kernels' vector instructions ([`exp_in_place`], `cpu_gemm::vectorised`).
+//! Safe code on slices; the exponentials and attention's per-sequence work are compiled for the
+//! instruction set the caller passes ([`dispatch`](super::dispatch)).
 
 use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-pub(crate) use crate::backend::cpu_gemm::exp_in_place;
-use crate::backend::cpu_gemm::{self, Vectorise};
+use super::dispatch::{Target, Vectorise, vectorised};
+use super::vector::{exp_in_place, silu_in_place, times_silu};
 
 /// Values per rayon task: below this a step runs on the calling thread.
 const PAR_VALUES: usize = 1 << 15;
@@ -71,21 +70,21 @@ pub(crate) fn residual_add(f: &[f32], skip: &mut [f32], tau: f32) {
     }
 }
 
-/// `x ↦ x·σ(x)·scale` in place (SiLU; `scale` is unit-scaling's output scale in the residual
-/// MLPs, 1 elsewhere).
-pub(crate) fn silu_in_place(values: &mut [f32], scale: f32) {
+/// `x ↦ x·σ(x)·scale` in place (SiLU; `scale` is unit-scaling's output scale in Toto 2.0's
+/// residual MLPs).
+pub(crate) fn scaled_silu(target: Target, values: &mut [f32], scale: f32) {
     if values.len() < 2 * PAR_VALUES {
-        cpu_gemm::silu_in_place(values, scale);
+        silu_in_place(target, values, scale);
     } else {
         values
             .par_chunks_mut(PAR_VALUES)
-            .for_each(|chunk| cpu_gemm::silu_in_place(chunk, scale));
+            .for_each(|chunk| silu_in_place(target, chunk, scale));
     }
 }
 
-/// The gated feed-forward unit: rows `[gate | x]` of `2f` values become rows of `f` values,
-/// `gate · x·σ(x)`.
-pub(crate) fn silu_gate(y: &[f32], f: usize) -> Vec<f32> {
+/// The gated unit over rows of `2f` values: the half at `activated` (0: the first, 1: the
+/// second) through SiLU, times the other half; rows of `f` values.
+pub(crate) fn glu(target: Target, y: &[f32], f: usize, activated: usize) -> Vec<f32> {
     if f == 0 {
         return Vec::new();
     }
@@ -93,8 +92,13 @@ pub(crate) fn silu_gate(y: &[f32], f: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; rows * f];
     let gate_rows = |(out, y): (&mut [f32], &[f32])| {
         for (o, row) in out.chunks_exact_mut(f).zip(y.chunks_exact(2 * f)) {
-            let (gate, x) = row.split_at(f);
-            cpu_gemm::silu_gate(o, gate, x);
+            let (first, second) = row.split_at(f);
+            let (a, other) = match activated {
+                0 => (first, second),
+                _ => (second, first),
+            };
+            o.copy_from_slice(other);
+            times_silu(target, o, a);
         }
     };
     if rows * f < 2 * PAR_VALUES {
@@ -108,50 +112,18 @@ pub(crate) fn silu_gate(y: &[f32], f: usize) -> Vec<f32> {
     out
 }
 
-/// Copies `[A, B, C, W]` into `[A, C, B, W]` (swapping the two middle dimensions, `W` values
-/// moved together).
-pub(crate) fn swap_middle(x: &[f32], [a, b, c, w]: [usize; 4]) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
-    for i in 0..a {
-        for j in 0..b {
-            for k in 0..c {
-                let from = ((i * b + j) * c + k) * w;
-                let to = ((i * c + k) * b + j) * w;
-                y[to..to + w].copy_from_slice(&x[from..from + w]);
-            }
-        }
-    }
-    y
-}
-
 /// Rotary (+ xPos) factors per position, `[S, rotated]` each: `cos`, `sin` with rotate-half's
 /// sign folded in (negative on the first member of each pair), and the xPos scale (empty
 /// without xPos).
-#[derive(Debug, Clone)]
-pub(crate) struct HostRope {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rotation<'a> {
     pub(crate) rotated: usize,
-    pub(crate) cos: Vec<f32>,
-    pub(crate) sin: Vec<f32>,
-    pub(crate) scale: Vec<f32>,
+    pub(crate) cos: &'a [f32],
+    pub(crate) sin: &'a [f32],
+    pub(crate) scale: &'a [f32],
 }
 
-impl HostRope {
-    /// From [`rope_tables`](super::rope::rope_tables)' interleaved angles and scales.
-    pub(crate) fn new(rotated: usize, angles: &[f32], scale: Vec<f32>) -> Self {
-        let cos = angles.iter().map(|a| a.cos()).collect();
-        let sin = angles
-            .iter()
-            .enumerate()
-            .map(|(i, a)| if i % 2 == 0 { -a.sin() } else { a.sin() })
-            .collect();
-        HostRope {
-            rotated,
-            cos,
-            sin,
-            scale,
-        }
-    }
-
+impl Rotation<'_> {
     /// Rotates the first `rotated` values of `row` (a head at position `pos`): interleaved
     /// pairs `(x₀, x₁) ↦ (x₀ cos − x₁ sin, x₁ cos + x₀ sin)`, then times the xPos scale for a
     /// query, divided by it for a key.
@@ -192,7 +164,7 @@ pub(crate) struct QkPrep<'a> {
     /// Per-dimension query multipliers, then a constant factor.
     pub(crate) query_scale: Option<(&'a [f32], f32)>,
     /// Rotary factors of the `S` elements, row `i` for element `i` (time layers).
-    pub(crate) rope: Option<&'a HostRope>,
+    pub(crate) rope: Option<Rotation<'a>>,
 }
 
 /// The RMSNorm of query and key heads: their weights (when the norms have one) and `ε`.
@@ -217,6 +189,7 @@ pub(crate) struct Heads {
 /// (`[n, s, H·qk + G·qk + G·v]`: queries, keys, values): `softmax(q·kᵀ / divisor, masked) · v`
 /// per head, `[n, s, H·v]`. Burn's softmax: a row whose keys are all blocked is NaN.
 pub(crate) fn attention(
+    target: Target,
     qkv: &[f32],
     [n, s]: [usize; 2],
     heads: Heads,
@@ -237,6 +210,7 @@ pub(crate) fn attention(
         return out;
     }
     let job = Job {
+        target,
         qkv,
         s,
         width,
@@ -249,7 +223,7 @@ pub(crate) fn attention(
     // Compiled for the CPU's vector instructions: the dot products, softmax and sums over heads
     // of 64 values are this function's work.
     let sequence = |(index, out): (usize, &mut [f32])| {
-        cpu_gemm::vectorised::<AttendSequence<'_>>((&job, index, out))
+        vectorised::<AttendSequence<'_>>(target, (&job, index, out))
     };
     let per_sequence = s * h * dv;
     if n * s * s * h * qk < 4 * PAR_VALUES {
@@ -266,6 +240,7 @@ pub(crate) fn attention(
 
 /// One [`attention`] call's inputs, shared by its sequences.
 struct Job<'a> {
+    target: Target,
     qkv: &'a [f32],
     s: usize,
     width: usize,
@@ -339,7 +314,7 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
             }
             let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             weights.iter_mut().for_each(|w| *w -= max);
-            exp_in_place(&mut weights);
+            exp_in_place(job.target, &mut weights);
             let total: f32 = weights.iter().sum();
             let o = &mut out[(i * h + head) * dv..][..dv];
             o.fill(0.0);
@@ -382,6 +357,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::dispatch::Isa;
     use super::*;
 
     /// A deterministic spread of values in (−2, 2).
@@ -437,43 +413,68 @@ mod tests {
             close(&skip, &want, 1e-6, "residual_add");
 
             let silu = |x: f64| x / (1.0 + (-x).exp());
-            let gated = silu_gate(&x, d / 2);
-            let want: Vec<f64> = x
-                .chunks(d)
-                .flat_map(|r| {
-                    let (g, x) = r.split_at(d / 2);
-                    g.iter()
-                        .zip(x)
-                        .map(|(g, x)| f64::from(*g) * silu(f64::from(*x)))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            close(&gated, &want, 1e-6, "silu_gate");
-
-            let mut scaled = x.clone();
-            silu_in_place(&mut scaled, 1.5);
-            let want: Vec<f64> = x.iter().map(|v| 1.5 * silu(f64::from(*v))).collect();
-            close(&scaled, &want, 1e-6, "silu_in_place");
+            for isa in isas() {
+                for activated in [0, 1] {
+                    let gated = glu(isa, &x, d / 2, activated);
+                    let want: Vec<f64> = x
+                        .chunks(d)
+                        .flat_map(|r| {
+                            let (first, second) = r.split_at(d / 2);
+                            let (a, other) = if activated == 0 {
+                                (first, second)
+                            } else {
+                                (second, first)
+                            };
+                            other
+                                .iter()
+                                .zip(a)
+                                .map(|(o, a)| f64::from(*o) * silu(f64::from(*a)))
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    close(&gated, &want, 1e-6, "glu");
+                }
+                let mut scaled = x.clone();
+                scaled_silu(isa, &mut scaled, 1.5);
+                let want: Vec<f64> = x.iter().map(|v| 1.5 * silu(f64::from(*v))).collect();
+                close(&scaled, &want, 1e-6, "scaled_silu");
+            }
         }
     }
 
-    #[test]
-    fn swap_middle_transposes() {
-        let x: Vec<f32> = (0..2 * 3 * 4 * 2).map(|i| i as f32).collect();
-        let y = swap_middle(&x, [2, 3, 4, 2]);
-        // y[a][c][b][w] = x[a][b][c][w].
-        for a in 0..2 {
-            for b in 0..3 {
-                for c in 0..4 {
-                    for w in 0..2 {
-                        assert_eq!(
-                            y[((a * 4 + c) * 3 + b) * 2 + w],
-                            x[((a * 3 + b) * 4 + c) * 2 + w]
-                        );
-                    }
-                }
+    /// The portable build and every x86 instruction set this CPU runs.
+    fn isas() -> Vec<Target> {
+        [
+            Target::Portable,
+            Target::X86(Isa::Avx512),
+            Target::X86(Isa::Avx2),
+        ]
+        .into_iter()
+        .filter(|t| match t {
+            Target::X86(isa) => isa.runs_here(),
+            Target::Portable => true,
+        })
+        .collect()
+    }
+
+    /// Rotary tables for `positions` (interleaved pairs, `rotated` of them per position, the
+    /// sign of rotate-half folded into `sin`) and an xPos-like scale: any tables serve, the f64
+    /// reference reads the same ones.
+    fn tables(positions: &[usize], rotated: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (mut cos, mut sin, mut scale) = (Vec::new(), Vec::new(), Vec::new());
+        for &m in positions {
+            for j in 0..rotated {
+                let angle = m as f32 / 10f32.powi((j / 2) as i32);
+                cos.push(angle.cos());
+                sin.push(if j % 2 == 0 {
+                    -angle.sin()
+                } else {
+                    angle.sin()
+                });
+                scale.push(1.0 + 0.01 * (m as f32 - 4.0) * (j as f32 + 1.0) / rotated as f32);
             }
         }
+        (cos, sin, scale)
     }
 
     /// The attention of one sequence in f64, straight from the definitions.
@@ -482,7 +483,7 @@ mod tests {
         x: &[f32],
         s: usize,
         hd: Heads,
-        rope: &HostRope,
+        rope: &Rotation<'_>,
         weights: (&[f32], &[f32]),
         blocked: &[bool],
     ) -> Vec<f64> {
@@ -555,9 +556,13 @@ mod tests {
             },
         );
         let positions: Vec<usize> = (3..3 + s).collect();
-        let spec = super::super::rope::RopeSpec::toto2(8, true);
-        let (angles, scales) = super::super::rope::rope_tables(spec, &positions);
-        let rope = HostRope::new(4, &angles, scales);
+        let (cos, sin, scale) = tables(&positions, 4);
+        let rope = Rotation {
+            rotated: 4,
+            cos: &cos,
+            sin: &sin,
+            scale: &scale,
+        };
         let (wq, wk) = (values(8, 3), values(8, 5));
         for n in [2, 400] {
             let width = (hd.heads + hd.groups) * hd.qk + hd.groups * hd.v;
@@ -578,25 +583,27 @@ mod tests {
                     eps: 1e-6,
                 }),
                 query_scale: None,
-                rope: Some(&rope),
+                rope: Some(rope),
             };
             let mask = Blocked {
                 blocked: &blocked,
                 shared: false,
             };
-            let got = attention(&qkv, [n, s], hd, prep, hd.qk as f32, Some(mask));
-            for seq in [0, 1, n - 1] {
-                let x = &qkv[seq * s * width..(seq + 1) * s * width];
-                let want = attention_f64(
-                    x,
-                    s,
-                    hd,
-                    &rope,
-                    (&wq, &wk),
-                    &blocked[seq * s * s..(seq + 1) * s * s],
-                );
-                let per = s * hd.heads * hd.v;
-                close(&got[seq * per..(seq + 1) * per], &want, 2e-5, "attention");
+            for isa in isas() {
+                let got = attention(isa, &qkv, [n, s], hd, prep, hd.qk as f32, Some(mask));
+                for seq in [0, 1, n - 1] {
+                    let x = &qkv[seq * s * width..(seq + 1) * s * width];
+                    let want = attention_f64(
+                        x,
+                        s,
+                        hd,
+                        &rope,
+                        (&wq, &wk),
+                        &blocked[seq * s * s..(seq + 1) * s * s],
+                    );
+                    let per = s * hd.heads * hd.v;
+                    close(&got[seq * per..(seq + 1) * per], &want, 2e-5, "attention");
+                }
             }
         }
     }

@@ -1,0 +1,222 @@
+//! [`NdArray`]'s layer ops: the CPU kernels of [`cpu`](super::super::cpu) on host values, for
+//! f32 tensors; every other case (another format, [`CpuKernels::Burn`]) runs the compositions.
+
+use std::cmp::Ordering;
+
+use burn::tensor::{DType, Tensor};
+
+use super::super::cpu::CpuKernels;
+use super::super::cpu::gemm::PackedMatrix;
+use super::super::cpu::layers::{self as host, Blocked, QkNorm as HostQkNorm, QkPrep};
+use super::super::transfer::upload;
+use super::super::{Backend, NdArray};
+use super::{Affine, AttentionSpec, LayerOps, Mask, SiluHalf, composed};
+use crate::error::Result;
+
+impl NdArray {
+    /// Whether the layer ops of f32 `x` run on the crate's CPU kernels.
+    fn native<const D: usize>(&self, x: &Tensor<D>) -> bool {
+        self.kernels() != CpuKernels::Burn && x.dtype() == DType::F32
+    }
+}
+
+/// The values of an f32 tensor on the CPU, row-major. burn-ndarray hands a tensor's buffer over
+/// without a copy only when the tensor owns it alone and is contiguous; otherwise (a tensor the
+/// model keeps for a residual sum, a parameter, a transposed view) its `into_data` copies value
+/// by value through a dynamic-rank iterator (~30M values a second). Multiplying by one first
+/// gives an owned, contiguous buffer at memory speed (in place when the tensor is unique), which
+/// is then handed over. Exact for every value, NaN included. Reading the CPU's own memory cannot
+/// fail; were it to, the values come back empty and the kernels' length checks refuse them.
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.mul_scalar(1.0)
+        .try_into_vec_as::<f32>()
+        .unwrap_or_default()
+}
+
+/// [`values`] of a tensor borrowed from a layer (its weights).
+fn shared_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    values(t.clone())
+}
+
+impl LayerOps for NdArray {
+    /// On the packed kernel ([`CpuKernels`]): the weight is packed the first time the layer
+    /// runs and kept in its [`Prepared`](super::Prepared) slot.
+    fn linear_unchecked<const D: usize>(&self, x: Tensor<D>, a: Affine<'_>) -> Result<Tensor<D>> {
+        let kernel = self.kernels().gemm();
+        let f32_weights = a.compute.is_none() && a.weight.dtype() == DType::F32;
+        let Some(kernel) = kernel.filter(|_| self.native(&x) && f32_weights) else {
+            return Ok(composed::linear(x, a));
+        };
+        let pack = || {
+            let bias = a.bias.map(shared_values);
+            let w = shared_values(a.weight);
+            PackedMatrix::new(kernel, &w, a.dims(), bias.as_deref(), a.scale as f32)
+        };
+        let cached = a.prepared.0.get_or_init(&pack);
+        let fresh;
+        let packed = match cached {
+            Some(p) if p.kernel() == kernel => p,
+            // Packed for another backend's kernels: pack for this call only.
+            _ => match pack() {
+                Some(p) => {
+                    fresh = p;
+                    &fresh
+                }
+                None => return Ok(composed::linear(x, a)),
+            },
+        };
+        let device = x.device();
+        Ok(composed::over_rows(x, |x| {
+            let [rows, _] = x.dims();
+            let y = packed.apply(&values(x), rows);
+            upload(y, [rows, packed.dims()[1]], &device)
+        }))
+    }
+
+    fn rms_norm_unchecked<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        weight: Option<&Tensor<1>>,
+        eps: f64,
+    ) -> Result<Tensor<D>> {
+        if !self.native(&x) {
+            return Ok(composed::rms_norm(x, weight, eps));
+        }
+        let (dims, w) = (x.dims(), weight.map(shared_values));
+        let y = host::rms_norm(&values(x), dims[D - 1], w.as_deref(), eps as f32);
+        Ok(upload(y, dims, self.device()))
+    }
+
+    fn silu_unchecked<const D: usize>(&self, x: Tensor<D>, scale: f64) -> Result<Tensor<D>> {
+        if !self.native(&x) {
+            return Ok(composed::silu(x, scale));
+        }
+        let dims = x.dims();
+        let mut y = values(x);
+        host::scaled_silu(self.kernels().target(), &mut y, scale as f32);
+        Ok(upload(y, dims, self.device()))
+    }
+
+    fn silu_gate_unchecked<const D: usize>(
+        &self,
+        y: Tensor<D>,
+        half: SiluHalf,
+    ) -> Result<Tensor<D>> {
+        if !self.native(&y) {
+            return Ok(composed::silu_gate(y, half));
+        }
+        let mut dims = y.dims();
+        dims[D - 1] /= 2;
+        let activated = match half {
+            SiluHalf::First => 0,
+            SiluHalf::Second => 1,
+        };
+        let out = host::glu(self.kernels().target(), &values(y), dims[D - 1], activated);
+        Ok(upload(out, dims, self.device()))
+    }
+
+    fn residual_add_unchecked<const D: usize>(
+        &self,
+        f: Tensor<D>,
+        skip: Tensor<D>,
+        tau: f32,
+    ) -> Result<Tensor<D>> {
+        if !self.native(&f) || !self.native(&skip) {
+            return Ok(composed::residual_add(f, skip, tau));
+        }
+        let dims = skip.dims();
+        let mut out = values(skip);
+        host::residual_add(&values(f), &mut out, tau);
+        Ok(upload(out, dims, self.device()))
+    }
+
+    /// One pass per sequence on the host: heads gathered, normed, scaled and rotated, scores,
+    /// softmax and the weighted sum of values, compiled for the CPU's vector instructions.
+    fn attention_unchecked(&self, qkv: Tensor<3>, spec: &AttentionSpec<'_>) -> Result<Tensor<3>> {
+        if !self.native(&qkv) {
+            return composed::attention(self, qkv, spec);
+        }
+        let [n, s, _] = qkv.dims();
+        let heads = spec.heads;
+        let norm_weights = spec
+            .qk_norm
+            .map(|q| (q.query.map(shared_values), q.key.map(shared_values)));
+        let per_dim = spec.query_scale.map(|(m, c)| (shared_values(m), c as f32));
+        let (blocked, shared) = match &spec.mask {
+            Mask::None => (None, false),
+            Mask::Causal => (Some((0..s * s).map(|at| at % s > at / s).collect()), true),
+            Mask::Blocked(m) => {
+                let shared = m.dims()[0] == 1;
+                let bools = m
+                    .clone()
+                    .into_data()
+                    .try_to_vec::<bool>()
+                    .unwrap_or_default();
+                (Some(bools), shared)
+            }
+        };
+        let prep = QkPrep {
+            norm: spec
+                .qk_norm
+                .zip(norm_weights.as_ref())
+                .map(|(q, (wq, wk))| HostQkNorm {
+                    query: wq.as_deref(),
+                    key: wk.as_deref(),
+                    eps: q.eps as f32,
+                }),
+            query_scale: per_dim.as_ref().map(|(m, c)| (m.as_slice(), *c)),
+            rope: spec.rotary.map(|r| r.host()),
+        };
+        let host_heads = host::Heads {
+            heads: heads.heads,
+            groups: heads.groups,
+            qk: heads.qk,
+            v: heads.v,
+        };
+        let mask = blocked
+            .as_deref()
+            .map(|blocked| Blocked { blocked, shared });
+        let isa = self.kernels().target();
+        let out = host::attention(
+            isa,
+            &values(qkv),
+            [n, s],
+            host_heads,
+            prep,
+            spec.divisor as f32,
+            mask,
+        );
+        Ok(upload(out, [n, s, heads.heads * heads.v], self.device()))
+    }
+
+    /// A stable sort of each column on the host, NaN last (the network's order).
+    fn sort_first_unchecked<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        if !self.native(&x) {
+            return Ok(composed::sort_first(x));
+        }
+        let dims = x.dims();
+        let n = dims[0];
+        let mut v = values(x);
+        let columns = v.len() / n.max(1);
+        let mut column = Vec::with_capacity(n);
+        for c in 0..columns {
+            column.clear();
+            column.extend((0..n).map(|l| v[l * columns + c]));
+            column.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+                (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+                (a_nan, b_nan) => a_nan.cmp(&b_nan),
+            });
+            for (l, x) in column.iter().enumerate() {
+                v[l * columns + c] = *x;
+            }
+        }
+        Ok(upload(v, dims, self.device()))
+    }
+
+    /// On one of rayon's threads: the ops' parallel parts then start on the calling thread
+    /// while the other threads join, instead of handing each op to the pool and sleeping until
+    /// it is done (a wake-up per op, costly on virtual machines).
+    fn forward_pass<R: Send>(&self, pass: impl FnOnce() -> R + Send) -> R {
+        rayon::scope(|_| pass())
+    }
+}

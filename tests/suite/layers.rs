@@ -1,0 +1,493 @@
+//! The layer ops ([`LayerOps`]) on every backend and kernel choice against f64 references
+//! computed here from the definitions; bad arguments refused alike everywhere; forwarded layer
+//! ops reported.
+
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use toto_fallback::backend::{
+    Affine, AttentionSpec, Heads, Mask, Prepared, QkNorm, Rotary, SiluHalf,
+};
+use toto_fallback::{Backend, Error, LayerOps, Op};
+
+use crate::common::{self, values};
+
+/// f32 rounding over the sums of these sizes (at most a few hundred terms of magnitude ≤ 4),
+/// relative to `max(1, |want|)`.
+const TOL: f64 = 2e-5;
+
+/// Deterministic values in (−1, 1) (a multiplicative hash).
+fn data(len: usize, salt: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i + 7 * salt).wrapping_mul(2_654_435_761) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn tensor<B: Backend, const D: usize>(b: &B, shape: [usize; D], salt: usize) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(data(n, salt), shape), b.device())
+}
+
+fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &[f64]) {
+    let got = values(got);
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let ok = (g - w).abs() <= TOL * w.abs().max(1.0) || (g.is_nan() && w.is_nan());
+        assert!(ok, "{what}[{i}]: {g} vs {w}");
+    }
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// RMSNorm of a row in f64.
+fn rms(row: &[f64], w: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    let ms = row.iter().map(|v| v * v).sum::<f64>() / row.len() as f64;
+    let r = (ms + eps).sqrt();
+    row.iter()
+        .enumerate()
+        .map(|(i, v)| v / r * w.map_or(1.0, |w| w[i]))
+        .collect()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|x| f64::from(*x)).collect()
+}
+
+on_backends!(
+    elementwise_layer_ops_match_f64,
+    [
+        ndarray,
+        ndarray_portable,
+        ndarray_burn,
+        wgpu,
+        fallback,
+        layers_forced
+    ],
+    |b| {
+        let b = &*b;
+        // linear: [2, 3, 37] × [37, 45] + bias, scaled; twice, the second from the prepared
+        // weights.
+        let (k, n) = (37, 45);
+        let (w, bias) = (tensor(b, [k, n], 2), tensor(b, [n], 3));
+        let x = tensor(b, [2, 3, k], 1);
+        let prepared = Prepared::default();
+        let (xs, ws, bs) = (
+            f64s(&data(6 * k, 1)),
+            f64s(&data(k * n, 2)),
+            f64s(&data(n, 3)),
+        );
+        let want: Vec<f64> = (0..6 * n)
+            .map(|i| {
+                let (r, c) = (i / n, i % n);
+                let dot: f64 = (0..k).map(|l| xs[r * k + l] * ws[l * n + c]).sum();
+                (dot + bs[c]) * 0.3
+            })
+            .collect();
+        for round in 0..2 {
+            let y = b
+                .linear(x.clone(), Affine::new(&w, Some(&bias), 0.3, &prepared))
+                .unwrap();
+            assert_eq!(y.dims(), [2, 3, n]);
+            assert_close(&format!("linear (call {round})"), y, &want);
+        }
+
+        // rms_norm over [4, 64] with a weight.
+        let (x, w) = (tensor(b, [4, 64], 4), tensor(b, [64], 5));
+        let (xs, ws) = (f64s(&data(256, 4)), f64s(&data(64, 5)));
+        let want: Vec<f64> = xs
+            .chunks(64)
+            .flat_map(|r| rms(r, Some(&ws), 1e-6))
+            .collect();
+        assert_close(
+            "rms_norm",
+            b.rms_norm(x.clone(), Some(&w), 1e-6).unwrap(),
+            &want,
+        );
+
+        // silu, scaled.
+        let want: Vec<f64> = xs.iter().map(|v| 1.7 * silu(*v)).collect();
+        assert_close("silu", b.silu(x.clone(), 1.7).unwrap(), &want);
+
+        // silu_gate, both halves.
+        for half in [SiluHalf::First, SiluHalf::Second] {
+            let want: Vec<f64> = xs
+                .chunks(64)
+                .flat_map(|r| {
+                    let (first, second) = r.split_at(32);
+                    (0..32)
+                        .map(|i| match half {
+                            SiluHalf::First => silu(first[i]) * second[i],
+                            SiluHalf::Second => first[i] * silu(second[i]),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let got = b.silu_gate(x.clone(), half).unwrap();
+            assert_eq!(got.dims(), [4, 32]);
+            assert_close(&format!("silu_gate {half:?}"), got, &want);
+        }
+
+        // residual_add at tau 0.6.
+        let f = tensor(b, [4, 64], 6);
+        let fs = f64s(&data(256, 6));
+        let d = (1.0f64 + 0.36).sqrt();
+        let want: Vec<f64> = fs
+            .iter()
+            .zip(&xs)
+            .map(|(f, s)| 0.6 / d * f + s / d)
+            .collect();
+        assert_close("residual_add", b.residual_add(f, x, 0.6).unwrap(), &want);
+
+        // sort_first: columns with ties and a NaN, NaN last (torch.sort's order).
+        let mut col: Vec<f32> = vec![3.0, -1.0, f32::NAN, 3.0, 0.5, -7.0, 10.0, 0.0, 2.0];
+        let mut grid = Vec::new();
+        for c in 0..4 {
+            col.rotate_left(c);
+            grid.push(col.clone());
+        }
+        let flat: Vec<f32> = (0..9)
+            .flat_map(|l| grid.iter().map(move |c| c[l]))
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(flat, [9, 4]), b.device());
+        let sorted = values(b.sort_first(x).unwrap());
+        for (c, column) in grid.iter().enumerate() {
+            let mut want = column.clone();
+            want.sort_by(f32::total_cmp);
+            let got: Vec<f64> = (0..9).map(|l| sorted[l * 4 + c]).collect();
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{:?}", f64s(&want)),
+                "column {c}"
+            );
+        }
+    }
+);
+
+/// Grouped attention in f64 from the definitions, over fused projections `qkv` of `n`
+/// sequences of `s` elements: RMSNorm'd heads (weights `wq`, `wk`, ε 1e-6), queries times
+/// `per_dim · c`, the rotation of `rot` (cos, sin with rotate-half's sign, xPos scale) on the
+/// first `rotated` dimensions, scores over `divisor`, `blocked(seq, i, j)` masked.
+/// Rotated dimensions, cos, sin (rotate-half's sign folded in) and the xPos scale, `[S, w]`.
+type Rotation<'a> = (usize, &'a [f64], &'a [f64], &'a [f64]);
+
+/// A mask's name, the mask, and which pairs it blocks (sequence, query, key).
+type MaskCase = (&'static str, Mask, Box<dyn Fn(usize, usize, usize) -> bool>);
+
+struct Reference<'a> {
+    qkv: &'a [f64],
+    s: usize,
+    heads: Heads,
+    norm: Option<(&'a [f64], &'a [f64])>,
+    per_dim: Option<(&'a [f64], f64)>,
+    rot: Option<Rotation<'a>>,
+    divisor: f64,
+}
+
+impl Reference<'_> {
+    fn head(&self, seq: usize, pos: usize, offset: usize, query: bool) -> Vec<f64> {
+        let h = self.heads;
+        let width = h.fused_width();
+        let at = (seq * self.s + pos) * width + offset;
+        let mut y = self.qkv[at..at + h.qk].to_vec();
+        if let Some((wq, wk)) = self.norm {
+            y = rms(&y, Some(if query { wq } else { wk }), 1e-6);
+        }
+        if let (true, Some((m, c))) = (query, self.per_dim) {
+            y.iter_mut().zip(m).for_each(|(v, m)| *v *= m * c);
+        }
+        if let Some((w, cos, sin, scale)) = self.rot {
+            let at = pos * w;
+            for j in (0..w).step_by(2) {
+                let (a, b) = (y[j], y[j + 1]);
+                y[j] = a * cos[at + j] - b * sin[at + j + 1];
+                y[j + 1] = b * cos[at + j] + a * sin[at + j + 1];
+            }
+            for m in 0..w {
+                y[m] = if query {
+                    y[m] * scale[at + m]
+                } else {
+                    y[m] / scale[at + m]
+                };
+            }
+        }
+        y
+    }
+
+    fn run(&self, n: usize, blocked: impl Fn(usize, usize, usize) -> bool) -> Vec<f64> {
+        let h = self.heads;
+        let per = h.heads / h.groups;
+        let mut out = vec![0.0; n * self.s * h.heads * h.v];
+        for seq in 0..n {
+            for head in 0..h.heads {
+                let g = head / per;
+                for i in 0..self.s {
+                    let q = self.head(seq, i, head * h.qk, true);
+                    let scores: Vec<f64> = (0..self.s)
+                        .map(|j| match blocked(seq, i, j) {
+                            true => f64::NEG_INFINITY,
+                            false => {
+                                let k = self.head(seq, j, (h.heads + g) * h.qk, false);
+                                q.iter().zip(&k).map(|(a, b)| a * b).sum::<f64>() / self.divisor
+                            }
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|v| (v - max).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    let width = h.fused_width();
+                    for (j, e) in e.iter().enumerate() {
+                        let at = (seq * self.s + j) * width + (h.heads + h.groups) * h.qk + g * h.v;
+                        for c in 0..h.v {
+                            out[((seq * self.s + i) * h.heads + head) * h.v + c] +=
+                                e / total * self.qkv[at + c];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+on_backends!(
+    attention_matches_f64,
+    [
+        ndarray,
+        ndarray_portable,
+        ndarray_burn,
+        wgpu,
+        fallback,
+        layers_forced
+    ],
+    |b| {
+        let b = &*b;
+        let (n, s) = (3, 5);
+        let heads = Heads {
+            heads: 4,
+            groups: 2,
+            qk: 8,
+            v: 6,
+        };
+        let width = heads.fused_width();
+        let qkv = tensor(b, [n, s, width], 11);
+        let qkv64 = f64s(&data(n * s * width, 11));
+        let (wq, wk, pd) = (tensor(b, [8], 12), tensor(b, [8], 13), tensor(b, [8], 14));
+        let (wq64, wk64, pd64) = (f64s(&data(8, 12)), f64s(&data(8, 13)), f64s(&data(8, 14)));
+        // Rotary over the first 4 dimensions at positions 3..8, with an xPos-like scale.
+        let rotated = 4;
+        let angles: Vec<f32> = (3..3 + s)
+            .flat_map(|m| (0..rotated).map(move |j| m as f32 / 10f32.powi((j / 2) as i32)))
+            .collect();
+        let scales: Vec<f32> = (0..s * rotated).map(|i| 1.0 + 0.01 * i as f32).collect();
+        let rotary = Rotary::new(&angles, Some(&scales), [s, rotated], b.device()).unwrap();
+        let cos: Vec<f64> = angles.iter().map(|a| f64::from(a.cos())).collect();
+        let sin: Vec<f64> = angles.iter().map(|a| f64::from(a.sin())).collect();
+        let scale64 = f64s(&scales);
+        let reference = Reference {
+            qkv: &qkv64,
+            s,
+            heads,
+            norm: Some((&wq64, &wk64)),
+            per_dim: Some((&pd64, 0.52)),
+            rot: Some((rotated, &cos, &sin, &scale64)),
+            divisor: 8.0,
+        };
+        // Groups per sequence: sequence 1 blocks pairs across ids [0, 0, 1, 1, 0].
+        let ids: Vec<i64> = (0..n * s)
+            .map(|i| i64::from(i / s == 1 && (2..4).contains(&(i % s))))
+            .collect();
+        let ids_t = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [n, s]), b.device());
+        let groups: Tensor<4, Bool> = ids_t
+            .clone()
+            .reshape([n, 1, s, 1])
+            .not_equal(ids_t.reshape([n, 1, 1, s]));
+        let cases: [MaskCase; 3] = [
+            ("causal", Mask::Causal, Box::new(|_, i, j| j > i)),
+            (
+                "groups",
+                Mask::Blocked(groups),
+                Box::new(move |q, i, j| ids[q * s + i] != ids[q * s + j]),
+            ),
+            ("none", Mask::None, Box::new(|_, _, _| false)),
+        ];
+        for (name, mask, blocked) in cases {
+            let spec = AttentionSpec {
+                heads,
+                divisor: 8.0,
+                qk_norm: Some(QkNorm {
+                    query: Some(&wq),
+                    key: Some(&wk),
+                    eps: 1e-6,
+                }),
+                query_scale: Some((&pd, 0.52)),
+                rotary: Some(&rotary),
+                mask,
+            };
+            let got = b.attention(qkv.clone(), &spec).unwrap();
+            assert_eq!(got.dims(), [n, s, heads.heads * heads.v]);
+            assert_close(
+                &format!("attention ({name})"),
+                got,
+                &reference.run(n, blocked),
+            );
+        }
+        // Plain: no norms, no scale, no rotation.
+        let plain = Reference {
+            norm: None,
+            per_dim: None,
+            rot: None,
+            ..reference
+        };
+        let spec = AttentionSpec {
+            heads,
+            divisor: 8.0,
+            qk_norm: None,
+            query_scale: None,
+            rotary: None,
+            mask: Mask::Causal,
+        };
+        let got = b.attention(qkv, &spec).unwrap();
+        assert_close("attention (plain)", got, &plain.run(n, |_, i, j| j > i));
+    }
+);
+
+on_backends!(
+    bad_layer_arguments_are_refused_alike,
+    [ndarray, ndarray_burn, wgpu, fallback, layers_forced],
+    |b| {
+        let b = &*b;
+        let prepared = Prepared::default();
+        let w = tensor(b, [5, 3], 1);
+        let input = |e: Error, op: Op| match e {
+            Error::Input { what, reason } => {
+                assert_eq!(what, op.name(), "{reason}");
+                reason
+            }
+            other => panic!("{op}: {other}"),
+        };
+        let reason = input(
+            b.linear(tensor(b, [2, 4], 0), Affine::new(&w, None, 1.0, &prepared))
+                .unwrap_err(),
+            Op::Linear,
+        );
+        assert!(reason.contains("5 inputs"), "{reason}");
+        let bias = tensor(b, [4], 2);
+        input(
+            b.linear(
+                tensor(b, [2, 5], 0),
+                Affine::new(&w, Some(&bias), 1.0, &prepared),
+            )
+            .unwrap_err(),
+            Op::Linear,
+        );
+        input(
+            b.rms_norm(tensor(b, [2, 5], 0), Some(&tensor(b, [4], 3)), 1e-6)
+                .unwrap_err(),
+            Op::RmsNorm,
+        );
+        input(
+            b.silu_gate(tensor(b, [2, 5], 0), SiluHalf::First)
+                .unwrap_err(),
+            Op::SiluGate,
+        );
+        input(
+            b.residual_add(tensor(b, [2, 5], 0), tensor(b, [5, 2], 1), 0.5)
+                .unwrap_err(),
+            Op::ResidualAdd,
+        );
+        let heads = Heads {
+            heads: 4,
+            groups: 3,
+            qk: 2,
+            v: 2,
+        };
+        let spec = AttentionSpec {
+            heads,
+            divisor: 1.0,
+            qk_norm: None,
+            query_scale: None,
+            rotary: None,
+            mask: Mask::None,
+        };
+        let reason = input(
+            b.attention(tensor(b, [1, 2, 20], 0), &spec).unwrap_err(),
+            Op::Attention,
+        );
+        assert!(reason.contains("groups must divide"), "{reason}");
+        let spec = AttentionSpec {
+            heads: Heads {
+                heads: 2,
+                groups: 1,
+                qk: 2,
+                v: 2,
+            },
+            mask: Mask::Blocked(Tensor::<4, Bool>::empty([1, 1, 3, 3], b.device())),
+            ..spec
+        };
+        let reason = input(
+            b.attention(tensor(b, [1, 2, 8], 0), &spec).unwrap_err(),
+            Op::Attention,
+        );
+        assert!(reason.contains("mask"), "{reason}");
+        let q = tensor(b, [1, 2, 3, 4], 0);
+        let reason = input(
+            b.attention_core(
+                q,
+                tensor(b, [1, 1, 5, 3], 1),
+                tensor(b, [1, 1, 5, 2], 2),
+                1.0,
+                &Mask::Causal,
+            )
+            .unwrap_err(),
+            Op::AttentionCore,
+        );
+        assert!(reason.contains("do not fit"), "{reason}");
+        let q = tensor(b, [1, 2, 3, 4], 0);
+        let reason = input(
+            b.attention_core(
+                q,
+                tensor(b, [1, 1, 5, 4], 1),
+                tensor(b, [1, 1, 5, 2], 2),
+                1.0,
+                &Mask::Causal,
+            )
+            .unwrap_err(),
+            Op::AttentionCore,
+        );
+        assert!(reason.contains("causal"), "{reason}");
+        let err = Rotary::new(&[0.0; 6], None, [2, 3], b.device()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Input {
+                    what: "Rotary::new",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+);
+
+#[test]
+fn forwarded_layer_ops_are_reported() {
+    let Some(b) = crate::common::layers_forced(1) else {
+        return;
+    };
+    let b = &*b;
+    let prepared = Prepared::default();
+    let w = tensor(b, [6, 4], 1);
+    let y = b
+        .linear(tensor(b, [3, 6], 2), Affine::new(&w, None, 1.0, &prepared))
+        .unwrap();
+    assert_eq!(y.device(), *b.device());
+    let z = b.rms_norm(y, None, 1e-6).unwrap();
+    assert_eq!(z.dims(), [3, 4]);
+    let report = b.report();
+    let linear = report.op(Op::Linear);
+    assert_eq!((linear.native.calls, linear.forwarded.calls), (0, 1));
+    // x (18 values) and the weight (24) crossed to the CPU, the product (12) back.
+    assert_eq!(linear.forwarded.bytes_to_cpu, 4 * (18 + 24));
+    assert_eq!(linear.forwarded.bytes_to_gpu, 4 * 12);
+    assert_eq!(report.op(Op::RmsNorm).forwarded.calls, 1);
+}
