@@ -148,6 +148,22 @@ impl<'a, F: Fn(f32, f32) -> f32 + Copy> Vectorise for Map2<'a, F> {
     }
 }
 
+/// The portable target and every x86 instruction set this CPU runs (the kernels' tests).
+#[cfg(test)]
+pub(crate) fn targets_here() -> Vec<Target> {
+    [
+        Target::Portable,
+        Target::X86(Isa::Avx512),
+        Target::X86(Isa::Avx2),
+    ]
+    .into_iter()
+    .filter(|t| match t {
+        Target::X86(isa) => isa.runs_here(),
+        Target::Portable => true,
+    })
+    .collect()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Isa, Vectorise};

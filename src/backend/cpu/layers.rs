@@ -357,7 +357,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::dispatch::Isa;
+    use super::super::dispatch::targets_here;
     use super::*;
 
     /// A deterministic spread of values in (−2, 2).
@@ -413,7 +413,7 @@ mod tests {
             close(&skip, &want, 1e-6, "residual_add");
 
             let silu = |x: f64| x / (1.0 + (-x).exp());
-            for isa in isas() {
+            for isa in targets_here() {
                 for activated in [0, 1] {
                     let gated = glu(isa, &x, d / 2, activated);
                     let want: Vec<f64> = x
@@ -440,21 +440,6 @@ mod tests {
                 close(&scaled, &want, 1e-6, "scaled_silu");
             }
         }
-    }
-
-    /// The portable build and every x86 instruction set this CPU runs.
-    fn isas() -> Vec<Target> {
-        [
-            Target::Portable,
-            Target::X86(Isa::Avx512),
-            Target::X86(Isa::Avx2),
-        ]
-        .into_iter()
-        .filter(|t| match t {
-            Target::X86(isa) => isa.runs_here(),
-            Target::Portable => true,
-        })
-        .collect()
     }
 
     /// Rotary tables for `positions` (interleaved pairs, `rotated` of them per position, the
@@ -589,7 +574,7 @@ mod tests {
                 blocked: &blocked,
                 shared: false,
             };
-            for isa in isas() {
+            for isa in targets_here() {
                 let got = attention(isa, &qkv, [n, s], hd, prep, hd.qk as f32, Some(mask));
                 for seq in [0, 1, n - 1] {
                     let x = &qkv[seq * s * width..(seq + 1) * s * width];

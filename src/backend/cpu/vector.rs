@@ -48,23 +48,8 @@ pub(crate) fn exp_lane(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::dispatch::Isa;
+    use super::super::dispatch::targets_here;
     use super::*;
-
-    /// The portable build and every x86 instruction set this CPU runs.
-    fn builds() -> Vec<Target> {
-        [
-            Target::Portable,
-            Target::X86(Isa::Avx512),
-            Target::X86(Isa::Avx2),
-        ]
-        .into_iter()
-        .filter(|t| match t {
-            Target::X86(isa) => isa.runs_here(),
-            Target::Portable => true,
-        })
-        .collect()
-    }
 
     #[test]
     fn every_exp_this_cpu_runs_matches_libm() {
@@ -82,7 +67,7 @@ mod tests {
             1e4,
             f32::NEG_INFINITY,
         ]);
-        for isa in builds() {
+        for isa in targets_here() {
             let mut got = xs.clone();
             exp_in_place(isa, &mut got);
             for (&x, &g) in xs.iter().zip(&got) {
@@ -109,7 +94,7 @@ mod tests {
     fn silu_forms_match_f64() {
         let xs: Vec<f32> = (0..801).map(|i| -40.0 + 0.1 * i as f32).collect();
         let silu = |x: f64| x / (1.0 + (-x).exp());
-        for isa in builds() {
+        for isa in targets_here() {
             let mut scaled = xs.clone();
             silu_in_place(isa, &mut scaled, 1.5);
             let mut gated: Vec<f32> = xs.iter().map(|x| 0.5 - x / 80.0).collect();

@@ -32,14 +32,10 @@ fn attention_inputs(spec: &AttentionSpec<'_>) -> AttentionInputs {
     let norm = spec
         .qk_norm
         .map_or((None, None), |q| (q.query.cloned(), q.key.cloned()));
-    let mask = match &spec.mask {
-        Mask::Blocked(m) => Some(m.clone()),
-        Mask::None | Mask::Causal => None,
-    };
     (
         norm,
         spec.query_scale.map(|(m, _)| m.clone()),
-        (spec.rotary.cloned(), mask),
+        (spec.rotary.cloned(), spec.mask.blocked().cloned()),
     )
 }
 
@@ -58,10 +54,7 @@ fn attention_spec<'a>(spec: &AttentionSpec<'_>, inputs: &'a AttentionInputs) -> 
             .query_scale
             .and_then(|(_, c)| per_dim.as_ref().map(|m| (m, c))),
         rotary: rotary.as_ref(),
-        mask: match (&spec.mask, blocked) {
-            (Mask::Blocked(_), Some(m)) => Mask::Blocked(m.clone()),
-            (mask, _) => mask.clone(),
-        },
+        mask: spec.mask.with_blocked(blocked.clone()),
     }
 }
 
@@ -168,20 +161,12 @@ impl<Gpu: LayerOps, Cpu: LayerOps> LayerOps for FallbackBackend<Gpu, Cpu> {
         mask: &Mask,
     ) -> Result<Tensor<4>> {
         let n = q.shape().num_elements();
-        let blocked = match mask {
-            Mask::Blocked(m) => Some(m.clone()),
-            Mask::None | Mask::Causal => None,
-        };
-        let relabel = |blocked: Option<Tensor<4, Bool>>| match blocked {
-            Some(m) => Mask::Blocked(m),
-            None => mask.clone(),
-        };
         self.run(
             Op::AttentionCore,
             n,
-            ((q, k, v), blocked),
+            ((q, k, v), mask.blocked().cloned()),
             |g, ((q, k, v), _)| g.attention_core_unchecked(q, k, v, divisor, mask),
-            |c, ((q, k, v), m)| c.attention_core_unchecked(q, k, v, divisor, &relabel(m)),
+            |c, ((q, k, v), m)| c.attention_core_unchecked(q, k, v, divisor, &mask.with_blocked(m)),
         )
     }
 

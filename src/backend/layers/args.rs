@@ -119,6 +119,25 @@ pub enum Mask {
     Blocked(Tensor<4, Bool>),
 }
 
+impl Mask {
+    /// A [`Mask::Blocked`]'s tensor; `None` for the masks that carry none.
+    pub(crate) fn blocked(&self) -> Option<&Tensor<4, Bool>> {
+        match self {
+            Mask::Blocked(m) => Some(m),
+            Mask::None | Mask::Causal => None,
+        }
+    }
+
+    /// This mask with its tensor replaced by `blocked` (the same tensor on another device);
+    /// the masks without a tensor are kept as they are.
+    pub(crate) fn with_blocked(&self, blocked: Option<Tensor<4, Bool>>) -> Mask {
+        match (self, blocked) {
+            (Mask::Blocked(_), Some(m)) => Mask::Blocked(m),
+            (mask, _) => mask.clone(),
+        }
+    }
+}
+
 /// RMSNorm of every query and key head before the scores: `x / sqrt(mean(x²) + ε)`, times the
 /// weights where given (`[qk]` each).
 #[derive(Debug, Clone, Copy)]
