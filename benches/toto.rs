@@ -736,14 +736,21 @@ fn main() {
         let precision = precision(value("--precision"));
         for size in sizes.split(',') {
             match value("--backend").as_deref().unwrap_or("fallback") {
-                "ndarray" => run_toto2(&NdArray::new(), size, &names, runs, precision, String::new),
+                cpu @ ("ndarray" | "flex") => run_toto2(
+                    &cpu_backend(cpu),
+                    size,
+                    &names,
+                    runs,
+                    precision,
+                    String::new,
+                ),
                 "fallback" => {
                     let gpu = Wgpu::new().expect("a wgpu adapter");
                     let b = FallbackBackend::new(gpu, NdArray::new());
                     run_toto2(&b, size, &names, runs, precision, || forwarded(&b));
                     eprintln!("{}", b.report());
                 }
-                other => panic!("unknown backend {other} (ndarray, fallback)"),
+                other => panic!("unknown backend {other} (ndarray, flex, fallback)"),
             }
         }
         return;
@@ -751,7 +758,7 @@ fn main() {
     if let Some(name) = value("--workload") {
         let runs = value("--runs").map_or(4, |r| r.parse().expect("--runs N"));
         match value("--backend").as_deref().unwrap_or("fallback") {
-            "ndarray" => run_workload(&NdArray::new(), &name, runs, String::new),
+            cpu @ ("ndarray" | "flex") => run_workload(&cpu_backend(cpu), &name, runs, String::new),
             "fallback" => {
                 let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
                 run_workload(&b, &name, runs, || forwarded(&b));
@@ -767,7 +774,7 @@ fn main() {
                 run_workload(&b, &name, runs, || forwarded(&b));
                 eprintln!("{}", b.report());
             }
-            other => panic!("unknown backend {other} (ndarray, fallback, fallback-forced)"),
+            other => panic!("unknown backend {other} (ndarray, flex, fallback, fallback-forced)"),
         }
         return;
     }
@@ -812,4 +819,15 @@ fn main() {
         bench.iter(|| forecast(&model, w))
     });
     c.final_summary();
+}
+
+/// `--backend ndarray` or `--backend flex` (the CPU backend on burn-flex; needs `--features flex`).
+fn cpu_backend(name: &str) -> NdArray {
+    match name {
+        #[cfg(feature = "flex")]
+        "flex" => NdArray::new().on_flex(),
+        #[cfg(not(feature = "flex"))]
+        "flex" => panic!("--backend flex needs the bench built with `--features flex`"),
+        _ => NdArray::new(),
+    }
 }

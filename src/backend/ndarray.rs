@@ -5,7 +5,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::cpu::CpuKernels;
-use super::ops::mixture::composed::gather_rows;
+use super::ops::mixture::composed::select_rows;
 use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
@@ -16,12 +16,10 @@ use crate::error::Result;
 use crate::op::{Op, OpSet};
 use crate::rng::DrawWindow;
 
-/// Whether `device` is burn-ndarray's, where some burn ops have other costs than on a GPU
-/// (`gather` is slower than `select` there; on wgpu `select` is the slow one).
-pub(crate) fn is_ndarray(device: &Device) -> bool {
+/// burn-ndarray's device.
+fn ndarray_device() -> Device {
     #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; we target ndarray.
-    let cpu = Device::ndarray();
-    *device == cpu
+    Device::ndarray()
 }
 
 /// The CPU backend: burn's ndarray device, with every [`Op`] native.
@@ -64,10 +62,8 @@ impl NdArray {
 
     /// The CPU backend with the given seed.
     pub fn seeded(seed: u64) -> Self {
-        #[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; we target ndarray.
-        let device = Device::ndarray();
         NdArray {
-            device,
+            device: ndarray_device(),
             rng: Arc::new(Streams::new(seed)),
             support: Support::lacking(OpSet::empty()),
             window: None,
@@ -96,6 +92,27 @@ impl NdArray {
         self.kernels
     }
 
+    /// This backend on burn-flex's device (`Device::flex()`) instead of burn-ndarray's: the same
+    /// samplers and layer-op kernels, with burn's own ops (the scaler, the output head, what
+    /// runs between layer ops) on burn-flex, which is as fast as burn-ndarray or faster
+    /// (docs/architecture.md, "The way to burn 0.23"). Its [`name`](Backend::name) is `flex`.
+    /// Tensors handed to it must be on `Device::flex()`.
+    ///
+    /// ```
+    /// use toto_fallback::{Backend, NdArray};
+    ///
+    /// let cpu = NdArray::seeded(7).on_flex();
+    /// assert_eq!(cpu.name(), "flex");
+    /// assert_eq!(cpu.device(), &burn::tensor::Device::flex());
+    /// ```
+    #[cfg(feature = "flex")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "flex")))]
+    #[must_use]
+    pub fn on_flex(mut self) -> Self {
+        self.device = Device::flex();
+        self
+    }
+
     /// This backend with `ops` marked unsupported, so a [`FallbackBackend`](crate::FallbackBackend)
     /// around it forwards them (for tests and benchmarks of the fallback path).
     #[must_use]
@@ -122,7 +139,11 @@ impl Default for NdArray {
 
 impl Backend for NdArray {
     fn name(&self) -> &str {
-        "ndarray"
+        if self.device == ndarray_device() {
+            "ndarray"
+        } else {
+            "flex"
+        }
     }
 
     fn device(&self) -> &Device {
@@ -177,7 +198,7 @@ impl Backend for NdArray {
         let index =
             Tensor::<2, Int>::from_data(TensorData::new(index, [samples, rows]), &self.device);
         // Only the chosen components' parameters are read back (3 values a draw, not 3·K).
-        let pick = |p: Tensor<2>| read_f32(op.name(), gather_rows(p, index.clone()));
+        let pick = |p: Tensor<2>| read_f32(op.name(), select_rows(p, index.clone()));
         let values =
             mixture::host::student_t_from_words(&pick(df)?, &pick(loc)?, &pick(scale)?, &words);
         Ok(upload(values, [samples, rows], &self.device))

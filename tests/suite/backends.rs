@@ -28,7 +28,7 @@ on_backends!(uniform_passes_ks, [ndarray, wgpu, fallback, forced], |b| {
 
 on_backends!(
     standard_normal_passes_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         let z = values(b.standard_normal([100, N / 10]).unwrap());
         let dist = Normal::new(0.0, 1.0).unwrap();
@@ -42,7 +42,7 @@ on_backends!(
 // (and on the forced fallback).
 on_backends!(
     standard_gamma_passes_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         for alpha in [0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
             let a = Tensor::<2>::full([10, N], alpha, b.device());
@@ -59,7 +59,7 @@ on_backends!(
 // natively on the fallback), normal + gamma on NdArray. Oracle: statrs' StudentsT cdf.
 on_backends!(
     standard_t_passes_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         for df in [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6] {
             let d = Tensor::<2>::full([10, 100_000], df as f32, b.device());
@@ -149,7 +149,7 @@ on_backends!(standard_gamma_value_rules, [ndarray, wgpu, forced], |b| {
 
 on_backends!(
     same_seed_same_samples,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         let draw = || {
             let mut v = values(b.uniform([1000]).unwrap());
@@ -1050,6 +1050,9 @@ fn every_backend_refuses_the_same_inputs_alike() {
     assert_eq!(refusals(&portable), want);
     let cpu_pair = FallbackBackend::new(NdArray::seeded(1), NdArray::seeded(2));
     assert_eq!(refusals(&cpu_pair), want);
+    if let Some(flex) = common::flex(1) {
+        assert_eq!(refusals(&flex.backend), want);
+    }
     if let Some(gpu) = common::wgpu(1) {
         assert_eq!(refusals(&gpu.backend), want);
     }

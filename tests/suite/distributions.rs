@@ -58,7 +58,7 @@ const STUDENT_DFS: [f64; 7] = [0.5, 1.0, 2.1, 5.0, 30.0, 1e3, 1e6];
 
 on_backends!(
     student_t_samples_pass_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         for df in STUDENT_DFS {
             let (loc, scale) = (1.5, 2.0);
@@ -289,7 +289,7 @@ on_backends!(entropies_match_statrs, [ndarray, wgpu], |b| {
 // is ~42% of the mass, so the oracle is the clamped distribution: an atom at the clamp point.
 on_backends!(
     gamma_samples_pass_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         let rate = 2.0f64;
         for alpha in [0.01, 0.1, 0.5, 1.0, 2.5, 10.0, 100.0] {
@@ -405,7 +405,7 @@ on_backends!(gamma_cdf_and_quantile_match_statrs, [ndarray, wgpu], |b| {
 
 on_backends!(
     chi2_samples_pass_ks,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         let chi2 = Chi2::new(&*b, full(&*b, 3.0)).unwrap();
         let s = draw(&chi2, N);
@@ -794,7 +794,7 @@ fn mixture<B: Backend>(b: &B) -> TestMixture<B> {
 
 on_backends!(
     mixture_samples_pass_ks_and_draw_once_per_output,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| {
         let (mix, w, p) = mixture(&*b);
         let x: Tensor<2> = mix.sample(&[N]).unwrap(); // [N, 2]

@@ -59,6 +59,7 @@ on_backends!(
         ndarray,
         ndarray_portable,
         ndarray_burn,
+        flex,
         wgpu,
         fallback,
         layers_forced
@@ -255,6 +256,7 @@ on_backends!(
         ndarray,
         ndarray_portable,
         ndarray_burn,
+        flex,
         wgpu,
         fallback,
         layers_forced
@@ -353,7 +355,7 @@ on_backends!(
 
 on_backends!(
     bad_layer_arguments_are_refused_alike,
-    [ndarray, ndarray_burn, wgpu, fallback, layers_forced],
+    [ndarray, ndarray_burn, flex, wgpu, fallback, layers_forced],
     |b| {
         let b = &*b;
         let prepared = Prepared::default();

@@ -117,7 +117,7 @@ fn every_op_accepts_empty_tensors<B: LayerOps>(b: &B) {
 
 on_backends!(
     ops_accept_empty_tensors,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| { every_op_accepts_empty_tensors(&*b) }
 );
 
@@ -187,7 +187,7 @@ fn bad_values_give_nan<B: LayerOps>(b: &B) {
 
 on_backends!(
     nan_and_out_of_domain_parameters_give_nan,
-    [ndarray, wgpu, fallback, forced],
+    [ndarray, flex, wgpu, fallback, forced],
     |b| { bad_values_give_nan(&*b) }
 );
 

@@ -180,7 +180,7 @@ fn check_forward<B: LayerOps>(b: &B, dir: &'static str) {
 
 on_backends!(
     fixture_forward_matches_toto_ts,
-    [ndarray, ndarray_portable, ndarray_burn, fallback],
+    [ndarray, ndarray_portable, ndarray_burn, flex, fallback],
     |b| {
         for dir in FIXTURES {
             check_forward(&*b, dir);
@@ -521,7 +521,7 @@ fn check_mean_forecast<B: LayerOps>(b: &B, dir: &'static str) {
 
 on_backends!(
     mean_forecast_matches_toto_ts,
-    [ndarray, ndarray_portable, fallback],
+    [ndarray, ndarray_portable, flex, fallback],
     |b| {
         for dir in FIXTURES {
             check_mean_forecast(&*b, dir);

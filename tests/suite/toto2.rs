@@ -76,7 +76,7 @@ fn check_forward<B: LayerOps>(b: &B, dir: &'static str) {
 
 on_backends!(
     toto2_forward_matches_toto2,
-    [ndarray, ndarray_portable, ndarray_burn, fallback],
+    [ndarray, ndarray_portable, ndarray_burn, flex, fallback],
     |b| {
         for dir in FIXTURES {
             check_forward(&*b, dir);
@@ -143,7 +143,7 @@ fn check_forecasts<B: LayerOps>(b: &B, dir: &'static str) {
 
 on_backends!(
     toto2_forecasts_match_toto2,
-    [ndarray, ndarray_portable, fallback],
+    [ndarray, ndarray_portable, flex, fallback],
     |b| {
         for dir in FIXTURES {
             check_forecasts(&*b, dir);

@@ -69,6 +69,23 @@ pub fn ndarray_burn(seed: u64) -> Option<On<NdArray>> {
     })
 }
 
+/// The CPU backend's code on burn-flex's device (`NdArray::on_flex`). Built without the `flex`
+/// feature, the test is skipped with a printed reason (CI builds the feature and counts the flex
+/// tests that ran).
+pub fn flex(seed: u64) -> Option<On<NdArray>> {
+    #[cfg(feature = "flex")]
+    return Some(On {
+        backend: NdArray::seeded(seed).on_flex(),
+        _turn: None,
+    });
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = seed;
+        eprintln!("SKIPPED (built without the `flex` feature)");
+        None
+    }
+}
+
 /// The layer ops, for [`layers_forced`].
 pub const LAYER_OPS: [toto_fallback::Op; 8] = [
     toto_fallback::Op::Linear,

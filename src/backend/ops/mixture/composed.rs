@@ -6,7 +6,6 @@ use burn::tensor::{Int, Tensor};
 
 use super::MixtureParams;
 use crate::backend::Backend;
-use crate::backend::ndarray::is_ndarray;
 use crate::error::Result;
 use crate::shape::{BroadcastTo, ReshapeExact};
 
@@ -69,22 +68,54 @@ pub(crate) fn student_t_mixture<B: Backend>(
 }
 
 /// Row `r` of `params` (`[rows, K]`) at the components `index[s, r]` picks (`[samples, rows]`):
-/// a `[samples, rows]` tensor. burn-ndarray is fastest with one `select` on the flattened grid;
-/// burn-wgpu's `select` is pathological for long index lists and its `gather` along `K` takes
-/// milliseconds (docs/PERFORMANCE.md, "Sampling a mixture").
+/// a `[samples, rows]` tensor, by one `gather` along `K`. burn-wgpu's `select` is pathological
+/// for long index lists (docs/PERFORMANCE.md, "Sampling a mixture"); the CPU backend picks with
+/// [`select_rows`] instead.
 pub(crate) fn gather_rows(params: Tensor<2>, index: Tensor<2, Int>) -> Tensor<2> {
+    params.gather(1, index.swap_dims(0, 1)).swap_dims(0, 1)
+}
+
+/// [`gather_rows`] by one `select` on the flattened grid, which burn's CPU devices run faster
+/// than `gather`.
+pub(crate) fn select_rows(params: Tensor<2>, index: Tensor<2, Int>) -> Tensor<2> {
     let [rows, k] = params.dims();
     let [samples, _] = index.dims();
-    if is_ndarray(&params.device()) {
-        let offsets = Tensor::<1, Int>::arange(0..rows as i64, &params.device())
-            .mul_scalar(k as i64)
-            .reshape_exact([1, rows]);
-        let flat = index.add(offsets).reshape_exact([samples * rows]);
-        params
-            .reshape_exact([rows * k])
-            .select(0, flat)
-            .reshape_exact([samples, rows])
-    } else {
-        params.gather(1, index.swap_dims(0, 1)).swap_dims(0, 1)
+    let offsets = Tensor::<1, Int>::arange(0..rows as i64, &params.device())
+        .mul_scalar(k as i64)
+        .reshape_exact([1, rows]);
+    let flat = index.add(offsets).reshape_exact([samples * rows]);
+    params
+        .reshape_exact([rows * k])
+        .select(0, flat)
+        .reshape_exact([samples, rows])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    use super::{gather_rows, select_rows};
+    use crate::backend::Backend;
+    use crate::backend::ndarray::NdArray;
+
+    /// Both ways of picking a row's component give `params[r, index[s, r]]`, read off by hand.
+    #[test]
+    fn select_rows_and_gather_rows_pick_the_same_components() {
+        let device = NdArray::seeded(0).device().clone();
+        // params[r, k] = 10 r + k, 3 rows of 4 components.
+        let params: Vec<f32> = (0..3)
+            .flat_map(|r| (0..4).map(move |k| (10 * r + k) as f32))
+            .collect();
+        let params = Tensor::<2>::from_data(TensorData::new(params, [3, 4]), &device);
+        let index = [[3i64, 0, 2], [1, 1, 0]];
+        let index = Tensor::<2, Int>::from_data(TensorData::new(index.concat(), [2, 3]), &device);
+        let expected = vec![3.0f32, 10.0, 22.0, 1.0, 11.0, 20.0];
+        for picked in [
+            gather_rows(params.clone(), index.clone()),
+            select_rows(params, index),
+        ] {
+            assert_eq!(picked.dims(), [2, 3]);
+            assert_eq!(picked.into_data().try_to_vec::<f32>().unwrap(), expected);
+        }
     }
 }
