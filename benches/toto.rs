@@ -45,8 +45,9 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use criterion::Criterion;
 use toto_fallback::forecast::Series;
-use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
-use toto_fallback::toto2::{Precision, Toto2, Toto2Config, Toto2Options};
+use toto_fallback::forecast::{ForecastOptions, ForecastRequest};
+use toto_fallback::toto::{Toto, TotoConfig};
+use toto_fallback::toto2::{Precision, Toto2, Toto2Config};
 use toto_fallback::{
     Backend, FallbackBackend, GraphicsApi, LayerOps, MixtureParams, MultiDevice, NdArray, Op, Wgpu,
 };
@@ -105,11 +106,8 @@ fn forecast2<B: LayerOps>(model: &Toto2<B>, (b, v, c, h): (usize, usize, usize, 
     let start = Instant::now();
     let device = model.backend().device();
     let series = Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), device);
-    let options = Toto2Options {
-        prediction_length: h,
-        has_missing_values: false,
-        ..Toto2Options::default()
-    };
+    let mut options = ForecastOptions::new(h);
+    options.v2.has_missing_values = false;
     let f = model
         .forecast(series, None, None, None, &options)
         .expect("forecast");
@@ -186,13 +184,9 @@ fn forecast<B: LayerOps>(
     let start = Instant::now();
     let series =
         Tensor::<3>::from_data(TensorData::new(series, [b, v, c]), model.backend().device());
-    let options = ForecastOptions {
-        prediction_length: h,
-        num_samples: Some(n),
-        samples_per_batch: n,
-        use_kv_cache: true,
-        progress: None,
-    };
+    let mut options = ForecastOptions::new(h);
+    options.num_samples = Some(n);
+    options.v1.samples_per_batch = n;
     let f = model
         .forecast(series, None, None, &options)
         .expect("forecast");
@@ -306,7 +300,7 @@ fn series(b: usize, v: usize, c: usize) -> Series {
 }
 
 /// Throughput on 1 GPU and on `devices` GPUs of this host, in one process: the same
-/// workload through [`MultiDevice::forecast_series`] (one replica per GPU, each with weights
+/// workload through [`MultiDevice::predict`] (one replica per GPU, each with weights
 /// drawn on its device: timing does not depend on their values), the median read back.
 /// One JSON line per device count.
 fn run_multi(
@@ -332,16 +326,12 @@ fn run_multi(
             let many = MultiDevice::load(used, |d| Toto::random(d, TotoConfig::open_base_1_0()))
                 .expect("models");
             let data = series(b, v, c);
-            let options = ForecastOptions {
-                prediction_length: h,
-                num_samples: Some(samples),
-                samples_per_batch: samples,
-                use_kv_cache: true,
-                progress: None,
-            };
+            let mut request = ForecastRequest::new(data, h);
+            request.options.num_samples = Some(samples);
+            request.options.v1.samples_per_batch = samples;
             let (t, f, m) = timed(runs, || {
                 let start = Instant::now();
-                let out = many.forecast_series(&data, &options).expect("forecast");
+                let out = many.predict(&request).expect("forecast");
                 let returned = start.elapsed().as_secs_f64();
                 read(&out.median().expect("median").into_data(), b * v * h);
                 let total = start.elapsed().as_secs_f64();
@@ -356,14 +346,11 @@ fn run_multi(
             })
             .expect("models");
             let data = series(b, v, c);
-            let options = Toto2Options {
-                prediction_length: h,
-                has_missing_values: false,
-                ..Toto2Options::default()
-            };
+            let mut request = ForecastRequest::new(data, h);
+            request.options.v2.has_missing_values = false;
             let (t, f, m) = timed(runs, || {
                 let start = Instant::now();
-                let out = many.forecast_series(&data, &options).expect("forecast");
+                let out = many.predict(&request).expect("forecast");
                 let returned = start.elapsed().as_secs_f64();
                 let knots = out.quantiles().expect("quantiles").values().clone();
                 read(&knots.narrow(3, 4, 1).into_data(), b * v * h);

@@ -16,9 +16,10 @@ mod support;
 
 use std::path::PathBuf;
 
-use burn::tensor::{Tensor, TensorData};
 use toto_fallback::forecast::FanChart;
-use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, choose_backend};
+use toto_fallback::{
+    AutoToto, Chosen, ForecastRequest, Forecaster, LayerOps, Prefer, Series, choose_backend,
+};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -59,14 +60,11 @@ fn run<B: LayerOps>(
                 + 0.3 * ((t * 12.9898).sin() * 43758.547).fract()
         })
         .collect();
-    let history = Tensor::<3>::from_data(
-        TensorData::new(values, [1, variates, context]),
-        backend.device(),
-    );
-    let mut options = AutoOptions::new(horizon);
-    options.v1.num_samples = Some(256);
-    options.v1.samples_per_batch = 256;
-    let forecast = model.forecast(history.clone(), None, None, &options)?;
+    let rows: Vec<&[f32]> = values.chunks(context).collect();
+    let series = Series::from_variates(&rows)?;
+    // The chart draws the history from the same values the model saw.
+    let (history, _, _) = series.to_tensors(backend.device());
+    let forecast = model.predict(&ForecastRequest::new(series, horizon).with_samples(Some(256)))?;
     std::fs::create_dir_all(out_dir)?;
     for variate in 0..variates {
         let path = out_dir.join(format!("toto_forecast_variate{variate}.png"));

@@ -24,7 +24,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use toto_fallback::forecast::read_series;
-use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, Series, choose_backend};
+use toto_fallback::{
+    AutoToto, Chosen, ForecastRequest, Forecaster, LayerOps, Prefer, Series, choose_backend,
+};
 
 const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -88,20 +90,19 @@ fn forecast<B: LayerOps>(
         .collect();
     let series = Series::from_variates(&rows)?;
     // Toto 1.0 draws 64 sample paths; Toto 2.0 gives nine quantiles per step.
-    let mut options = AutoOptions::new(horizon);
-    options.v1.num_samples = Some(64);
-    options.v1.samples_per_batch = 64;
+    let request = ForecastRequest::new(series, horizon).with_samples(Some(64));
     let start = Instant::now();
-    let forecast = model.forecast_series(&series, &options)?;
+    let forecast = model.predict(&request)?;
     // median[item][variate][step]
     let (median, low, high) = (
         read_series(forecast.median()?)?,
         read_series(forecast.quantile(0.1)?)?,
         read_series(forecast.quantile(0.9)?)?,
     );
-    let kind = match forecast.quantiles() {
-        Some(q) => format!("{} quantiles", q.levels().len()),
-        None => format!("{} sample paths", options.v1.num_samples.unwrap_or(0)),
+    let kind = match (forecast.quantiles(), forecast.samples()) {
+        (Some(q), _) => format!("{} quantiles", q.levels().len()),
+        (None, Some(paths)) => format!("{} sample paths", paths.dims()[3]),
+        (None, None) => "the mean path".to_owned(),
     };
     println!(
         "Forecast generated: {variates} variates x {horizon} steps from {kind} in {:.2} s",

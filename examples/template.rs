@@ -11,7 +11,9 @@
 //! (README, "Weights"); in this repository, `tests/fixtures/tiny` is a tiny untrained model.
 
 use toto_fallback::forecast::read_series;
-use toto_fallback::{AutoOptions, AutoToto, Chosen, LayerOps, Prefer, Series, choose_backend};
+use toto_fallback::{
+    AutoToto, Chosen, ForecastRequest, Forecaster, LayerOps, Prefer, Series, choose_backend,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Headless Linux prints "XDG_RUNTIME_DIR is invalid" per Vulkan instance (Mesa's
@@ -33,8 +35,8 @@ fn run<B: LayerOps>(backend: &B, dir: &str) -> Result<(), Box<dyn std::error::Er
     // variates of one item, Series::from_batch several items; shorter series are left-padded.
     let history: Vec<f32> = (0..512).map(|t| (t as f32 / 10.0).sin()).collect();
     let series = Series::from_values(&history)?;
-    let forecast = model.forecast_series(&series, &AutoOptions::new(96))?;
-    let median = forecast.median()?; // [1, 1, 96]; also .mean, .quantile(q), .quantiles_at(&[..]), .std()?, .draw(n)
+    let forecast = model.predict(&ForecastRequest::new(series, 96))?;
+    let median = forecast.median()?; // [1, 1, 96]; also .mean(), .quantile(q), .quantiles_at(&[..]), .std()?, .draw(n)
     let median = &read_series(median)?[0][0]; // read_series gives median[item][variate][step]
     println!("median forecast, first 8 of 96 steps: {:?}", &median[..8]);
     Ok(())

@@ -221,6 +221,22 @@ pub enum Error {
         source: Option<BoxedSource>,
     },
 
+    /// A `config.json` of one Toto generation was given to the other's loader.
+    #[error(
+        "this config.json is {found}'s (it has `{key}`), which {loader} cannot read: load it \
+         with {instead}, or with AutoToto::from_dir, which reads either generation"
+    )]
+    WrongGeneration {
+        /// The generation the config is (`Toto 1.0`, `Toto 2.0`).
+        found: &'static str,
+        /// The key that shows it (`embed_dim`, `d_model`).
+        key: &'static str,
+        /// The loader that was called (`Toto2Config::from_json`, ...).
+        loader: &'static str,
+        /// The loader of `found`'s configs.
+        instead: &'static str,
+    },
+
     /// A file could not be read or written.
     #[error("cannot read or write {path}: {source}")]
     Io {
@@ -330,12 +346,11 @@ pub struct HubError {
 
 /// What is wrong with a checkpoint ([`Error::Checkpoint`]): every missing, unexpected, mis-shaped
 /// or unreadable tensor, by its name in the file.
+///
+/// Its message lists only the groups that have problems, e.g. `checkpoint model.safetensors:
+/// unreadable ["the file is truncated: ..."]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "checkpoint {path} does not match the config: missing {missing:?}; unexpected \
-     {unexpected:?}; wrong shape or dtype {mismatched:?}; unreadable {unreadable:?} \
-     (keys as in the file; `model.` prefixes and both MLP namings are accepted)"
-)]
+#[error("{}", self.message())]
 #[non_exhaustive]
 pub struct CheckpointProblems {
     /// The file (or `<bytes>`).
@@ -368,6 +383,29 @@ impl CheckpointProblems {
             && self.unexpected.is_empty()
             && self.mismatched.is_empty()
             && self.unreadable.is_empty()
+    }
+
+    /// The message: the non-empty groups of problems, in a fixed order.
+    fn message(&self) -> String {
+        let groups = [
+            ("missing", &self.missing),
+            ("unexpected", &self.unexpected),
+            ("wrong shape or dtype", &self.mismatched),
+            ("unreadable", &self.unreadable),
+        ];
+        let listed: Vec<String> = groups
+            .iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(name, keys)| format!("{name} {keys:?}"))
+            .collect();
+        let mut text = format!("checkpoint {}: {}", self.path, listed.join("; "));
+        if !self.missing.is_empty() || !self.unexpected.is_empty() || !self.mismatched.is_empty() {
+            text.push_str(
+                " (it does not match the config; keys as in the file; `model.` prefixes and \
+                 both MLP namings are accepted)",
+            );
+        }
+        text
     }
 
     /// The file could not be read at all: `reason` as the only problem.

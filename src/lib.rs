@@ -30,9 +30,9 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind one `forecast` |
+//! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind the one [`Forecaster`] interface |
 //! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
-//! | what the models share | [`forecast`], `nn`, `hub` | the [`forecast::Series`] every model takes (host data, variable lengths left-padded, masks, ids) and the [`forecast::Forecast`] every model returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`) |
+//! | what the models share | [`forecast`], `nn`, `hub` | the [`Forecaster`] trait every model implements, the [`ForecastRequest`] it takes (a [`forecast::Series`] of host data, known covariates, [`ForecastOptions`]) and the [`forecast::Forecast`] it returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`) |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
 //! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, Toto's scaler; each op checked once, then the backend's `_unchecked` implementation), the [`LayerOps`] trait (linear layers, norms, gates, attention: what the models are written with), [`NdArray`] (CPU, with its own [`CpuKernels`]), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
 //! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc`, `gammaincc` as burn tensor compositions on any device |
@@ -40,13 +40,13 @@
 //! | leaves | [`rng`], [`Op`], [`MAX_ELEMENTS`] | the counter-based generator (Philox4x32-10), the op names, shape and size helpers |
 //!
 //! With the `plot` feature, [`forecast::Forecast::fan_chart`] draws a forecast as a PNG fan chart.
-//! With `hub`, `Toto::from_pretrained("Datadog/Toto-Open-Base-1.0")` (and `Toto2`'s, `AutoToto`'s)
+//! With `hub`, [`Forecaster::from_pretrained`] (`Toto::from_pretrained(&backend, "Datadog/Toto-Open-Base-1.0")`, and `Toto2`'s, `AutoToto`'s)
 //! downloads a checkpoint into the Hugging Face cache shared with Python and loads it.
 //! With `cache` (a default), GPU kernels tuned and compiled by one process are kept on disk for
 //! the next; [`kernel_cache`] says where and ships them to other machines.
 //!
 //! ## Threads and bad input
-//! Every backend, distribution, [`toto::Toto`] and [`toto::Forecast`] is `Send + Sync`. One
+//! Every backend, distribution, [`Toto`], [`Toto2`] and [`Forecast`] is `Send + Sync`. One
 //! backend (or its clones, which share the report, the seed and the call counter) may serve
 //! many threads at once: each sampling call takes the next call number under a lock, so
 //! concurrent calls draw distinct streams and no report count is lost. Which thread gets which
@@ -90,7 +90,7 @@ pub mod multi;
 /// one that must then match: 0.22).
 pub use burn;
 
-pub use auto::{AutoOptions, AutoToto, Generation};
+pub use auto::AutoToto;
 #[cfg(feature = "wgpu")]
 pub use backend::kernel_cache;
 #[cfg(feature = "wgpu")]
@@ -104,12 +104,17 @@ pub use backend::{Chosen, Prefer, choose_backend};
 pub use error::{BoxedSource, CheckpointProblems, Error, Result};
 #[cfg(feature = "hub")]
 pub use error::{HubError, HubProblem};
-pub use forecast::Series;
+pub use forecast::{
+    Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Series, Toto2Settings,
+    TotoSettings,
+};
 #[cfg(feature = "hub")]
 pub use hub::HubOptions;
 pub use multi::{MultiDevice, MultiReport};
 pub use op::{Op, OpSet};
-pub use shape::MAX_ELEMENTS;
+pub use shape::{MAX_ELEMENTS, MAX_PARAMETERS};
+pub use toto::Toto;
+pub use toto2::Toto2;
 
 /// The README's Rust snippets, compiled (and run, unless marked `no_run`) as doctests; its
 /// crates.io `main.rs` calls `from_pretrained`, hence the `hub` feature (the README's test

@@ -14,194 +14,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
-use crate::auto::{AutoOptions, AutoToto};
 use crate::backend::{Backend, LayerOps, Report};
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, ForecastParts, Progress, Series, Step};
+use crate::forecast::{Forecast, ForecastParts, ForecastRequest, Forecaster, Progress, Step};
 use crate::rng::DrawWindow;
-use crate::toto::{ForecastOptions, Toto};
-use crate::toto2::{Toto2, Toto2Options};
-
-/// A model that [`MultiDevice`] can spread over devices: [`Toto`], [`Toto2`] and
-/// [`AutoToto`], on any [`Backend`]. Sealed: its methods are the crate's own.
-pub trait Replica: Send + Sync + 'static + sealed::Forecaster {}
-
-impl<B: LayerOps> Replica for Toto<B> {}
-impl<B: LayerOps> Replica for Toto2<B> {}
-impl<B: LayerOps> Replica for AutoToto<B> {}
-
-mod sealed {
-    use super::*;
-
-    /// What [`MultiDevice`] asks of a model.
-    pub trait Forecaster {
-        /// The model's backend.
-        type Backend: LayerOps;
-        /// The model's forecast options.
-        type Options: Clone + Send + Sync + 'static;
-
-        /// The model's backend.
-        fn backend(&self) -> &Self::Backend;
-
-        /// The checks `forecast_series` makes of the options and the request's size.
-        fn check_request(&self, shape: [usize; 3], options: &Self::Options) -> Result<()>;
-
-        /// Elements each item draws per sampling call, when the forecast draws (Toto 1.0's
-        /// sample paths: `V ·` the patch size); `None` when it draws nothing.
-        fn draws_per_item(&self, shape: [usize; 3], options: &Self::Options) -> Option<usize>;
-
-        /// The progress callback the options name, if any.
-        fn progress(&self, options: &Self::Options) -> Option<Progress>;
-
-        /// The options with `progress` as their only callback.
-        fn with_progress(
-            &self,
-            options: &Self::Options,
-            progress: Option<Progress>,
-        ) -> Self::Options;
-
-        /// `forecast_series` of `series`, its paths drawn through `draws` when given.
-        fn forecast_slice(
-            &self,
-            series: &Series,
-            options: &Self::Options,
-            draws: Option<&Self::Backend>,
-        ) -> Result<Forecast<Self::Backend>>;
-    }
-
-    impl<B: LayerOps> Forecaster for Toto<B> {
-        type Backend = B;
-        type Options = ForecastOptions;
-
-        fn backend(&self) -> &B {
-            Toto::backend(self)
-        }
-
-        fn check_request(&self, shape: [usize; 3], options: &ForecastOptions) -> Result<()> {
-            Toto::check_request(self, shape, options)
-        }
-
-        fn draws_per_item(
-            &self,
-            [_, v, _]: [usize; 3],
-            options: &ForecastOptions,
-        ) -> Option<usize> {
-            options.num_samples.map(|_| v * self.config().patch_size)
-        }
-
-        fn progress(&self, options: &ForecastOptions) -> Option<Progress> {
-            options.progress.clone()
-        }
-
-        fn with_progress(
-            &self,
-            options: &ForecastOptions,
-            progress: Option<Progress>,
-        ) -> ForecastOptions {
-            ForecastOptions {
-                progress,
-                ..options.clone()
-            }
-        }
-
-        fn forecast_slice(
-            &self,
-            series: &Series,
-            options: &ForecastOptions,
-            draws: Option<&B>,
-        ) -> Result<Forecast<B>> {
-            self.forecast_series_drawing(series, options, draws)
-        }
-    }
-
-    impl<B: LayerOps> Forecaster for Toto2<B> {
-        type Backend = B;
-        type Options = Toto2Options;
-
-        fn backend(&self) -> &B {
-            Toto2::backend(self)
-        }
-
-        fn check_request(&self, shape: [usize; 3], options: &Toto2Options) -> Result<()> {
-            Toto2::check_request(self, shape, options)
-        }
-
-        fn draws_per_item(&self, _: [usize; 3], _: &Toto2Options) -> Option<usize> {
-            None
-        }
-
-        fn progress(&self, options: &Toto2Options) -> Option<Progress> {
-            options.progress.clone()
-        }
-
-        fn with_progress(
-            &self,
-            options: &Toto2Options,
-            progress: Option<Progress>,
-        ) -> Toto2Options {
-            Toto2Options {
-                progress,
-                ..options.clone()
-            }
-        }
-
-        fn forecast_slice(
-            &self,
-            series: &Series,
-            options: &Toto2Options,
-            _: Option<&B>,
-        ) -> Result<Forecast<B>> {
-            self.forecast_series(series, options)
-        }
-    }
-
-    impl<B: LayerOps> Forecaster for AutoToto<B> {
-        type Backend = B;
-        type Options = AutoOptions;
-
-        fn backend(&self) -> &B {
-            AutoToto::backend(self)
-        }
-
-        fn check_request(&self, shape: [usize; 3], options: &AutoOptions) -> Result<()> {
-            AutoToto::check_request(self, shape, options)
-        }
-
-        fn draws_per_item(&self, shape: [usize; 3], options: &AutoOptions) -> Option<usize> {
-            match self {
-                AutoToto::V1(m) => m.draws_per_item(shape, &options.for_v1()),
-                AutoToto::V2(_) => None,
-            }
-        }
-
-        fn progress(&self, options: &AutoOptions) -> Option<Progress> {
-            match self {
-                AutoToto::V1(_) => options.for_v1().progress,
-                AutoToto::V2(_) => options.for_v2().progress,
-            }
-        }
-
-        fn with_progress(&self, options: &AutoOptions, progress: Option<Progress>) -> AutoOptions {
-            let mut options = options.clone();
-            options.progress = progress;
-            options.v1.progress = None;
-            options.v2.progress = None;
-            options
-        }
-
-        fn forecast_slice(
-            &self,
-            series: &Series,
-            options: &AutoOptions,
-            draws: Option<&B>,
-        ) -> Result<Forecast<B>> {
-            match self {
-                AutoToto::V1(m) => m.forecast_series_drawing(series, &options.for_v1(), draws),
-                AutoToto::V2(m) => m.forecast_series(series, &options.for_v2()),
-            }
-        }
-    }
-}
 
 /// The slices of a batch of `items` over `devices` devices: consecutive ranges whose sizes
 /// differ by one at most, the larger first; a batch of fewer items than devices uses one
@@ -259,15 +75,15 @@ pub fn split(items: usize, devices: usize) -> Vec<Range<usize>> {
 ///   starts with it and keeps until it is dropped, the first device on the calling thread: burn
 ///   keeps an execution stream per thread, and a device whose work moved to a fresh thread every
 ///   call would start a fresh stream every call (on two H100s that cost 30–90 ms a call).
-///   Several threads may call [`MultiDevice::forecast_series`] at once; their slices queue on
+///   Several threads may call [`MultiDevice::predict`] at once; their slices queue on
 ///   each device's thread.
 /// - **Report.** [`MultiDevice::report`] gives what ran where on each device and in total
 ///   (for backends that route ops, such as [`FallbackBackend`](crate::FallbackBackend)).
 ///
 /// ```
+/// use toto_fallback::forecast::{ForecastOptions, ForecastRequest, Series};
 /// use toto_fallback::multi::MultiDevice;
-/// use toto_fallback::toto2::{Toto2, Toto2Options};
-/// use toto_fallback::{NdArray, forecast::Series};
+/// use toto_fallback::{NdArray, Toto2};
 ///
 /// // Two CPU backends here; on a GPU host: `Wgpu::discrete_gpus(GraphicsApi::Auto)?` each in
 /// // a `FallbackBackend::new(gpu, NdArray::new())`.
@@ -278,8 +94,9 @@ pub fn split(items: usize, devices: usize) -> Vec<Range<usize>> {
 ///     vec![vec![5.0, 4.0, 5.0, 6.0]],
 ///     vec![vec![0.5, 0.7, 0.6, 0.8]],
 /// ])?;
-/// let forecast = model.forecast_series(&series, &Toto2Options::gluonts(8))?;
-/// assert_eq!(forecast.mean.dims(), [3, 1, 8]); // items 0..2 on device 0, item 2 on device 1
+/// let request = ForecastRequest::new(series, 8).with_options(ForecastOptions::gluonts(8));
+/// let forecast = model.predict(&request)?;
+/// assert_eq!(forecast.mean().dims(), [3, 1, 8]); // items 0..2 on device 0, item 2 on device 1
 /// # Ok::<(), toto_fallback::Error>(())
 /// ```
 #[derive(Debug)]
@@ -336,7 +153,7 @@ impl Drop for Worker {
     }
 }
 
-impl<M: Replica> MultiDevice<M> {
+impl<M: Forecaster> MultiDevice<M> {
     /// A forecaster over `replicas`, one model per device, in the order their devices are
     /// numbered in errors and reports. Starts a thread for each device after the first.
     ///
@@ -415,32 +232,30 @@ impl<M: Replica> MultiDevice<M> {
         }
     }
 
-    /// Forecasts `series` (`[B, V, T]` host data): items [`split`] over the devices, each
-    /// slice forecast on its device concurrently with the model's `forecast_series`, the
-    /// slices' forecasts concatenated in the input's order on the first device. The progress
-    /// callback of `options` hears the passes of every device together.
+    /// Forecasts `request` ([`Forecaster::predict`]): the series' items [`split`] over the
+    /// devices, each slice forecast on its device concurrently, the slices' forecasts
+    /// concatenated in the input's order on the first device. The request's progress callback
+    /// hears the passes of every device together.
     ///
     /// # Errors
-    /// The model's `forecast_series` errors for the whole batch, checked before any device
-    /// starts; [`Error::Device`] naming the first device (in device order) that failed.
-    pub fn forecast_series(
-        &self,
-        series: &Series,
-        options: &M::Options,
-    ) -> Result<Forecast<M::Backend>> {
-        let shape = series.shape();
+    /// The model's [`Forecaster::predict`] errors for the whole batch, checked before any
+    /// device starts; [`Error::Device`] naming the first device (in device order) that failed.
+    pub fn predict(&self, request: &ForecastRequest) -> Result<Forecast<M::Backend>> {
+        let shape = request.series.shape();
+        let options = &request.options;
         let first = &self.replicas[0];
         first.check_request(shape, options)?;
         let slices = split(shape[0], self.replicas.len());
         if slices.is_empty() {
             return Err(Error::Input {
-                what: "MultiDevice::forecast_series",
+                what: "MultiDevice::predict",
                 reason: format!("the series {shape:?} has no item to forecast"),
             });
         }
         let inner = first.draws_per_item(shape, options);
-        let progress = first
-            .progress(options)
+        let progress = options
+            .progress
+            .clone()
             .map(|p| Combined::progress(p, slices.len()));
         let device0 = first.backend().device();
         // Devices 1.. on their threads, each moving its part to the first device as soon as it
@@ -451,22 +266,16 @@ impl<M: Replica> MultiDevice<M> {
             .skip(1)
             .map(|(d, range)| {
                 let (done, result) = mpsc::sync_channel::<Result<ForecastParts>>(1);
-                let options =
-                    self.replicas[d].with_progress(options, progress.as_ref().map(|p| p(d)));
-                let slice = series.items(range.clone());
+                let slice = request.items(range.clone()).map(|mut slice| {
+                    slice.options.progress = progress.as_ref().map(|p| p(d));
+                    slice
+                });
                 let (replicas, device0, job_range) =
                     (Arc::clone(&self.replicas), device0.clone(), range.clone());
                 self.workers[d - 1].run(Box::new(move || {
                     let work = || -> Result<ForecastParts> {
-                        let part = run_slice(
-                            &replicas[d],
-                            d,
-                            &slice?,
-                            shape[0],
-                            &job_range,
-                            inner,
-                            &options,
-                        )?;
+                        let part =
+                            run_slice(&replicas[d], d, &slice?, shape[0], &job_range, inner)?;
                         let start = Instant::now();
                         let part = part.into_parts(&device0);
                         log::debug!(
@@ -484,16 +293,14 @@ impl<M: Replica> MultiDevice<M> {
             .collect();
         // Device 0 on the calling thread.
         let head = {
-            let options = first.with_progress(options, progress.as_ref().map(|p| p(0)));
             let range = &slices[0];
-            let own;
-            let slice = if range.len() == shape[0] {
-                series
+            let mut slice = if range.len() == shape[0] {
+                request.clone()
             } else {
-                own = series.items(range.clone())?;
-                &own
+                request.items(range.clone())?
             };
-            run_slice(first, 0, slice, shape[0], range, inner, &options)
+            slice.options.progress = progress.as_ref().map(|p| p(0));
+            run_slice(first, 0, &slice, shape[0], range, inner)
         };
         let rest: Vec<_> = pending
             .into_iter()
@@ -544,14 +351,13 @@ impl<M: Replica> MultiDevice<M> {
 /// Device `d`'s forecast of `slice`, items `range` of a batch of `items` (the whole batch
 /// when `range` covers it), through a draw window when the forecast draws and the slice is not
 /// the whole batch.
-fn run_slice<M: Replica>(
+fn run_slice<M: Forecaster>(
     replica: &M,
     d: usize,
-    slice: &Series,
+    slice: &ForecastRequest,
     items: usize,
     range: &Range<usize>,
     inner: Option<usize>,
-    options: &M::Options,
 ) -> Result<Forecast<M::Backend>> {
     let start = Instant::now();
     let window = if range.len() == items {
@@ -561,7 +367,7 @@ fn run_slice<M: Replica>(
             .and_then(|inner| DrawWindow::new(items, range.start, range.len(), inner))
             .and_then(|w| replica.backend().with_draw_window(w))
     };
-    let out = replica.forecast_slice(slice, options, window.as_ref());
+    let out = replica.predict_drawing(slice, window.as_ref());
     // Until the forecast returned: its device may still be working.
     log::debug!(
         "device {d} ({}) forecast items {range:?} in {:.1} ms",

@@ -10,6 +10,11 @@ use burn::tensor::kind::Basic;
 /// buffer holds, low enough to refuse a mistyped shape before anything is allocated.
 pub const MAX_ELEMENTS: u64 = 1 << 32;
 
+/// The largest model a config may describe, of either generation: 2^34 parameters (64 GiB of
+/// f32 weights, a hundred times Toto-Open-Base-1.0 and several times Toto-2.0-2.5B), so that an
+/// absurd `config.json` is an error instead of an allocation the machine cannot make.
+pub const MAX_PARAMETERS: u64 = 1 << 34;
+
 /// The product of `factors`, saturated at `u128::MAX`.
 pub(crate) fn saturating_product(factors: impl IntoIterator<Item = u128>) -> u128 {
     factors

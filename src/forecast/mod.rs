@@ -3,14 +3,19 @@
 //! spread and draws; with the `plot` feature, fan charts; the progress callback both
 //! generations' forecasts report to; and what a forecast takes, [`Series`].
 
+mod forecaster;
 #[cfg(feature = "plot")]
 mod plot;
 mod progress;
+mod request;
 mod series;
 mod sort;
 
+pub(crate) use self::forecaster::sealed::Sealed;
+pub use self::forecaster::{Forecaster, Generation};
 pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
+pub use self::request::{ForecastOptions, ForecastRequest, Toto2Settings, TotoSettings};
 pub use self::series::Series;
 
 #[cfg(feature = "plot")]
@@ -24,68 +29,100 @@ use crate::error::{Error, Result};
 
 /// A [`Forecast`]'s tensors on one device, without its distribution object: what
 /// [`MultiDevice`](crate::multi::MultiDevice) moves from each device to the first.
-pub(crate) struct ForecastParts {
-    mean: Tensor<3>,
-    samples: Option<Tensor<4>>,
-    knots: Option<(Vec<f64>, Tensor<4>)>,
+#[allow(clippy::large_enum_variant)] // one per device and call, moved once: no gain in boxing
+pub(crate) enum ForecastParts {
+    Mean(Tensor<3>),
+    Samples { mean: Tensor<3>, paths: Tensor<4> },
+    Quantiles { levels: Vec<f64>, knots: Tensor<4> },
 }
 
-/// A forecast, whichever model made it: the mean path, and the forecast distribution per step
-/// as sample paths (Toto 1.0's sample mode) or quantile knots (Toto 2.0); Toto 1.0's mean mode
-/// has the mean path alone.
+/// A forecast, whichever model made it, in one of three states: the mean path alone (Toto 1.0's
+/// mean mode), sample paths (Toto 1.0) or quantile knots (Toto 2.0), each with the mean path.
 ///
 /// Sample paths and quantile knots answer [`Forecast::quantile`] at any level,
 /// [`Forecast::quantiles_at`], [`Forecast::median`], [`Forecast::std`] and [`Forecast::draw`];
-/// a mean-mode forecast has only its mean and answers them with [`Error::Input`]. The fields and
-/// [`Forecast::quantiles`] give the raw tensors.
+/// [`Forecast::Mean`] has no distribution and answers them with [`Error::Input`]. Match on the
+/// variants for the raw tensors.
 #[derive(Debug, Clone)]
-pub struct Forecast<B: Backend> {
-    /// `[B, V, prediction_length]`: the sample mean, the fed-back analytic mean (Toto 1.0's
-    /// mean mode), or the mean of the quantile knots' distribution (Toto 2.0).
-    pub mean: Tensor<3>,
-    /// `[B, V, prediction_length, num_samples]`: Toto 1.0's sample paths, in sample mode.
-    pub samples: Option<Tensor<4>>,
-    /// The quantile knots, batch shape `[B, V, prediction_length]` (Toto 2.0).
-    quantiles: Option<QuantileKnots<B, 3, 4>>,
+#[non_exhaustive]
+pub enum Forecast<B: Backend> {
+    /// The mean path alone, `[B, V, prediction_length]`: Toto 1.0's mean mode (the analytic
+    /// mean fed back).
+    Mean(Tensor<3>),
+    /// Sample paths: Toto 1.0's sample mode.
+    Samples {
+        /// `[B, V, prediction_length]`: the mean of the paths.
+        mean: Tensor<3>,
+        /// `[B, V, prediction_length, num_samples]`.
+        paths: Tensor<4>,
+    },
+    /// Quantile knots: Toto 2.0.
+    Quantiles {
+        /// `[B, V, prediction_length]`: the mean of the knots' distribution.
+        mean: Tensor<3>,
+        /// The distribution per series and step, batch shape `[B, V, prediction_length]`.
+        knots: QuantileKnots<B, 3, 4>,
+    },
 }
 
 impl<B: Backend> Forecast<B> {
-    /// A forecast of the mean path alone (Toto 1.0's mean mode).
-    pub(crate) fn from_mean(mean: Tensor<3>) -> Self {
-        Forecast {
-            mean,
-            samples: None,
-            quantiles: None,
-        }
-    }
-
-    /// A forecast of sample paths (`[B, V, H, N]`) and their mean.
-    pub(crate) fn from_samples(mean: Tensor<3>, samples: Tensor<4>) -> Self {
-        Forecast {
-            mean,
-            samples: Some(samples),
-            quantiles: None,
-        }
-    }
-
     /// A forecast of quantile knots; its mean is the knots' distribution's.
     pub(crate) fn from_quantiles(knots: QuantileKnots<B, 3, 4>) -> Self {
-        Forecast {
+        Forecast::Quantiles {
             mean: knots.mean(),
-            samples: None,
-            quantiles: Some(knots),
+            knots,
+        }
+    }
+
+    /// The mean path, `[B, V, prediction_length]`: the sample mean, the fed-back analytic mean
+    /// (Toto 1.0's mean mode), or the mean of the quantile knots' distribution (Toto 2.0).
+    pub fn mean(&self) -> &Tensor<3> {
+        match self {
+            Forecast::Mean(mean)
+            | Forecast::Samples { mean, .. }
+            | Forecast::Quantiles { mean, .. } => mean,
+        }
+    }
+
+    /// The mean path, taken out of the forecast.
+    pub fn into_mean(self) -> Tensor<3> {
+        match self {
+            Forecast::Mean(mean)
+            | Forecast::Samples { mean, .. }
+            | Forecast::Quantiles { mean, .. } => mean,
+        }
+    }
+
+    /// `[B, V, prediction_length, num_samples]`: the sample paths of a [`Forecast::Samples`].
+    pub fn samples(&self) -> Option<&Tensor<4>> {
+        match self {
+            Forecast::Samples { paths, .. } => Some(paths),
+            _ => None,
+        }
+    }
+
+    /// The quantile knots of a [`Forecast::Quantiles`] (Toto 2.0): the distribution per series
+    /// and step, with its levels, values, cdf, sampling and weighted quantile loss.
+    pub fn quantiles(&self) -> Option<&QuantileKnots<B, 3, 4>> {
+        match self {
+            Forecast::Quantiles { knots, .. } => Some(knots),
+            _ => None,
         }
     }
 
     /// This forecast's tensors, moved to `device`, without the distribution built over them
     /// (the quantile knots are rebuilt once, by [`Forecast::concat`]).
     pub(crate) fn into_parts(self, device: &burn::tensor::Device) -> ForecastParts {
-        ForecastParts {
-            mean: self.mean.to_device(device),
-            samples: self.samples.map(|s| s.to_device(device)),
-            knots: self
-                .quantiles
-                .map(|q| (q.levels().to_vec(), q.values().clone().to_device(device))),
+        match self {
+            Forecast::Mean(mean) => ForecastParts::Mean(mean.to_device(device)),
+            Forecast::Samples { mean, paths } => ForecastParts::Samples {
+                mean: mean.to_device(device),
+                paths: paths.to_device(device),
+            },
+            Forecast::Quantiles { knots, .. } => ForecastParts::Quantiles {
+                levels: knots.levels().to_vec(),
+                knots: knots.values().clone().to_device(device),
+            },
         }
     }
 
@@ -97,41 +134,49 @@ impl<B: Backend> Forecast<B> {
             what: "Forecast::concat",
             reason: "the parts are forecasts of different kinds".to_owned(),
         };
-        let n = parts.len();
-        let mut means = Vec::with_capacity(n);
-        let mut samples = Vec::new();
-        let mut knots = Vec::new();
-        let mut levels: Option<Vec<f64>> = None;
-        for part in parts {
-            means.push(part.mean);
-            samples.extend(part.samples);
-            if let Some((l, values)) = part.knots {
-                match &levels {
-                    Some(seen) if *seen != l => return Err(mismatch()),
-                    Some(_) => {}
-                    None => levels = Some(l),
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else {
+            return Err(mismatch());
+        };
+        match first {
+            ForecastParts::Mean(mean) => {
+                let mut means = vec![mean];
+                for part in parts {
+                    let ForecastParts::Mean(m) = part else {
+                        return Err(mismatch());
+                    };
+                    means.push(m);
                 }
-                knots.push(values);
+                Ok(Forecast::Mean(Tensor::cat(means, 0)))
+            }
+            ForecastParts::Samples { mean, paths } => {
+                let (mut means, mut all) = (vec![mean], vec![paths]);
+                for part in parts {
+                    let ForecastParts::Samples { mean, paths } = part else {
+                        return Err(mismatch());
+                    };
+                    means.push(mean);
+                    all.push(paths);
+                }
+                Ok(Forecast::Samples {
+                    mean: Tensor::cat(means, 0),
+                    paths: Tensor::cat(all, 0),
+                })
+            }
+            ForecastParts::Quantiles { levels, knots } => {
+                let mut all = vec![knots];
+                for part in parts {
+                    match part {
+                        ForecastParts::Quantiles { levels: l, knots } if l == levels => {
+                            all.push(knots);
+                        }
+                        _ => return Err(mismatch()),
+                    }
+                }
+                let knots = QuantileKnots::new(backend, &levels, Tensor::cat(all, 0))?;
+                Ok(Forecast::from_quantiles(knots))
             }
         }
-        if (!samples.is_empty() && samples.len() != n) || (!knots.is_empty() && knots.len() != n) {
-            return Err(mismatch());
-        }
-        let quantiles = match levels {
-            Some(levels) => Some(QuantileKnots::new(backend, &levels, Tensor::cat(knots, 0))?),
-            None => None,
-        };
-        Ok(Forecast {
-            mean: Tensor::cat(means, 0),
-            samples: (!samples.is_empty()).then(|| Tensor::cat(samples, 0)),
-            quantiles,
-        })
-    }
-
-    /// The quantile knots of a quantile forecast (Toto 2.0): the distribution per series and
-    /// step, with its levels, values, cdf, sampling and weighted quantile loss.
-    pub fn quantiles(&self) -> Option<&QuantileKnots<B, 3, 4>> {
-        self.quantiles.as_ref()
     }
 
     /// The `q`-quantile per step, `[B, V, H]`: between order statistics at `q·(n − 1)` of the
@@ -143,7 +188,7 @@ impl<B: Backend> Forecast<B> {
     /// [`Error::Input`] unless `q` is in `[0, 1]`, or for a mean-mode forecast (it has no
     /// distribution: forecast with `num_samples`, or read [`Forecast::mean`]).
     pub fn quantile(&self, q: f64) -> Result<Tensor<3>> {
-        let [b, v, t] = self.mean.dims();
+        let [b, v, t] = self.mean().dims();
         Ok(self.quantiles_at(&[q])?.reshape([b, v, t]))
     }
 
@@ -153,16 +198,12 @@ impl<B: Backend> Forecast<B> {
     /// host on GPUs), so nothing is read back.
     ///
     /// ```
-    /// use toto_fallback::auto::{AutoOptions, AutoToto};
-    /// use toto_fallback::{Backend, NdArray, forecast::read_series};
+    /// use toto_fallback::forecast::{ForecastRequest, Forecaster, Series, read_series};
+    /// use toto_fallback::{AutoToto, NdArray};
     ///
-    /// let cpu = NdArray::seeded(0);
-    /// let model = AutoToto::from_dir(&cpu, "tests/fixtures/tiny")?;
-    /// let series = burn::tensor::Tensor::<3>::ones([1, 2, 40], cpu.device());
-    /// let mut options = AutoOptions::new(12);
-    /// options.v1.num_samples = Some(16);
-    /// options.v1.samples_per_batch = 16;
-    /// let forecast = model.forecast(series, None, None, &options)?;
+    /// let model = AutoToto::from_dir(&NdArray::seeded(0), "tests/fixtures/tiny")?;
+    /// let series = Series::from_variates(&[vec![1.0f32; 40], vec![1.0; 40]])?;
+    /// let forecast = model.predict(&ForecastRequest::new(series, 12).with_samples(Some(16)))?;
     /// let bands = forecast.quantiles_at(&[0.1, 0.5, 0.9])?; // [1, 2, 12, 3]
     /// assert_eq!(bands.dims(), [1, 2, 12, 3]);
     /// let median = read_series(forecast.median()?)?; // median[series][variate][step]
@@ -185,7 +226,7 @@ impl<B: Backend> Forecast<B> {
         if levels.is_empty() {
             return Err(input("no level asked for".to_owned()));
         }
-        let [b, v, t] = self.mean.dims();
+        let [b, v, t] = self.mean().dims();
         let shape = [b, v, t, levels.len()];
         crate::shape::element_count(&shape).map_err(|elements| Error::TooLarge {
             what: "Forecast::quantiles_at (the result)",
@@ -194,17 +235,17 @@ impl<B: Backend> Forecast<B> {
             limit: crate::shape::MAX_ELEMENTS,
             fix: "ask for fewer levels at a time",
         })?;
-        if let Some(knots) = &self.quantiles {
+        if let Some(knots) = self.quantiles() {
             let at = levels
                 .iter()
                 .map(|&q| {
-                    let p = Tensor::<3>::full(self.mean.dims(), q, &self.mean.device());
+                    let p = Tensor::<3>::full([b, v, t], q, &self.mean().device());
                     knots.quantile(p)
                 })
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::stack(at, 3));
         }
-        let Some(samples) = &self.samples else {
+        let Some(samples) = self.samples() else {
             return Err(input(MEAN_MODE.to_owned()));
         };
         let n = samples.dims()[3];
@@ -239,10 +280,10 @@ impl<B: Backend> Forecast<B> {
     /// # Errors
     /// [`Error::Input`] for a mean-mode forecast (forecast with `num_samples`).
     pub fn std(&self) -> Result<Tensor<3>> {
-        if let Some(knots) = &self.quantiles {
+        if let Some(knots) = self.quantiles() {
             return Ok(knots.stddev());
         }
-        let Some(s) = &self.samples else {
+        let Some(s) = self.samples() else {
             return Err(Error::Input {
                 what: "Forecast::std",
                 reason: MEAN_MODE.to_owned(),
@@ -266,7 +307,7 @@ impl<B: Backend> Forecast<B> {
     /// `num_samples`), or if a sampled forecast holds fewer than `n` paths; the backend's
     /// errors.
     pub fn draw(&self, n: usize) -> Result<Tensor<4>> {
-        if let Some(knots) = &self.quantiles {
+        if let Some(knots) = self.quantiles() {
             let x: Tensor<4> = knots.sample(&[n])?; // [n, B, V, H]
             return Ok(x.permute([1, 2, 3, 0]));
         }
@@ -274,7 +315,7 @@ impl<B: Backend> Forecast<B> {
             what: "Forecast::draw",
             reason,
         };
-        match &self.samples {
+        match self.samples() {
             Some(s) if s.dims()[3] >= n => Ok(s.clone().narrow(3, 0, n)),
             Some(s) => Err(input(format!(
                 "the forecast holds {} sample paths; asked for {n}",

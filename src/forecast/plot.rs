@@ -84,7 +84,7 @@ impl<B: Backend> Forecast<B> {
         chart: &FanChart,
     ) -> Result<()> {
         let path = path.as_ref();
-        let [b, v, horizon] = self.mean.dims();
+        let [b, v, horizon] = self.mean().dims();
         let [hb, hv, t] = history.dims();
         if chart.series >= b || chart.variate >= v || [hb, hv] != [b, v] {
             return Err(Error::Input {
@@ -107,7 +107,7 @@ impl<B: Backend> Forecast<B> {
             crate::backend::read_back("fan chart", x)
         };
         let past = row(history.clone(), t)?;
-        let bands = if self.samples.is_some() || self.quantiles.is_some() {
+        let bands = if !matches!(self, Forecast::Mean(_)) {
             // One sort of the paths for the five levels.
             let levels = self.quantiles_at(&[0.05, 0.25, 0.5, 0.75, 0.95])?;
             let [b, v, t, _] = levels.dims();
@@ -118,7 +118,7 @@ impl<B: Backend> Forecast<B> {
         };
         let centre = match &bands {
             Some(b) => b[2].clone(),
-            None => row(self.mean.clone(), horizon)?,
+            None => row(self.mean().clone(), horizon)?,
         };
         // plotters' errors are not `Send`: kept as their message.
         draw(path, chart, &past, &centre, bands.as_ref())

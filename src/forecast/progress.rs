@@ -20,8 +20,8 @@ pub struct Step {
 
 /// A callback told after each model pass of a forecast ([`Step`]): for a progress bar or a log
 /// line while a long forecast, or the first forecast of a process that compiles its GPU kernels,
-/// runs. Set it in `ForecastOptions::progress` (Toto 1.0), `Toto2Options::progress` (Toto 2.0)
-/// or `AutoOptions::progress` (either; it takes precedence over the generation's own).
+/// runs. Set it in [`ForecastOptions::progress`](super::ForecastOptions::progress) or with
+/// [`ForecastRequest::with_progress`](super::ForecastRequest::with_progress).
 ///
 /// It is called on the forecasting thread once the pass is *submitted*: on a GPU the device may
 /// still be computing it, so the steps advance with the host's work — kernel compilation and

@@ -5,17 +5,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::shape::MAX_ELEMENTS;
+use crate::forecast::Generation;
+use crate::shape::{MAX_ELEMENTS, MAX_PARAMETERS};
 
 /// The scaler class string of toto-ts (a dictionary key in Python, so it must match exactly).
 pub const SCALER_CLS: &str = "<class 'model.scaler.CausalPatchStdMeanScaler'>";
 /// The output distribution class string of toto-ts.
 pub const OUTPUT_CLS: &str = "<class 'model.distribution.MixtureOfStudentTsOutput'>";
-
-/// The largest model [`TotoConfig::validate`] accepts: 2^34 parameters (64 GiB of f32 weights,
-/// a hundred times Toto-Open-Base-1.0), so that an absurd `config.json` is an error instead of
-/// an allocation the machine cannot make.
-pub const MAX_PARAMETERS: u64 = 1 << 34;
 
 /// The largest `scale_factor_exponent` accepted: `10^300` is still a finite f64.
 pub const MAX_SCALE_EXPONENT: f64 = 300.0;
@@ -131,8 +127,10 @@ impl TotoConfig {
     /// Parses and validates `config.json` text.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the unknown, missing or mistyped key, or the invalid value.
+    /// [`Error::WrongGeneration`] for a Toto 2.0 config; [`Error::Config`] naming the unknown,
+    /// missing or mistyped key, or the invalid value.
     pub fn from_json(text: &str) -> Result<Self> {
+        Generation::expect_in_config(text, Generation::V1, "TotoConfig (Toto::from_dir)")?;
         let config: TotoConfig = serde_json::from_str(text).map_err(Error::config_json)?;
         config.validate()?;
         Ok(config)

@@ -8,7 +8,9 @@ use super::output::TotoDistribution;
 use crate::backend::LayerOps;
 use crate::distr::Distribution;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Passes, Progress, Series, settle};
+use crate::forecast::{
+    Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, settle,
+};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
@@ -20,48 +22,19 @@ const SETTLE: &str = "Toto::forecast (if an allocation failed, the device ran ou
                       past its largest buffer: lower samples_per_batch, which bounds the paths \
                       decoded at once)";
 
-/// How to forecast.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForecastOptions {
-    /// Steps to predict (rounded up to whole patches internally, trimmed on output).
-    pub prediction_length: usize,
-    /// Sample paths; `None` feeds back the analytic mean (toto-ts's mean mode).
-    pub num_samples: Option<usize>,
-    /// Sample paths decoded together (bounds memory); must divide `num_samples`.
-    pub samples_per_batch: usize,
-    /// Decode with the KV cache (toto-ts's default) or recompute the whole sequence per step.
-    pub use_kv_cache: bool,
-    /// Told after each model pass ([`Progress`]); `None` (the default): nobody.
-    pub progress: Option<Progress>,
-}
-
-impl ForecastOptions {
-    /// `Ok` unless an option is out of range: a horizon of 0, no samples, or a sample count
-    /// that `samples_per_batch` does not divide.
-    fn check(&self) -> Result<()> {
-        let input = |reason: String| Err(Error::Input { what: WHAT, reason });
-        if self.prediction_length == 0 {
-            return input("prediction_length must be at least 1".to_owned());
-        }
-        let spb = self.samples_per_batch;
-        match self.num_samples {
-            Some(n) if n == 0 || spb == 0 || n % spb != 0 => input(format!(
-                "num_samples ({n}) must be a positive multiple of samples_per_batch ({spb})"
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Default for ForecastOptions {
-    fn default() -> Self {
-        ForecastOptions {
-            prediction_length: 64,
-            num_samples: Some(256),
-            samples_per_batch: 256,
-            use_kv_cache: true,
-            progress: None,
-        }
+/// `Ok` unless an option Toto 1.0 reads is out of range: a horizon of 0, no samples, or a sample
+/// count that `samples_per_batch` does not divide.
+fn check(options: &ForecastOptions) -> Result<()> {
+    options.check_common(WHAT)?;
+    let spb = options.v1.samples_per_batch;
+    match options.num_samples {
+        Some(n) if n == 0 || spb == 0 || n % spb != 0 => Err(Error::Input {
+            what: WHAT,
+            reason: format!(
+                "num_samples ({n}) must be a positive multiple of v1.samples_per_batch ({spb})"
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -70,7 +43,7 @@ impl<B: LayerOps> Toto<B> {
     /// anything: the output, the decoded paths, the activations of one step and the KV cache.
     /// The checks `forecast` makes of the options and the request's size, without inputs.
     pub(crate) fn check_request(&self, dims: [usize; 3], options: &ForecastOptions) -> Result<()> {
-        options.check()?;
+        check(options)?;
         self.check_forecast_size(dims, options)
     }
 
@@ -82,9 +55,11 @@ impl<B: LayerOps> Toto<B> {
         let context = t.div_ceil(p) * p;
         let total = context + pred.div_ceil(p) * p;
         let samples = options.num_samples.unwrap_or(1) as u128;
-        let spb = options.num_samples.map_or(1, |_| options.samples_per_batch) as u128;
+        let spb = options
+            .num_samples
+            .map_or(1, |_| options.v1.samples_per_batch) as u128;
         let heads = c.num_heads as u128;
-        let per_step = if options.use_kv_cache { p } else { total };
+        let per_step = if options.v1.use_kv_cache { p } else { total };
         // Products of up to six sizes of up to 2^64 each: saturate rather than overflow.
         let needs: [(&'static str, Vec<u128>); 6] = [
             (
@@ -244,7 +219,7 @@ impl<B: LayerOps> Toto<B> {
         options: &ForecastOptions,
         draws: Option<&B>,
     ) -> Result<Forecast<B>> {
-        options.check()?;
+        check(options)?;
         let [b, v, t] = series.dims();
         let device = series.device();
         let mask =
@@ -261,7 +236,7 @@ impl<B: LayerOps> Toto<B> {
         crate::forecast::note_first_run("Toto 1.0", &device, || {
             format!(
                 "a [{b}, {v}, {t}] series, {} steps ahead, {:?} samples in batches of {}",
-                options.prediction_length, options.num_samples, options.samples_per_batch
+                options.prediction_length, options.num_samples, options.v1.samples_per_batch
             )
         });
         let paths = Paths::context(series, mask, ids, self.config().patch_size);
@@ -269,7 +244,7 @@ impl<B: LayerOps> Toto<B> {
         let passes = match options.num_samples {
             None => steps,
             // The shared prefill, then every step but the first per sample batch.
-            Some(n) => 1 + n / options.samples_per_batch * (steps - 1),
+            Some(n) => 1 + n / options.v1.samples_per_batch * (steps - 1),
         };
         let mut decoder = Decoder {
             toto: self,
@@ -285,33 +260,63 @@ impl<B: LayerOps> Toto<B> {
         }
     }
 
-    /// Forecasts a [`Series`]: [`Toto::forecast`] of its values, mask and series ids (taken
-    /// as the constant `id_mask`). Its timestamps and interval are unused: Toto 1.0 ignores
-    /// time.
-    ///
-    /// # Errors
-    /// As [`Toto::forecast`]; the options and the request's size are checked before the
-    /// series is uploaded.
-    pub fn forecast_series(
-        &self,
-        series: &Series,
-        options: &ForecastOptions,
-    ) -> Result<Forecast<B>> {
-        self.forecast_series_drawing(series, options, None)
-    }
-
-    /// [`Toto::forecast_series`] drawing through `draws` ([`Toto::forecast_drawing`]).
-    pub(crate) fn forecast_series_drawing(
-        &self,
-        series: &Series,
-        options: &ForecastOptions,
-        draws: Option<&B>,
-    ) -> Result<Forecast<B>> {
-        self.check_request(series.shape(), options)?;
+    /// The forecast of a checked request ([`Forecaster::predict`]): its series' values, mask
+    /// and series ids (taken as the constant `id_mask`); timestamps are unused (Toto 1.0
+    /// ignores time).
+    fn predict_request(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
+        if let Some(c) = &request.covariates {
+            return Err(Error::Input {
+                what: WHAT,
+                reason: format!(
+                    "Toto 1.0 takes no known covariates (the request has {} of them): forecast \
+                     with Toto 2.0, or leave ForecastRequest::covariates empty",
+                    c.shape()[1]
+                ),
+            });
+        }
+        let series = &request.series;
         let [b, v, t] = series.shape();
         let (values, mask, ids) = series.to_tensors(self.backend().device());
         let ids = ids.reshape([b, v, 1]).expand([b, v, t]); // [B, V, T]
-        self.forecast_drawing(values, Some(mask), Some(ids), options, draws)
+        self.forecast_drawing(values, Some(mask), Some(ids), &request.options, draws)
+    }
+}
+
+impl<B: LayerOps> Sealed for Toto<B> {}
+
+impl<B: LayerOps> Forecaster for Toto<B> {
+    type Backend = B;
+
+    fn from_dir(backend: &B, dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        Toto::from_dir(backend, dir)
+    }
+
+    fn backend(&self) -> &B {
+        Toto::backend(self)
+    }
+
+    fn generation(&self) -> Generation {
+        Generation::V1
+    }
+
+    fn patch_size(&self) -> usize {
+        self.config().patch_size
+    }
+
+    fn parameter_count(&self) -> u64 {
+        self.config().parameter_count() as u64
+    }
+
+    fn check_request(&self, dims: [usize; 3], options: &ForecastOptions) -> Result<()> {
+        Toto::check_request(self, dims, options)
+    }
+
+    fn draws_per_item(&self, [_, v, _]: [usize; 3], options: &ForecastOptions) -> Option<usize> {
+        options.num_samples.map(|_| v * self.config().patch_size)
+    }
+
+    fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
+        self.predict_request(request, draws)
     }
 }
 
@@ -365,7 +370,7 @@ impl<B: LayerOps> Decoder<'_, B> {
 
     /// Mean mode: the analytic mean of each patch fed back.
     fn mean(&mut self, mut paths: Paths) -> Result<Forecast<B>> {
-        let mut cache = self.options.use_kv_cache.then(KvCache::default);
+        let mut cache = self.options.v1.use_kv_cache.then(KvCache::default);
         for step in 0..self.steps() {
             let y = replace_extreme(self.next(&paths, cache.as_mut())?.mean());
             paths.push(y);
@@ -374,16 +379,16 @@ impl<B: LayerOps> Decoder<'_, B> {
         }
         let mean = self.trim(paths.series);
         settle(SETTLE, &mean)?;
-        Ok(Forecast::from_mean(mean))
+        Ok(Forecast::Mean(mean))
     }
 
     /// Sample mode: the context prefilled once, then `n` paths decoded in chunks of
     /// `samples_per_batch` over the shared prefill.
     fn samples(&mut self, paths: Paths, n: usize) -> Result<Forecast<B>> {
         let [b, v, _] = paths.series.dims();
-        let spb = self.options.samples_per_batch;
+        let spb = self.options.v1.samples_per_batch;
         // Prefill once; its last patch's distribution gives every path's first step.
-        let mut prefill = self.options.use_kv_cache.then(KvCache::default);
+        let mut prefill = self.options.v1.use_kv_cache.then(KvCache::default);
         let first = self.next(&paths, prefill.as_mut())?;
         let context = self.context;
         self.phases.mark(|| format!("prefill of {context} steps"));
@@ -396,7 +401,10 @@ impl<B: LayerOps> Decoder<'_, B> {
             .permute([1, 2, 3, 0]); // [B, V, pred, N]
         let mean = samples.clone().mean_dim(3).reshape([b, v, pred]);
         settle(SETTLE, &mean)?;
-        Ok(Forecast::from_samples(mean, samples))
+        Ok(Forecast::Samples {
+            mean,
+            paths: samples,
+        })
     }
 
     /// Chunk `c` of `samples_per_batch` paths: `[spb·B, V, prediction_length]`.
@@ -409,7 +417,7 @@ impl<B: LayerOps> Decoder<'_, B> {
     ) -> Result<Tensor<3>> {
         let [b, v, _] = paths.series.dims();
         let (spb, p) = (
-            self.options.samples_per_batch,
+            self.options.v1.samples_per_batch,
             self.toto.config().patch_size,
         );
         let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]

@@ -38,11 +38,11 @@ mod output;
 pub use self::backbone::TotoWeights;
 pub use self::cache::KvCache;
 pub use self::config::{
-    LayerKind, MAX_PARAMETERS, MAX_SCALE_EXPONENT, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig,
+    LayerKind, MAX_SCALE_EXPONENT, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig,
 };
-pub use self::forecast::ForecastOptions;
 pub use self::model::Toto;
 pub use self::output::{TotoDistribution, TotoMixture, TotoOutput};
 #[cfg(feature = "plot")]
 pub use crate::forecast::FanChart;
 pub use crate::forecast::Forecast;
+pub use crate::forecast::ForecastOptions;

@@ -13,8 +13,6 @@ use super::head::FusedHead;
 use super::output::TotoOutput;
 use crate::backend::{LayerOps, ScalerSpec, ScalerState};
 use crate::error::{Error, Result};
-#[cfg(feature = "hub")]
-use crate::hub::HubOptions;
 use crate::nn::phases::Phases;
 
 /// Toto with its weights on a backend's device.
@@ -72,36 +70,6 @@ impl<B: LayerOps> Toto<B> {
         let dir = dir.as_ref();
         let config = TotoConfig::from_file(dir.join("config.json"))?;
         Self::from_safetensors(backend, config, dir.join("model.safetensors"))
-    }
-
-    /// Loads a model from the Hugging Face Hub, as toto-ts's
-    /// `Toto.from_pretrained("Datadog/Toto-Open-Base-1.0")` does (feature `hub`): the files are
-    /// downloaded into the Hub's cache shared with Python (or found there), then read by
-    /// [`Toto::from_dir`]. `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and
-    /// `HF_TOKEN` apply; [`Toto::from_pretrained_with`] sets them in code.
-    ///
-    /// ```no_run
-    /// use toto_fallback::{NdArray, toto::Toto};
-    ///
-    /// let model = Toto::from_pretrained(&NdArray::new(), "Datadog/Toto-Open-Base-1.0")?;
-    /// # Ok::<(), toto_fallback::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`hub::download`](crate::hub::download) and [`Toto::from_dir`].
-    #[cfg(feature = "hub")]
-    pub fn from_pretrained(backend: &B, repo_id: &str) -> Result<Self> {
-        Self::from_pretrained_with(backend, repo_id, &HubOptions::default())
-    }
-
-    /// As [`Toto::from_pretrained`], with a revision, cache directory, offline mode, progress
-    /// bar, endpoint or token from `options`.
-    ///
-    /// # Errors
-    /// As [`Toto::from_pretrained`].
-    #[cfg(feature = "hub")]
-    pub fn from_pretrained_with(backend: &B, repo_id: &str, options: &HubOptions) -> Result<Self> {
-        Self::from_dir(backend, crate::hub::download(repo_id, options)?)
     }
 
     /// Loads weights from a safetensors file for `config`. Keys may carry the `model.` prefix

@@ -5,11 +5,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::shape::{MAX_ELEMENTS, saturating_product};
-
-/// The largest model [`Toto2Config::validate`] accepts: 2^34 parameters (64 GiB of f32
-/// weights, several times Toto-2.0-2.5B).
-pub const MAX_PARAMETERS: u64 = 1 << 34;
+use crate::forecast::Generation;
+use crate::shape::{MAX_ELEMENTS, MAX_PARAMETERS, saturating_product};
 
 /// The keys of `config.json`, as toto-2 writes them (`dataclasses.asdict` of
 /// `Toto2ModelConfig` after `__post_init__`); unknown keys are dropped, as the reference's
@@ -152,8 +149,10 @@ impl Toto2Config {
     /// Parses and validates the text of a `config.json`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the missing or mistyped key, or the invalid value.
+    /// [`Error::WrongGeneration`] for a Toto 1.0 config; [`Error::Config`] naming the missing or
+    /// mistyped key, or the invalid value.
     pub fn from_json(text: &str) -> Result<Self> {
+        Generation::expect_in_config(text, Generation::V2, "Toto2Config (Toto2::from_dir)")?;
         let file: File = serde_json::from_str(text).map_err(Error::config_json)?;
         for key in file.other.keys() {
             if !["pre_norm", "heads_per_group"].contains(&key.as_str()) {

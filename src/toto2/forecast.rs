@@ -9,62 +9,14 @@ use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
 use crate::backend::LayerOps;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, Result};
-use crate::forecast::{Forecast, Passes, Progress, Series};
+use crate::forecast::{
+    Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, Series,
+};
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
 
 /// The entry point's name, for errors.
 const WHAT: &str = "Toto2::forecast";
-
-/// How Toto 2.0 forecasts: toto-2's `forecast` keyword arguments, with its defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Toto2Options {
-    /// Steps to predict (rounded up to whole patches internally, trimmed on output).
-    pub prediction_length: usize,
-    /// Decode in blocks of this many steps (a multiple of the patch size) with a KV cache,
-    /// feeding each block's median back; `None` (the default, what the leaderboards use): one
-    /// pass over the context and every prediction patch.
-    pub decode_block_size: Option<usize>,
-    /// Mask time attention by observation (patches without observations form their own causal
-    /// stream); `false` is toto-2's fast path for inputs without gaps (the same numbers when no
-    /// context patch is empty).
-    pub has_missing_values: bool,
-    /// Replace the scaler's statistics of patches that have seen fewer observations than this
-    /// by those of the first observations (0, the default: off; the GluonTS wrapper uses 8).
-    pub scaler_fallback_min_obs: usize,
-    /// Clamp the forecast to the context's observed range widened by `k` scales (0, the
-    /// default: off; the GluonTS wrapper uses 10⁴).
-    pub quantile_real_cap_k: f64,
-    /// Told after each decode block ([`Progress`]); `None` (the default): nobody.
-    pub progress: Option<Progress>,
-}
-
-impl Default for Toto2Options {
-    fn default() -> Self {
-        Toto2Options {
-            prediction_length: 64,
-            decode_block_size: None,
-            has_missing_values: true,
-            scaler_fallback_min_obs: 0,
-            quantile_real_cap_k: 0.0,
-            progress: None,
-        }
-    }
-}
-
-impl Toto2Options {
-    /// The settings of toto-2's GluonTS wrapper (the evaluation setting of GIFT-Eval and BOOM):
-    /// one pass, backfill below 8 observations, cap at 10⁴ scales.
-    pub fn gluonts(prediction_length: usize) -> Self {
-        Toto2Options {
-            prediction_length,
-            scaler_fallback_min_obs: 8,
-            quantile_real_cap_k: 1e4,
-            ..Toto2Options::default()
-        }
-    }
-}
-
 /// Known covariates (toto-2's `known_dynamic`): series known over the context and the horizon,
 /// appended to the target as extra variates with their own masks and series ids. They inform
 /// the forecast and are not forecast themselves.
@@ -120,7 +72,7 @@ impl<B: LayerOps> Toto2<B> {
         target_mask: Option<Tensor<3, Bool>>,
         series_ids: Option<Tensor<2, Int>>,
         covariates: Option<&Covariates>,
-        options: &Toto2Options,
+        options: &ForecastOptions,
     ) -> Result<Forecast<B>> {
         let [b, v, t] = target.dims();
         let device = target.device();
@@ -150,42 +102,29 @@ impl<B: LayerOps> Toto2<B> {
         Ok(Forecast::from_quantiles(knots))
     }
 
-    /// Forecasts a [`Series`]: [`Toto2::forecast`] of its values, mask and series ids,
-    /// without covariates (use [`Toto2::forecast`] with [`Series::to_tensors`] for them). Its
-    /// timestamps and interval are unused: Toto 2.0 ignores time.
-    ///
-    /// # Errors
-    /// As [`Toto2::forecast`]; the options and the request's size are checked before the
-    /// series is uploaded.
-    pub fn forecast_series(&self, series: &Series, options: &Toto2Options) -> Result<Forecast<B>> {
-        self.check_request(series.shape(), options)?;
-        let (values, mask, ids) = series.to_tensors(self.backend().device());
-        self.forecast(values, Some(mask), Some(ids), None, options)
-    }
-
     /// The horizon in patches and the block length in patches, from checked options.
     /// The checks `forecast` makes of the options and the request's size, without inputs.
-    pub(crate) fn check_request(&self, dims: [usize; 3], options: &Toto2Options) -> Result<()> {
+    pub(crate) fn check_request(&self, dims: [usize; 3], options: &ForecastOptions) -> Result<()> {
         let (patches, block) = self.blocks(options)?;
         self.check_size(dims, 0, patches, block)
     }
 
-    fn blocks(&self, options: &Toto2Options) -> Result<(usize, usize)> {
+    fn blocks(&self, options: &ForecastOptions) -> Result<(usize, usize)> {
         let input = |reason: String| Err(Error::Input { what: WHAT, reason });
         let p = self.config.patch_size;
-        if options.prediction_length == 0 {
-            return input("prediction_length must be at least 1".to_owned());
-        }
-        let k = options.quantile_real_cap_k;
+        options.check_common(WHAT)?;
+        let k = options.v2.quantile_real_cap_k;
         if !(k.is_finite() && k >= 0.0) {
-            return input(format!("quantile_real_cap_k ({k}) must be finite and >= 0"));
+            return input(format!(
+                "v2.quantile_real_cap_k ({k}) must be finite and >= 0"
+            ));
         }
         let patches = options.prediction_length.div_ceil(p);
-        match options.decode_block_size {
+        match options.v2.decode_block_size {
             None | Some(0) => Ok((patches, patches)),
             Some(n) if n.is_multiple_of(p) => Ok((patches, (n / p).min(patches))),
             Some(n) => input(format!(
-                "decode_block_size ({n}) must be a multiple of the patch size ({p})"
+                "v2.decode_block_size ({n}) must be a multiple of the patch size ({p})"
             )),
         }
     }
@@ -360,7 +299,7 @@ impl<B: LayerOps> Toto2<B> {
         input: Prepared,
         patches: usize,
         block_size: usize,
-        options: &Toto2Options,
+        options: &ForecastOptions,
     ) -> Result<Tensor<4>> {
         let [b, vt, _] = input.target.dims();
         let variates = input.variates;
@@ -394,11 +333,103 @@ impl<B: LayerOps> Toto2<B> {
     }
 }
 
+impl<B: LayerOps> Toto2<B> {
+    /// The forecast of a checked request ([`Forecaster::predict`]): its series' values, mask and
+    /// series ids, and its covariates' as [`Covariates`]; timestamps are unused (Toto 2.0
+    /// ignores time).
+    fn predict_request(&self, request: &ForecastRequest) -> Result<Forecast<B>> {
+        let device = self.backend().device();
+        let (values, mask, ids) = request.series.to_tensors(device);
+        let covariates = match &request.covariates {
+            None => None,
+            Some(c) => Some(known_covariates(c, request.series.shape()[0], device)?),
+        };
+        self.forecast(
+            values,
+            Some(mask),
+            Some(ids),
+            covariates.as_ref(),
+            &request.options,
+        )
+    }
+}
+
+/// [`Covariates`] of a request's covariate [`Series`]: `[B, K, T_c]`, every covariate as long as
+/// the longest (a shorter one would be left-padded, misaligning it with the target).
+fn known_covariates(c: &Series, items: usize, device: &burn::tensor::Device) -> Result<Covariates> {
+    let [b, k, t] = c.shape();
+    if b != items {
+        return Err(Error::Input {
+            what: "ForecastRequest::covariates",
+            reason: format!(
+                "the covariates have {b} items and the series {items}: give each item its \
+                 covariates"
+            ),
+        });
+    }
+    if let Some(r) = c.lengths().iter().position(|&len| len != t) {
+        return Err(Error::Input {
+            what: "ForecastRequest::covariates",
+            reason: format!(
+                "covariate {} of item {} has {} steps and the longest {t}: covariates start at \
+                 the target's first step, so give every one {t} steps (NaN where unknown)",
+                r % k,
+                r / k,
+                c.lengths()[r]
+            ),
+        });
+    }
+    let (values, mask, series_ids) = c.to_tensors(device);
+    Ok(Covariates {
+        values,
+        mask,
+        series_ids,
+    })
+}
+
+impl<B: LayerOps> Sealed for Toto2<B> {}
+
+impl<B: LayerOps> Forecaster for Toto2<B> {
+    type Backend = B;
+
+    fn from_dir(backend: &B, dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        Toto2::from_dir(backend, dir)
+    }
+
+    fn backend(&self) -> &B {
+        Toto2::backend(self)
+    }
+
+    fn generation(&self) -> Generation {
+        Generation::V2
+    }
+
+    fn patch_size(&self) -> usize {
+        self.config().patch_size
+    }
+
+    fn parameter_count(&self) -> u64 {
+        self.config().parameter_count()
+    }
+
+    fn check_request(&self, dims: [usize; 3], options: &ForecastOptions) -> Result<()> {
+        Toto2::check_request(self, dims, options)
+    }
+
+    fn draws_per_item(&self, _: [usize; 3], _: &ForecastOptions) -> Option<usize> {
+        None
+    }
+
+    fn predict_drawing(&self, request: &ForecastRequest, _: Option<&B>) -> Result<Forecast<B>> {
+        self.predict_request(request)
+    }
+}
+
 /// The state of one forecast's decoding: the series so far (median feedback included), the
 /// KV cache, and the cap from the first block.
 struct Blocks<'a, B: LayerOps> {
     model: &'a Toto2<B>,
-    options: &'a Toto2Options,
+    options: &'a ForecastOptions,
     input: Prepared,
     block_size: usize,
     cache: Option<Cache>,
@@ -430,7 +461,7 @@ impl<B: LayerOps> Blocks<'_, B> {
         let pass = Pass {
             time_ids: &time_ids,
             gids,
-            has_missing_values: self.options.has_missing_values,
+            has_missing_values: self.options.v2.has_missing_values,
         };
         let s = combined.dims()[2];
         let out = self.model.decode(combined, &pass, self.cache.as_mut())?; // [B, Vt, S, D]
@@ -464,9 +495,9 @@ impl<B: LayerOps> Blocks<'_, B> {
         let input = &self.input;
         let (loc, scale) = self.model.scale(input.target.clone(), input.mask.clone())?;
         let p = self.model.config.patch_size;
-        let min_obs = self.options.scaler_fallback_min_obs;
+        let min_obs = self.options.v2.scaler_fallback_min_obs;
         let (loc, scale) = backfill(&input.target, &input.mask, loc, scale, p, min_obs);
-        let k = self.options.quantile_real_cap_k;
+        let k = self.options.v2.quantile_real_cap_k;
         if k > 0.0 && self.cap.is_none() {
             self.cap = Some(real_cap(input, &scale, k));
         }

@@ -16,7 +16,7 @@
 //! | the decoder: layers, masks, KV cache, the CPU's host path | `decoder.rs` | `VariateTimeTransformerDecoder` |
 //! | self-attention | `attention.rs` | `SelfAttention` |
 //! | unit-scaled linear, RMSNorm, residual MLPs, feed-forward | `layers.rs` | dd-unit-scaling |
-//! | [`Toto2::forecast`], [`Toto2Options`], [`Covariates`] | `forecast.rs` | `Toto2Model.forecast` |
+//! | [`Toto2::forecast`], [`Covariates`] | `forecast.rs` | `Toto2Model.forecast` |
 //!
 //! Rotary/xPos and the checkpoint reader are shared with Toto 1.0 (the crate's `nn` module); the
 //! [`Forecast`](crate::forecast::Forecast) is the one both generations return.
@@ -28,7 +28,7 @@ mod forecast;
 mod layers;
 mod model;
 
-pub use self::config::{MAX_PARAMETERS, Toto2Config};
-pub use self::forecast::{Covariates, Toto2Options};
+pub use self::config::Toto2Config;
+pub use self::forecast::Covariates;
 pub use self::layers::Precision;
 pub use self::model::{LEVELS, Toto2, Toto2Output};

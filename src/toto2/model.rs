@@ -10,8 +10,6 @@ use super::decoder::{Cache, Decoder, Pass, Watch};
 use super::layers::{Precision, ResidualMlp};
 use crate::backend::{LayerOps, ScalerSpec};
 use crate::error::{Error, Result};
-#[cfg(feature = "hub")]
-use crate::hub::HubOptions;
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::phases::Phases;
 
@@ -91,36 +89,6 @@ impl<B: LayerOps> Toto2<B> {
         let config = Toto2Config::from_file(dir.join("config.json"))?;
         let ckpt = Checkpoint::open_dir(dir)?;
         Self::load(backend, config, ckpt)
-    }
-
-    /// Loads a model from the Hugging Face Hub, as toto-2's `from_pretrained` does (feature
-    /// `hub`): `config.json` and the weights (one file, or the index and its shards) are
-    /// downloaded into the Hub's cache shared with Python (or found there), then read by
-    /// [`Toto2::from_dir`]. `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and
-    /// `HF_TOKEN` apply; [`Toto2::from_pretrained_with`] sets them in code.
-    ///
-    /// ```no_run
-    /// use toto_fallback::{NdArray, toto2::Toto2};
-    ///
-    /// let model = Toto2::from_pretrained(&NdArray::new(), "Datadog/Toto-2.0-22m")?;
-    /// # Ok::<(), toto_fallback::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`hub::download`](crate::hub::download) and [`Toto2::from_dir`].
-    #[cfg(feature = "hub")]
-    pub fn from_pretrained(backend: &B, repo_id: &str) -> Result<Self> {
-        Self::from_pretrained_with(backend, repo_id, &HubOptions::default())
-    }
-
-    /// As [`Toto2::from_pretrained`], with a revision, cache directory, offline mode, progress
-    /// bar, endpoint or token from `options`.
-    ///
-    /// # Errors
-    /// As [`Toto2::from_pretrained`].
-    #[cfg(feature = "hub")]
-    pub fn from_pretrained_with(backend: &B, repo_id: &str, options: &HubOptions) -> Result<Self> {
-        Self::from_dir(backend, crate::hub::download(repo_id, options)?)
     }
 
     /// As [`Toto2::from_dir`], from a config and the bytes of a safetensors file.

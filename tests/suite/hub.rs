@@ -20,7 +20,9 @@ use burn::tensor::{Tensor, TensorData};
 use toto_fallback::hub::HubOptions;
 use toto_fallback::toto::Toto;
 use toto_fallback::toto2::Toto2;
-use toto_fallback::{AutoOptions, AutoToto, Backend, Error, Generation, HubProblem, NdArray};
+use toto_fallback::{AutoToto, Backend, Error, Generation, HubProblem, NdArray};
+#[allow(unused_imports)]
+use toto_fallback::{ForecastOptions, Forecaster};
 
 /// The commit every served repository is at (any 40 hex digits).
 const COMMIT: &str = "4f6a0c0de0e1b2c3d4e5f60718293a4b5c6d7e8f";
@@ -262,8 +264,8 @@ fn median(model: &AutoToto<NdArray>) -> Vec<f64> {
         .map(|i| (i as f32 * 0.3).sin() + 0.01 * i as f32)
         .collect();
     let series = Tensor::<3>::from_data(TensorData::new(values, [1, 2, 40]), &device);
-    let mut options = AutoOptions::new(12);
-    options.v1.num_samples = Some(8);
+    let mut options = toto_fallback::ForecastOptions::new(12);
+    options.num_samples = Some(8);
     options.v1.samples_per_batch = 8;
     let forecast = model.forecast(series, None, None, &options).unwrap();
     crate::common::values(forecast.median().unwrap())

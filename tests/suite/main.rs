@@ -8,6 +8,7 @@ mod common;
 mod architecture;
 mod backends;
 mod distributions;
+mod forecaster;
 #[cfg(feature = "hub")]
 mod hub;
 mod layers;

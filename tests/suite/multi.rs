@@ -5,12 +5,14 @@
 //! the same adapter twice.
 
 use burn::tensor::Tensor;
-use toto_fallback::auto::{AutoOptions, AutoToto};
+#[allow(unused_imports)]
+use toto_fallback::Forecaster;
+use toto_fallback::auto::AutoToto;
 use toto_fallback::forecast::{Forecast, Progress, Series};
 use toto_fallback::multi::{MultiDevice, split};
 use toto_fallback::rng::DrawWindow;
 use toto_fallback::toto::{ForecastOptions, Toto};
-use toto_fallback::toto2::{Toto2, Toto2Options};
+use toto_fallback::toto2::Toto2;
 use toto_fallback::{
     Backend, Error, FallbackBackend, FallbackPolicy, LayerOps, MixtureParams, NdArray, Op,
     Placement,
@@ -65,9 +67,9 @@ fn bits<const D: usize>(t: &Tensor<D>) -> Vec<u32> {
 
 /// Every tensor of two forecasts, bit for bit.
 fn assert_same<B: LayerOps>(what: &str, got: &Forecast<B>, want: &Forecast<B>) {
-    assert_eq!(got.mean.dims(), want.mean.dims(), "{what}: mean shape");
-    assert_eq!(bits(&got.mean), bits(&want.mean), "{what}: mean");
-    match (&got.samples, &want.samples) {
+    assert_eq!(got.mean().dims(), want.mean().dims(), "{what}: mean shape");
+    assert_eq!(bits(got.mean()), bits(want.mean()), "{what}: mean");
+    match (got.samples(), want.samples()) {
         (Some(g), Some(w)) => {
             assert_eq!(g.dims(), w.dims(), "{what}: samples shape");
             assert_eq!(bits(g), bits(w), "{what}: samples");
@@ -108,53 +110,56 @@ fn split_sizes_differ_by_one_at_most_and_cover_the_batch_in_order() {
 #[test]
 fn toto1_sample_paths_over_devices_equal_one_device_for_uneven_splits() {
     let series = batch(5, 2, 40);
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 12,
         num_samples: Some(16),
-        samples_per_batch: 8,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 8,
+            ..Default::default()
+        },
         ..ForecastOptions::default()
     };
     let one = Toto::from_dir(&NdArray::seeded(0), V1).unwrap();
     one.backend().seed(7);
-    let want = one.forecast_series(&series, &options).unwrap();
-    assert_eq!(want.samples.as_ref().unwrap().dims(), [5, 2, 12, 16]);
+    let want = one.predict(&common::request(&series, &options)).unwrap();
+    assert_eq!(want.samples().unwrap().dims(), [5, 2, 12, 16]);
     // 5 items over 2 (3 + 2), 3 (2 + 2 + 1) and 4 (2 + 1 + 1 + 1) devices, and over 7 (one each).
     for devices in [2, 3, 4, 7] {
         let many = MultiDevice::load(cpus(devices), |b| Toto::from_dir(b, V1)).unwrap();
         many.seed(7);
-        let got = many.forecast_series(&series, &options).unwrap();
+        let got = many.predict(&common::request(&series, &options)).unwrap();
         assert_same(&format!("Toto 1.0 on {devices} devices"), &got, &want);
     }
     // Another seed gives other paths (the comparison above can fail).
     let many = MultiDevice::load(cpus(3), |b| Toto::from_dir(b, V1)).unwrap();
     many.seed(8);
-    let other = many.forecast_series(&series, &options).unwrap();
+    let other = many.predict(&common::request(&series, &options)).unwrap();
     assert_ne!(
-        bits(other.samples.as_ref().unwrap()),
-        bits(want.samples.as_ref().unwrap())
+        bits(other.samples().unwrap()),
+        bits(want.samples().unwrap())
     );
 }
 
 #[test]
 fn toto1_mean_mode_and_toto2_over_devices_equal_one_device() {
     let series = batch(5, 3, 48);
-    let mean_mode = ForecastOptions {
+    let mean_mode = toto_fallback::ForecastOptions {
         prediction_length: 20,
         num_samples: None,
         ..ForecastOptions::default()
     };
     let one = Toto::from_dir(&NdArray::seeded(0), V1).unwrap();
-    let want = one.forecast_series(&series, &mean_mode).unwrap();
+    let want = one.predict(&common::request(&series, &mean_mode)).unwrap();
     let many = MultiDevice::load(cpus(3), |b| Toto::from_dir(b, V1)).unwrap();
-    let got = many.forecast_series(&series, &mean_mode).unwrap();
+    let got = many.predict(&common::request(&series, &mean_mode)).unwrap();
     assert_same("Toto 1.0 mean mode on 3 devices", &got, &want);
 
-    let options = Toto2Options::gluonts(40);
+    let options = toto_fallback::ForecastOptions::gluonts(40);
     let one = Toto2::from_dir(&NdArray::seeded(0), V2).unwrap();
-    let want = one.forecast_series(&series, &options).unwrap();
+    let want = one.predict(&common::request(&series, &options)).unwrap();
     for devices in [2, 3, 5] {
         let many = MultiDevice::load(cpus(devices), |b| Toto2::from_dir(b, V2)).unwrap();
-        let got = many.forecast_series(&series, &options).unwrap();
+        let got = many.predict(&common::request(&series, &options)).unwrap();
         assert_same(&format!("Toto 2.0 on {devices} devices"), &got, &want);
     }
 }
@@ -162,16 +167,16 @@ fn toto1_mean_mode_and_toto2_over_devices_equal_one_device() {
 #[test]
 fn auto_toto_over_devices_equals_one_device_for_both_generations() {
     let series = batch(4, 2, 33);
-    let mut options = AutoOptions::new(10);
-    options.v1.num_samples = Some(8);
+    let mut options = toto_fallback::ForecastOptions::new(10);
+    options.num_samples = Some(8);
     options.v1.samples_per_batch = 8;
     for dir in [V1, V2] {
         let one = AutoToto::from_dir(&NdArray::seeded(0), dir).unwrap();
         one.backend().seed(3);
-        let want = one.forecast_series(&series, &options).unwrap();
+        let want = one.predict(&common::request(&series, &options)).unwrap();
         let many = MultiDevice::load(cpus(3), |b| AutoToto::from_dir(b, dir)).unwrap();
         many.seed(3);
-        let got = many.forecast_series(&series, &options).unwrap();
+        let got = many.predict(&common::request(&series, &options)).unwrap();
         assert_same(&format!("AutoToto {dir} on 3 devices"), &got, &want);
     }
 }
@@ -181,17 +186,21 @@ fn the_progress_callback_hears_every_device_pass() {
     use std::sync::{Arc, Mutex};
     let heard = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&heard);
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 16,
         num_samples: Some(8),
-        samples_per_batch: 4,
         progress: Some(Progress::new(move |s| {
             log.lock().unwrap().push((s.done, s.total))
         })),
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 4,
+            ..Default::default()
+        },
         ..ForecastOptions::default()
     };
     let many = MultiDevice::load(cpus(3), |b| Toto::from_dir(b, V1)).unwrap();
-    many.forecast_series(&batch(3, 1, 24), &options).unwrap();
+    many.predict(&common::request(&batch(3, 1, 24), &options))
+        .unwrap();
     let heard = heard.lock().unwrap();
     // One device's forecast: the prefill, then every step but the first per batch of paths.
     let (steps, batches) = (16 / 8, 8 / 4);
@@ -216,18 +225,18 @@ fn each_device_keeps_its_thread_across_calls_and_callers() {
     // The threads that reported progress, by name (the first device's: the caller's, unnamed).
     let seen: Arc<Mutex<BTreeMap<String, Vec<ThreadId>>>> = Arc::default();
     let log = Arc::clone(&seen);
-    let options = Toto2Options {
+    let options = toto_fallback::ForecastOptions {
         progress: Some(Progress::new(move |_| {
             let me = thread::current();
             let name = me.name().unwrap_or("unnamed").to_owned();
             log.lock().unwrap().entry(name).or_default().push(me.id());
         })),
-        ..Toto2Options::gluonts(24)
+        ..ForecastOptions::gluonts(24)
     };
     let series = batch(3, 2, 40);
     let many = MultiDevice::load(cpus(3), |b| Toto2::from_dir(b, V2)).unwrap();
-    let first = many.forecast_series(&series, &options).unwrap();
-    let second = many.forecast_series(&series, &options).unwrap();
+    let first = many.predict(&common::request(&series, &options)).unwrap();
+    let second = many.predict(&common::request(&series, &options)).unwrap();
     assert_same("the same call twice", &second, &first);
     {
         let seen = seen.lock().unwrap();
@@ -250,12 +259,12 @@ fn each_device_keeps_its_thread_across_calls_and_callers() {
     let batches: Vec<Series> = (0..4).map(|i| batch(3 + i, 2, 30 + 3 * i)).collect();
     let alone: Vec<_> = batches
         .iter()
-        .map(|s| many.forecast_series(s, &options).unwrap())
+        .map(|s| many.predict(&common::request(s, &options)).unwrap())
         .collect();
     thread::scope(|scope| {
         let handles: Vec<_> = batches
             .iter()
-            .map(|s| scope.spawn(|| many.forecast_series(s, &options).unwrap()))
+            .map(|s| scope.spawn(|| many.predict(&common::request(s, &options)).unwrap()))
             .collect();
         for (i, (h, want)) in handles.into_iter().zip(&alone).enumerate() {
             assert_same(&format!("caller {i}"), &h.join().unwrap(), want);
@@ -265,10 +274,13 @@ fn each_device_keeps_its_thread_across_calls_and_callers() {
 
 /// Sample-mode options of a short horizon and four paths.
 fn short_sampled() -> ForecastOptions {
-    ForecastOptions {
+    toto_fallback::ForecastOptions {
         prediction_length: 8,
         num_samples: Some(4),
-        samples_per_batch: 4,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 4,
+            ..Default::default()
+        },
         ..ForecastOptions::default()
     }
 }
@@ -365,7 +377,9 @@ fn a_panic_on_a_device_fails_the_call_and_the_device_serves_the_next() {
     let many = MultiDevice::load(devices, |b| Toto::from_dir(b, V1)).unwrap();
     let series = batch(4, 2, 24);
     let options = short_sampled();
-    let err = many.forecast_series(&series, &options).unwrap_err();
+    let err = many
+        .predict(&common::request(&series, &options))
+        .unwrap_err();
     let source = device_source(&err, 1, 2..4);
     assert!(
         matches!(source, Error::Input { what, reason }
@@ -379,9 +393,9 @@ fn a_panic_on_a_device_fails_the_call_and_the_device_serves_the_next() {
     };
     let one = Toto::from_dir(&sound, V1).unwrap();
     one.backend().seed(5);
-    let want = one.forecast_series(&series, &options).unwrap();
+    let want = one.predict(&common::request(&series, &options)).unwrap();
     many.seed(5);
-    let got = many.forecast_series(&series, &options).unwrap();
+    let got = many.predict(&common::request(&series, &options)).unwrap();
     assert_same("after the panic", &got, &want);
 }
 
@@ -405,7 +419,9 @@ fn a_failing_device_fails_the_call_naming_it_and_its_items() {
     let many = MultiDevice::load(devices, |b| Toto::from_dir(b, V1)).unwrap();
     let series = batch(5, 2, 24);
     let options = short_sampled();
-    let err = many.forecast_series(&series, &options).unwrap_err();
+    let err = many
+        .predict(&common::request(&series, &options))
+        .unwrap_err();
     let source = device_source(&err, 1, 2..4);
     assert!(
         matches!(
@@ -423,26 +439,26 @@ fn a_failing_device_fails_the_call_naming_it_and_its_items() {
         "{message}"
     );
     // The input is intact: the same call without the failing device forecasts it all.
-    let mean_mode = ForecastOptions {
+    let mean_mode = toto_fallback::ForecastOptions {
         num_samples: None,
         ..options
     };
     assert_eq!(
-        many.forecast_series(&series, &mean_mode)
+        many.predict(&common::request(&series, &mean_mode))
             .unwrap()
-            .mean
+            .into_mean()
             .dims(),
         [5, 2, 8]
     );
     // A request the model refuses is refused before any device starts, without a device.
     let err = many
-        .forecast_series(
+        .predict(&common::request(
             &series,
-            &ForecastOptions {
+            &toto_fallback::ForecastOptions {
                 prediction_length: 0,
                 ..mean_mode
             },
-        )
+        ))
         .unwrap_err();
     assert!(matches!(err, Error::Input { .. }), "{err}");
     assert!(matches!(
@@ -490,8 +506,11 @@ fn the_report_has_each_device_and_their_sum() {
         .collect();
     let many = MultiDevice::load(devices, |b| Toto2::from_dir(b, V2)).unwrap();
     many.reset_report();
-    many.forecast_series(&batch(2, 2, 40), &Toto2Options::gluonts(16))
-        .unwrap();
+    many.predict(&common::request(
+        &batch(2, 2, 40),
+        &toto_fallback::ForecastOptions::gluonts(16),
+    ))
+    .unwrap();
     let report = many.report().expect("fallback backends report");
     let calls: Vec<u64> = report
         .devices
@@ -626,10 +645,10 @@ fn the_same_adapter_twice_forecasts_like_once() {
     };
     let devices = vec![gpu.backend.clone(), gpu.backend.clone()];
     let series = batch(3, 2, 40);
-    let options = Toto2Options::gluonts(16);
+    let options = toto_fallback::ForecastOptions::gluonts(16);
     let one = Toto2::from_dir(&*gpu, V2).unwrap();
     let want = values(
-        one.forecast_series(&series, &options)
+        one.predict(&common::request(&series, &options))
             .unwrap()
             .quantiles()
             .unwrap()
@@ -637,7 +656,7 @@ fn the_same_adapter_twice_forecasts_like_once() {
             .clone(),
     );
     let many = MultiDevice::load(devices, |b| Toto2::from_dir(b, V2)).unwrap();
-    let got = many.forecast_series(&series, &options).unwrap();
+    let got = many.predict(&common::request(&series, &options)).unwrap();
     let got = values(got.quantiles().unwrap().values().clone());
     assert_eq!(got.len(), want.len());
     let worst = got

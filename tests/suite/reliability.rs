@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use statrs::distribution::{ContinuousCDF, Gamma as SGamma, StudentsT};
+#[allow(unused_imports)]
+use toto_fallback::Forecaster;
 use toto_fallback::backend::ScalerSpec;
 use toto_fallback::distr::{Categorical, Distribution, Gamma, MixtureSameFamily, Normal, StudentT};
 use toto_fallback::toto::{ForecastOptions, Toto, TotoConfig};
@@ -338,17 +340,20 @@ fn forecast_refuses_oversized_requests_before_allocating() {
     };
     let reason = too_large(
         "num_samples 2^31",
-        run(ForecastOptions {
+        run(toto_fallback::ForecastOptions {
             prediction_length: 8,
             num_samples: Some(1 << 31),
-            samples_per_batch: 1 << 31,
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: 1 << 31,
+                ..Default::default()
+            },
             ..ForecastOptions::default()
         }),
     );
     assert!(reason.contains("samples_per_batch"), "{reason}");
     too_large(
         "prediction_length 2^40",
-        run(ForecastOptions {
+        run(toto_fallback::ForecastOptions {
             prediction_length: 1 << 40,
             num_samples: None,
             ..ForecastOptions::default()
@@ -356,22 +361,28 @@ fn forecast_refuses_oversized_requests_before_allocating() {
     );
     too_large(
         "prediction_length usize::MAX",
-        run(ForecastOptions {
+        run(toto_fallback::ForecastOptions {
             prediction_length: usize::MAX,
             num_samples: Some(2),
-            samples_per_batch: 1,
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: 1,
+                ..Default::default()
+            },
             ..ForecastOptions::default()
         }),
     );
     // Sizes whose products overflow u128 (2^64 · 2^64 · ...) without a KV cache.
     too_large(
         "everything usize::MAX",
-        run(ForecastOptions {
+        run(toto_fallback::ForecastOptions {
             prediction_length: usize::MAX,
             num_samples: Some(usize::MAX),
-            samples_per_batch: usize::MAX,
-            use_kv_cache: false,
             progress: None,
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: usize::MAX,
+                use_kv_cache: false,
+            },
+            ..toto_fallback::ForecastOptions::default()
         }),
     );
 }
@@ -455,12 +466,15 @@ fn short_non_finite_and_constant_contexts_forecast_finite_values() {
     let cpu = NdArray::seeded(5);
     let toto = tiny(&cpu);
     let dev = cpu.device();
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 5,
         num_samples: Some(8),
-        samples_per_batch: 4,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 4,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let cases: [(&str, Tensor<3>, Option<Tensor<3, Bool>>); 5] = [
         (
@@ -491,7 +505,7 @@ fn short_non_finite_and_constant_contexts_forecast_finite_values() {
     for (what, series, mask) in cases {
         for opts in [
             options.clone(),
-            ForecastOptions {
+            toto_fallback::ForecastOptions {
                 num_samples: None,
                 ..options.clone()
             },
@@ -500,10 +514,10 @@ fn short_non_finite_and_constant_contexts_forecast_finite_values() {
                 toto.forecast(series.clone(), mask.clone(), None, &opts)
             })
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let mean = values(f.mean.clone());
+            let mean = values(f.mean().clone());
             assert_eq!(mean.len(), series.dims()[1] * 5, "{what}");
             assert!(mean.iter().all(|x| x.is_finite()), "{what}: {mean:?}");
-            if let Some(s) = f.samples {
+            if let Some(s) = f.samples().cloned() {
                 assert!(values(s).iter().all(|x| x.is_finite()), "{what}: samples");
             }
         }
@@ -570,7 +584,19 @@ fn truncated_empty_and_garbage_checkpoints_are_checkpoint_errors() {
         Toto::from_safetensors(&cpu, config.clone(), &path).map(drop)
     });
     std::fs::remove_dir_all(&dir).ok();
-    checkpoint_problems("truncated file", r);
+    let problems = checkpoint_problems("truncated file", r);
+    // Only the groups that have problems are listed: no `missing []` before the reason.
+    let text = problems.to_string();
+    assert!(text.starts_with("checkpoint "), "{text}");
+    assert!(text.contains("unreadable ["), "{text}");
+    for empty in [
+        "missing []",
+        "unexpected []",
+        "dtype []",
+        "does not match the config",
+    ] {
+        assert!(!text.contains(empty), "{text:?} has {empty:?}");
+    }
 }
 
 /// The fixture's checkpoint with every tensor converted to `dtype` (f16 or bf16).
@@ -618,7 +644,7 @@ fn half_precision_checkpoints_load_as_f32() {
         ),
         cpu.device(),
     );
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 8,
         num_samples: None,
         ..ForecastOptions::default()
@@ -627,7 +653,7 @@ fn half_precision_checkpoints_load_as_f32() {
         reference
             .forecast(series.clone(), None, None, &options)
             .unwrap()
-            .mean,
+            .into_mean(),
     );
     // f16 keeps 11 significant bits, bf16 8: relative rounding 2^-11 and 2^-8 per weight. The
     // tolerance on the mean forecast (values of order 1) is a loose multiple of that, enough to
@@ -644,7 +670,7 @@ fn half_precision_checkpoints_load_as_f32() {
         let got = values(
             toto.forecast(series.clone(), None, None, &options)
                 .unwrap()
-                .mean,
+                .into_mean(),
         );
         let err = got
             .iter()
@@ -930,7 +956,7 @@ fn one_model_forecasts_from_many_threads_as_it_does_alone() {
 /// forecast's size).
 fn forecasts_from_threads<B: LayerOps>(b: &B, tol: f64) {
     let toto = Arc::new(tiny(b));
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 6,
         num_samples: None,
         ..ForecastOptions::default()
@@ -947,7 +973,7 @@ fn forecasts_from_threads<B: LayerOps>(b: &B, tol: f64) {
     let alone: Vec<Vec<f64>> = (0..4)
         .map(|i| {
             let s = series(i, toto.backend().device());
-            values(toto.forecast(s, None, None, &options).unwrap().mean)
+            values(toto.forecast(s, None, None, &options).unwrap().into_mean())
         })
         .collect();
     let shared = Arc::clone(&toto);
@@ -960,7 +986,7 @@ fn forecasts_from_threads<B: LayerOps>(b: &B, tol: f64) {
                     (0..3)
                         .map(|_| {
                             let s = series(i, toto.backend().device());
-                            values(toto.forecast(s, None, None, &options).unwrap().mean)
+                            values(toto.forecast(s, None, None, &options).unwrap().into_mean())
                         })
                         .collect::<Vec<_>>()
                 })
@@ -1160,12 +1186,15 @@ fn a_forecast_that_outgrows_the_device_is_an_error_and_the_device_recovers() {
     // One decode step's unembedding output is [paths, 1, 1, embed_dim · patch_size] floats:
     // size the paths so that it is twice the refused buffer.
     let paths = 2 * refused / (4 * c.embed_dim * c.patch_size);
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 2 * c.patch_size,
         num_samples: Some(paths),
-        samples_per_batch: paths,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: paths,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let series = Tensor::<3>::ones([1, 1, c.patch_size], b.device());
     let err = no_panic("a forecast past the device's largest buffer", || {
@@ -1179,13 +1208,16 @@ fn a_forecast_that_outgrows_the_device_is_an_error_and_the_device_recovers() {
         b.name()
     );
     // The device is still usable, and the same forecast in smaller batches succeeds.
-    let smaller = ForecastOptions {
+    let smaller = toto_fallback::ForecastOptions {
         num_samples: Some(64),
-        samples_per_batch: 64,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 64,
+            ..Default::default()
+        },
         ..options
     };
     let f = toto.forecast(series, None, None, &smaller).unwrap();
-    assert!(values(f.mean).iter().all(|x| x.is_finite()));
+    assert!(values(f.into_mean()).iter().all(|x| x.is_finite()));
 }
 
 #[test]
@@ -1224,12 +1256,15 @@ fn soak_forecasts_do_not_grow_memory() {
     };
     let toto = tiny(&b.backend);
     let device = b.device().clone();
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 20,
         num_samples: Some(16),
-        samples_per_batch: 8,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 8,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let series = Tensor::<3>::from_data(
         TensorData::new(

@@ -8,10 +8,12 @@
 use crate::common;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use toto_fallback::auto::{AutoOptions, AutoToto};
+#[allow(unused_imports)]
+use toto_fallback::Forecaster;
+use toto_fallback::auto::AutoToto;
 use toto_fallback::forecast::Series;
 use toto_fallback::toto::{ForecastOptions, Toto};
-use toto_fallback::toto2::{Toto2, Toto2Options};
+use toto_fallback::toto2::Toto2;
 use toto_fallback::{Backend, Error, MAX_ELEMENTS, NdArray};
 
 const TOTO1: &str = "tests/fixtures/tiny";
@@ -298,24 +300,29 @@ fn toto_forecast_series_equals_the_forecast_of_hand_built_tensors() {
         .unwrap()
         .with_series_ids([0, 1, 0, 0])
         .unwrap();
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 12,
         num_samples: Some(4),
-        samples_per_batch: 2,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 2,
+            ..Default::default()
+        },
         ..ForecastOptions::default()
     };
     // A fresh model on a backend of the same seed for each path: the same draws.
     let model = || Toto::from_dir(&NdArray::seeded(7), TOTO1).unwrap();
-    let got = model().forecast_series(&series, &options).unwrap();
+    let got = model()
+        .predict(&common::request(&series, &options))
+        .unwrap();
     let ids = ids_tensor([0, 1, 0, 0])
         .reshape([2, 2, 1])
         .expand([2, 2, 20]);
     let want = model()
         .forecast(values, Some(mask), Some(ids), &options)
         .unwrap();
-    let got = common::values(got.samples.unwrap());
+    let got = common::values(got.samples().cloned().unwrap());
     assert!(got.iter().all(|x| x.is_finite()), "{got:?}");
-    assert_eq!(got, common::values(want.samples.unwrap()));
+    assert_eq!(got, common::values(want.samples().cloned().unwrap()));
 }
 
 #[test]
@@ -325,12 +332,12 @@ fn toto2_forecast_series_equals_the_forecast_of_hand_built_tensors() {
         .unwrap()
         .with_series_ids([0, 1, 0, 0])
         .unwrap();
-    let options = Toto2Options {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 12,
-        ..Toto2Options::default()
+        ..ForecastOptions::default()
     };
     let model = Toto2::from_dir(&NdArray::new(), TOTO2).unwrap();
-    let got = model.forecast_series(&series, &options).unwrap();
+    let got = model.predict(&common::request(&series, &options)).unwrap();
     let want = model
         .forecast(
             values,
@@ -356,12 +363,14 @@ fn auto_forecast_series_equals_auto_forecast_for_both_generations() {
         .unwrap()
         .with_interval(60)
         .unwrap();
-    let mut options = AutoOptions::new(10);
-    options.v1.num_samples = Some(4);
+    let mut options = toto_fallback::ForecastOptions::new(10);
+    options.num_samples = Some(4);
     options.v1.samples_per_batch = 4;
     for dir in [TOTO1, TOTO2] {
         let model = || AutoToto::from_dir(&NdArray::seeded(3), dir).unwrap();
-        let got = model().forecast_series(&series, &options).unwrap();
+        let got = model()
+            .predict(&common::request(&series, &options))
+            .unwrap();
         let want = model()
             .forecast(
                 values.clone(),
@@ -370,7 +379,7 @@ fn auto_forecast_series_equals_auto_forecast_for_both_generations() {
                 &options,
             )
             .unwrap();
-        assert_eq!(got.mean.dims(), [2, 2, 10]);
+        assert_eq!(got.mean().dims(), [2, 2, 10]);
         assert_eq!(
             common::values(got.quantile(0.9).unwrap()),
             common::values(want.quantile(0.9).unwrap()),
@@ -384,20 +393,24 @@ fn forecast_series_checks_the_options_before_uploading() {
     let series = Series::from_values([1.0, 2.0, 3.0]).unwrap();
     let cpu = NdArray::new();
     let toto = Toto::from_dir(&cpu, TOTO1).unwrap();
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 0,
         ..ForecastOptions::default()
     };
-    let err = toto.forecast_series(&series, &options).unwrap_err();
+    let err = toto
+        .predict(&common::request(&series, &options))
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Input { what: "Toto::forecast", reason } if reason.contains("prediction_length")),
         "{err:?}"
     );
     let toto2 = Toto2::from_dir(&cpu, TOTO2).unwrap();
-    let options = Toto2Options {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: usize::MAX,
-        ..Toto2Options::default()
+        ..ForecastOptions::default()
     };
-    let err = toto2.forecast_series(&series, &options).unwrap_err();
+    let err = toto2
+        .predict(&common::request(&series, &options))
+        .unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
 }

@@ -20,6 +20,8 @@ use safetensors::{Dtype, SafeTensors};
 use toto_fallback::distr::{Cdf, Distribution};
 use toto_fallback::toto::{Toto, TotoConfig};
 use toto_fallback::{Backend, Error, LayerOps, Op};
+#[allow(unused_imports)]
+use toto_fallback::{ForecastOptions, Forecaster};
 
 const FIXTURE: &str = "tests/fixtures/tiny";
 const SPACEFIRST: &str = "tests/fixtures/spacefirst";
@@ -221,12 +223,15 @@ fn the_scaler_forced_onto_the_cpu_is_forwarded_one_patch_per_step() {
     // series (2 x 3 x 8), instead of the whole series again.
     b.reset_report();
     let (series, mask, ids) = forecast_inputs(&reference, b.device());
-    let options = toto_fallback::toto::ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 28,
         num_samples: None,
-        samples_per_batch: 1,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 1,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     toto.forecast(series, Some(mask), Some(ids), &options)
         .unwrap();
@@ -247,17 +252,20 @@ fn a_sampled_forecast_on_the_fallback_forwards_nothing() {
     let reference = Reference::load();
     let toto = load(&*b);
     let (series, mask, ids) = forecast_inputs(&reference, b.device());
-    let options = toto_fallback::toto::ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 28,
         num_samples: Some(8),
-        samples_per_batch: 4,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 4,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let forecast = toto
         .forecast(series, Some(mask), Some(ids), &options)
         .unwrap();
-    assert_eq!(forecast.samples.as_ref().unwrap().dims(), [2, 3, 28, 8]);
+    assert_eq!(forecast.samples().unwrap().dims(), [2, 3, 28, 8]);
     let report = b.report();
     let forwarded = report.total(toto_fallback::Placement::Forwarded);
     let scaler = report.op(Op::PatchScaler);
@@ -499,23 +507,25 @@ fn forecast_inputs(
 }
 
 fn check_mean_forecast<B: LayerOps>(b: &B, dir: &'static str) {
-    use toto_fallback::toto::ForecastOptions;
     let reference = Reference::load_from(dir);
     let toto = load_dir(b, dir);
     for (use_kv_cache, name) in [(true, "forecast.mean_kv"), (false, "forecast.mean_nokv")] {
         let (series, mask, ids) = forecast_inputs(&reference, b.device());
-        let options = ForecastOptions {
+        let options = toto_fallback::ForecastOptions {
             prediction_length: reference.get(name).0[2],
             num_samples: None,
-            samples_per_batch: 1,
-            use_kv_cache,
             progress: None,
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: 1,
+                use_kv_cache,
+            },
+            ..toto_fallback::ForecastOptions::default()
         };
         let f = toto
             .forecast(series, Some(mask), Some(ids), &options)
             .unwrap();
-        assert!(f.samples.is_none());
-        assert_close(&reference, name, f.mean);
+        assert!(f.samples().is_none());
+        assert_close(&reference, name, f.into_mean());
     }
 }
 
@@ -531,7 +541,6 @@ on_backends!(
 
 #[test]
 fn sampled_first_step_matches_the_analytic_distribution() {
-    use toto_fallback::toto::ForecastOptions;
     // One decode step: every path's draws come from the prefill's distribution, whose mean and
     // stddev toto-ts gives (the forecast context's last patch is the fixture's last patch, and the
     // scaler prefix is the padded context, as in the fixture's forward pass only when the context
@@ -542,12 +551,15 @@ fn sampled_first_step_matches_the_analytic_distribution() {
     let toto = load(&cpu);
     let (series, mask, ids) = reference.inputs(cpu.device());
     let n = 4000;
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 8,
         num_samples: Some(n),
-        samples_per_batch: 1000,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 1000,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let f = toto
         .forecast(
@@ -557,14 +569,14 @@ fn sampled_first_step_matches_the_analytic_distribution() {
             &options,
         )
         .unwrap();
-    let samples = f.samples.clone().unwrap();
+    let samples = f.samples().cloned().unwrap();
     assert_eq!(samples.dims(), [2, 3, 8, n]);
     let out = toto.forward(series, mask, ids, None, Some(56)).unwrap();
     let dist = out.distribution().unwrap();
     let [b, v, t] = dist.batch_shape();
     let want_mean = common::values(dist.mean().slice([0..b, 0..v, t - 8..t]));
     let want_sd = common::values(dist.stddev().slice([0..b, 0..v, t - 8..t]));
-    let got_mean = common::values(f.mean.clone());
+    let got_mean = common::values(f.mean().clone());
     for i in 0..want_mean.len() {
         // Five standard errors of the mean; Student-T tails with df > 2 have finite variance.
         let se = want_sd[i] / (n as f64).sqrt();
@@ -590,17 +602,19 @@ fn sampled_first_step_matches_the_analytic_distribution() {
 
 #[test]
 fn non_finite_values_are_masked_like_padding() {
-    use toto_fallback::toto::ForecastOptions;
     let cpu = toto_fallback::NdArray::seeded(0);
     let reference = Reference::load();
     let toto = load(&cpu);
     let (series, mask, ids) = forecast_inputs(&reference, cpu.device());
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 8,
         num_samples: None,
-        samples_per_batch: 1,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 1,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     // A NaN and an inf, against the same positions set to 0 and marked as padding.
     let [b, v, t] = series.dims();
@@ -641,29 +655,31 @@ fn non_finite_values_are_masked_like_padding() {
     let want = toto
         .forecast(clean, Some(clean_mask), Some(ids), &options)
         .unwrap();
-    let got = common::values(got.mean);
+    let got = common::values(got.into_mean());
     assert!(got.iter().all(|x| x.is_finite()));
-    assert_eq!(got, common::values(want.mean));
+    assert_eq!(got, common::values(want.into_mean()));
 }
 
 #[test]
 fn forecast_rejects_bad_options() {
-    use toto_fallback::toto::ForecastOptions;
     let cpu = toto_fallback::NdArray::seeded(0);
     let toto = load(&cpu);
     let series = Tensor::<3>::ones([1, 1, 10], cpu.device());
     let bad = [
-        ForecastOptions {
+        toto_fallback::ForecastOptions {
             prediction_length: 0,
             ..ForecastOptions::default()
         },
-        ForecastOptions {
+        toto_fallback::ForecastOptions {
             num_samples: Some(0),
             ..ForecastOptions::default()
         },
-        ForecastOptions {
+        toto_fallback::ForecastOptions {
             num_samples: Some(10),
-            samples_per_batch: 3,
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: 3,
+                ..Default::default()
+            },
             ..ForecastOptions::default()
         },
     ];
@@ -783,7 +799,6 @@ fn the_f32_scaler_loses_digits_on_long_offset_series_the_f64_one_does_not() {
 /// without cache over context + the path's draws (checked against the fixtures above), so the
 /// test covers prefill sharing, `KvCache::repeat`, chunking and the sample-index-outer layout.
 fn check_sampled_paths(use_kv_cache: bool) {
-    use toto_fallback::toto::ForecastOptions;
     let cpu = toto_fallback::NdArray::seeded(if use_kv_cache { 21 } else { 22 });
     let reference = Reference::load_from(SPACEFIRST);
     let toto = load_dir(&cpu, SPACEFIRST);
@@ -792,12 +807,15 @@ fn check_sampled_paths(use_kv_cache: bool) {
     let (series, mask, ids) = reference.inputs(cpu.device());
     let [b, v, t] = series.dims();
     let (pred, n) = (40, 400);
-    let options = ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: pred,
         num_samples: Some(n),
-        samples_per_batch: 200,
-        use_kv_cache,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 200,
+            use_kv_cache,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let f = toto
         .forecast(
@@ -807,7 +825,7 @@ fn check_sampled_paths(use_kv_cache: bool) {
             &options,
         )
         .unwrap();
-    let samples = f.samples.unwrap(); // [B, V, pred, N]
+    let samples = f.samples().cloned().unwrap(); // [B, V, pred, N]
     assert_eq!(samples.dims(), [b, v, pred, n]);
     // Paths as the batch, sample index outer: [N·B, V, pred].
     let drawn = samples.permute([3, 0, 1, 2]).reshape([n * b, v, pred]);
@@ -955,12 +973,15 @@ fn fan_chart_writes_a_png_that_is_not_blank() {
     let toto = load(&cpu);
     let reference = Reference::load();
     let (series, mask, ids) = forecast_inputs(&reference, cpu.device());
-    let options = toto_fallback::toto::ForecastOptions {
+    let options = toto_fallback::ForecastOptions {
         prediction_length: 16,
         num_samples: Some(32),
-        samples_per_batch: 32,
-        use_kv_cache: true,
         progress: None,
+        v1: toto_fallback::TotoSettings {
+            samples_per_batch: 32,
+            use_kv_cache: true,
+        },
+        ..toto_fallback::ForecastOptions::default()
     };
     let forecast = toto
         .forecast(series.clone(), Some(mask), Some(ids), &options)
@@ -1012,8 +1033,7 @@ fn fan_chart_writes_a_png_that_is_not_blank() {
 fn forecasts_report_every_pass_to_the_progress_callback() {
     use std::sync::{Arc, Mutex};
     use toto_fallback::forecast::{Progress, Step};
-    use toto_fallback::toto::ForecastOptions;
-    use toto_fallback::toto2::{Toto2, Toto2Options};
+    use toto_fallback::toto2::Toto2;
     let heard = Arc::new(Mutex::new(Vec::<Step>::new()));
     let progress = {
         let heard = heard.clone();
@@ -1032,12 +1052,15 @@ fn forecasts_report_every_pass_to_the_progress_callback() {
     // Three patches ahead (the last one partial).
     let horizon = 2 * p + 1;
     for (samples, spb, passes) in [(None, 1, 3), (Some(8), 4, 1 + 2 * 2), (Some(4), 4, 1 + 2)] {
-        let options = ForecastOptions {
+        let options = toto_fallback::ForecastOptions {
             prediction_length: horizon,
             num_samples: samples,
-            samples_per_batch: spb,
-            use_kv_cache: true,
             progress: Some(progress.clone()),
+            v1: toto_fallback::TotoSettings {
+                samples_per_batch: spb,
+                use_kv_cache: true,
+            },
+            ..toto_fallback::ForecastOptions::default()
         };
         toto.forecast(
             series.clone(),
@@ -1057,11 +1080,14 @@ fn forecasts_report_every_pass_to_the_progress_callback() {
     let device = b.device();
     let target = Tensor::<3>::ones([1, 2, 4 * p2], device);
     for (block, passes) in [(None, 1), (Some(p2), 5), (Some(2 * p2), 3)] {
-        let options = Toto2Options {
+        let options = toto_fallback::ForecastOptions {
             prediction_length: 5 * p2,
-            decode_block_size: block,
             progress: Some(progress.clone()),
-            ..Toto2Options::default()
+            v2: toto_fallback::Toto2Settings {
+                decode_block_size: block,
+                ..Default::default()
+            },
+            ..ForecastOptions::default()
         };
         toto2
             .forecast(target.clone(), None, None, None, &options)
@@ -1077,15 +1103,15 @@ fn forecasts_report_every_pass_to_the_progress_callback() {
 fn warm_up_forecasts_the_shape_it_is_given() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use toto_fallback::auto::{AutoOptions, AutoToto};
+    use toto_fallback::auto::AutoToto;
     use toto_fallback::forecast::Progress;
     let b = toto_fallback::NdArray::seeded(5);
     for (dir, passes) in [(FIXTURE, 2), ("tests/fixtures/toto2-tiny", 1)] {
         let model = AutoToto::from_dir(&b, dir).unwrap();
         let p = model.patch_size();
         let heard = Arc::new(AtomicUsize::new(0));
-        let mut options = AutoOptions::new(2 * p);
-        options.v1.num_samples = None;
+        let mut options = toto_fallback::ForecastOptions::new(2 * p);
+        options.num_samples = None;
         options.progress = Some(Progress::new({
             let heard = heard.clone();
             move |_| {
@@ -1112,8 +1138,8 @@ fn warm_up_forecasts_the_shape_it_is_given() {
         );
         // Refused by the forecast's size check before the series is built (2^32 elements
         // would be 16 GiB on the host).
-        let mut long = AutoOptions::new(1 << 40);
-        long.v1.num_samples = None;
+        let mut long = toto_fallback::ForecastOptions::new(1 << 40);
+        long.num_samples = None;
         assert!(
             matches!(
                 model.warm_up([1, 1, 1 << 32], &long),
@@ -1132,7 +1158,7 @@ fn warm_up_forecasts_the_shape_it_is_given() {
 /// `read_series` reads a result per series and variate.
 #[test]
 fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
-    use toto_fallback::auto::{AutoOptions, AutoToto};
+    use toto_fallback::auto::AutoToto;
     use toto_fallback::forecast::read_series;
     fn run<B: LayerOps>(backend: &B, name: &str) {
         let model = AutoToto::from_dir(backend, FIXTURE).unwrap();
@@ -1145,15 +1171,15 @@ fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
             ),
             backend.device(),
         );
-        let mut options = AutoOptions::new(6);
-        options.v1.num_samples = Some(37); // not a power of two: the network pads
+        let mut options = toto_fallback::ForecastOptions::new(6);
+        options.num_samples = Some(37); // not a power of two: the network pads
         options.v1.samples_per_batch = 37;
         let f = model
             .forecast(series.clone(), None, None, &options)
             .unwrap();
         let levels = [0.0, 0.1, 0.25, 0.5, 0.9, 1.0];
         let got = common::values(f.quantiles_at(&levels).unwrap()); // [1, 2, 6, 6]
-        let paths = common::values(f.samples.clone().unwrap()); // [1, 2, 6, 37]
+        let paths = common::values(f.samples().cloned().unwrap()); // [1, 2, 6, 37]
         let n = 37;
         for row in 0..2 * 6 {
             let mut sorted = paths[row * n..(row + 1) * n].to_vec();
@@ -1192,7 +1218,7 @@ fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
             "{name}"
         );
 
-        options.v1.num_samples = None;
+        options.num_samples = None;
         let mean_only = model.forecast(series, None, None, &options).unwrap();
         for result in [
             mean_only.quantile(0.5).map(drop),
@@ -1208,7 +1234,7 @@ fn quantiles_come_from_one_device_sort_and_mean_mode_refuses_them() {
                 other => panic!("{name}: a mean-mode forecast answered: {other:?}"),
             }
         }
-        assert_eq!(read_series(mean_only.mean).unwrap()[0].len(), 2);
+        assert_eq!(read_series(mean_only.into_mean()).unwrap()[0].len(), 2);
     }
     run(&toto_fallback::NdArray::seeded(4), "ndarray");
     if let Some(b) = common::fallback(4) {

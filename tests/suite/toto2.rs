@@ -16,8 +16,10 @@
 //! Tolerance: `|got − want| <= 1e-5 · max(1, |want|)` (the scaled error).
 
 use burn::tensor::{Bool, Int, Tensor};
-use toto_fallback::toto2::{Covariates, LEVELS, Precision, Toto2, Toto2Options};
+use toto_fallback::toto2::{Covariates, LEVELS, Precision, Toto2};
 use toto_fallback::{Backend, Error, LayerOps, Op};
+#[allow(unused_imports)]
+use toto_fallback::{ForecastOptions, Forecaster};
 
 use crate::common;
 use crate::toto::{Reference, assert_close, scaled_error};
@@ -85,19 +87,23 @@ on_backends!(
 );
 
 /// One forecast case of a fixture: its options, from fixture_meta.json.
-fn case_options(dir: &str, case: &str) -> Toto2Options {
+fn case_options(dir: &str, case: &str) -> ForecastOptions {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/fixture_meta.json")).unwrap())
             .unwrap();
     let case = &meta["cases"][format!("forecast.{case}")];
     let kwargs = &case["kwargs"];
-    Toto2Options {
+    toto_fallback::ForecastOptions {
         prediction_length: case["horizon"].as_u64().unwrap() as usize,
-        decode_block_size: kwargs["decode_block_size"].as_u64().map(|n| n as usize),
-        has_missing_values: kwargs["has_missing_values"].as_bool().unwrap_or(true),
-        scaler_fallback_min_obs: kwargs["scaler_fallback_min_obs"].as_u64().unwrap_or(0) as usize,
-        quantile_real_cap_k: kwargs["quantile_real_cap_k"].as_f64().unwrap_or(0.0),
         progress: None,
+        v2: toto_fallback::Toto2Settings {
+            decode_block_size: kwargs["decode_block_size"].as_u64().map(|n| n as usize),
+            has_missing_values: kwargs["has_missing_values"].as_bool().unwrap_or(true),
+            scaler_fallback_min_obs: kwargs["scaler_fallback_min_obs"].as_u64().unwrap_or(0)
+                as usize,
+            quantile_real_cap_k: kwargs["quantile_real_cap_k"].as_f64().unwrap_or(0.0),
+        },
+        ..toto_fallback::ForecastOptions::default()
     }
 }
 
@@ -264,10 +270,13 @@ fn toto2_forecast_forwards_nothing_on_the_fallback() {
     let reference = Reference::load_from(OTHER);
     let (target, mask, ids) = inputs(&reference, dev);
     for block in [None, Some(16)] {
-        let options = Toto2Options {
+        let options = toto_fallback::ForecastOptions {
             prediction_length: 43,
-            decode_block_size: block,
-            ..Toto2Options::gluonts(43)
+            v2: toto_fallback::Toto2Settings {
+                decode_block_size: block,
+                ..toto_fallback::Toto2Settings::gluonts()
+            },
+            ..ForecastOptions::gluonts(43)
         };
         let f = model
             .forecast(
@@ -298,16 +307,22 @@ fn toto2_forecast_forwards_nothing_on_the_fallback() {
 #[test]
 fn toto2_loader_names_every_bad_key_and_the_wrong_generation() {
     let cpu = toto_fallback::NdArray::seeded(0);
-    // Toto 1.0's directory: its config lacks Toto 2.0's keys.
+    // Toto 1.0's directory: the error names the generation and the loaders to use, not the
+    // first Toto 2.0 key its config lacks.
     match Toto2::from_dir(&cpu, "tests/fixtures/tiny") {
-        Err(Error::Config { field, reason, .. }) => {
-            assert_eq!(field, "config.json");
+        Err(
+            e @ Error::WrongGeneration {
+                found: "Toto 1.0", ..
+            },
+        ) => {
+            let text = e.to_string();
             assert!(
-                reason.contains("patch_size") || reason.contains("d_model"),
-                "{reason}"
+                text.contains("Toto::from_dir") && text.contains("AutoToto"),
+                "{text}"
             );
+            assert!(!text.contains("missing field"), "{text}");
         }
-        other => panic!("expected a config error, got {other:?}"),
+        other => panic!("expected Error::WrongGeneration, got {other:?}"),
     }
     // Toto 2.0's tiny config with the other fixture's weights: every shape differs.
     let config =
@@ -344,7 +359,7 @@ fn tiny_forecast(
             Some(mask),
             Some(ids),
             None,
-            &Toto2Options::gluonts(20),
+            &toto_fallback::ForecastOptions::gluonts(20),
         )
         .unwrap();
     common::values(f.quantiles().unwrap().values().clone())
@@ -393,19 +408,25 @@ fn toto2_forecasts_a_context_of_one_patch_or_less() {
     // burn's `narrow`). 4 steps forecast as the same steps left-padded to a whole patch.
     let cpu = toto_fallback::NdArray::seeded(0);
     let model = load(&cpu, TINY);
-    let options = toto_fallback::toto2::Toto2Options::gluonts(20);
+    let options = toto_fallback::ForecastOptions::gluonts(20);
     let four = [1.0f32, 3.0, 2.0, 4.0];
     let got = model
-        .forecast_series(&toto_fallback::Series::from_values(four).unwrap(), &options)
+        .predict(&common::request(
+            &toto_fallback::Series::from_values(four).unwrap(),
+            &options,
+        ))
         .unwrap();
     let padded: Vec<f32> = [f32::NAN; 12].into_iter().chain(four).collect();
     let want = model
-        .forecast_series(
+        .predict(&common::request(
             &toto_fallback::Series::from_values(&padded).unwrap(),
             &options,
-        )
+        ))
         .unwrap();
-    let (got, want) = (common::values(got.mean), common::values(want.mean));
+    let (got, want) = (
+        common::values(got.into_mean()),
+        common::values(want.into_mean()),
+    );
     assert_eq!(got.len(), 20);
     assert!(got.iter().all(|x| x.is_finite()));
     assert_eq!(got, want, "4 steps are 16 with 12 unobserved");
@@ -421,12 +442,12 @@ fn toto2_refuses_bad_inputs_and_options() {
                m: Option<Tensor<3, Bool>>,
                i: Option<Tensor<2, Int>>,
                c: Option<&Covariates>,
-               o: &Toto2Options| { model.forecast(t, m, i, c, o).map(drop) };
+               o: &ForecastOptions| { model.forecast(t, m, i, c, o).map(drop) };
     let input = |what: &str, r: Result<(), Error>| match r {
         Err(Error::Input { reason, .. }) => reason,
         other => panic!("{what}: expected Error::Input, got {other:?}"),
     };
-    let o = Toto2Options::default();
+    let o = toto_fallback::ForecastOptions::default();
     input(
         "horizon 0",
         run(
@@ -434,7 +455,7 @@ fn toto2_refuses_bad_inputs_and_options() {
             None,
             None,
             None,
-            &Toto2Options {
+            &toto_fallback::ForecastOptions {
                 prediction_length: 0,
                 ..o.clone()
             },
@@ -471,8 +492,11 @@ fn toto2_refuses_bad_inputs_and_options() {
             None,
             None,
             None,
-            &Toto2Options {
-                decode_block_size: Some(20),
+            &toto_fallback::ForecastOptions {
+                v2: toto_fallback::Toto2Settings {
+                    decode_block_size: Some(20),
+                    ..Default::default()
+                },
                 ..o.clone()
             },
         ),
@@ -485,8 +509,11 @@ fn toto2_refuses_bad_inputs_and_options() {
             None,
             None,
             None,
-            &Toto2Options {
-                quantile_real_cap_k: -1.0,
+            &toto_fallback::ForecastOptions {
+                v2: toto_fallback::Toto2Settings {
+                    quantile_real_cap_k: -1.0,
+                    ..Default::default()
+                },
                 ..o.clone()
             },
         ),
@@ -646,9 +673,9 @@ fn toto2_refuses_oversized_requests_before_allocating() {
     let model = load(&cpu, TINY);
     let target = Tensor::<3>::ones([1, 1, 32], cpu.device());
     for horizon in [1 << 40, usize::MAX] {
-        let options = Toto2Options {
+        let options = toto_fallback::ForecastOptions {
             prediction_length: horizon,
-            ..Toto2Options::default()
+            ..ForecastOptions::default()
         };
         match model.forecast(target.clone(), None, None, None, &options) {
             Err(e @ Error::TooLarge { .. }) => {
@@ -695,7 +722,7 @@ fn toto2_pads_covariates_with_a_short_context() {
             series_ids: Tensor::zeros([2, 1], dev),
         }
     };
-    let options = Toto2Options::gluonts(20);
+    let options = toto_fallback::ForecastOptions::gluonts(20);
     let run = |t: Tensor<3>, m: Tensor<3, Bool>, c: &Covariates| {
         let f = model
             .forecast(t, Some(m), Some(ids.clone()), Some(c), &options)

@@ -132,7 +132,7 @@ impl Wgpu {
     /// [`MultiDevice`](crate::multi::MultiDevice) that uses a whole host.
     ///
     /// ```no_run
-    /// use toto_fallback::{FallbackBackend, GraphicsApi, MultiDevice, NdArray, Wgpu};
+    /// use toto_fallback::{FallbackBackend, Forecaster, GraphicsApi, MultiDevice, NdArray, Wgpu};
     /// use toto_fallback::toto2::Toto2;
     ///
     /// let devices = Wgpu::discrete_gpus(GraphicsApi::Auto)?

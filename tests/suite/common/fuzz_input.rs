@@ -9,7 +9,7 @@ use toto_fallback::toto::{Toto, TotoConfig};
 use toto_fallback::{Error, NdArray};
 
 /// The largest model the harness builds: the target is the parser, not the allocator (a
-/// config of up to [`toto_fallback::toto::MAX_PARAMETERS`] is valid, and building it takes
+/// config of up to [`toto_fallback::MAX_PARAMETERS`] is valid, and building it takes
 /// time and memory a fuzzer should spend on inputs).
 pub const FUZZ_MAX_PARAMETERS: usize = 1 << 18;
 

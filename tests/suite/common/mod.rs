@@ -324,3 +324,12 @@ fn ks_statistic_handles_atoms() {
             > 0.4
     );
 }
+
+/// The request of `series` with `options` (what `forecast_series(series, options)` was).
+pub fn request(
+    series: &toto_fallback::Series,
+    options: &toto_fallback::ForecastOptions,
+) -> toto_fallback::ForecastRequest {
+    toto_fallback::ForecastRequest::new(series.clone(), options.prediction_length)
+        .with_options(options.clone())
+}
