@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::backend::LayerOps;
 use burn::tensor::{Bool, Int, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 pub use crate::forecast::Generation;
 use crate::forecast::{Forecast, ForecastOptions, ForecastRequest, Forecaster, Sealed};
 use crate::toto::Toto;
@@ -80,14 +80,11 @@ impl<B: LayerOps> AutoToto<B> {
                         Some(ids.reshape([b, v, 1]).expand([b, v, t]))
                     }
                     Some(ids) => {
-                        return Err(Error::Input {
-                            what: "AutoToto::forecast",
-                            reason: format!(
-                                "series_ids {:?} must be [B, V] = {:?}",
-                                ids.dims(),
-                                [b, v]
-                            ),
-                        });
+                        return Err(Error::input(
+                            "AutoToto::forecast",
+                            InputKind::Shape,
+                            format!("series_ids {:?} must be [B, V] = {:?}", ids.dims(), [b, v]),
+                        ));
                     }
                 };
                 m.forecast(series, mask, ids, options)

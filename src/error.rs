@@ -266,11 +266,14 @@ pub enum Error {
         device: String,
     },
 
-    /// An input to the model or forecaster is wrong.
+    /// An input to the model or forecaster is wrong: `kind` says how (to match on), `reason`
+    /// says it in words with what would fix it.
     #[error("{what}: {reason}")]
     Input {
-        /// Which input.
+        /// Which call or input.
         what: &'static str,
+        /// What kind of problem it is.
+        kind: InputKind,
         /// What is wrong and what would fix it.
         reason: String,
     },
@@ -342,6 +345,27 @@ pub struct HubError {
     /// The HTTP client's or the operating system's error, when there is one.
     #[source]
     pub source: Option<BoxedSource>,
+}
+
+/// What kind of bad input an [`Error::Input`] is, for callers that handle some kinds
+/// (a retry with a shorter horizon, a fallback to sample mode) and report the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InputKind {
+    /// Shapes that do not fit together (the reason names both).
+    Shape,
+    /// An input with nothing in it: no series, an empty dimension, no level asked for.
+    Empty,
+    /// An option or argument outside its range (a horizon of 0, a sample count its batch does
+    /// not divide, a level outside `[0, 1]`, a block size that is not whole patches).
+    OutOfRange,
+    /// A question the forecast cannot answer: quantiles, spread or draws of a mean-mode
+    /// forecast, more draws than it holds paths.
+    NoDistribution,
+    /// An input this model does not take (known covariates for Toto 1.0).
+    Unusable,
+    /// A failure of the call's own machinery (a device's thread that stopped or panicked).
+    Failed,
 }
 
 /// What is wrong with a checkpoint ([`Error::Checkpoint`]): every missing, unexpected, mis-shaped
@@ -417,6 +441,15 @@ impl CheckpointProblems {
 }
 
 impl Error {
+    /// [`Error::Input`] of `what`, of `kind`.
+    pub(crate) fn input(what: &'static str, kind: InputKind, reason: impl Into<String>) -> Self {
+        Error::Input {
+            what,
+            kind,
+            reason: reason.into(),
+        }
+    }
+
     /// [`Error::Config`] without an underlying error.
     pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Config {

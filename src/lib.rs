@@ -101,7 +101,7 @@ pub use backend::{
 };
 #[cfg(feature = "wgpu")]
 pub use backend::{Chosen, Prefer, choose_backend};
-pub use error::{BoxedSource, CheckpointProblems, Error, Result};
+pub use error::{BoxedSource, CheckpointProblems, Error, InputKind, Result};
 #[cfg(feature = "hub")]
 pub use error::{HubError, HubProblem};
 pub use forecast::{

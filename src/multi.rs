@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use crate::backend::{Backend, LayerOps, Report};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::forecast::{Forecast, ForecastParts, ForecastRequest, Forecaster, Progress, Step};
 use crate::rng::DrawWindow;
 
@@ -162,19 +162,17 @@ impl<M: Forecaster> MultiDevice<M> {
     /// device's thread.
     pub fn new(replicas: Vec<M>) -> Result<Self> {
         if replicas.is_empty() {
-            return Err(Error::Input {
-                what: "MultiDevice::new",
-                reason: "no device: give at least one model".to_owned(),
-            });
+            return Err(Error::input(
+                "MultiDevice::new",
+                InputKind::Empty,
+                "no device: give at least one model".to_owned(),
+            ));
         }
         let workers = (1..replicas.len())
             .map(|d| {
                 Worker::start(d).map_err(|e| {
                     let reason = format!("the system refused the device's thread: {e}");
-                    let source = Error::Input {
-                        what: "MultiDevice::new",
-                        reason,
-                    };
+                    let source = Error::input("MultiDevice::new", InputKind::Failed, reason);
                     device_error(d, replicas[d].backend(), None, source)
                 })
             })
@@ -247,10 +245,11 @@ impl<M: Forecaster> MultiDevice<M> {
         first.check_request(shape, options)?;
         let slices = split(shape[0], self.replicas.len());
         if slices.is_empty() {
-            return Err(Error::Input {
-                what: "MultiDevice::predict",
-                reason: format!("the series {shape:?} has no item to forecast"),
-            });
+            return Err(Error::input(
+                "MultiDevice::predict",
+                InputKind::Empty,
+                format!("the series {shape:?} has no item to forecast"),
+            ));
         }
         let inner = first.draws_per_item(shape, options);
         let progress = options
@@ -306,10 +305,11 @@ impl<M: Forecaster> MultiDevice<M> {
             .into_iter()
             .map(|(d, range, result)| {
                 let part = result.recv().unwrap_or_else(|_| {
-                    Err(Error::Input {
-                        what: "MultiDevice (a device's thread)",
-                        reason: "the thread stopped before answering".to_owned(),
-                    })
+                    Err(Error::input(
+                        "MultiDevice (a device's thread)",
+                        InputKind::Failed,
+                        "the thread stopped before answering".to_owned(),
+                    ))
                 });
                 (d, range, part)
             })
@@ -389,10 +389,11 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Error {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".to_owned());
-    Error::Input {
-        what: "MultiDevice (a device's thread panicked)",
-        reason: message,
-    }
+    Error::input(
+        "MultiDevice (a device's thread panicked)",
+        InputKind::Failed,
+        message,
+    )
 }
 
 fn device_error<B: LayerOps>(

@@ -77,6 +77,59 @@ impl<B: Backend, const D: usize> Categorical<B, D> {
         })
     }
 
+    /// Checks what torch's validation checks: no logit is NaN or `+inf` and every row has a
+    /// finite one (a row of `-inf` logits, or of zero weights, is no distribution). Reads the
+    /// logits back to the host (a device sync on a GPU): call it where you can afford one.
+    /// Unvalidated, such a row draws its last category and has NaN probabilities.
+    ///
+    /// ```
+    /// use burn::tensor::Tensor;
+    /// use toto_fallback::{Backend, Error, NdArray};
+    /// use toto_fallback::distr::Categorical;
+    ///
+    /// let cpu = NdArray::seeded(0);
+    /// let logits = Tensor::<2>::from_floats([[0.0, 1.0], [f32::NEG_INFINITY, f32::NEG_INFINITY]], cpu.device());
+    /// let err = Categorical::from_logits(&cpu, logits)?.validate().unwrap_err();
+    /// assert!(matches!(err, Error::ParamValue { index: 2, .. }), "{err}"); // row 1 starts at 2
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ParamValue`] naming the first element of the first bad row (or the first NaN or
+    /// `+inf`); [`Error::ReadBack`] if the device failed.
+    pub fn validate(&self) -> Result<()> {
+        let values = crate::backend::read_back("Categorical::validate", self.logits.clone())?;
+        let k = self.dims[D - 1];
+        let bad = |index: usize, requirement| {
+            Err(Error::ParamValue {
+                dist: NAME,
+                param: "logits",
+                requirement,
+                index,
+                value: values[index],
+            })
+        };
+        if let Some(i) = values
+            .iter()
+            .position(|v| v.is_nan() || *v == f32::INFINITY)
+        {
+            return bad(
+                i,
+                "must hold no NaN or +inf (probs: non-negative and finite)",
+            );
+        }
+        match values
+            .chunks(k.max(1))
+            .position(|row| !row.iter().any(|v| v.is_finite()))
+        {
+            Some(row) => bad(
+                row * k,
+                "must have a finite logit in every row (probs: a positive weight in every row)",
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// The parameter's dims, checked: on the backend's device, `D >= 1` and `K >= 1`.
     fn check(backend: &B, param: &'static str, t: &Tensor<D>) -> Result<[usize; D]> {
         let dims = batch_shape(NAME, backend.device(), &[(param, t)])?;

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use super::shape::{BroadcastTo, ReshapeExact, batch_shape, full_shape, lift, value_shape};
 use super::{Cdf, Distribution};
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 const NAME: &str = "QuantileKnots";
 
@@ -322,12 +322,11 @@ fn check_levels(levels: &[f64]) -> Result<()> {
     if levels.len() >= 2 && increasing && inside {
         return Ok(());
     }
-    Err(Error::Input {
-        what: "QuantileKnots::new",
-        reason: format!(
-            "the levels {levels:?} must be at least two, strictly increasing, in (0, 1)"
-        ),
-    })
+    Err(Error::input(
+        "QuantileKnots::new",
+        InputKind::OutOfRange,
+        format!("the levels {levels:?} must be at least two, strictly increasing, in (0, 1)"),
+    ))
 }
 
 /// The knots `given` at `levels` with the tails' ends added: the first and last segments

@@ -9,7 +9,6 @@ mod plot;
 mod progress;
 mod request;
 mod series;
-mod sort;
 
 pub(crate) use self::forecaster::sealed::Sealed;
 pub use self::forecaster::{Forecaster, Generation};
@@ -25,7 +24,7 @@ use burn::tensor::Tensor;
 
 use crate::backend::Backend;
 use crate::distr::{Cdf, Distribution, QuantileKnots};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 /// A [`Forecast`]'s tensors on one device, without its distribution object: what
 /// [`MultiDevice`](crate::multi::MultiDevice) moves from each device to the first.
@@ -130,9 +129,12 @@ impl<B: Backend> Forecast<B> {
     /// `backend`'s device) as one forecast of the batch, concatenated along the batch. Every
     /// part must be of one kind (mean, samples or knots at the same levels).
     pub(crate) fn concat(parts: Vec<ForecastParts>, backend: &B) -> Result<Self> {
-        let mismatch = || Error::Input {
-            what: "Forecast::concat",
-            reason: "the parts are forecasts of different kinds".to_owned(),
+        let mismatch = || {
+            Error::input(
+                "Forecast::concat",
+                InputKind::Failed,
+                "the parts are forecasts of different kinds".to_owned(),
+            )
         };
         let mut parts = parts.into_iter();
         let Some(first) = parts.next() else {
@@ -216,15 +218,15 @@ impl<B: Backend> Forecast<B> {
     /// sample paths, or a mean-mode forecast (forecast with `num_samples`); [`Error::TooLarge`]
     /// when the result would pass [`MAX_ELEMENTS`](crate::MAX_ELEMENTS).
     pub fn quantiles_at(&self, levels: &[f64]) -> Result<Tensor<4>> {
-        let input = |reason: String| Error::Input {
-            what: "Forecast::quantile",
-            reason,
-        };
+        let input = |kind, reason: String| Error::input("Forecast::quantile", kind, reason);
         if let Some(&q) = levels.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            return Err(input(format!("the level must be in [0, 1]; got {q}")));
+            return Err(input(
+                InputKind::OutOfRange,
+                format!("the level must be in [0, 1]; got {q}"),
+            ));
         }
         if levels.is_empty() {
-            return Err(input("no level asked for".to_owned()));
+            return Err(input(InputKind::Empty, "no level asked for".to_owned()));
         }
         let [b, v, t] = self.mean().dims();
         let shape = [b, v, t, levels.len()];
@@ -246,13 +248,16 @@ impl<B: Backend> Forecast<B> {
             return Ok(Tensor::stack(at, 3));
         }
         let Some(samples) = self.samples() else {
-            return Err(input(MEAN_MODE.to_owned()));
+            return Err(input(InputKind::NoDistribution, MEAN_MODE.to_owned()));
         };
         let n = samples.dims()[3];
         if n == 0 {
-            return Err(input("the forecast holds no sample path".to_owned()));
+            return Err(input(
+                InputKind::NoDistribution,
+                "the forecast holds no sample path".to_owned(),
+            ));
         }
-        let sorted = sort::sort_last(samples.clone());
+        let sorted = crate::backend::layers::composed::sort_last(samples.clone());
         let at = |i: usize| sorted.clone().narrow(3, i, 1).reshape([b, v, t]);
         let at = levels
             .iter()
@@ -284,10 +289,11 @@ impl<B: Backend> Forecast<B> {
             return Ok(knots.stddev());
         }
         let Some(s) = self.samples() else {
-            return Err(Error::Input {
-                what: "Forecast::std",
-                reason: MEAN_MODE.to_owned(),
-            });
+            return Err(Error::input(
+                "Forecast::std",
+                InputKind::NoDistribution,
+                MEAN_MODE.to_owned(),
+            ));
         };
         let n = s.dims()[3];
         let [b, v, t, _] = s.dims();
@@ -311,10 +317,8 @@ impl<B: Backend> Forecast<B> {
             let x: Tensor<4> = knots.sample(&[n])?; // [n, B, V, H]
             return Ok(x.permute([1, 2, 3, 0]));
         }
-        let input = |reason: String| Error::Input {
-            what: "Forecast::draw",
-            reason,
-        };
+        let input =
+            |reason: String| Error::input("Forecast::draw", InputKind::NoDistribution, reason);
         match self.samples() {
             Some(s) if s.dims()[3] >= n => Ok(s.clone().narrow(3, 0, n)),
             Some(s) => Err(input(format!(

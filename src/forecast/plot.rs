@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::Forecast;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 /// What [`Forecast::fan_chart`] draws: which series and variate, the image size, a title.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +87,15 @@ impl<B: Backend> Forecast<B> {
         let [b, v, horizon] = self.mean().dims();
         let [hb, hv, t] = history.dims();
         if chart.series >= b || chart.variate >= v || [hb, hv] != [b, v] {
-            return Err(Error::Input {
-                what: "Forecast::fan_chart",
-                reason: format!(
+            return Err(Error::input(
+                "Forecast::fan_chart",
+                InputKind::OutOfRange,
+                format!(
                     "series {} and variate {} must index the forecast's [{b}, {v}] series, and \
                      the history ([{hb}, {hv}, {t}]) must have that batch shape",
                     chart.series, chart.variate
                 ),
-            });
+            ));
         }
         let row = |x: Tensor<3>, len: usize| -> Result<Vec<f32>> {
             let x = x

@@ -3,7 +3,7 @@
 //! [`ForecastRequest`] (a [`Series`], known covariates, and the options).
 
 use super::{Progress, Series};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 /// Toto 1.0's own settings of a forecast ([`ForecastOptions::v1`]); Toto 2.0 ignores them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +149,11 @@ impl ForecastOptions {
     /// The options both generations check: a horizon of at least one step.
     pub(crate) fn check_common(&self, what: &'static str) -> Result<()> {
         if self.prediction_length == 0 {
-            return Err(Error::Input {
+            return Err(Error::input(
                 what,
-                reason: "prediction_length must be at least 1".to_owned(),
-            });
+                InputKind::OutOfRange,
+                "prediction_length must be at least 1".to_owned(),
+            ));
         }
         Ok(())
     }

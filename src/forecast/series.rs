@@ -4,7 +4,7 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::shape::{MAX_ELEMENTS, element_count};
 
 /// The series of a forecast in host memory, `[B, V, T]`: `B` items of `V` variates each,
@@ -91,6 +91,7 @@ impl Series {
         if let Some(i) = ragged {
             return Err(input(
                 WHAT,
+                InputKind::Shape,
                 format!(
                     "`batch` is ragged: item {i} has {} variates, item 0 has {v}; every item \
                      needs the same variates (give a variate an item lacks as an empty series, \
@@ -120,6 +121,7 @@ impl Series {
         if rows.is_empty() {
             return Err(input(
                 what,
+                InputKind::Empty,
                 format!("no series: the input has {b} items of {v} variates; give at least one"),
             ));
         }
@@ -127,6 +129,7 @@ impl Series {
         if t == 0 {
             return Err(input(
                 what,
+                InputKind::Empty,
                 format!(
                     "every one of the {} series is empty; give at least one value",
                     rows.len()
@@ -173,6 +176,7 @@ impl Series {
         }
         Err(input(
             what,
+            InputKind::Empty,
             format!(
                 "{by} leaves no observed value in any series (every value is NaN, ±inf or \
                  masked out); a forecast needs at least one"
@@ -199,6 +203,7 @@ impl Series {
             if row.len() != len {
                 return Err(input(
                     WHAT,
+                    InputKind::Shape,
                     format!(
                         "`mask` row {r} (item {}, variate {}) has {} values; its series has {len}",
                         r / self.shape[1],
@@ -230,6 +235,7 @@ impl Series {
         if let Some(r) = ids.iter().position(|&id| id == i32::MIN) {
             return Err(input(
                 WHAT,
+                InputKind::OutOfRange,
                 format!(
                     "`series_ids[{r}]` is i32::MIN, which marks a patch without observations; \
                      use any other id"
@@ -270,6 +276,7 @@ impl Series {
         if interval_seconds <= 0 {
             return Err(input(
                 "Series::with_interval",
+                InputKind::OutOfRange,
                 format!("`interval_seconds` must be positive; got {interval_seconds}"),
             ));
         }
@@ -285,6 +292,7 @@ impl Series {
         }
         Err(input(
             what,
+            InputKind::Shape,
             format!(
                 "`{param}` has {got} entries; expected one per series, B·V = {} (B = {b} items \
                  of V = {v} variates, item-major)",
@@ -314,13 +322,14 @@ impl Series {
     pub fn items(&self, range: std::ops::Range<usize>) -> Result<Series> {
         let [b, v, t] = self.shape;
         if range.is_empty() || range.end > b {
-            return Err(Error::Input {
-                what: "Series::items",
-                reason: format!(
+            return Err(Error::input(
+                "Series::items",
+                InputKind::OutOfRange,
+                format!(
                     "items {range:?} of a batch of {b}: the range must be non-empty and end at \
                      most at {b}"
                 ),
-            });
+            ));
         }
         let steps = |per: usize| range.start * per..range.end * per;
         Ok(Series {
@@ -385,8 +394,8 @@ impl Series {
 }
 
 /// [`Error::Input`] of `what`.
-fn input(what: &'static str, reason: String) -> Error {
-    Error::Input { what, reason }
+fn input(what: &'static str, kind: InputKind, reason: String) -> Error {
+    Error::input(what, kind, reason)
 }
 
 impl TryFrom<&[f32]> for Series {

@@ -156,6 +156,11 @@ impl Checkpoint {
         })
     }
 
+    /// Whether the checkpoint has a tensor `name`.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
     /// The f32 values and shape of tensor `name`, or `None` (recorded as missing or
     /// unreadable).
     fn read(&mut self, name: &str) -> Option<(Vec<f32>, Vec<usize>)> {

@@ -12,3 +12,4 @@ pub(crate) mod checkpoint;
 pub(crate) mod linear;
 pub(crate) mod phases;
 pub(crate) mod rope;
+pub(crate) mod watch;

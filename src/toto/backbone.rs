@@ -15,6 +15,7 @@ use crate::backend::{LayerOps, Prepared};
 use crate::error::Result;
 use crate::nn::linear::{dense, linear};
 use crate::nn::rope::{RopeSpec, rotary};
+use crate::nn::watch::Watch;
 
 /// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
 #[derive(Module, Debug)]
@@ -66,7 +67,7 @@ impl TotoWeights {
 
     /// The backbone from scaled inputs `[B, V, T]` (T a multiple of P; only the patches not yet
     /// in `cache`) and patch ids `[B, V, S]` to the last layer's output `[B, V, S, D]`, which
-    /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `hook` sees every named
+    /// [`TotoWeights::fused_head`] turns into the mixture's parameters. `watch` sees every named
     /// intermediate (for conformance tests): `patch_embed`, `layer{i}.{norm1, attention, norm2,
     /// mlp, out}`.
     #[allow(clippy::too_many_arguments)]
@@ -78,7 +79,7 @@ impl TotoWeights {
         scaled: Tensor<3>,
         ids: Tensor<3, Int>,
         mut cache: Option<&mut KvCache>,
-        hook: &mut dyn FnMut(&str, Tensor<4>),
+        watch: &mut Watch<'_>,
     ) -> Result<Tensor<4>> {
         let [b, v, t] = scaled.dims();
         let (p, d, heads) = (config.patch_size, config.embed_dim, config.num_heads);
@@ -91,7 +92,7 @@ impl TotoWeights {
             &embed.prepared,
             scaled.reshape([b, v, s, p]),
         )?;
-        hook("patch_embed", h.clone());
+        watch.show("patch_embed", || h.clone());
         let positions: Vec<usize> = (offset..offset + s).collect();
         let rope = rotary(RopeSpec::toto(d / heads), &positions, &h.device())?;
         let pass = Pass {
@@ -107,7 +108,7 @@ impl TotoWeights {
                 (LayerKind::Time, Some(cache)) => Some(cache.layer(i, layers.len())),
                 _ => None,
             };
-            h = layer.forward(h, *kind, &pass, entry, &format!("layer{i}"), hook)?;
+            h = layer.forward(h, *kind, &pass, entry, &format!("layer{i}"), watch)?;
         }
         if let Some(cache) = cache {
             cache.advance(s);

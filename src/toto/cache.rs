@@ -203,7 +203,7 @@ mod tests {
                     x.0.clone(),
                     x.1.clone(),
                     Some(cache),
-                    &mut |_, _| {},
+                    &mut crate::nn::watch::Watch::Names(&mut |_| {}),
                 )
                 .unwrap();
             head.forward(&ops, hidden)

@@ -7,7 +7,7 @@ use super::model::Toto;
 use super::output::TotoDistribution;
 use crate::backend::LayerOps;
 use crate::distr::Distribution;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::forecast::{
     Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, settle,
 };
@@ -28,12 +28,13 @@ fn check(options: &ForecastOptions) -> Result<()> {
     options.check_common(WHAT)?;
     let spb = options.v1.samples_per_batch;
     match options.num_samples {
-        Some(n) if n == 0 || spb == 0 || n % spb != 0 => Err(Error::Input {
-            what: WHAT,
-            reason: format!(
+        Some(n) if n == 0 || spb == 0 || n % spb != 0 => Err(Error::input(
+            WHAT,
+            InputKind::OutOfRange,
+            format!(
                 "num_samples ({n}) must be a positive multiple of v1.samples_per_batch ({spb})"
             ),
-        }),
+        )),
         _ => Ok(()),
     }
 }
@@ -227,10 +228,11 @@ impl<B: LayerOps> Toto<B> {
         let ids = id_mask.unwrap_or_else(|| Tensor::zeros([b, v, t], &device));
         self.check_inputs(WHAT, &series, &mask, &ids)?;
         if b == 0 || v == 0 || t == 0 {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!("the series {:?} has an empty dimension", [b, v, t]),
-            });
+            return Err(Error::input(
+                WHAT,
+                InputKind::Empty,
+                format!("the series {:?} has an empty dimension", [b, v, t]),
+            ));
         }
         self.check_forecast_size([b, v, t], options)?;
         crate::forecast::note_first_run("Toto 1.0", &device, || {
@@ -265,14 +267,15 @@ impl<B: LayerOps> Toto<B> {
     /// ignores time).
     fn predict_request(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
         if let Some(c) = &request.covariates {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!(
+            return Err(Error::input(
+                WHAT,
+                InputKind::Unusable,
+                format!(
                     "Toto 1.0 takes no known covariates (the request has {} of them): forecast \
                      with Toto 2.0, or leave ForecastRequest::covariates empty",
                     c.shape()[1]
                 ),
-            });
+            ));
         }
         let series = &request.series;
         let [b, v, t] = series.shape();

@@ -10,6 +10,7 @@ use super::config::LayerKind;
 use crate::backend::{LayerOps, Prepared, SiluHalf};
 use crate::error::Result;
 use crate::nn::linear::{dense, linear};
+use crate::nn::watch::Watch;
 
 /// RMSNorm with toto-ts's parameter name (`scale`) and epsilon (1e-8, inside the root).
 #[derive(Module, Debug)]
@@ -87,7 +88,7 @@ impl Layer {
         }
     }
 
-    /// `h + attention(norm1(h))`, then `+ mlp(norm2(·))`, on `h: [B, V, S, D]`. `hook` sees
+    /// `h + attention(norm1(h))`, then `+ mlp(norm2(·))`, on `h: [B, V, S, D]`. `watch` sees
     /// `{name}.norm1`, `.attention`, `.norm2`, `.mlp` and `.out`.
     pub(crate) fn forward<B: LayerOps>(
         &self,
@@ -96,20 +97,20 @@ impl Layer {
         pass: &Pass<'_, B>,
         cache: CacheEntry<'_>,
         name: &str,
-        hook: &mut dyn FnMut(&str, Tensor<4>),
+        watch: &mut Watch<'_>,
     ) -> Result<Tensor<4>> {
         let ops = pass.ops;
         let z = self.norm1.forward(ops, h.clone())?;
-        hook(&format!("{name}.norm1"), z.clone());
+        watch.show(&format!("{name}.norm1"), || z.clone());
         let a = self.attention.forward(z, kind, pass, cache)?;
-        hook(&format!("{name}.attention"), a.clone());
+        watch.show(&format!("{name}.attention"), || a.clone());
         let h = h.add(a);
         let z = self.norm2.forward(ops, h.clone())?;
-        hook(&format!("{name}.norm2"), z.clone());
+        watch.show(&format!("{name}.norm2"), || z.clone());
         let m = self.mlp.forward(ops, z)?;
-        hook(&format!("{name}.mlp"), m.clone());
+        watch.show(&format!("{name}.mlp"), || m.clone());
         let h = h.add(m);
-        hook(&format!("{name}.out"), h.clone());
+        watch.show(&format!("{name}.out"), || h.clone());
         Ok(h)
     }
 }

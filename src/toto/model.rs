@@ -12,8 +12,9 @@ use super::config::{LayerKind, TotoConfig};
 use super::head::FusedHead;
 use super::output::TotoOutput;
 use crate::backend::{LayerOps, ScalerSpec, ScalerState};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::nn::phases::Phases;
+use crate::nn::watch::Watch;
 
 /// Toto with its weights on a backend's device.
 ///
@@ -62,14 +63,18 @@ impl<B: LayerOps> Toto<B> {
     }
 
     /// Loads `config.json` and `model.safetensors` from a directory (the layout of the
-    /// published `Datadog/Toto-Open-Base-1.0`).
+    /// published `Datadog/Toto-Open-Base-1.0`), or the shards `model.safetensors.index.json`
+    /// names, as Toto 2.0's loader reads them.
     ///
     /// # Errors
     /// As [`TotoConfig::from_file`] and [`Toto::from_safetensors`].
     pub fn from_dir(backend: &B, dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let config = TotoConfig::from_file(dir.join("config.json"))?;
-        Self::from_safetensors(backend, config, dir.join("model.safetensors"))
+        config.validate()?;
+        let weights = TotoWeights::init(&config, backend.device());
+        let weights = load_into(weights, Source::Dir(dir))?;
+        Ok(Self::assemble(backend, config, weights))
     }
 
     /// Loads weights from a safetensors file for `config`. Keys may carry the `model.` prefix
@@ -85,8 +90,8 @@ impl<B: LayerOps> Toto<B> {
         path: impl AsRef<Path>,
     ) -> Result<Self> {
         config.validate()?;
-        let mut weights = TotoWeights::init(&config, backend.device());
-        load_into(&mut weights, Source::File(path.as_ref()))?;
+        let weights = TotoWeights::init(&config, backend.device());
+        let weights = load_into(weights, Source::File(path.as_ref()))?;
         Ok(Self::assemble(backend, config, weights))
     }
 
@@ -96,8 +101,8 @@ impl<B: LayerOps> Toto<B> {
     /// As [`Toto::from_safetensors`].
     pub fn from_safetensors_bytes(backend: &B, config: TotoConfig, bytes: Vec<u8>) -> Result<Self> {
         config.validate()?;
-        let mut weights = TotoWeights::init(&config, backend.device());
-        load_into(&mut weights, Source::Bytes(bytes))?;
+        let weights = TotoWeights::init(&config, backend.device());
+        let weights = load_into(weights, Source::Bytes(bytes))?;
         Ok(Self::assemble(backend, config, weights))
     }
 
@@ -177,15 +182,9 @@ impl<B: LayerOps> Toto<B> {
         scaling_prefix: Option<usize>,
     ) -> Result<TotoOutput<B>> {
         let mut phases = Phases::new("toto_fallback::toto", self.backend.device());
-        let mut hook = |name: &str, _: Tensor<4>| phases.mark(|| name.to_owned());
-        self.forward_hooked(
-            series,
-            padding_mask,
-            id_mask,
-            cache,
-            scaling_prefix,
-            &mut hook,
-        )
+        let mut mark = |name: &str| phases.mark(|| name.to_owned());
+        let watch = Watch::Names(&mut mark);
+        self.forward_watched(series, padding_mask, id_mask, cache, scaling_prefix, watch)
     }
 
     /// [`Toto::forward`] that shows every named intermediate to `hook`: `patch_embed`,
@@ -197,31 +196,47 @@ impl<B: LayerOps> Toto<B> {
         series: Tensor<3>,
         padding_mask: Tensor<3, Bool>,
         id_mask: Tensor<3, Int>,
+        cache: Option<&mut KvCache>,
+        scaling_prefix: Option<usize>,
+        hook: &mut (dyn FnMut(&str, Tensor<4>) + Send),
+    ) -> Result<TotoOutput<B>> {
+        let watch = Watch::Tensors(hook);
+        self.forward_watched(series, padding_mask, id_mask, cache, scaling_prefix, watch)
+    }
+
+    /// [`Toto::forward`] showing its intermediates to `watch`.
+    fn forward_watched(
+        &self,
+        series: Tensor<3>,
+        padding_mask: Tensor<3, Bool>,
+        id_mask: Tensor<3, Int>,
         mut cache: Option<&mut KvCache>,
         scaling_prefix: Option<usize>,
-        hook: &mut dyn FnMut(&str, Tensor<4>),
+        mut watch: Watch<'_>,
     ) -> Result<TotoOutput<B>> {
         const WHAT: &str = "Toto::forward";
         let [b, v, t] = self.check_inputs(WHAT, &series, &padding_mask, &id_mask)?;
         let p = self.config.patch_size;
         if t == 0 || t % p != 0 {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!(
+            return Err(Error::input(
+                WHAT,
+                InputKind::Shape,
+                format!(
                     "the series length {t} must be a positive multiple of the patch size {p}; \
                      left-pad it (the forecaster does)"
                 ),
-            });
+            ));
         }
         let cached = cache.as_ref().map_or(0, |c| c.len()) * p;
         if cached >= t || (cached > 0 && t - cached != p) {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!(
+            return Err(Error::input(
+                WHAT,
+                InputKind::Shape,
+                format!(
                     "with {cached} steps cached, the series must be exactly one patch ({p}) \
                      longer; it has {t}"
                 ),
-            });
+            ));
         }
         let new = [0..b, 0..v, cached..t];
         let (loc, scale, scaled) = self.scale(
@@ -237,8 +252,15 @@ impl<B: LayerOps> Toto<B> {
             .min_dim(3)
             .reshape([b, v, (t - cached) / p]);
         let ops = &self.backend;
-        let hidden =
-            (self.weights).forward(ops, &self.config, &self.kinds, scaled, ids, cache, hook)?;
+        let hidden = (self.weights).forward(
+            ops,
+            &self.config,
+            &self.kinds,
+            scaled,
+            ids,
+            cache,
+            &mut watch,
+        )?;
         // Unembedding and head: token s gives the mixture of each step of patch s + 1.
         let head = self.head.forward(ops, hidden)?;
         Ok(TotoOutput {
@@ -320,14 +342,15 @@ impl<B: LayerOps> Toto<B> {
         Error::ensure_devices(what, expected, devices)?;
         let shape = series.dims();
         if padding_mask.dims() != shape || id_mask.dims() != shape {
-            return Err(Error::Input {
+            return Err(Error::input(
                 what,
-                reason: format!(
+                InputKind::Shape,
+                format!(
                     "padding_mask {:?} and id_mask {:?} must have the series' shape {shape:?}",
                     padding_mask.dims(),
                     id_mask.dims(),
                 ),
-            });
+            ));
         }
         Ok(shape)
     }

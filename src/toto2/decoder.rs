@@ -13,25 +13,7 @@ use crate::error::Result;
 use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::rope::{RopeSpec, rotary};
-
-/// What a decoder call shows of its intermediates `layer{i}.norm1`, `.attention`, `.out` and
-/// `out_norm` (each `[B, V, S, D]`).
-pub(crate) enum Watch<'a> {
-    /// Each intermediate as a tensor (the fixture tests).
-    Tensors(&'a mut (dyn FnMut(&str, Tensor<4>) + Send)),
-    /// Each intermediate's name once it is computed (phase timing): no tensor is made for it.
-    Names(&'a mut (dyn FnMut(&str) + Send)),
-}
-
-impl Watch<'_> {
-    /// Shows the intermediate `name`; `tensor` makes it, only when the watcher wants tensors.
-    pub(crate) fn show(&mut self, name: &str, tensor: impl FnOnce() -> Tensor<4>) {
-        match self {
-            Watch::Tensors(f) => f(name, tensor()),
-            Watch::Names(f) => f(name),
-        }
-    }
-}
+pub(crate) use crate::nn::watch::Watch;
 
 /// One transformer layer (`SelfAttentionTransformerLayer`).
 #[derive(Debug, Clone)]

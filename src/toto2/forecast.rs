@@ -8,7 +8,7 @@ use super::decoder::{Cache, Pass};
 use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
 use crate::backend::LayerOps;
 use crate::distr::QuantileKnots;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::forecast::{
     Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, Series,
 };
@@ -80,10 +80,11 @@ impl<B: LayerOps> Toto2<B> {
         let ids = series_ids.unwrap_or_else(|| Tensor::zeros([b, v], &device));
         self.check_inputs(WHAT, &target, &mask, &ids)?;
         if b == 0 || v == 0 || t == 0 {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!("the target {:?} has an empty dimension", [b, v, t]),
-            });
+            return Err(Error::input(
+                WHAT,
+                InputKind::Empty,
+                format!("the target {:?} has an empty dimension", [b, v, t]),
+            ));
         }
         let (patches, block) = self.blocks(options)?;
         let extra = covariates.map_or(0, |c| c.values.dims()[1]);
@@ -110,7 +111,7 @@ impl<B: LayerOps> Toto2<B> {
     }
 
     fn blocks(&self, options: &ForecastOptions) -> Result<(usize, usize)> {
-        let input = |reason: String| Err(Error::Input { what: WHAT, reason });
+        let input = |reason: String| Err(Error::input(WHAT, InputKind::OutOfRange, reason));
         let p = self.config.patch_size;
         options.check_common(WHAT)?;
         let k = options.v2.quantile_real_cap_k;
@@ -270,9 +271,10 @@ impl<B: LayerOps> Toto2<B> {
         )?;
         let fits = tc + pad <= len;
         if cb != b || c.mask.dims() != [cb, k, tc] || c.series_ids.dims() != [cb, k] || !fits {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!(
+            return Err(Error::input(
+                WHAT,
+                InputKind::Shape,
+                format!(
                     "covariates {:?} (mask {:?}, series_ids {:?}) must have the target's batch \
                      ({b}) and at most the context and horizon's {} steps",
                     [cb, k, tc],
@@ -280,7 +282,7 @@ impl<B: LayerOps> Toto2<B> {
                     c.series_ids.dims(),
                     len - pad
                 ),
-            });
+            ));
         }
         let (x, m) = observed(c.values.clone(), c.mask.clone());
         let right = len - pad - tc;
@@ -359,25 +361,27 @@ impl<B: LayerOps> Toto2<B> {
 fn known_covariates(c: &Series, items: usize, device: &burn::tensor::Device) -> Result<Covariates> {
     let [b, k, t] = c.shape();
     if b != items {
-        return Err(Error::Input {
-            what: "ForecastRequest::covariates",
-            reason: format!(
+        return Err(Error::input(
+            "ForecastRequest::covariates",
+            InputKind::Shape,
+            format!(
                 "the covariates have {b} items and the series {items}: give each item its \
                  covariates"
             ),
-        });
+        ));
     }
     if let Some(r) = c.lengths().iter().position(|&len| len != t) {
-        return Err(Error::Input {
-            what: "ForecastRequest::covariates",
-            reason: format!(
+        return Err(Error::input(
+            "ForecastRequest::covariates",
+            InputKind::Shape,
+            format!(
                 "covariate {} of item {} has {} steps and the longest {t}: covariates start at \
                  the target's first step, so give every one {t} steps (NaN where unknown)",
                 r % k,
                 r / k,
                 c.lengths()[r]
             ),
-        });
+        ));
     }
     let (values, mask, series_ids) = c.to_tensors(device);
     Ok(Covariates {

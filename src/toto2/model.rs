@@ -9,7 +9,7 @@ use super::config::Toto2Config;
 use super::decoder::{Cache, Decoder, Pass, Watch};
 use super::layers::{Precision, ResidualMlp};
 use crate::backend::{LayerOps, ScalerSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::nn::checkpoint::Checkpoint;
 use crate::nn::phases::Phases;
 
@@ -202,13 +202,14 @@ impl<B: LayerOps> Toto2<B> {
             return Ok(self);
         }
         if self.precision != Precision::F32 {
-            return Err(Error::Input {
-                what: "Toto2::with_precision",
-                reason: format!(
+            return Err(Error::input(
+                "Toto2::with_precision",
+                InputKind::Unusable,
+                format!(
                     "the weights were already rounded to {}; load the model again for {precision}",
                     self.precision
                 ),
-            });
+            ));
         }
         if !self.supports_precision(precision) {
             return Err(Error::PrecisionUnsupported {
@@ -291,13 +292,14 @@ impl<B: LayerOps> Toto2<B> {
         let [_, _, t] = self.check_inputs(WHAT, &target, &target_mask, &series_ids)?;
         let p = self.config.patch_size;
         if t == 0 || t % p != 0 {
-            return Err(Error::Input {
-                what: WHAT,
-                reason: format!(
+            return Err(Error::input(
+                WHAT,
+                InputKind::Shape,
+                format!(
                     "the length {t} must be a positive multiple of the patch size {p}; left-pad \
                      it with unobserved steps (the forecaster does)"
                 ),
-            });
+            ));
         }
         let (target, mask) = observed(target, target_mask);
         let (loc, scale) = self.scale(target.clone(), mask.clone())?;
@@ -338,9 +340,10 @@ impl<B: LayerOps> Toto2<B> {
         Error::ensure_devices(what, expected, devices)?;
         let [b, v, t] = target.dims();
         if mask.dims() != [b, v, t] || ids.dims() != [b, v] {
-            return Err(Error::Input {
+            return Err(Error::input(
                 what,
-                reason: format!(
+                InputKind::Shape,
+                format!(
                     "target_mask {:?} must have the target's shape {:?} and series_ids {:?} its \
                      batch shape {:?}",
                     mask.dims(),
@@ -348,7 +351,7 @@ impl<B: LayerOps> Toto2<B> {
                     ids.dims(),
                     [b, v]
                 ),
-            });
+            ));
         }
         Ok([b, v, t])
     }

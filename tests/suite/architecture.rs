@@ -316,3 +316,54 @@ fn every_unsafe_block_is_counted_and_justified() {
     );
     assert_eq!(sites, [(2, true), (3, true), (10, false)]);
 }
+
+/// Where the crate computes attention and sorts on the device: one attention core (the
+/// composition `LayerOps::attention_core` defaults to, plus Toto 1.0's shared-prefix variant,
+/// which attends over a prefix shared by every sample path), and one sort network (the bitonic
+/// `sort_last`/`sort_first` compositions). Each finding is `file: what`.
+fn second_implementations(path: &str, source: &str) -> Vec<String> {
+    const ATTENTION: &[&str] = &["backend/layers/composed.rs", "nn/attention.rs"];
+    const SORT: &[&str] = &[
+        "backend/layers/composed.rs", // the network
+        "backend/layers/mod.rs",      // the trait's method
+        "backend/layers/cpu.rs",      // NdArray's host sort of the op
+        "backend/fallback/layers.rs", // the fallback's routing of the op
+    ];
+    let code = without_comments(source);
+    let mut found = Vec::new();
+    if code.contains("softmax(") && !ATTENTION.contains(&path) {
+        found.push(format!(
+            "src/{path}: a second attention core (softmax); call LayerOps::attention_core"
+        ));
+    }
+    if code.contains("fn sort") && !SORT.contains(&path) {
+        found.push(format!(
+            "src/{path}: a second device sort; call LayerOps::sort_first (or composed::sort_last)"
+        ));
+    }
+    found
+}
+
+#[test]
+fn one_attention_core_and_one_sort() {
+    let root = Path::new("src");
+    let mut files = BTreeMap::new();
+    sources(root, root, &mut files);
+    let problems: Vec<String> = files
+        .iter()
+        .flat_map(|(path, source)| second_implementations(path, source))
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The check itself: an odd-even network or a softmax in model code is found.
+    let odd_even = "fn sort_rows(x: Tensor<2>) -> Tensor<2> { a.mask_where(swap, b) }";
+    assert_eq!(
+        second_implementations("toto2/forecast.rs", odd_even).len(),
+        1
+    );
+    let inline = "let w = softmax(q.matmul(k), 3);";
+    assert_eq!(
+        second_implementations("toto2/attention.rs", inline).len(),
+        1
+    );
+    assert!(second_implementations("toto2/attention.rs", "// softmax( in a comment").is_empty());
+}

@@ -1094,6 +1094,57 @@ fn validate_reads_values_and_names_the_bad_one() {
     n.validate().unwrap();
 }
 
+// A categorical row with no finite logit is no distribution: torch refuses it at construction
+// (`Categorical(logits=[-inf, -inf])` fails its Simplex check); here `validate()` refuses it on
+// every backend, naming the row's first element, and the unvalidated draw is the documented
+// last category, alike on every backend. Zero weights (`from_probs`) are the same row.
+on_backends!(
+    categorical_without_a_finite_logit_is_refused_alike,
+    [ndarray, flex, wgpu, fallback],
+    |b| {
+        let b = &*b;
+        let ninf = f32::NEG_INFINITY;
+        let logits = Tensor::<2>::from_floats([[0.0, 1.0, 2.0], [ninf, ninf, ninf]], b.device());
+        let cat = Categorical::from_logits(b, logits).unwrap();
+        match cat.validate().unwrap_err() {
+            Error::ParamValue {
+                dist: "Categorical",
+                param: "logits",
+                index: 3,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        let draws: Tensor<2, Int> = cat.sample(&[64]).unwrap();
+        let draws = draws
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        assert!(
+            draws.iter().skip(1).step_by(2).all(|&k| k == 2),
+            "{draws:?}"
+        );
+        let probs = Tensor::<2>::from_floats([[1.0, 0.0], [0.0, 0.0]], b.device());
+        let err = Categorical::from_probs(b, probs)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, Error::ParamValue { index: 2, .. }), "{err}");
+        let plus = Tensor::<2>::from_floats([[0.0, f32::INFINITY]], b.device());
+        let err = Categorical::from_logits(b, plus)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, Error::ParamValue { index: 1, .. }), "{err}");
+        let fine = Tensor::<2>::from_floats([[0.0, ninf], [ninf, 3.0]], b.device());
+        Categorical::from_logits(b, fine)
+            .unwrap()
+            .validate()
+            .unwrap();
+    }
+);
+
 // Toto's head end to end: loc + scale · MixtureSameFamily(StudentT), its quantiles solving
 // F(q) = p to 1e-5 with F from statrs.
 on_backends!(affine_student_t_mixture_quantile, [ndarray, wgpu], |b| {

@@ -4,8 +4,8 @@
 use crate::common;
 use toto_fallback::forecast::read_series;
 use toto_fallback::{
-    AutoToto, Error, Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, NdArray,
-    Series, Toto, Toto2,
+    AutoToto, Error, Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, InputKind,
+    NdArray, Series, Toto, Toto2,
 };
 
 const TOTO1: &str = "tests/fixtures/tiny";
@@ -140,6 +140,16 @@ fn a_mean_forecast_has_only_its_mean() {
     ] {
         let text = err.to_string();
         assert!(text.contains("num_samples"), "{text}");
+        assert!(
+            matches!(
+                err,
+                Error::Input {
+                    kind: InputKind::NoDistribution,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
     assert_eq!(forecast.into_mean().dims(), [2, 2, 8]);
 }
@@ -162,8 +172,22 @@ fn covariates_inform_toto2_and_are_refused_where_unusable() {
     assert_ne!(a, b, "the covariates changed nothing");
 
     let v1 = Toto::from_dir(&cpu, TOTO1).unwrap();
-    let err = v1.predict(&with).unwrap_err().to_string();
-    assert!(err.contains("Toto 1.0 takes no known covariates"), "{err}");
+    let err = v1.predict(&with).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Input {
+                kind: InputKind::Unusable,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("Toto 1.0 takes no known covariates"),
+        "{err}"
+    );
 
     let ragged = Series::from_batch(&[vec![known.clone()], vec![known[..40].to_vec()]]).unwrap();
     let err = v2

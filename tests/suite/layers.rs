@@ -361,8 +361,9 @@ on_backends!(
         let prepared = Prepared::default();
         let w = tensor(b, [5, 3], 1);
         let input = |e: Error, op: Op| match e {
-            Error::Input { what, reason } => {
+            Error::Input { what, kind, reason } => {
                 assert_eq!(what, op.name(), "{reason}");
+                assert_eq!(kind, toto_fallback::InputKind::Shape, "{reason}");
                 reason
             }
             other => panic!("{op}: {other}"),

@@ -382,7 +382,7 @@ fn a_panic_on_a_device_fails_the_call_and_the_device_serves_the_next() {
         .unwrap_err();
     let source = device_source(&err, 1, 2..4);
     assert!(
-        matches!(source, Error::Input { what, reason }
+        matches!(source, Error::Input { what, kind: toto_fallback::InputKind::Failed, reason }
             if what.contains("panicked") && reason == "a bug in the backend"),
         "{source:?}"
     );

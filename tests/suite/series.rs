@@ -22,7 +22,7 @@ const TOTO2: &str = "tests/fixtures/toto2-tiny";
 /// `what` and `reason` of an `Error::Input`, or a panic naming what came instead.
 fn input_error(result: Result<Series, Error>) -> (&'static str, String) {
     match result {
-        Err(Error::Input { what, reason }) => (what, reason),
+        Err(Error::Input { what, reason, .. }) => (what, reason),
         other => panic!("expected Error::Input, got {other:?}"),
     }
 }
@@ -401,7 +401,7 @@ fn forecast_series_checks_the_options_before_uploading() {
         .predict(&common::request(&series, &options))
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Input { what: "Toto::forecast", reason } if reason.contains("prediction_length")),
+        matches!(&err, Error::Input { what: "Toto::forecast", kind: toto_fallback::InputKind::OutOfRange, reason } if reason.contains("prediction_length")),
         "{err:?}"
     );
     let toto2 = Toto2::from_dir(&cpu, TOTO2).unwrap();

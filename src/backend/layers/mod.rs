@@ -9,7 +9,7 @@
 //! | [`rms_norm`](LayerOps::rms_norm), [`silu`](LayerOps::silu), [`silu_gate`](LayerOps::silu_gate), [`residual_add`](LayerOps::residual_add) | burn elementwise ops | `NdArray`: one vectorised pass |
 //! | [`attention`](LayerOps::attention) | projections split, norms, rotary, [`attention_core`](LayerOps::attention_core) | `NdArray`: one pass per sequence |
 //! | [`attention_core`](LayerOps::attention_core) | burn `matmul`, `softmax` | — |
-//! | [`sort_first`](LayerOps::sort_first) | an odd–even transposition network (no host round trip on GPUs) | `NdArray`: a host sort |
+//! | [`sort_first`](LayerOps::sort_first) | the crate's one sort: a bitonic network of burn ops (no host round trip on GPUs) | `NdArray`: a host sort |
 //!
 //! Model code calls these and never asks which device it runs on; a backend decides how each op
 //! runs, and a [`FallbackBackend`](super::FallbackBackend) routes and reports them like the
@@ -30,7 +30,7 @@ pub use self::rotary::Rotary;
 use burn::tensor::Tensor;
 
 use super::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::op::Op;
 
 /// The layer ops of a [`Backend`]: see the [module docs](self) for what each runs on.
@@ -315,8 +315,8 @@ pub trait LayerOps: Backend {
         Ok(composed::attention_core(q, k, v, divisor, mask))
     }
 
-    /// `x` sorted ascending along dimension 0, each column on its own; ties keep their order
-    /// and NaN sorts last (as `torch.sort`). Toto sorts its quantile levels with it.
+    /// `x` sorted ascending along dimension 0, each column on its own, every value kept and NaN
+    /// last (as `torch.sort`'s values). Toto 2.0 sorts its quantile levels with it.
     ///
     /// # Errors
     /// [`Error::Unsupported`], [`Error::DeviceMismatch`].
@@ -346,10 +346,7 @@ pub trait LayerOps: Backend {
 fn ensure(op: Op, holds: bool, reason: impl FnOnce() -> String) -> Result<()> {
     match holds {
         true => Ok(()),
-        false => Err(Error::Input {
-            what: op.name(),
-            reason: reason(),
-        }),
+        false => Err(Error::input(op.name(), InputKind::Shape, reason())),
     }
 }
 

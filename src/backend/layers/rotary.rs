@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::super::cpu::layers::Rotation;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 /// Rotary position embedding factors with optional xPos scaling for `S` positions: interleaved
 /// pairs `(x₂ⱼ, x₂ⱼ₊₁) ↦ (x₂ⱼ cos − x₂ⱼ₊₁ sin, x₂ⱼ₊₁ cos + x₂ⱼ sin)` over the first `rotated`
@@ -37,18 +37,22 @@ impl Rotary {
         device: &Device,
     ) -> Result<Self> {
         let len = positions * rotated;
-        let wrong = |table: &str, got: usize| Error::Input {
-            what: "Rotary::new",
-            reason: format!(
-                "`{table}` holds {got} values, but {positions} positions of {rotated} rotated \
+        let wrong = |table: &str, got: usize| {
+            Error::input(
+                "Rotary::new",
+                InputKind::Shape,
+                format!(
+                    "`{table}` holds {got} values, but {positions} positions of {rotated} rotated \
                  dimensions need {len}"
-            ),
+                ),
+            )
         };
         if rotated % 2 == 1 {
-            return Err(Error::Input {
-                what: "Rotary::new",
-                reason: format!("`rotated` is {rotated}; rotary pairs need an even count"),
-            });
+            return Err(Error::input(
+                "Rotary::new",
+                InputKind::OutOfRange,
+                format!("`rotated` is {rotated}; rotary pairs need an even count"),
+            ));
         }
         if angles.len() != len {
             return Err(wrong("angles", angles.len()));

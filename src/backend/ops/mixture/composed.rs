@@ -23,7 +23,8 @@ pub(crate) fn categorical<B: Backend>(
 
 /// [`Backend::categorical`]'s composition given its uniforms `u` (`[samples, rows, 1]`): the
 /// row maximum is subtracted and exponentiated, and each uniform, scaled by its row's total, is
-/// located in the row's cumulative sums by counting (`[samples, rows, K]` passes).
+/// located in the row's cumulative sums by counting (`[samples, rows, K]` passes). A row without
+/// a finite logit draws its last category.
 pub(crate) fn categorical_with(logits: Tensor<2>, u: Tensor<3>) -> Tensor<2, Int> {
     let [rows, k] = logits.dims();
     let [samples, _, _] = u.dims();
@@ -31,11 +32,13 @@ pub(crate) fn categorical_with(logits: Tensor<2>, u: Tensor<3>) -> Tensor<2, Int
     let cdf = weights.cumsum(1).reshape_exact([1, rows, k]); // [1, rows, K]
     let total = cdf.clone().slice([0..1, 0..rows, k - 1..k]); // [1, rows, 1]
     let u = u.mul(total); // [samples, rows, 1]
-    // The index is the number of cumulative sums at or below u; rounding can leave the last
-    // one a hair under the total, so clamp to K - 1.
+    // The index is the number of cumulative sums not above u; rounding can leave the last
+    // one a hair under the total, so clamp to K - 1. A row without a finite logit is NaN,
+    // never above u: its last category, as the host draw and the mixture kernel pick.
     let below = cdf
         .broadcast_to([samples, rows, k])
-        .lower_equal(u.broadcast_to([samples, rows, k]));
+        .greater(u.broadcast_to([samples, rows, k]))
+        .bool_not();
     // Counted in f32 (exact up to 2^24 categories): burn-wgpu's integer sum is slower
     // (docs/PERFORMANCE.md, "Native Student-T sampling on wgpu").
     below

@@ -27,7 +27,7 @@ use burn::tensor::{Device, Tensor};
 use self::host::RowState;
 use crate::backend::Backend;
 use crate::backend::transfer::Transfer;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 use crate::op::Op;
 
 /// toto-ts's `minimum_scale`, which Toto 1.0's scaler *adds* to the variance.
@@ -114,29 +114,31 @@ impl ScalerSpec {
         backend.ensure_on_device(Op::PatchScaler, "series", series)?;
         backend.ensure_on_device(Op::PatchScaler, "weights", weights)?;
         if series.dims() != weights.dims() || self.patch == 0 {
-            return Err(Error::Input {
-                what: "patch_scaler",
-                reason: format!(
+            return Err(Error::input(
+                "patch_scaler",
+                InputKind::Shape,
+                format!(
                     "series {:?} and weights {:?} must have one shape and the patch size ({}) \
                      must be at least 1",
                     series.dims(),
                     weights.dims(),
                     self.patch
                 ),
-            });
+            ));
         }
         let floors = [self.variance_floor, self.scale_floor, self.exponent];
         // The clamp needs a positive lower bound: its state word `hi = 0` means "no clamp".
         let clamp_floor = !self.stabilize || self.variance_floor > 0.0;
         if floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) || !clamp_floor {
-            return Err(Error::Input {
-                what: "patch_scaler",
-                reason: format!(
+            return Err(Error::input(
+                "patch_scaler",
+                InputKind::OutOfRange,
+                format!(
                     "variance_floor ({}), scale_floor ({}) and exponent ({}) must be finite and \
                      non-negative, and variance_floor positive when stabilize is set",
                     self.variance_floor, self.scale_floor, self.exponent
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -151,13 +153,14 @@ impl ScalerSpec {
         self.check(backend, series, weights)?;
         let t = series.dims()[2];
         if !t.is_multiple_of(self.patch) {
-            return Err(Error::Input {
-                what: "patch_scaler_extend",
-                reason: format!(
+            return Err(Error::input(
+                "patch_scaler_extend",
+                InputKind::Shape,
+                format!(
                     "the new steps ({t}) must be whole patches of {} steps",
                     self.patch
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -206,14 +209,15 @@ impl ScalerState {
     /// Checks that new steps of batch shape `[b, v]` continue this state.
     pub(crate) fn check_shape(&self, b: usize, v: usize) -> Result<()> {
         match self.shape {
-            Some(seen) if seen != [b, v] => Err(Error::Input {
-                what: "patch_scaler_extend",
-                reason: format!(
+            Some(seen) if seen != [b, v] => Err(Error::input(
+                "patch_scaler_extend",
+                InputKind::Shape,
+                format!(
                     "the state holds series of shape {seen:?} (batch, variates); the new \
                      steps have {:?}",
                     [b, v]
                 ),
-            }),
+            )),
             _ => Ok(()),
         }
     }
