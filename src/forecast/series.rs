@@ -382,7 +382,7 @@ impl Series {
     }
 
     /// The tensors of the tensor entry points, on `device`: the values `[B, V, T]`, the mask
-    /// `[B, V, T]` (true = observed) and the series ids `[B, V]`. The `forecast_series` entry
+    /// `[B, V, T]` (true = observed) and the series ids `[B, V]`. The `Forecaster::predict` entry
     /// points call it; it uploads the data (no device read).
     pub fn to_tensors(&self, device: &Device) -> (Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>) {
         let [b, v, t] = self.shape;
