@@ -92,49 +92,16 @@ impl<B: LayerOps> AutoToto<B> {
             AutoToto::V2(m) => m.forecast(series, mask, series_ids, None, options),
         }
     }
+}
 
-    /// The model behind, as the one interface.
-    fn inner(&self) -> &dyn Inner<B> {
-        match self {
-            AutoToto::V1(m) => &**m,
-            AutoToto::V2(m) => &**m,
+/// `$body` with `$m` bound to the model an [`AutoToto`] holds, whichever the generation.
+macro_rules! on_model {
+    ($auto:expr, $m:ident => $body:expr) => {
+        match $auto {
+            AutoToto::V1($m) => $body,
+            AutoToto::V2($m) => $body,
         }
-    }
-}
-
-/// The object-safe part of [`Forecaster`] that [`AutoToto`] forwards to the model it holds.
-trait Inner<B: LayerOps> {
-    fn backend(&self) -> &B;
-    fn generation(&self) -> Generation;
-    fn patch_size(&self) -> usize;
-    fn parameter_count(&self) -> u64;
-    fn check_request(&self, shape: [usize; 3], options: &ForecastOptions) -> Result<()>;
-    fn draws_per_item(&self, shape: [usize; 3], options: &ForecastOptions) -> Option<usize>;
-    fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>>;
-}
-
-impl<B: LayerOps, M: Forecaster<Backend = B>> Inner<B> for M {
-    fn backend(&self) -> &B {
-        Forecaster::backend(self)
-    }
-    fn generation(&self) -> Generation {
-        Forecaster::generation(self)
-    }
-    fn patch_size(&self) -> usize {
-        Forecaster::patch_size(self)
-    }
-    fn parameter_count(&self) -> u64 {
-        Forecaster::parameter_count(self)
-    }
-    fn check_request(&self, shape: [usize; 3], options: &ForecastOptions) -> Result<()> {
-        Forecaster::check_request(self, shape, options)
-    }
-    fn draws_per_item(&self, shape: [usize; 3], options: &ForecastOptions) -> Option<usize> {
-        Forecaster::draws_per_item(self, shape, options)
-    }
-    fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
-        Forecaster::predict_drawing(self, request, draws)
-    }
+    };
 }
 
 impl<B: LayerOps> Sealed for AutoToto<B> {}
@@ -147,30 +114,30 @@ impl<B: LayerOps> Forecaster for AutoToto<B> {
     }
 
     fn backend(&self) -> &B {
-        self.inner().backend()
+        on_model!(self, m => Forecaster::backend(&**m))
     }
 
     fn generation(&self) -> Generation {
-        self.inner().generation()
+        on_model!(self, m => Forecaster::generation(&**m))
     }
 
     fn patch_size(&self) -> usize {
-        self.inner().patch_size()
+        on_model!(self, m => Forecaster::patch_size(&**m))
     }
 
     fn parameter_count(&self) -> u64 {
-        self.inner().parameter_count()
+        on_model!(self, m => Forecaster::parameter_count(&**m))
     }
 
     fn check_request(&self, shape: [usize; 3], options: &ForecastOptions) -> Result<()> {
-        self.inner().check_request(shape, options)
+        on_model!(self, m => Forecaster::check_request(&**m, shape, options))
     }
 
     fn draws_per_item(&self, shape: [usize; 3], options: &ForecastOptions) -> Option<usize> {
-        self.inner().draws_per_item(shape, options)
+        on_model!(self, m => Forecaster::draws_per_item(&**m, shape, options))
     }
 
     fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
-        self.inner().predict_drawing(request, draws)
+        on_model!(self, m => Forecaster::predict_drawing(&**m, request, draws))
     }
 }

@@ -293,13 +293,14 @@ impl<M: Forecaster> MultiDevice<M> {
         // Device 0 on the calling thread.
         let head = {
             let range = &slices[0];
-            let mut slice = if range.len() == shape[0] {
-                request.clone()
+            if range.len() == shape[0] {
+                // One slice: the request as given, its progress the whole call's.
+                run_slice(first, 0, request, shape[0], range, inner)
             } else {
-                request.items(range.clone())?
-            };
-            slice.options.progress = progress.as_ref().map(|p| p(0));
-            run_slice(first, 0, &slice, shape[0], range, inner)
+                let mut slice = request.items(range.clone())?;
+                slice.options.progress = progress.as_ref().map(|p| p(0));
+                run_slice(first, 0, &slice, shape[0], range, inner)
+            }
         };
         let rest: Vec<_> = pending
             .into_iter()

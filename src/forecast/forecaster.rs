@@ -255,7 +255,7 @@ pub trait Forecaster: Sized + Send + Sync + 'static + sealed::Sealed {
             .collect();
         let device = self.backend().device();
         let rows: Vec<&[f32]> = values.chunks(t.max(1)).collect();
-        let series = Series::from_rows("Forecaster::warm_up", [b, v], &rows)?;
+        let series = Series::build("Forecaster::warm_up", [b, v], &rows)?;
         let request = ForecastRequest {
             series,
             covariates: None,

@@ -107,17 +107,9 @@ impl Series {
         Self::build(WHAT, [batch.len(), v], &rows)
     }
 
-    /// The series of `rows` (`b·v` of them, item-major), as [`Series::from_batch`] builds it.
-    pub(crate) fn from_rows(
-        what: &'static str,
-        shape: [usize; 2],
-        rows: &[&[f32]],
-    ) -> Result<Self> {
-        Self::build(what, shape, rows)
-    }
-
-    /// The padded series from `rows` (`b·v` of them, item-major).
-    fn build(what: &'static str, [b, v]: [usize; 2], rows: &[&[f32]]) -> Result<Self> {
+    /// The padded series from `rows` (`b·v` of them, item-major), `what` naming the caller in
+    /// errors.
+    pub(crate) fn build(what: &'static str, [b, v]: [usize; 2], rows: &[&[f32]]) -> Result<Self> {
         if rows.is_empty() {
             return Err(input(
                 what,

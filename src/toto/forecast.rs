@@ -212,7 +212,7 @@ impl<B: LayerOps> Toto<B> {
     /// [`Toto::forecast`] with the sample paths drawn through `draws` (a
     /// [`Backend::with_draw_window`] handle of this model's backend) instead of the model's
     /// backend: how a slice of a batch forecast on its own device draws the batch's paths.
-    pub(crate) fn forecast_drawing(
+    fn forecast_drawing(
         &self,
         series: Tensor<3>,
         padding_mask: Option<Tensor<3, Bool>>,
