@@ -21,8 +21,9 @@
 //!   `bench/toto2_bench.py`: patch 32, xPos, q/k-norm, groups of 4 layers with one variate layer
 //!   last) on `t2-small` (B 1, V 4, context 512, horizon 128) or `t2-boom` (B 64, V 4, context
 //!   2048, horizon 256), one pass without missing values, the median read back, like the anchor.
-//!   `--precision f16` (or `bf16`) computes Toto 2.0's matrix products in 16 bits
-//!   (`Toto2::with_precision`; Toto 2.0 only: the Toto 1.0 workloads ignore it).
+//!   Toto 2.0's matrix products run in the backend's precision (`Backend::precision`: f16 on a
+//!   GPU with f16 tensor cores, f32 elsewhere); `--precision f32|f16|bf16` names one
+//!   (`Wgpu::with_precision`; Toto 2.0 only: the Toto 1.0 workloads ignore it).
 //! - `--devices N|all --workload NAME [--model toto1|22m|313m] [--precision f16]`: series per
 //!   second on one GPU and on the first `N` discrete GPUs of the host (`MultiDevice`), in one
 //!   process, one JSON line each. `TOTO_BENCH_FIRST_GPU=k` starts at the k-th GPU, and
@@ -123,15 +124,20 @@ fn run_toto2<B: LayerOps>(
     size: &str,
     workloads: &str,
     runs: usize,
-    precision: Precision,
+    precision: Option<Precision>,
     report: impl Fn() -> String,
 ) {
     let config = toto2_config(size);
     let params = config.parameter_count();
-    let model = Toto2::random(backend, config)
-        .expect("model")
-        .with_precision(precision)
-        .unwrap_or_else(|e| panic!("--precision {precision}: {e}"));
+    // The backend's precision unless `--precision` names one (already the backend's on wgpu).
+    let model = Toto2::random(backend, config).expect("model");
+    let model = match precision {
+        Some(p) => model
+            .with_precision(p)
+            .unwrap_or_else(|e| panic!("--precision {p}: {e}")),
+        None => model,
+    };
+    let precision = model.precision();
     for name in workloads.split(',') {
         let w = workload2(name).unwrap_or_else(|| panic!("unknown workload {name}"));
         let (times, first_done, median) = timed(runs, || forecast2(&model, w));
@@ -269,7 +275,7 @@ fn run_workload<B: LayerOps>(backend: &B, name: &str, runs: usize, report: impl 
 
 /// `--devices N` (or `all`): the host's discrete GPUs, each in a fallback with its own CPU
 /// backend; the first `N` of them.
-fn gpus(devices: &str) -> Vec<FallbackBackend<Wgpu, NdArray>> {
+fn gpus(devices: &str, precision: Option<Precision>) -> Vec<FallbackBackend<Wgpu, NdArray>> {
     let all = Wgpu::discrete_gpus(GraphicsApi::Auto).expect("a discrete GPU");
     let n = match devices {
         "all" => all.len(),
@@ -285,8 +291,18 @@ fn gpus(devices: &str) -> Vec<FallbackBackend<Wgpu, NdArray>> {
     all.into_iter()
         .skip(skip)
         .take(n)
-        .map(|gpu| FallbackBackend::new(gpu, NdArray::new()))
+        .map(|gpu| FallbackBackend::new(with_precision(gpu, precision), NdArray::new()))
         .collect()
+}
+
+/// `gpu` set to `precision` where one is named (`--precision`), at its default otherwise.
+fn with_precision(gpu: Wgpu, precision: Option<Precision>) -> Wgpu {
+    match precision {
+        Some(p) => gpu
+            .with_precision(p)
+            .unwrap_or_else(|e| panic!("--precision {p}: {e}")),
+        None => gpu,
+    }
 }
 
 /// The workload's inputs as host data, `[B, V, T]`.
@@ -308,10 +324,11 @@ fn run_multi(
     model: &str,
     name: &str,
     runs: usize,
-    precision: Precision,
+    precision: Option<Precision>,
     batch: Option<usize>,
 ) {
-    let backends = gpus(devices);
+    let backends = gpus(devices, precision);
+    let precision = backends[0].precision();
     let mut counts = vec![1];
     if backends.len() > 1 {
         counts.push(backends.len());
@@ -341,10 +358,8 @@ fn run_multi(
             (t, f, m, (b, v))
         } else {
             let (b, v, c, h) = workload2(name).expect("a Toto 2.0 workload");
-            let many = MultiDevice::load(used, |d| {
-                Toto2::random(d, toto2_config(model))?.with_precision(precision)
-            })
-            .expect("models");
+            let many =
+                MultiDevice::load(used, |d| Toto2::random(d, toto2_config(model))).expect("models");
             let data = series(b, v, c);
             let mut request = ForecastRequest::new(data, h);
             request.options.v2.has_missing_values = false;
@@ -481,14 +496,14 @@ fn memory_policy() {
         .expect("a wgpu adapter");
 }
 
-/// `--precision f32|f16|bf16` (f32 when absent).
-fn precision(arg: Option<String>) -> Precision {
-    match arg.as_deref().unwrap_or("f32") {
+/// `--precision f32|f16|bf16`; `None` when absent (the backend's, `Backend::precision`).
+fn precision(arg: Option<String>) -> Option<Precision> {
+    arg.map(|arg| match arg.as_str() {
         "f32" => Precision::F32,
         "f16" => Precision::F16,
         "bf16" => Precision::Bf16,
         other => panic!("unknown precision {other} (f32, f16, bf16)"),
-    }
+    })
 }
 
 /// `M,K,N` of a `flag` as three sizes.
@@ -732,7 +747,7 @@ fn main() {
                     String::new,
                 ),
                 "fallback" => {
-                    let gpu = Wgpu::new().expect("a wgpu adapter");
+                    let gpu = with_precision(Wgpu::new().expect("a wgpu adapter"), precision);
                     let b = FallbackBackend::new(gpu, NdArray::new());
                     run_toto2(&b, size, &names, runs, precision, || forwarded(&b));
                     eprintln!("{}", b.report());

@@ -122,14 +122,33 @@ pub enum Error {
     #[error(
         "the only wgpu adapter for {adapter:?} is `{name}` on OpenGL, which toto-fallback does \
          not use (wgpu's OpenGL backend can deadlock under CubeCL's autotuning; \
-         docs/troubleshooting.md, \"OpenGL\"). Install a Vulkan driver (on a machine without a \
-         GPU the software one: Debian/Ubuntu `apt-get install mesa-vulkan-drivers`) or use the \
-         CPU backend `NdArray::new()`"
+         docs/troubleshooting.md, \"OpenGL\"). Install the GPU's Vulkan driver or use the CPU \
+         backend `NdArray::new()` (on a machine without a GPU, a build with \
+         `default-features = false, features = [\"portable\"]` also runs on Mesa's software Vulkan: \
+         `apt-get install mesa-vulkan-drivers`)"
     )]
     OpenGlOnly {
         /// The requested adapter.
         adapter: AdapterKind,
         /// The OpenGL adapter's name, as its driver gives it.
+        name: String,
+    },
+
+    /// The adapter is a software rasterizer on Vulkan (Mesa's lavapipe) and this build compiles
+    /// kernels to SPIR-V (the `vulkan` feature, on by default), which lavapipe crashes on
+    /// (docs/troubleshooting.md, "lavapipe and SPIR-V").
+    #[cfg(feature = "wgpu")]
+    #[error(
+        "{name} for {adapter:?} is a software Vulkan adapter, and this build compiles kernels \
+         to SPIR-V (the `vulkan` feature, on by default), which Mesa's lavapipe crashes on \
+         (docs/troubleshooting.md, \"lavapipe and SPIR-V\"). Use the CPU backend \
+         (`NdArray::new()`, faster than a software GPU on the same cores), or build with \
+         `default-features = false, features = [\"portable\"]` to run wgpu on lavapipe through WGSL"
+    )]
+    SoftwareSpirv {
+        /// The requested adapter.
+        adapter: AdapterKind,
+        /// The backend's name for the adapter (its driver's name and the compiler).
         name: String,
     },
 

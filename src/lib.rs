@@ -97,7 +97,7 @@ pub use backend::kernel_cache;
 pub use backend::{AdapterKind, GraphicsApi, Wgpu};
 pub use backend::{
     Backend, CpuKernels, FallbackBackend, FallbackPolicy, LayerOps, MixtureParams, NdArray,
-    OpReport, Placement, Report, ScalerSpec, ScalerState, Usage,
+    OpReport, Placement, Precision, Report, ScalerSpec, ScalerState, Usage,
 };
 #[cfg(feature = "wgpu")]
 pub use backend::{Chosen, Prefer, choose_backend};

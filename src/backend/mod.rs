@@ -17,6 +17,7 @@ pub mod kernel_cache;
 pub mod layers;
 mod ndarray;
 pub(crate) mod ops;
+mod precision;
 mod stream;
 pub(crate) mod transfer;
 #[cfg(feature = "wgpu")]
@@ -32,6 +33,7 @@ pub use self::layers::{
 pub use self::ndarray::NdArray;
 pub use self::ops::mixture::MixtureParams;
 pub use self::ops::scaler::{ScalerSpec, ScalerState};
+pub use self::precision::Precision;
 #[cfg(feature = "wgpu")]
 pub use self::wgpu::Wgpu;
 #[cfg(feature = "wgpu")]
@@ -327,6 +329,16 @@ pub trait Backend: Clone + Send + Sync + fmt::Debug + 'static {
     fn with_draw_window(&self, window: crate::rng::DrawWindow) -> Option<Self> {
         let _ = window;
         None
+    }
+
+    /// The number format this backend gives the matrix products of a model that computes in
+    /// reduced precision (Toto 2.0's; Toto 1.0 is f32 everywhere): the model takes it when it is
+    /// loaded. [`Precision::F32`] (the provided body) on the CPU backends; on [`Wgpu`],
+    /// [`Precision::F16`] where the adapter's kernels reach f16 tensor cores (cooperative
+    /// matrices: the SPIR-V compiler on Vulkan, the MSL compiler on Metal) and f32 elsewhere,
+    /// changed with [`Wgpu::with_precision`]; a [`FallbackBackend`] gives its GPU's.
+    fn precision(&self) -> Precision {
+        Precision::F32
     }
 
     /// What ran where, for a backend that routes ops to others ([`FallbackBackend::report`]);

@@ -15,7 +15,8 @@ const NAME: &str = "Gamma";
 /// - Parameters: `concentration` α `> 0` (shape) and `rate` β `> 0` (inverse scale: the mean is
 ///   α/β; rand_distr and numpy take a *scale* 1/β instead).
 /// - Density: `p(x) = β^α x^(α-1) e^(-βx) / Γ(α)` for `x > 0`.
-/// - Sampling: `standard_gamma(α) / β` through the backend: Marsaglia & Tsang (2000) with the
+/// - Sampling: `standard_gamma(α) / β`, clamped below at `f32::MIN_POSITIVE` as torch clamps to
+///   `finfo.tiny`, through the backend: Marsaglia & Tsang (2000) with the
 ///   `α < 1` boost `Gamma(α + 1) · U^(1/α)`, a Philox kernel on [`Wgpu`](crate::Wgpu) and
 ///   rand_distr's sampler on [`NdArray`](crate::NdArray); a
 ///   [`FallbackBackend`](crate::FallbackBackend) routes it like any op and reports where it ran.
@@ -101,7 +102,11 @@ impl<B: Backend, const D: usize> Distribution<D> for Gamma<B, D> {
         let shape = full_shape::<S>(NAME, sample_shape, &self.batch)?;
         let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
         let g = self.backend.standard_gamma(alpha)?;
-        Ok(g.div(lift::<D, S>(self.rate.clone())))
+        // As torch's `Gamma.rsample` clamps to `finfo.tiny`: a draw below the smallest normal
+        // f32 (α ≪ 1, or β > 1 on a draw the sampler clamped) is that number rather than a
+        // subnormal, which a device that flushes subnormals (SPIR-V on NVIDIA) would make 0.
+        Ok(g.div(lift::<D, S>(self.rate.clone()))
+            .clamp_min(f32::MIN_POSITIVE))
     }
 
     /// `α ln β + (α - 1) ln x - βx - lnΓ(α)`, `-inf` for `x < 0`.
@@ -146,12 +151,15 @@ impl<B: Backend, const D: usize> Cdf<D> for Gamma<B, D> {
     /// NaN outside `[0, 1]`. Relative error below 1e-5 for `p` in `[1e-6, 1 − 1e-6]` and α in
     /// `[0.01, 100]` wherever the quantile is a normal f32 (tested against mpmath on every
     /// backend). Below that range (small α and p: `Gamma(0.01)` at `p = 0.3` is 2.9e-53) the
-    /// result is `f32::MIN_POSITIVE / β`, where the sampler clamps such draws.
+    /// result is `max(f32::MIN_POSITIVE / β, f32::MIN_POSITIVE)`, where the sampler clamps such
+    /// draws.
     fn quantile<const S: usize>(&self, p: Tensor<S>) -> Result<Tensor<S>> {
         let shape = value_shape(NAME, p.dims(), &self.batch)?;
         let p = p.broadcast_to(shape);
         let alpha = lift::<D, S>(self.concentration.clone()).broadcast_to(shape);
-        let x = gamma_quantile(alpha, p.clone())?.div(lift::<D, S>(self.rate.clone()));
+        let x = gamma_quantile(alpha, p.clone())?
+            .div(lift::<D, S>(self.rate.clone()))
+            .clamp_min(f32::MIN_POSITIVE);
         Ok(quantile_ends(x, p, 0.0))
     }
 }

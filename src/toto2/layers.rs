@@ -5,6 +5,7 @@
 
 use burn::tensor::{Device, Distribution as Init, FloatDType, Tensor};
 
+pub use crate::backend::Precision;
 use crate::backend::{Affine, LayerOps, Prepared, SiluHalf};
 use crate::error::Result;
 use crate::nn::checkpoint::Checkpoint;
@@ -12,52 +13,6 @@ use crate::nn::checkpoint::Checkpoint;
 /// unit-scaling's SiLU output scale at `mult = 1`:
 /// `exp(0.8 ln sqrt(2 / (1 − 1/π)) + 0.2 ln 2)`, used in the residual MLPs only.
 pub(crate) const SILU_SCALE: f64 = 1.766_782_948_312_328;
-
-/// The number format of Toto 2.0's matrix products: the patch embedding's, the decoder's
-/// attention projections and feed-forward layers, and the output head's hidden layer — over 99%
-/// of a forecast's arithmetic. Everything else stays in f32 (the scaler in f64) whatever this
-/// says: norms, softmax, the residual stream, and the head's two readout layers, whose outputs
-/// are the quantiles in asinh space (rounding them to 11 bits would cost up to `|y|·2⁻¹¹`
-/// relative error in real space, in the tails). Set it with
-/// [`Toto2::with_precision`](super::Toto2::with_precision).
-///
-/// Half precision rounds the weights once and each product's inputs and output to 11 (`F16`) or
-/// 8 (`Bf16`) significant bits, accumulating in f32. Toto 2.0's layers are unit-scaled (activations
-/// and weights near unit variance), which is what makes 16-bit formats safe for it. On GPUs with
-/// 16-bit tensor cores it is several times faster for the large sizes; docs/PERFORMANCE.md has
-/// the measurements and the accuracy against the f32 reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Precision {
-    /// f32 throughout: matches toto-2 to 1e-5 (the default).
-    #[default]
-    F32,
-    /// IEEE half precision (10-bit mantissa, range ±65504) weights and products.
-    F16,
-    /// bfloat16 (7-bit mantissa, f32's range) weights and products.
-    Bf16,
-}
-
-impl Precision {
-    /// burn's format for the products; `None` for f32.
-    pub(crate) fn dtype(self) -> Option<FloatDType> {
-        match self {
-            Precision::F32 => None,
-            Precision::F16 => Some(FloatDType::F16),
-            Precision::Bf16 => Some(FloatDType::BF16),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
-            Precision::Bf16 => "bf16",
-        })
-    }
-}
 
 /// Whether a linear layer feeds the residual stream (`x Wᵀ` scaled by `fan_in^−½`) or reads
 /// out (scaled by `fan_in^−1`).

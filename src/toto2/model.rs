@@ -116,12 +116,13 @@ impl<B: LayerOps> Toto2<B> {
             decoder: Decoder::random(&config, device),
             head: ResidualMlp::random(head_widths(&config), true, device),
         };
-        Ok(Toto2 {
+        Toto2 {
             backend: backend.clone(),
             config,
             weights,
             precision: Precision::F32,
-        })
+        }
+        .with_precision(backend.precision())
     }
 
     fn load(backend: &B, config: Toto2Config, mut ckpt: Checkpoint) -> Result<Self> {
@@ -158,22 +159,27 @@ impl<B: LayerOps> Toto2<B> {
                 "incomplete".to_owned(),
             )
         })?;
-        Ok(Toto2 {
+        Toto2 {
             backend: backend.clone(),
             config,
             weights,
             precision: Precision::F32,
-        })
+        }
+        .with_precision(backend.precision())
     }
 
     /// The model with its matrix products in `precision` ([`Precision`] says which): those
     /// layers' weights are rounded to it once, and their products computed in it with f32
-    /// accumulation. On an H100 (Vulkan, 2026-11-26) `F16` took the 313m-like model's T2-boom
-    /// forecast from 687 ms to 213 ms (toto-2: 352 ms); on the conformance fixtures the quantiles
-    /// stay within 1.2e-3 (scaled) of toto-2's f32 ones (docs/PERFORMANCE.md).
+    /// accumulation. A model is loaded in its backend's precision
+    /// ([`Backend::precision`](crate::Backend::precision): `F16` on a GPU with f16 tensor cores,
+    /// `F32` elsewhere); this changes an f32 model. On an H100 (SPIR-V, 2026-12-06) `F16` takes
+    /// the 313m-like model's T2-boom forecast from 662 ms to 192 ms (toto-2: 353 ms); on the
+    /// conformance fixtures the quantiles stay within 1.2e-3 (scaled) of toto-2's f32 ones
+    /// (docs/PERFORMANCE.md).
     ///
     /// The rounding happens once: asking again for the same precision changes nothing, and a
-    /// model already in 16 bits refuses another precision (load it again instead), so
+    /// model already in 16 bits refuses another precision (load it again on a backend set to
+    /// it, [`Wgpu::with_precision`](crate::Wgpu::with_precision)), so
     /// [`Toto2::precision`] always says what the weights hold. Ask
     /// [`Toto2::supports_precision`] first to keep the model when the device lacks the format.
     ///
@@ -185,7 +191,8 @@ impl<B: LayerOps> Toto2<B> {
     /// // NdArray computes in f32 only: asking it for f16 is an error that says so.
     /// let cpu = NdArray::new();
     /// assert!(Toto2::from_dir(&cpu, dir)?.with_precision(Precision::F16).is_err());
-    /// if let Ok(gpu) = Wgpu::new() {
+    /// // An f32 load on the GPU, whatever its default, then the products in f16.
+    /// if let Ok(gpu) = Wgpu::new().and_then(|gpu| gpu.with_precision(Precision::F32)) {
     ///     if let Ok(model) = Toto2::from_dir(&gpu, dir)?.with_precision(Precision::F16) {
     ///         assert_eq!(model.precision(), Precision::F16);
     ///     }
@@ -206,8 +213,11 @@ impl<B: LayerOps> Toto2<B> {
                 "Toto2::with_precision",
                 InputKind::Unusable,
                 format!(
-                    "the weights were already rounded to {}; load the model again for {precision}",
-                    self.precision
+                    "the weights were already rounded to {} (the backend's precision when it was \
+                     loaded, `Backend::precision`); load it again on a backend set to \
+                     {precision}: the GPU backend's `with_precision(Precision::{precision:?})` \
+                     before loading",
+                    self.precision,
                 ),
             ));
         }

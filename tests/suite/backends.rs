@@ -850,6 +850,58 @@ fn wgpu_name_says_which_compiler_serves_it() {
     }
 }
 
+/// A software Vulkan adapter (Mesa's lavapipe) in a build that compiles kernels to SPIR-V (the
+/// default, `vulkan`) is refused with `Error::SoftwareSpirv` naming it and both ways out, and
+/// `choose_backend` then runs on the CPU even when asked for a GPU; in the `portable` build
+/// (WGSL only) it opens and is served WGSL. CI runs this in both builds on lavapipe.
+#[test]
+fn a_software_vulkan_adapter_is_served_wgsl_or_refused() {
+    use toto_fallback::{Chosen, Prefer, choose_backend};
+    let _turn = common::wgpu_turn();
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true") && !common::expect_gl_only();
+    match Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu) {
+        Ok(gpu) => {
+            eprintln!("opened {}", gpu.name());
+            assert!(gpu.is_software(), "{} is not software", gpu.name());
+            assert!(
+                gpu.name().ends_with("; wgsl)"),
+                "a software adapter served other than WGSL: {}",
+                gpu.name()
+            );
+            assert!(
+                !cfg!(feature = "vulkan") || std::env::var("TOTO_WGPU_SOFTWARE_SPIRV").is_ok(),
+                "a SPIR-V build opened {}",
+                gpu.name()
+            );
+        }
+        Err(e @ Error::SoftwareSpirv { .. }) => {
+            let spirv_build = cfg!(feature = "vulkan");
+            assert!(spirv_build, "refused without SPIR-V: {e}");
+            let text = e.to_string();
+            for needle in [
+                "software Vulkan",
+                "SPIR-V",
+                "NdArray::new()",
+                "\"portable\"",
+            ] {
+                assert!(text.contains(needle), "{needle:?} missing from: {text}");
+            }
+            eprintln!("refused in a SPIR-V build: {text}");
+            if let Ok(gpu) = Wgpu::new() {
+                // A machine with a GPU besides lavapipe: the default adapter is the GPU.
+                assert!(!gpu.is_software(), "{} opened", gpu.name());
+                return;
+            }
+            match choose_backend(Prefer::Gpu) {
+                Chosen::Cpu { why, .. } => assert!(why.contains("SPIR-V"), "{why}"),
+                Chosen::Gpu(b) => panic!("chose {} after the refusal", b.gpu().name()),
+            }
+        }
+        Err(e) if ci => panic!("CI=true, yet lavapipe did not open: {e}"),
+        Err(e) => eprintln!("SKIPPED (no software Vulkan adapter): {e}"),
+    }
+}
+
 /// `choose_backend` takes a hardware adapter, passes over a software one (lavapipe in CI) for
 /// the CPU and says why, takes even a software one when asked for a GPU, and never opens one
 /// when asked for the CPU.

@@ -262,6 +262,79 @@ fn toto2_half_precision_stays_near_the_f32_reference() {
     }
 }
 
+/// A model takes its backend's precision when it is loaded (`Backend::precision`): f32 on the
+/// CPU backends; on wgpu what `Wgpu::with_precision` set, which a `FallbackBackend` passes on.
+/// An f16 load forecasts within `HALF_TOL` of toto-2's f32 quantiles, and asking it for f32
+/// afterwards is refused with the way to get it (an f32 backend). bf16 is refused on the
+/// backend where the adapter has none.
+#[test]
+fn a_model_takes_its_backends_precision() {
+    use toto_fallback::{Backend, FallbackBackend, NdArray};
+    let cpu = NdArray::new();
+    assert_eq!(cpu.precision(), Precision::F32);
+    assert_eq!(load(&cpu, TINY).precision(), Precision::F32);
+    let Some(gpu) = common::wgpu(5) else { return };
+    assert_eq!(
+        gpu.precision(),
+        Precision::F32,
+        "the suite's adapter is set to f32"
+    );
+    let half = match gpu.clone().with_precision(Precision::F16) {
+        Ok(half) => half,
+        Err(e @ Error::PrecisionUnsupported { .. }) => {
+            eprintln!("{}: no f16, refused: {e}", gpu.name());
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    if !gpu.device().supports_dtype(burn::tensor::DType::BF16) {
+        assert!(matches!(
+            gpu.clone().with_precision(Precision::Bf16),
+            Err(Error::PrecisionUnsupported { .. })
+        ));
+    }
+    let b = FallbackBackend::new(half, NdArray::seeded(5));
+    assert_eq!(b.precision(), Precision::F16);
+    let model = load(&b, TINY);
+    assert_eq!(model.precision(), Precision::F16);
+    let reference = Reference::load_from(TINY);
+    let (target, mask, ids) = inputs(&reference, b.device());
+    let forecast = model
+        .forecast(
+            target,
+            Some(mask),
+            Some(ids),
+            None,
+            &case_options(TINY, "single"),
+        )
+        .unwrap();
+    let got = forecast
+        .quantiles()
+        .unwrap()
+        .values()
+        .clone()
+        .permute([3, 0, 1, 2]);
+    let (err, at, g, w) = scaled_error(&reference, "forecast.single", got);
+    eprintln!("f16 from the backend: scaled error {err:.2e}");
+    assert!(
+        err <= HALF_TOL && err > 1e-5,
+        "scaled error {err:.2e} at {at} (got {g}, want {w})"
+    );
+    match model.with_precision(Precision::F32) {
+        Err(e @ Error::Input { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("with_precision(Precision::F32)") && text.contains("before loading"),
+                "{text}"
+            );
+        }
+        other => panic!(
+            "f16 weights back to f32: {:?}",
+            other.map(|m| m.precision())
+        ),
+    }
+}
+
 #[test]
 fn toto2_forecast_forwards_nothing_on_the_fallback() {
     let Some(b) = common::fallback(3) else { return };

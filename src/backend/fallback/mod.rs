@@ -15,10 +15,10 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor};
 
 use self::report::Recorder;
-use super::Backend;
 use super::ops::mixture::{self, MixtureParams};
 use super::ops::scaler::{ScalerSpec, ScalerState};
 use super::transfer::Transfer;
+use super::{Backend, Precision};
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::rng::DrawWindow;
@@ -232,6 +232,11 @@ impl<Gpu: Backend, Cpu: Backend> Backend for FallbackBackend<Gpu, Cpu> {
             cpu: self.cpu.with_draw_window(window)?,
             ..self.clone()
         })
+    }
+
+    /// The GPU backend's: the products run there.
+    fn precision(&self) -> Precision {
+        self.gpu.precision()
     }
 
     fn fallback_report(&self) -> Option<Report> {

@@ -11,7 +11,7 @@ use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::tensor as sampling;
 use super::ops::scaler::{self, ScalerSpec, ScalerState};
 use super::stream::Streams;
-use super::{Backend, Support, UNWINDOWED};
+use super::{Backend, Precision, Support, UNWINDOWED};
 use crate::adapter::{AdapterKind, GraphicsApi};
 use crate::error::{Error, Result};
 use crate::op::{Op, OpSet};
@@ -58,6 +58,7 @@ pub struct Wgpu {
     name: Arc<str>,
     software: bool,
     support: Support,
+    precision: Precision,
     rng: Arc<Streams>,
     offset: u64,
     /// `(chunk, stride)` of a [`DrawWindow`] handle's mixture draws; `(u32::MAX, 0)` otherwise.
@@ -71,6 +72,7 @@ impl fmt::Debug for Wgpu {
             .field("software", &self.software)
             .field("device", &self.device)
             .field("support", &self.support)
+            .field("precision", &self.precision)
             .field("rng", &self.rng)
             .field("offset", &self.offset)
             .field("window", &self.window)
@@ -106,9 +108,16 @@ impl Wgpu {
     /// when `GraphicsApi::Auto` finds only an OpenGL adapter.
     pub fn with_adapter(api: GraphicsApi, adapter: AdapterKind) -> Result<Self> {
         let device = open(api, adapter)?;
-        let name = describe(&device, api);
+        let shader = shader_of(&device);
+        let name = match device.identity() {
+            Some(id) => format!("wgpu ({}; {shader})", id.name),
+            None => format!("wgpu ({api:?}; {shader})"),
+        };
         // cubecl describes no card for an adapter of wgpu's `DeviceType::Cpu`.
         let software = device.identity().is_some_and(|id| id.physical.is_none());
+        if software && shader == "spirv" && !allowed("TOTO_WGPU_SOFTWARE_SPIRV") {
+            return Err(Error::SoftwareSpirv { adapter, name });
+        }
         // Toto's scaler runs in f64 as toto-ts does: native where the adapter has f64 shaders
         // (Vulkan on most desktop GPUs, lavapipe), forwarded elsewhere (Metal has no f64).
         let lacking = if device.supports_dtype(burn::tensor::DType::F64) {
@@ -116,15 +125,52 @@ impl Wgpu {
         } else {
             OpSet::empty().with(Op::PatchScaler)
         };
+        let precision = if has_f16_tensor_cores(&device) {
+            Precision::F16
+        } else {
+            Precision::F32
+        };
         Ok(Wgpu {
             device,
             name: name.into(),
             software,
             support: Support::lacking(lacking),
+            precision,
             rng: Arc::new(Streams::new(rand::random())),
             offset: 0,
             window: WHOLE,
         })
+    }
+
+    /// This backend with `precision` for the matrix products of the models loaded on it
+    /// afterwards ([`Backend::precision`]; Toto 2.0's). `Precision::F32` is the way back to
+    /// toto-2's f32 numbers on a GPU whose default is `F16`:
+    ///
+    /// ```no_run
+    /// use toto_fallback::{Backend, Forecaster, Precision, Wgpu};
+    /// use toto_fallback::toto2::Toto2;
+    ///
+    /// let gpu = Wgpu::new()?.with_precision(Precision::F32)?;
+    /// let model = Toto2::from_pretrained(&gpu, "Datadog/Toto-2.0-22m")?;
+    /// assert_eq!(model.precision(), Precision::F32);
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::PrecisionUnsupported`] when the adapter has no arithmetic in that format (no
+    /// adapter measured so far has bf16).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if let Some(dtype) = precision.dtype()
+            && !self.device.supports_dtype(dtype)
+        {
+            return Err(Error::PrecisionUnsupported {
+                model: "Wgpu::with_precision",
+                precision: precision.to_string(),
+                device: self.name.to_string(),
+            });
+        }
+        self.precision = precision;
+        Ok(self)
     }
 
     /// Every discrete GPU that `api` reaches, in the driver's order (`DiscreteGpu(0)`,
@@ -258,7 +304,7 @@ fn open_in(
         Ok((device, setup)) if setup.backend != burn::tensor::wgpu::wgpu::Backend::Gl => Ok(device),
         Ok((device, setup)) => {
             let name = setup.adapter.get_info().name;
-            if std::env::var("TOTO_WGPU_OPENGL").is_ok_and(|v| v == "allow") {
+            if allowed("TOTO_WGPU_OPENGL") {
                 log::warn!(
                     "using `{name}` on OpenGL (TOTO_WGPU_OPENGL=allow): wgpu's GL backend can \
                      deadlock under CubeCL's autotuning (docs/troubleshooting.md, \"OpenGL\")"
@@ -293,12 +339,12 @@ fn open_in(
     result.map_err(|name| Error::OpenGlOnly { adapter, name })
 }
 
-fn describe(device: &Device, api: GraphicsApi) -> String {
-    // cubecl names the runtime after the compiler that serves the adapter: `wgpu<spirv>`,
-    // `wgpu<msl>` or `wgpu<wgsl>` (the identity's fingerprint starts with `spirv_` whatever the
-    // compiler, so it cannot tell).
+/// The compiler cubecl serves the device with: `spirv`, `msl` or `wgsl`. cubecl names the
+/// runtime after it (`wgpu<spirv>`); the identity's fingerprint starts with `spirv_` whatever
+/// the compiler, so it cannot tell.
+fn shader_of(device: &Device) -> String {
     #[allow(unreachable_patterns)]
-    let shader = match device.as_dispatch() {
+    match device.as_dispatch() {
         burn::backend::DispatchDevice::Cube(cube) => {
             let runtime = cube.client().name();
             runtime
@@ -308,11 +354,36 @@ fn describe(device: &Device, api: GraphicsApi) -> String {
                 .to_owned()
         }
         _ => String::from("?"),
-    };
-    match device.identity() {
-        Some(id) => format!("wgpu ({}; {shader})", id.name),
-        None => format!("wgpu ({api:?}; {shader})"),
     }
+}
+
+/// Whether the device's kernels reach f16 tensor cores: a cooperative-matrix configuration
+/// with f16 inputs (SPIR-V's `VK_KHR_cooperative_matrix`, Metal's simdgroup matrices; WGSL has
+/// none).
+fn has_f16_tensor_cores(device: &Device) -> bool {
+    use burn::tensor::DType;
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(cube) => {
+            device.supports_dtype(DType::F16)
+                && cube
+                    .client()
+                    .properties()
+                    .features
+                    .matmul
+                    .cmma
+                    .iter()
+                    .any(|mma| {
+                        mma.a_type == cubecl::ir::ElemType::Float(cubecl::ir::FloatKind::F16)
+                    })
+        }
+        _ => false,
+    }
+}
+
+/// Whether the environment variable `var` says `allow`.
+fn allowed(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "allow")
 }
 
 /// Every layer op as its composition of burn ops: burn's fusion compiles the elementwise ones
@@ -337,6 +408,12 @@ impl Backend for Wgpu {
     fn seed(&self, seed: u64) {
         self.rng.reseed(seed);
         self.device.seed(seed);
+    }
+
+    /// `F16` where the adapter's kernels reach f16 tensor cores, `F32` elsewhere, unless
+    /// [`Wgpu::with_precision`] said otherwise.
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// A handle whose mixture draws are `window`'s slice of the whole call (its offset is the

@@ -110,7 +110,7 @@ pub fn expect_gl_only() -> bool {
     std::env::var("TOTO_TEST_EXPECT_GL_ONLY").is_ok_and(|v| v == "1")
 }
 
-/// The wgpu device for this run: the default adapter, else a software one (lavapipe).
+/// The wgpu device for this run: the default adapter, else a software one (lavapipe), at f32.
 /// With `CI=true` a missing adapter fails the test; elsewhere the test is skipped with a
 /// printed reason. A machine whose only adapter is OpenGL skips with the refusal's reason.
 fn open_wgpu() -> Option<Wgpu> {
@@ -118,7 +118,16 @@ fn open_wgpu() -> Option<Wgpu> {
     let opened = OPENED.get_or_init(|| {
         Wgpu::new()
             .or_else(|_| Wgpu::with_adapter(GraphicsApi::Auto, AdapterKind::Cpu))
-            .inspect(|gpu| eprintln!("wgpu tests run on: {}", gpu.name()))
+            .inspect(|gpu| {
+                eprintln!(
+                    "wgpu tests run on: {} (its default precision: {}; the tests' f32)",
+                    gpu.name(),
+                    gpu.precision()
+                )
+            })
+            // The conformance tests compare with toto-2's f32 numbers: f32 on every adapter,
+            // whatever its default (f16 where it has tensor cores); the precision tests set it.
+            .and_then(|gpu| gpu.with_precision(toto_fallback::Precision::F32))
     });
     match opened {
         Ok(gpu) if expect_gl_only() => panic!(
