@@ -256,6 +256,17 @@ pub enum Error {
         instead: &'static str,
     },
 
+    /// A long-format table has a problem at a row and column (feature `csv`).
+    #[error("table{}, column `{column}`: {reason}", .row.map(|r| format!(" row {r}")).unwrap_or_default())]
+    Table {
+        /// The line in the file (the header is line 1), where the problem has one.
+        row: Option<usize>,
+        /// The column's name as the header spells it (or the role looked for).
+        column: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
     /// A file could not be read or written.
     #[error("cannot read or write {path}: {source}")]
     Io {

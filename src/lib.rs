@@ -32,7 +32,7 @@
 //! |---|---|---|
 //! | either generation | [`auto`] | [`AutoToto::from_dir`](auto::AutoToto::from_dir) loads Toto 1.0 or 2.0, whichever a directory holds, behind the one [`Forecaster`] interface |
 //! | models | [`toto`], [`toto2`] | Datadog's Toto 1.0 and Toto 2.0 over any [`Backend`]: config, checkpoint loader, model parts, forward pass, forecaster |
-//! | what the models share | [`forecast`], `nn`, `hub` | the [`Forecaster`] trait every model implements, the [`ForecastRequest`] it takes (a [`forecast::Series`] of host data, known covariates, [`ForecastOptions`]) and the [`forecast::Forecast`] it returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`) |
+//! | what the models share | [`forecast`], `nn`, `hub`, [`eval`], `table` | the [`Forecaster`] trait every model implements, the [`ForecastRequest`] it takes (a [`forecast::Series`] of host data, known covariates, [`ForecastOptions`]) and the [`forecast::Forecast`] it returns (quantiles, median, spread, fan charts); rotary/xPos and attention helpers; with the `hub` feature, checkpoints from the Hugging Face Hub (`from_pretrained`); gluonts' metrics and the seasonal-naive baseline ([`eval`]); with the `csv` feature, long-format tables in and out (`table`) |
 //! | distributions | [`distr`] | [`distr::Normal`], [`distr::Gamma`], [`distr::Chi2`], [`distr::StudentT`], [`distr::Categorical`], [`distr::MixtureSameFamily`], [`distr::Affine`] over burn tensors on any backend |
 //! | backends | [`backend`] | the [`Backend`] trait (per-op support, seeding, sampling, Toto's scaler; each op checked once, then the backend's `_unchecked` implementation), the [`LayerOps`] trait (linear layers, norms, gates, attention: what the models are written with), [`NdArray`] (CPU, with its own [`CpuKernels`]), [`Wgpu`] (Vulkan/Metal/DX12; CubeCL kernels) and [`FallbackBackend`] (routes per op under a [`FallbackPolicy`], into a [`Report`]) |
 //! | special functions | [`special`] | `lgamma`, `digamma`, `log1p`, `expm1`, `ndtr`, `ndtri`, `lbeta`, `betainc`, `gammainc`, `gammaincc` as burn tensor compositions on any device |
@@ -73,6 +73,10 @@ pub mod special;
 pub mod backend;
 
 pub mod distr;
+
+pub mod eval;
+#[cfg(feature = "csv")]
+pub mod table;
 
 pub mod forecast;
 #[cfg(feature = "hub")]

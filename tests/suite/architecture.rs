@@ -21,6 +21,8 @@ const LAYERS: &[(&str, usize)] = &[
     ("forecast", 5),
     ("nn", 5),
     ("hub", 5),
+    ("eval", 5),
+    ("table", 5),
     ("toto", 6),
     ("toto2", 6),
     ("auto", 7),

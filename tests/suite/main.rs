@@ -8,6 +8,7 @@ mod common;
 mod architecture;
 mod backends;
 mod distributions;
+mod eval;
 mod forecaster;
 #[cfg(feature = "hub")]
 mod hub;
@@ -15,5 +16,7 @@ mod layers;
 mod multi;
 mod reliability;
 mod series;
+#[cfg(feature = "csv")]
+mod table;
 mod toto;
 mod toto2;
