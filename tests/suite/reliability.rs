@@ -1382,6 +1382,8 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/multi.rs",
         "tests/suite/layers.rs",
         "tests/suite/forecaster.rs",
+        "tests/suite/eval.rs",
+        "tests/suite/table.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())
