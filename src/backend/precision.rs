@@ -1,6 +1,6 @@
 //! The number format of a model's matrix products, and which one a device gets by default.
 
-use burn::tensor::FloatDType;
+use burn::tensor::{Device, FloatDType};
 
 /// The number format of a model's matrix products. For Toto 2.0: the patch embedding's, the
 /// decoder's attention projections and feed-forward layers, and the output head's hidden layer
@@ -42,6 +42,12 @@ impl Precision {
             Precision::F16 => Some(FloatDType::F16),
             Precision::Bf16 => Some(FloatDType::BF16),
         }
+    }
+
+    /// Whether `device` has arithmetic in this format (f32 everywhere).
+    pub(crate) fn supported_on(self, device: &Device) -> bool {
+        self.dtype()
+            .is_none_or(|dtype| device.supports_dtype(dtype))
     }
 }
 

@@ -285,9 +285,9 @@ impl Evaluator {
             ("mean", entry.mean),
             ("the median", median),
             ("the interval", lower),
+            ("the interval", upper),
         ]
         .into_iter()
-        .chain([("the interval", upper)])
         .chain(levels.iter().map(|v| ("a quantile", *v)));
         for (name, values) in forecasts {
             if values.len() != h {

@@ -160,23 +160,26 @@ impl Frequency {
                 .iter()
                 .flat_map(|ts| ts.windows(2))
                 .all(|w| month_number(w[1]) > month_number(w[0]));
-        let steps = |item: &Vec<NaiveDateTime>| -> Vec<i64> {
-            item.windows(2)
-                .map(|w| {
-                    if calendar {
-                        month_number(w[1]) - month_number(w[0])
-                    } else {
-                        (w[1] - w[0]).num_seconds()
-                    }
-                })
-                .collect()
-        };
+        let steps: Vec<Vec<i64>> = items
+            .iter()
+            .map(|item| {
+                item.windows(2)
+                    .map(|w| {
+                        if calendar {
+                            month_number(w[1]) - month_number(w[0])
+                        } else {
+                            (w[1] - w[0]).num_seconds()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         // The smallest step: missing rows make the others multiples of it.
-        let Some(step) = items.iter().flat_map(steps).filter(|s| *s > 0).min() else {
+        let Some(step) = steps.iter().flatten().copied().filter(|s| *s > 0).min() else {
             return Ok(None);
         };
-        for (i, item) in items.iter().enumerate() {
-            if let Some(p) = steps(item).iter().position(|s| s % step != 0 || *s <= 0) {
+        for (i, item) in steps.iter().enumerate() {
+            if let Some(p) = item.iter().position(|s| s % step != 0 || *s <= 0) {
                 return Err((i, p + 1));
             }
         }

@@ -122,7 +122,7 @@ impl LongTable {
             .iter()
             .map(|h| h.trim().to_owned())
             .collect();
-        let column = |given: &Option<String>, names: &[&str], role: &str| -> Result<usize> {
+        let column = |given: Option<&str>, names: &[&str], role: &str| -> Result<usize> {
             match given {
                 Some(name) => header.iter().position(|h| h == name).ok_or_else(|| {
                     table_error(
@@ -146,19 +146,20 @@ impl LongTable {
                     }),
             }
         };
-        let item_col = column(&options.item, &ITEM_NAMES, "item")?;
-        let time_col = column(&options.timestamp, &TIMESTAMP_NAMES, "timestamp")?;
-        let target_col = column(&options.target, &TARGET_NAMES, "target")?;
+        let item_col = column(options.item.as_deref(), &ITEM_NAMES, "item")?;
+        let time_col = column(options.timestamp.as_deref(), &TIMESTAMP_NAMES, "timestamp")?;
+        let target_col = column(options.target.as_deref(), &TARGET_NAMES, "target")?;
         let covariate_cols: Vec<usize> = options
             .covariates
             .iter()
-            .map(|c| column(&Some(c.clone()), &[], "covariate"))
+            .map(|c| column(Some(c), &[], "covariate"))
             .collect::<Result<_>>()?;
 
         // Rows per item, in order of first appearance: (line, timestamp, target, covariates).
         type Row = (usize, NaiveDateTime, f32, Vec<f32>);
         let mut order: Vec<String> = Vec::new();
-        let mut rows: HashMap<String, Vec<Row>> = HashMap::new();
+        let mut sorted: Vec<Vec<Row>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for record in csv.records() {
             let record = record.map_err(|e| {
                 let line = e.position().map(|p| p.line() as usize);
@@ -189,21 +190,19 @@ impl LongTable {
                     parse_value(cell(c)).ok_or_else(|| number_error(line, &header[c], cell(c)))
                 })
                 .collect::<Result<Vec<f32>>>()?;
-            if !rows.contains_key(&id) {
+            let i = *index.entry(id).or_insert_with_key(|id| {
                 order.push(id.clone());
-            }
-            rows.entry(id)
-                .or_default()
-                .push((line, time, target, covariates));
+                sorted.push(Vec::new());
+                order.len() - 1
+            });
+            sorted[i].push((line, time, target, covariates));
         }
         if order.is_empty() {
             return Err(table_error(None, "", "the table has no rows"));
         }
 
         // Sorted per item; a repeated timestamp is an error.
-        let mut sorted: Vec<Vec<Row>> = Vec::with_capacity(order.len());
-        for id in &order {
-            let mut item = rows.remove(id).unwrap_or_default();
+        for (id, item) in order.iter().zip(&mut sorted) {
             item.sort_by_key(|r| (r.1, r.0));
             if let Some(w) = item.windows(2).find(|w| w[0].1 == w[1].1) {
                 return Err(table_error(
@@ -215,7 +214,6 @@ impl LongTable {
                     ),
                 ));
             }
-            sorted.push(item);
         }
 
         let times: Vec<Vec<NaiveDateTime>> = sorted

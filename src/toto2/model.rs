@@ -237,9 +237,7 @@ impl<B: LayerOps> Toto2<B> {
 
     /// Whether the model's device has arithmetic in `precision` (f32 always).
     pub fn supports_precision(&self, precision: Precision) -> bool {
-        precision
-            .dtype()
-            .is_none_or(|dtype| self.device().supports_dtype(dtype))
+        precision.supported_on(self.device())
     }
 
     /// The format of the matrix products ([`Toto2::with_precision`]).

@@ -53,6 +53,33 @@ fn inputs(
     (target, mask, ids)
 }
 
+/// The scaled error of `model`'s forecast of the fixture's `case` against toto-2's quantiles:
+/// `(error, index, got, want)` of the worst element ([`scaled_error`]).
+fn forecast_error<B: LayerOps>(
+    model: &Toto2<B>,
+    reference: &Reference,
+    (target, mask, ids): &(Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>),
+    case: &str,
+) -> (f64, usize, f64, f64) {
+    let dir = reference.dir;
+    let forecast = model
+        .forecast(
+            target.clone(),
+            Some(mask.clone()),
+            Some(ids.clone()),
+            None,
+            &case_options(dir, case),
+        )
+        .unwrap_or_else(|e| panic!("{dir}: {}: {case}: {e}", model.precision()));
+    let got = forecast
+        .quantiles()
+        .unwrap()
+        .values()
+        .clone()
+        .permute([3, 0, 1, 2]);
+    scaled_error(reference, &format!("forecast.{case}"), got)
+}
+
 fn check_forward<B: LayerOps>(b: &B, dir: &'static str) {
     let reference = Reference::load_from(dir);
     let model = load(b, dir);
@@ -184,7 +211,7 @@ fn toto2_half_precision_stays_near_the_f32_reference() {
     let mut ran = Vec::new();
     for dir in FIXTURES {
         let reference = Reference::load_from(dir);
-        let (target, mask, ids) = inputs(&reference, b.device());
+        let fixture_inputs = inputs(&reference, b.device());
         for (precision, tol) in [(Precision::F16, HALF_TOL), (Precision::Bf16, BF16_TOL)] {
             let fresh = load(&*b, dir);
             let supported = fresh.supports_precision(precision);
@@ -226,22 +253,7 @@ fn toto2_half_precision_stays_near_the_f32_reference() {
                 &["single"]
             };
             for &case in cases {
-                let forecast = model
-                    .forecast(
-                        target.clone(),
-                        Some(mask.clone()),
-                        Some(ids.clone()),
-                        None,
-                        &case_options(dir, case),
-                    )
-                    .unwrap_or_else(|e| panic!("{dir}: {precision}: {case}: {e}"));
-                let got = forecast
-                    .quantiles()
-                    .unwrap()
-                    .values()
-                    .clone()
-                    .permute([3, 0, 1, 2]);
-                let (err, at, g, w) = scaled_error(&reference, &format!("forecast.{case}"), got);
+                let (err, at, g, w) = forecast_error(&model, &reference, &fixture_inputs, case);
                 eprintln!("{dir}: {precision}: {case}: scaled error {err:.2e}");
                 assert!(
                     err <= tol,
@@ -298,23 +310,8 @@ fn a_model_takes_its_backends_precision() {
     let model = load(&b, TINY);
     assert_eq!(model.precision(), Precision::F16);
     let reference = Reference::load_from(TINY);
-    let (target, mask, ids) = inputs(&reference, b.device());
-    let forecast = model
-        .forecast(
-            target,
-            Some(mask),
-            Some(ids),
-            None,
-            &case_options(TINY, "single"),
-        )
-        .unwrap();
-    let got = forecast
-        .quantiles()
-        .unwrap()
-        .values()
-        .clone()
-        .permute([3, 0, 1, 2]);
-    let (err, at, g, w) = scaled_error(&reference, "forecast.single", got);
+    let fixture_inputs = inputs(&reference, b.device());
+    let (err, at, g, w) = forecast_error(&model, &reference, &fixture_inputs, "single");
     eprintln!("f16 from the backend: scaled error {err:.2e}");
     assert!(
         err <= HALF_TOL && err > 1e-5,

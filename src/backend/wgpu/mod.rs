@@ -160,9 +160,7 @@ impl Wgpu {
     /// [`Error::PrecisionUnsupported`] when the adapter has no arithmetic in that format (no
     /// adapter measured so far has bf16).
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        if let Some(dtype) = precision.dtype()
-            && !self.device.supports_dtype(dtype)
-        {
+        if !precision.supported_on(&self.device) {
             return Err(Error::PrecisionUnsupported {
                 model: "Wgpu::with_precision",
                 precision: precision.to_string(),
@@ -339,46 +337,41 @@ fn open_in(
     result.map_err(|name| Error::OpenGlOnly { adapter, name })
 }
 
+/// The CubeCL device behind a burn device: every wgpu device is one.
+fn cube_device(device: &Device) -> Option<&cubecl::Device> {
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        burn::backend::DispatchDevice::Cube(cube) => Some(cube),
+        _ => None,
+    }
+}
+
 /// The compiler cubecl serves the device with: `spirv`, `msl` or `wgsl`. cubecl names the
 /// runtime after it (`wgpu<spirv>`); the identity's fingerprint starts with `spirv_` whatever
 /// the compiler, so it cannot tell.
 fn shader_of(device: &Device) -> String {
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        burn::backend::DispatchDevice::Cube(cube) => {
-            let runtime = cube.client().name();
-            runtime
-                .split_once('<')
-                .and_then(|(_, rest)| rest.strip_suffix('>'))
-                .unwrap_or(runtime)
-                .to_owned()
-        }
-        _ => String::from("?"),
-    }
+    let Some(cube) = cube_device(device) else {
+        return String::from("?");
+    };
+    let runtime = cube.client().name();
+    runtime
+        .split_once('<')
+        .and_then(|(_, rest)| rest.strip_suffix('>'))
+        .unwrap_or(runtime)
+        .to_owned()
 }
 
 /// Whether the device's kernels reach f16 tensor cores: a cooperative-matrix configuration
 /// with f16 inputs (SPIR-V's `VK_KHR_cooperative_matrix`, Metal's simdgroup matrices; WGSL has
 /// none).
 fn has_f16_tensor_cores(device: &Device) -> bool {
-    use burn::tensor::DType;
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        burn::backend::DispatchDevice::Cube(cube) => {
-            device.supports_dtype(DType::F16)
-                && cube
-                    .client()
-                    .properties()
-                    .features
-                    .matmul
-                    .cmma
-                    .iter()
-                    .any(|mma| {
-                        mma.a_type == cubecl::ir::ElemType::Float(cubecl::ir::FloatKind::F16)
-                    })
-        }
-        _ => false,
-    }
+    let f16 = cubecl::ir::ElemType::Float(cubecl::ir::FloatKind::F16);
+    Precision::F16.supported_on(device)
+        && cube_device(device).is_some_and(|cube| {
+            let client = cube.client();
+            let cmma = &client.properties().features.matmul.cmma;
+            cmma.iter().any(|mma| mma.a_type == f16)
+        })
 }
 
 /// Whether the environment variable `var` says `allow`.
