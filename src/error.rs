@@ -256,10 +256,12 @@ pub enum Error {
         instead: &'static str,
     },
 
-    /// A long-format table has a problem at a row and column (feature `csv`).
+    /// A long-format table has a problem at a row and column (features `csv`, `arrow`,
+    /// `parquet`).
     #[error("table{}, column `{column}`: {reason}", .row.map(|r| format!(" row {r}")).unwrap_or_default())]
     Table {
-        /// The line in the file (the header is line 1), where the problem has one.
+        /// Where the problem has a row: in CSV the line in the file (the header is line 1); in
+        /// Arrow record batches and Parquet the row's index in the data, from 0.
         row: Option<usize>,
         /// The column's name as the header spells it (or the role looked for).
         column: String,

@@ -41,6 +41,11 @@
 //! # Ok::<(), toto_fallback::Error>(())
 //! ```
 
+mod backtest;
+mod frequency;
+
+pub use self::backtest::{Backtest, BacktestItem, BacktestReport, ItemScores, WindowForecast};
+pub use self::frequency::{Frequency, Term};
 use crate::error::{Error, InputKind, Result};
 
 /// One forecast of one series, on the host: what the metrics read. Every slice of the horizon
@@ -222,6 +227,31 @@ impl Evaluator {
         }
         self.alpha = alpha;
         Ok(self)
+    }
+
+    /// The season length.
+    pub fn seasonality(&self) -> usize {
+        self.seasonality
+    }
+
+    /// The quantile levels of the weighted quantile loss and the coverage.
+    pub fn levels(&self) -> &[f64] {
+        &self.levels
+    }
+
+    /// MSIS's `α`.
+    pub fn msis_alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// Every quantile level an [`Entry`] must hold: the levels, the median and MSIS's interval
+    /// ends, sorted, without repeats.
+    pub fn needed_levels(&self) -> Vec<f64> {
+        let mut levels = self.levels.clone();
+        levels.extend([0.5, self.alpha / 2.0, 1.0 - self.alpha / 2.0]);
+        levels.sort_by(f64::total_cmp);
+        levels.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        levels
     }
 
     fn unstarted(&self, what: &'static str) -> Result<()> {

@@ -50,6 +50,35 @@ impl Progress {
         Progress(Arc::new(f))
     }
 
+    /// A text progress bar on stderr, `label [#####     ] done/total`, redrawn in place and
+    /// ended with a newline at the last step; nothing when stderr is not a terminal (a log
+    /// file, CI). For a [`Backtest`](crate::eval::Backtest)'s batches or a long forecast's
+    /// passes.
+    pub fn bar(label: impl Into<String>) -> Self {
+        use std::io::{IsTerminal, Write};
+        let label = label.into();
+        Progress::new(move |step| {
+            let mut err = std::io::stderr().lock();
+            if !err.is_terminal() || step.total == 0 {
+                return;
+            }
+            const WIDTH: usize = 30;
+            let filled = (step.done.min(step.total) * WIDTH) / step.total;
+            let _ = write!(
+                err,
+                "\r{label} [{}{}] {}/{}",
+                "#".repeat(filled),
+                " ".repeat(WIDTH - filled),
+                step.done,
+                step.total
+            );
+            if step.done >= step.total {
+                let _ = writeln!(err);
+            }
+            let _ = err.flush();
+        })
+    }
+
     pub(crate) fn report(&self, done: usize, total: usize) {
         (self.0)(Step { done, total });
     }

@@ -1,6 +1,11 @@
 //! Long-format tables in and out (feature `csv`): `item_id, timestamp, target[, covariates]`
 //! rows — autogluon's `TimeSeriesDataFrame`, Nixtla's `unique_id, ds, y` — read into items on a
-//! regular time grid, and forecasts written back as rows.
+//! regular time grid, and forecasts written back as rows. With the `arrow` feature the rows may
+//! be Arrow record batches ([`LongTable::from_record_batches`],
+//! [`ForecastTable::to_record_batch`]), with `parquet` Parquet files
+//! ([`LongTable::read_parquet`], [`ForecastTable::write_parquet`]). The items feed
+//! [`LongTable::series`] (a forecast of every item) or
+//! [`Backtest::run`](crate::eval::Backtest::run) ([`LongTable::backtest_items`]).
 //!
 //! Reading ([`LongTable::from_csv`]):
 //! - **Columns** by name: the item, timestamp and target columns are found by the usual names
@@ -34,7 +39,15 @@
 //! # Ok::<(), toto_fallback::Error>(())
 //! ```
 
+#[cfg(feature = "arrow")]
+mod arrow;
 mod frequency;
+
+/// The Arrow crates the record batches are built with (feature `arrow`), for building or reading
+/// them at the same version.
+#[cfg(feature = "arrow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arrow")))]
+pub use {arrow_array, arrow_schema};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -42,8 +55,9 @@ use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
-pub use self::frequency::Frequency;
 use crate::error::{Error, Result};
+use crate::eval::BacktestItem;
+pub use crate::eval::Frequency;
 use crate::forecast::Series;
 
 /// How to read a table ([`LongTable::from_csv`]).
@@ -122,44 +136,8 @@ impl LongTable {
             .iter()
             .map(|h| h.trim().to_owned())
             .collect();
-        let column = |given: Option<&str>, names: &[&str], role: &str| -> Result<usize> {
-            match given {
-                Some(name) => header.iter().position(|h| h == name).ok_or_else(|| {
-                    table_error(
-                        Some(1),
-                        name,
-                        format!("no such column; the header has {header:?}"),
-                    )
-                }),
-                None => names
-                    .iter()
-                    .find_map(|n| header.iter().position(|h| h.eq_ignore_ascii_case(n)))
-                    .ok_or_else(|| {
-                        table_error(
-                            Some(1),
-                            role,
-                            format!(
-                                "no {role} column among {header:?} (looked for {names:?}); name it \
-                                 in TableOptions::{role}"
-                            ),
-                        )
-                    }),
-            }
-        };
-        let item_col = column(options.item.as_deref(), &ITEM_NAMES, "item")?;
-        let time_col = column(options.timestamp.as_deref(), &TIMESTAMP_NAMES, "timestamp")?;
-        let target_col = column(options.target.as_deref(), &TARGET_NAMES, "target")?;
-        let covariate_cols: Vec<usize> = options
-            .covariates
-            .iter()
-            .map(|c| column(Some(c), &[], "covariate"))
-            .collect::<Result<_>>()?;
-
-        // Rows per item, in order of first appearance: (line, timestamp, target, covariates).
-        type Row = (usize, NaiveDateTime, f32, Vec<f32>);
-        let mut order: Vec<String> = Vec::new();
-        let mut sorted: Vec<Vec<Row>> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let columns = Columns::resolve(header, options, Some(1))?;
+        let mut rows = Rows::default();
         for record in csv.records() {
             let record = record.map_err(|e| {
                 let line = e.position().map(|p| p.line() as usize);
@@ -167,47 +145,191 @@ impl LongTable {
             })?;
             let line = record.position().map_or(0, |p| p.line() as usize);
             let cell = |col: usize| record.get(col).unwrap_or("").trim();
-            let id = cell(item_col).to_owned();
-            if id.is_empty() {
-                return Err(table_error(Some(line), &header[item_col], "empty item id"));
-            }
-            let time = parse_timestamp(cell(time_col)).ok_or_else(|| {
-                table_error(
-                    Some(line),
-                    &header[time_col],
-                    format!(
-                        "`{}` is not a timestamp (2024-01-31, 2024-01-31 13:00:00, \
-                         2024-01-31T13:00:00, or RFC 3339)",
-                        cell(time_col)
-                    ),
-                )
+            let time = parse_timestamp(cell(columns.time))
+                .ok_or_else(|| columns.timestamp_error(line, cell(columns.time)))?;
+            let target = parse_value(cell(columns.target)).ok_or_else(|| {
+                number_error(line, &columns.names[columns.target], cell(columns.target))
             })?;
-            let target = parse_value(cell(target_col))
-                .ok_or_else(|| number_error(line, &header[target_col], cell(target_col)))?;
-            let covariates = covariate_cols
+            let covariates = columns
+                .covariates
                 .iter()
                 .map(|&c| {
-                    parse_value(cell(c)).ok_or_else(|| number_error(line, &header[c], cell(c)))
+                    parse_value(cell(c))
+                        .ok_or_else(|| number_error(line, &columns.names[c], cell(c)))
                 })
                 .collect::<Result<Vec<f32>>>()?;
-            let i = *index.entry(id).or_insert_with_key(|id| {
-                order.push(id.clone());
-                sorted.push(Vec::new());
-                order.len() - 1
-            });
-            sorted[i].push((line, time, target, covariates));
+            rows.push(&columns, line, cell(columns.item), time, target, covariates)?;
         }
+        rows.finish(&columns, options)
+    }
+
+    /// The grid's step.
+    pub fn frequency(&self) -> Frequency {
+        self.frequency
+    }
+
+    /// The items, in order of their first row.
+    pub fn items(&self) -> &[TableItem] {
+        &self.items
+    }
+
+    /// The covariate columns' names.
+    pub fn covariate_names(&self) -> &[String] {
+        &self.covariates
+    }
+
+    /// The items as [`Backtest::run`](crate::eval::Backtest::run)'s input (covariates
+    /// included).
+    pub fn backtest_items(&self) -> Vec<BacktestItem<'_>> {
+        self.items
+            .iter()
+            .map(|i| BacktestItem {
+                id: &i.id,
+                target: &i.target,
+                covariates: &i.covariates,
+            })
+            .collect()
+    }
+
+    /// The shortest item's length on the grid (gaps counted): what
+    /// [`Backtest::gift_eval`](crate::eval::Backtest::gift_eval) sizes its windows by.
+    pub fn min_length(&self) -> usize {
+        self.items.iter().map(|i| i.target.len()).min().unwrap_or(0)
+    }
+
+    /// Every item's target as one batch (`[items, 1, longest]`, shorter items left-padded:
+    /// each forecast starts after its own item's last step), for
+    /// [`ForecastRequest::new`](crate::ForecastRequest::new).
+    ///
+    /// # Errors
+    /// What [`Series::from_batch`] returns (an item without one observed value).
+    pub fn series(&self) -> Result<Series> {
+        let batch: Vec<[&[f32]; 1]> = self.items.iter().map(|i| [i.target.as_slice()]).collect();
+        Series::from_batch(&batch)
+    }
+}
+
+/// The columns of a table, found in its header.
+struct Columns {
+    /// The header's names.
+    names: Vec<String>,
+    item: usize,
+    time: usize,
+    target: usize,
+    covariates: Vec<usize>,
+}
+
+impl Columns {
+    /// Finds the columns `options` names (or the usual names) in `names`; `row` is the header's
+    /// row in errors (CSV's line 1; none for Arrow's schema).
+    fn resolve(names: Vec<String>, options: &TableOptions, row: Option<usize>) -> Result<Self> {
+        let column =
+            |given: Option<&str>, usual: &[&str], role: &str| -> Result<usize> {
+                match given {
+                Some(name) => names.iter().position(|h| h == name).ok_or_else(|| {
+                    table_error(row, name, format!("no such column; the header has {names:?}"))
+                }),
+                None => usual
+                    .iter()
+                    .find_map(|n| names.iter().position(|h| h.eq_ignore_ascii_case(n)))
+                    .ok_or_else(|| {
+                        table_error(
+                            row,
+                            role,
+                            format!(
+                                "no {role} column among {names:?} (looked for {usual:?}); name it \
+                                 in TableOptions::{role}"
+                            ),
+                        )
+                    }),
+            }
+            };
+        let item = column(options.item.as_deref(), &ITEM_NAMES, "item")?;
+        let time = column(options.timestamp.as_deref(), &TIMESTAMP_NAMES, "timestamp")?;
+        let target = column(options.target.as_deref(), &TARGET_NAMES, "target")?;
+        let covariates = options
+            .covariates
+            .iter()
+            .map(|c| column(Some(c), &[], "covariate"))
+            .collect::<Result<_>>()?;
+        Ok(Columns {
+            names,
+            item,
+            time,
+            target,
+            covariates,
+        })
+    }
+
+    fn timestamp_error(&self, row: usize, text: &str) -> Error {
+        table_error(
+            Some(row),
+            &self.names[self.time],
+            format!(
+                "`{text}` is not a timestamp (2024-01-31, 2024-01-31 13:00:00, \
+                 2024-01-31T13:00:00, or RFC 3339)"
+            ),
+        )
+    }
+}
+
+/// One row of an item: (row, timestamp, target, covariates).
+type Row = (usize, NaiveDateTime, f32, Vec<f32>);
+
+/// Rows grouped by item, in order of the items' first rows.
+#[derive(Default)]
+struct Rows {
+    order: Vec<String>,
+    sorted: Vec<Vec<Row>>,
+    index: HashMap<String, usize>,
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        columns: &Columns,
+        row: usize,
+        id: &str,
+        time: NaiveDateTime,
+        target: f32,
+        covariates: Vec<f32>,
+    ) -> Result<()> {
+        if id.is_empty() {
+            return Err(table_error(
+                Some(row),
+                &columns.names[columns.item],
+                "empty item id",
+            ));
+        }
+        let i = match self.index.get(id) {
+            Some(&i) => i,
+            None => {
+                self.order.push(id.to_owned());
+                self.sorted.push(Vec::new());
+                self.index.insert(id.to_owned(), self.order.len() - 1);
+                self.order.len() - 1
+            }
+        };
+        self.sorted[i].push((row, time, target, covariates));
+        Ok(())
+    }
+
+    /// The items on their grid: rows sorted per item (a repeated timestamp is an error), the
+    /// frequency given or inferred, gaps filled with NaN.
+    fn finish(self, columns: &Columns, options: &TableOptions) -> Result<LongTable> {
+        let Rows {
+            order, mut sorted, ..
+        } = self;
+        let time_name = &columns.names[columns.time];
         if order.is_empty() {
             return Err(table_error(None, "", "the table has no rows"));
         }
-
-        // Sorted per item; a repeated timestamp is an error.
         for (id, item) in order.iter().zip(&mut sorted) {
             item.sort_by_key(|r| (r.1, r.0));
             if let Some(w) = item.windows(2).find(|w| w[0].1 == w[1].1) {
                 return Err(table_error(
                     Some(w[1].0),
-                    &header[time_col],
+                    time_name,
                     format!(
                         "item `{id}` has {} twice (rows {} and {}); keep one",
                         w[0].1, w[0].0, w[1].0
@@ -227,7 +349,7 @@ impl LongTable {
                 Ok(None) => {
                     return Err(table_error(
                         None,
-                        &header[time_col],
+                        time_name,
                         "no item has two rows, so the frequency cannot be inferred; give \
                          TableOptions::frequency",
                     ));
@@ -236,7 +358,7 @@ impl LongTable {
                     let (line, t) = (sorted[i][p].0, sorted[i][p].1);
                     return Err(table_error(
                         Some(line),
-                        &header[time_col],
+                        time_name,
                         format!(
                             "irregular grid: item `{}` steps from {} to {t}, which is not a \
                              multiple of the table's smallest step; give \
@@ -253,19 +375,19 @@ impl LongTable {
         for (id, item) in order.into_iter().zip(sorted) {
             let start = item[0].1;
             let mut target = Vec::new();
-            let mut covariates = vec![Vec::new(); covariate_cols.len()];
+            let mut covariates = vec![Vec::new(); columns.covariates.len()];
             for (line, t, y, cov) in item {
                 let k = frequency.index(start, t).ok_or_else(|| {
                     table_error(
                         Some(line),
-                        &header[time_col],
+                        time_name,
                         format!("{t} is not on item `{id}`'s {frequency} grid from {start}"),
                     )
                 })? as usize;
                 if k as u64 > crate::shape::MAX_ELEMENTS {
                     return Err(table_error(
                         Some(line),
-                        &header[time_col],
+                        time_name,
                         format!("{t} is {k} steps of {frequency} after {start}: too many"),
                     ));
                 }
@@ -288,32 +410,6 @@ impl LongTable {
             items,
             covariates: options.covariates.clone(),
         })
-    }
-
-    /// The grid's step.
-    pub fn frequency(&self) -> Frequency {
-        self.frequency
-    }
-
-    /// The items, in order of their first row.
-    pub fn items(&self) -> &[TableItem] {
-        &self.items
-    }
-
-    /// The covariate columns' names.
-    pub fn covariate_names(&self) -> &[String] {
-        &self.covariates
-    }
-
-    /// Every item's target as one batch (`[items, 1, longest]`, shorter items left-padded:
-    /// each forecast starts after its own item's last step), for
-    /// [`ForecastRequest::new`](crate::ForecastRequest::new).
-    ///
-    /// # Errors
-    /// What [`Series::from_batch`] returns (an item without one observed value).
-    pub fn series(&self) -> Result<Series> {
-        let batch: Vec<[&[f32]; 1]> = self.items.iter().map(|i| [i.target.as_slice()]).collect();
-        Series::from_batch(&batch)
     }
 }
 
@@ -347,6 +443,22 @@ impl ForecastTable {
         mean: &[f32],
         quantiles: &[&[f32]],
     ) -> Result<()> {
+        self.push_at(item, frequency, item.target.len(), mean, quantiles)
+    }
+
+    /// As [`ForecastTable::push`], for a forecast whose first step is step `first` of `item`'s
+    /// grid: a backtest window's ([`WindowForecast::origin`](crate::eval::WindowForecast)).
+    ///
+    /// # Errors
+    /// As [`ForecastTable::push`].
+    pub fn push_at(
+        &mut self,
+        item: &TableItem,
+        frequency: Frequency,
+        first: usize,
+        mean: &[f32],
+        quantiles: &[&[f32]],
+    ) -> Result<()> {
         let h = mean.len();
         if quantiles.len() != self.levels.len() || quantiles.iter().any(|q| q.len() != h) {
             return Err(table_error(
@@ -360,7 +472,6 @@ impl ForecastTable {
                 ),
             ));
         }
-        let first = item.target.len();
         for t in 0..h {
             let time = item.timestamp(frequency, first + t).ok_or_else(|| {
                 table_error(

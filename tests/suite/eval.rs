@@ -12,7 +12,7 @@ const REFERENCE: &str = "tests/fixtures/metrics/gluonts.json";
 /// Relative agreement with gluonts (both in f64; the bound).
 const RTOL: f64 = 1e-6;
 
-fn number(v: &Value) -> f64 {
+pub(crate) fn number(v: &Value) -> f64 {
     match v {
         Value::Number(n) => n.as_f64().unwrap(),
         Value::String(s) if s == "NaN" => f64::NAN,
@@ -68,7 +68,7 @@ fn ours(case: &Value) -> Vec<(String, f64)> {
     named(&evaluator.finish())
 }
 
-fn named(m: &Metrics) -> Vec<(String, f64)> {
+pub(crate) fn named(m: &Metrics) -> Vec<(String, f64)> {
     let mut out = vec![
         ("MSE[mean]".to_owned(), m.mse),
         ("RMSE[mean]".to_owned(), m.rmse),
@@ -104,7 +104,7 @@ fn same(got: f64, want: f64) -> bool {
 }
 
 /// Checks our named metrics against a case's reference object.
-fn check(name: &str, ours: Vec<(String, f64)>, reference: &Value) -> usize {
+pub(crate) fn check(name: &str, ours: Vec<(String, f64)>, reference: &Value) -> usize {
     let reference = reference.as_object().unwrap();
     let mut checked = 0;
     for (metric, got) in ours {

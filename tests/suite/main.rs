@@ -7,6 +7,8 @@ mod common;
 
 mod architecture;
 mod backends;
+#[cfg(feature = "csv")]
+mod backtest;
 mod distributions;
 mod eval;
 mod forecaster;

@@ -245,3 +245,249 @@ fn forecasts_are_written_as_rows() {
          a,2024-04-30 00:00:00,3,2,4.5\n"
     );
 }
+
+/// Arrow record batches read as the same CSV reads (feature `arrow`): integer item ids,
+/// timestamps with a time zone (taken in UTC) or as dates, nulls as missing values, an integer
+/// covariate; the refusals name the row (from 0) and the column.
+#[cfg(feature = "arrow")]
+#[test]
+fn record_batches_read_as_csv_does() {
+    use std::sync::Arc;
+    use toto_fallback::table::arrow_array::{
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+        TimestampNanosecondArray,
+    };
+
+    let options = TableOptions {
+        covariates: vec!["price".to_owned()],
+        ..TableOptions::default()
+    };
+    let csv = LongTable::from_csv(
+        "item_id,timestamp,target,price\n\
+         7,2024-01-01 02:00:00,3,30\n\
+         7,2024-01-01 00:00:00,1,10\n\
+         7,2024-01-01 04:00:00,,50\n\
+         9,2024-01-01 05:00:00,7,70\n"
+            .as_bytes(),
+        &options,
+    )
+    .unwrap();
+    let hour = 3_600_000_000_000i64;
+    let t0 = 1_704_067_200i64 * 1_000_000_000; // 2024-01-01T00:00:00Z
+    let batch = |ids: ArrayRef, times: ArrayRef, target: ArrayRef| {
+        RecordBatch::try_from_iter([
+            ("item_id", ids),
+            ("timestamp", times),
+            ("target", target),
+            (
+                "price",
+                Arc::new(Int64Array::from(vec![30, 10, 50, 70])) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    };
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 7, 7, 9]));
+    let times: ArrayRef = Arc::new(
+        TimestampNanosecondArray::from(vec![t0 + 2 * hour, t0, t0 + 4 * hour, t0 + 5 * hour])
+            .with_timezone("UTC"),
+    );
+    let target: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(3.0),
+        Some(1.0),
+        None,
+        Some(7.0),
+    ]));
+    let whole = batch(ids.clone(), times.clone(), target.clone());
+    // Two batches: rows keep counting across them.
+    let arrow =
+        LongTable::from_record_batches(&[whole.slice(0, 3), whole.slice(3, 1)], &options).unwrap();
+    // NaN is not equal to itself: the tables compare by their printed values.
+    assert_eq!(format!("{arrow:?}"), format!("{csv:?}"));
+    assert_eq!(arrow.frequency(), Frequency::Fixed { seconds: 7200 });
+    assert_eq!(arrow.items()[0].target[..2], [1.0, 3.0]);
+    assert!(arrow.items()[0].target[2].is_nan()); // the null target
+    assert_eq!(arrow.items()[1].id, "9"); // an integer id, as text
+
+    // Dates (days since 1970): calendar months inferred as in CSV.
+    let dates = RecordBatch::try_from_iter([
+        (
+            "unique_id",
+            Arc::new(StringArray::from(vec!["a", "a"])) as ArrayRef,
+        ),
+        (
+            "ds",
+            Arc::new(Date32Array::from(vec![19_723, 19_754])) as ArrayRef,
+        ), // 2024-01-01, 02-01
+        (
+            "y",
+            Arc::new(Float64Array::from(vec![1.0, 2.0])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let monthly = LongTable::from_record_batches(&[dates], &TableOptions::default()).unwrap();
+    assert_eq!(monthly.frequency(), Frequency::Months { months: 1 });
+
+    let refused_arrow =
+        |batches: &[RecordBatch], row: Option<usize>, column: &str, needle: &str| {
+            match LongTable::from_record_batches(batches, &options) {
+                Err(e @ Error::Table { .. }) => {
+                    let Error::Table {
+                        row: r, column: c, ..
+                    } = &e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!((*r, c.as_str()), (row, column), "{e}");
+                    assert!(e.to_string().contains(needle), "{needle:?} not in: {e}");
+                }
+                other => panic!("accepted: {other:?}"),
+            }
+        };
+    // A repeated (item, timestamp): rows 1 and 3 of the data.
+    let repeated: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![
+        t0 + hour,
+        t0,
+        t0 + 2 * hour,
+        t0,
+    ]));
+    let ids_same: ArrayRef = Arc::new(Int64Array::from(vec![7, 7, 7, 7]));
+    refused_arrow(
+        &[batch(ids_same, repeated, target.clone())],
+        Some(3),
+        "timestamp",
+        "twice (rows 1 and 3)",
+    );
+    // Text timestamps are parsed as in CSV; a bad one is named by its row.
+    let text: ArrayRef = Arc::new(StringArray::from(vec![
+        "2024-01-01",
+        "2024-01-02",
+        "soon",
+        "2024-01-04",
+    ]));
+    refused_arrow(
+        &[batch(ids.clone(), text, target.clone())],
+        Some(2),
+        "timestamp",
+        "`soon` is not a timestamp",
+    );
+    // A null timestamp.
+    let null_time: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![
+        Some(t0),
+        None,
+        Some(t0 + hour),
+        Some(t0),
+    ]));
+    refused_arrow(
+        &[batch(ids.clone(), null_time, target.clone())],
+        Some(1),
+        "timestamp",
+        "null",
+    );
+    // A target that is not numbers.
+    let flags: ArrayRef = Arc::new(BooleanArray::from(vec![true, false, true, false]));
+    refused_arrow(
+        &[batch(ids.clone(), times.clone(), flags)],
+        None,
+        "target",
+        "Boolean column is not numbers",
+    );
+    // A covariate the schema lacks; batches of two schemas; no batch.
+    let missing = TableOptions {
+        covariates: vec!["volume".to_owned()],
+        ..TableOptions::default()
+    };
+    let err = LongTable::from_record_batches(std::slice::from_ref(&whole), &missing).unwrap_err();
+    assert!(
+        err.to_string().contains("column `volume`: no such column"),
+        "{err}"
+    );
+    let other = RecordBatch::try_from_iter([
+        ("item_id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+        (
+            "timestamp",
+            Arc::new(TimestampNanosecondArray::from(vec![t0])) as ArrayRef,
+        ),
+        (
+            "target",
+            Arc::new(Float64Array::from(vec![1.0])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    refused_arrow(
+        &[whole.clone(), other],
+        Some(4),
+        "",
+        "differs from the first batch's",
+    );
+    refused_arrow(&[], None, "", "no rows");
+}
+
+/// Parquet (feature `parquet`): the macrodata table as pandas wrote it with pyarrow
+/// (categorical item ids, nanosecond timestamps, Zstandard pages; made by
+/// `tests/fixtures/datasets/make_statsmodels_data.py`) reads as its CSV does, and forecasts
+/// written as Parquet read back with their columns and values.
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_reads_pandas_files_and_writes_forecasts() {
+    use toto_fallback::table::arrow_array::cast::AsArray;
+    use toto_fallback::table::arrow_array::types::{Float32Type, TimestampMicrosecondType};
+
+    let dir = "tests/fixtures/datasets";
+    let parquet = LongTable::read_parquet(
+        format!("{dir}/macro_quarterly.parquet"),
+        &TableOptions::default(),
+    )
+    .unwrap();
+    let csv = LongTable::read_csv(
+        format!("{dir}/macro_quarterly.csv"),
+        &TableOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(parquet, csv);
+    assert_eq!(parquet.items().len(), 5);
+    assert_eq!(parquet.frequency(), Frequency::Months { months: 3 });
+
+    let item = &csv.items()[0];
+    let mut table = ForecastTable::new(&[0.1, 0.9]);
+    table
+        .push(
+            item,
+            csv.frequency(),
+            &[1.0, 2.0],
+            &[&[0.5, 1.5], &[1.5, 2.5]],
+        )
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("toto-forecast-{}.parquet", std::process::id()));
+    table
+        .write_parquet(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let batch = &batches[0];
+    let names: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["item_id", "timestamp", "mean", "0.1", "0.9"]);
+    assert_eq!(batch.column(0).as_string::<i32>().value(1), "realgdp");
+    // realgdp ends at 2009Q3: its forecast starts at 2009-10-01 (µs since 1970).
+    let start = batch
+        .column(1)
+        .as_primitive::<TimestampMicrosecondType>()
+        .value(0);
+    assert_eq!(start, 1_254_355_200 * 1_000_000);
+    let upper: Vec<f32> = batch
+        .column(4)
+        .as_primitive::<Float32Type>()
+        .values()
+        .to_vec();
+    assert_eq!(upper, [1.5, 2.5]);
+}
