@@ -3,6 +3,7 @@
 //! spread and draws; with the `plot` feature, fan charts; the progress callback both
 //! generations' forecasts report to; and what a forecast takes, [`Series`].
 
+mod anomaly;
 mod forecaster;
 #[cfg(feature = "plot")]
 mod plot;
@@ -10,6 +11,7 @@ mod progress;
 mod request;
 mod series;
 
+pub use self::anomaly::AnomalyScores;
 pub(crate) use self::forecaster::sealed::Sealed;
 pub use self::forecaster::{Forecaster, Generation};
 pub(crate) use self::progress::Passes;

@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod anomaly;
 mod architecture;
 mod backends;
 #[cfg(feature = "csv")]

@@ -1385,6 +1385,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/eval.rs",
         "tests/suite/table.rs",
         "tests/suite/backtest.rs",
+        "tests/suite/anomaly.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())
