@@ -149,18 +149,7 @@ fn evaluate<B: LayerOps>(backend: &B, args: &Args) -> Result<(), Box<dyn std::er
     );
 
     if let Some(out) = &args.out {
-        let mut rows = ForecastTable::new(&report.levels);
-        for window in &report.forecasts {
-            let quantiles: Vec<&[f32]> = window.quantiles.iter().map(Vec::as_slice).collect();
-            let item = &table.items()[window.item];
-            rows.push_at(
-                item,
-                table.frequency(),
-                window.origin,
-                &window.mean,
-                &quantiles,
-            )?;
-        }
+        let rows = ForecastTable::from_backtest(&table, &report)?;
         let file = std::io::BufWriter::new(std::fs::File::create(out)?);
         #[cfg(feature = "parquet")]
         if out.extension().is_some_and(|e| e == "parquet") {

@@ -56,8 +56,8 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use crate::error::{Error, Result};
-use crate::eval::BacktestItem;
 pub use crate::eval::Frequency;
+use crate::eval::{BacktestItem, BacktestReport};
 use crate::forecast::Series;
 
 /// How to read a table ([`LongTable::from_csv`]).
@@ -428,6 +428,41 @@ impl ForecastTable {
             levels: levels.to_vec(),
             rows: Vec::new(),
         }
+    }
+
+    /// Every window's forecast of a backtest of `table` (run on [`LongTable::backtest_items`])
+    /// as rows at the report's levels, window by window: each window's steps from its origin on
+    /// its item's grid. Windows that overlap (a step below the horizon) repeat timestamps, in
+    /// window order.
+    ///
+    /// # Errors
+    /// [`Error::Table`] when a window names an item the table lacks (a report of another
+    /// table), and as [`ForecastTable::push`].
+    pub fn from_backtest(table: &LongTable, report: &BacktestReport) -> Result<Self> {
+        let mut rows = ForecastTable::new(&report.levels);
+        for window in &report.forecasts {
+            let item = table.items.get(window.item).ok_or_else(|| {
+                table_error(
+                    None,
+                    "",
+                    format!(
+                        "the report has a window of item {} and the table {} items: a report \
+                         of another table",
+                        window.item,
+                        table.items.len()
+                    ),
+                )
+            })?;
+            let quantiles: Vec<&[f32]> = window.quantiles.iter().map(Vec::as_slice).collect();
+            rows.push_at(
+                item,
+                table.frequency,
+                window.origin,
+                &window.mean,
+                &quantiles,
+            )?;
+        }
+        Ok(rows)
     }
 
     /// Adds an item's forecast: the steps after `item`'s last value on `frequency`'s grid, its

@@ -174,19 +174,7 @@ fn toto1_backtests_and_writes_its_windows() {
     assert!(coverage.windows(2).all(|w| w[0] <= w[1]), "{coverage:?}");
     assert!(report.relative_crps().is_finite() && report.relative_mase() > 0.0);
 
-    let mut rows = ForecastTable::new(&report.levels);
-    for window in &report.forecasts {
-        let item = &table.items()[window.item];
-        let quantiles: Vec<&[f32]> = window.quantiles.iter().map(Vec::as_slice).collect();
-        rows.push_at(
-            item,
-            table.frequency(),
-            window.origin,
-            &window.mean,
-            &quantiles,
-        )
-        .unwrap();
-    }
+    let rows = ForecastTable::from_backtest(&table, &report).unwrap();
     let mut csv = Vec::new();
     rows.write_csv(&mut csv).unwrap();
     let csv = String::from_utf8(csv).unwrap();
@@ -194,6 +182,17 @@ fn toto1_backtests_and_writes_its_windows() {
     let first = csv.lines().nth(1).unwrap();
     assert!(first.starts_with("realgdp,2003-10-01 00:00:00,"), "{first}");
     assert_eq!(csv.lines().count(), 1 + 5 * 3 * 8);
+    // A report of another table is refused, not read out of bounds.
+    let one_item = LongTable::from_csv(
+        "item_id,timestamp,target\na,2024-01-01,1\na,2024-04-01,2\n".as_bytes(),
+        &TableOptions::default(),
+    )
+    .unwrap();
+    let err = ForecastTable::from_backtest(&one_item, &report).unwrap_err();
+    assert!(
+        err.to_string().contains("a report of another table"),
+        "{err}"
+    );
 }
 
 /// GIFT-Eval's horizons (gift_eval/data.py: PRED_LENGTH_MAP, M4_PRED_LENGTH_MAP for quarters
