@@ -39,6 +39,15 @@
 //!   `--prewarm` then has the driver compile the stored kernels on all cores (`vulkan`)
 //!   (`kernel_cache`, the `cache` feature).
 //!
+//! - `--stream NAMES [--backend ndarray|fallback] [--runs N]`: a streaming session's cost
+//!   (`Forecaster::stream`: one pushed patch and the next forecast, read back) against a full
+//!   forecast of the same request, one JSON line per workload: `w-eval` (Toto 1.0 as W-eval),
+//!   `w-eval-mean` (its mean path), `w-eval-next` (256 paths of the next patch, what scoring new
+//!   points reads), `t2-2048` (Toto 2.0 22m-like, B 1, V 4, context 2048, horizon 128),
+//!   `t2-2048-b16` and `t2-2048-b256` (the same with B 16 and 256), `w-eval-next-b16`
+//!   (`w-eval-next` with B 16). `TOTO_BENCH_SPLIT=1` prints the push's and the forecast's times
+//!   of each run.
+//!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
 
 use std::time::Instant;
@@ -780,6 +789,19 @@ fn main() {
         }
         return;
     }
+    if let Some(names) = value("--stream") {
+        let runs = value("--runs").map_or(5, |r| r.parse().expect("--runs N"));
+        match value("--backend").as_deref().unwrap_or("ndarray") {
+            cpu @ ("ndarray" | "flex") => stream(&cpu_backend(cpu), &names, runs),
+            "fallback" => {
+                let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
+                stream(&b, &names, runs);
+                eprintln!("{}", b.report());
+            }
+            other => panic!("unknown backend {other} (ndarray, flex, fallback)"),
+        }
+        return;
+    }
     if let Some(shape) = value("--cpu-matmul") {
         for shape in shape.split(';') {
             cpu_matmul_throughput(shape);
@@ -811,6 +833,9 @@ fn main() {
         let model = Toto2::random(&cpu, toto2_config("tiny")).expect("model");
         let secs = forecast2(&model, (1, 2, 64, 40));
         println!("toto bench smoke test: tiny Toto 2.0 forecast in {secs:.3} s");
+        let request = ForecastRequest::new(series(1, 2, 64), 40);
+        let (full, pushed) = stream_times(&model, &request, 1);
+        println!("toto bench smoke test: tiny Toto 2.0 session {pushed:.3} s, full {full:.3} s");
         return;
     }
     let mut c = Criterion::default().configure_from_args().sample_size(10);
@@ -821,6 +846,103 @@ fn main() {
         bench.iter(|| forecast(&model, w))
     });
     c.final_summary();
+}
+
+/// The streaming workloads: (model, batch, variates, context, horizon, samples).
+fn stream_workload(name: &str) -> (&'static str, usize, usize, usize, usize, Option<usize>) {
+    match name {
+        "w-eval" => ("toto1", 1, 8, 2048, 336, Some(256)),
+        "w-eval-mean" => ("toto1", 1, 8, 2048, 336, None),
+        "w-eval-next" => ("toto1", 1, 8, 2048, 64, Some(256)),
+        "t2-2048" => ("22m", 1, 4, 2048, 128, None),
+        "t2-2048-b16" => ("22m", 16, 4, 2048, 128, None),
+        "t2-2048-b256" => ("22m", 256, 4, 2048, 128, None),
+        "w-eval-next-b16" => ("toto1", 16, 8, 2048, 64, Some(256)),
+        other => panic!(
+            "unknown streaming workload {other} (w-eval, w-eval-mean, w-eval-next, \
+             w-eval-next-b16, t2-2048, t2-2048-b16, t2-2048-b256)"
+        ),
+    }
+}
+
+/// The point forecast of `f`, read back: the mean path (mean mode) or the median.
+fn read_point<B: Backend>(f: &toto_fallback::Forecast<B>, expected: usize) {
+    let point = f.median().unwrap_or_else(|_| f.mean().clone());
+    read(&point.into_data(), expected);
+}
+
+/// `--stream`: per workload, the median of `runs` full forecasts and of `runs` pushes of one
+/// patch each followed by the forecast, both read back, after one untimed run of each.
+fn stream<B: LayerOps>(backend: &B, names: &str, runs: usize) {
+    for name in names.split(',') {
+        let (model, b, v, c, h, n) = stream_workload(name);
+        let request = ForecastRequest::new(series(b, v, c), h).with_samples(n);
+        let run = |m: &dyn Fn(&ForecastRequest) -> (f64, f64)| m(&request);
+        let (full, pushed) = match model {
+            "toto1" => {
+                let m = Toto::random(backend, TotoConfig::open_base_1_0()).expect("model");
+                run(&|r| stream_times(&m, r, runs))
+            }
+            size => {
+                let m = Toto2::random(backend, toto2_config(size)).expect("model");
+                run(&|r| stream_times(&m, r, runs))
+            }
+        };
+        println!(
+            "{{\"impl\": \"toto-fallback\", \"bench\": \"stream\", \"workload\": \"{name}\", \
+             \"backend\": \"{}\", \"threads\": {}, \"B\": {b}, \"V\": {v}, \"context\": {c}, \
+             \"horizon\": {h}, \"samples\": {n:?}, \"full_s\": {full:.4}, \
+             \"push_and_forecast_s\": {pushed:.4}, \"ratio\": {:.3}}}",
+            backend.name(),
+            rayon::current_num_threads(),
+            pushed / full
+        );
+    }
+}
+
+/// The medians of full forecasts of `request` and of a session's push of one patch and next
+/// forecast (the pushes continue `inputs`' curve).
+fn stream_times<M: toto_fallback::forecast::Forecaster>(
+    model: &M,
+    request: &ForecastRequest,
+    runs: usize,
+) -> (f64, f64) {
+    let [b, v, c] = request.series.shape();
+    let h = request.options.prediction_length;
+    let p = model.patch_size();
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let full: Vec<f64> = (0..=runs)
+        .map(|_| {
+            let start = Instant::now();
+            read_point(&model.predict(request).expect("forecast"), b * v * h);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    let mut session = model.stream(request).expect("session");
+    let mut t = c;
+    let pushed: Vec<f64> = (0..=runs)
+        .map(|_| {
+            let next: Vec<f32> = (0..b * v)
+                .flat_map(|_| (t..t + p).map(|t| (t as f32 / 10.0).sin() + 0.01 * t as f32))
+                .collect();
+            t += p;
+            let start = Instant::now();
+            session.push(&next, p).expect("push");
+            let mid = start.elapsed().as_secs_f64();
+            read_point(&session.forecast().expect("forecast"), b * v * h);
+            if std::env::var("TOTO_BENCH_SPLIT").is_ok() {
+                eprintln!(
+                    "push {mid:.4} s, forecast {:.4} s",
+                    start.elapsed().as_secs_f64() - mid
+                );
+            }
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    (median(full[1..].to_vec()), median(pushed[1..].to_vec()))
 }
 
 /// `--backend ndarray` or `--backend flex` (the CPU backend on burn-flex; needs `--features flex`).

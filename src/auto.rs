@@ -8,9 +8,11 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use crate::error::{Error, InputKind, Result};
 pub use crate::forecast::Generation;
-use crate::forecast::{Forecast, ForecastOptions, ForecastRequest, Forecaster, Sealed};
-use crate::toto::Toto;
-use crate::toto2::Toto2;
+use crate::forecast::{
+    Forecast, ForecastOptions, ForecastRequest, Forecaster, Sealed, StreamContext,
+};
+use crate::toto::{Toto, TotoStream};
+use crate::toto2::{Toto2, Toto2Stream};
 
 /// Toto 1.0 or Toto 2.0, whichever a directory holds, behind one forecasting interface
 /// ([`Forecaster`]).
@@ -140,4 +142,67 @@ impl<B: LayerOps> Forecaster for AutoToto<B> {
     fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
         on_model!(self, m => Forecaster::predict_drawing(&**m, request, draws))
     }
+
+    type StreamState = AutoStream<B>;
+
+    fn stream_open(
+        &self,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<AutoStream<B>> {
+        Ok(match self {
+            AutoToto::V1(m) => AutoStream::V1(Box::new(m.stream_open(context, options)?)),
+            AutoToto::V2(m) => AutoStream::V2(Box::new(m.stream_open(context, options)?)),
+        })
+    }
+
+    fn stream_extend(
+        &self,
+        state: &mut AutoStream<B>,
+        context: &StreamContext,
+        new_patches: usize,
+        options: &ForecastOptions,
+    ) -> Result<bool> {
+        match (self, state) {
+            (AutoToto::V1(m), AutoStream::V1(s)) => {
+                m.stream_extend(s, context, new_patches, options)
+            }
+            (AutoToto::V2(m), AutoStream::V2(s)) => {
+                m.stream_extend(s, context, new_patches, options)
+            }
+            _ => Err(mismatched_stream()),
+        }
+    }
+
+    fn stream_forecast(
+        &self,
+        state: &mut AutoStream<B>,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<(Forecast<B>, bool)> {
+        match (self, state) {
+            (AutoToto::V1(m), AutoStream::V1(s)) => m.stream_forecast(s, context, options),
+            (AutoToto::V2(m), AutoStream::V2(s)) => m.stream_forecast(s, context, options),
+            _ => Err(mismatched_stream()),
+        }
+    }
+}
+
+/// An [`AutoToto`] session's state: its generation's.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum AutoStream<B: LayerOps> {
+    /// Toto 1.0's.
+    V1(Box<TotoStream<B>>),
+    /// Toto 2.0's.
+    V2(Box<Toto2Stream<B>>),
+}
+
+/// A session's state of the other generation (a session keeps its model: not reachable).
+fn mismatched_stream() -> Error {
+    Error::input(
+        "AutoToto::stream",
+        InputKind::Failed,
+        "the session's state is of the other generation than its model",
+    )
 }

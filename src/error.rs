@@ -398,6 +398,10 @@ pub enum InputKind {
     Unusable,
     /// A failure of the call's own machinery (a device's thread that stopped or panicked).
     Failed,
+    /// A call on a streaming session that was closed.
+    Closed,
+    /// Steps pushed out of order: a time before the session's next step.
+    OutOfOrder,
 }
 
 /// What is wrong with a checkpoint ([`Error::Checkpoint`]): every missing, unexpected, mis-shaped

@@ -32,6 +32,7 @@ pub use self::layers::{
 };
 pub use self::ndarray::NdArray;
 pub use self::ops::mixture::MixtureParams;
+pub(crate) use self::ops::scaler::host::RowState;
 pub use self::ops::scaler::{ScalerSpec, ScalerState};
 pub use self::precision::Precision;
 #[cfg(feature = "wgpu")]

@@ -117,6 +117,11 @@ impl<B: Backend, const D: usize, const DQ: usize> QuantileKnots<B, D, DQ> {
         })
     }
 
+    /// The backend it computes on.
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
     /// The levels `τ`.
     pub fn levels(&self) -> &[f64] {
         &self.levels

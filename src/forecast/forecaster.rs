@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::Tensor;
 
+use super::stream::{Stream, StreamContext, StreamOptions};
 use super::{Forecast, ForecastOptions, ForecastRequest, Series};
 use crate::backend::{Backend, LayerOps};
 use crate::error::{Error, Result};
@@ -211,6 +212,62 @@ pub trait Forecaster: Sized + Send + Sync + 'static + sealed::Sealed {
         request: &ForecastRequest,
         draws: Option<&Self::Backend>,
     ) -> Result<Forecast<Self::Backend>>;
+
+    /// Opens a streaming session on `request` ([`Stream`]) with the default
+    /// [`StreamOptions`]: its series are the context (prefilled once), its options say what
+    /// [`Stream::forecast`] returns.
+    ///
+    /// # Errors
+    /// As [`Forecaster::predict`]; [`Error::Input`] (`Unusable`) for known covariates or a
+    /// model that does not stream ([`MultiDevice`](crate::multi::MultiDevice)).
+    fn stream(&self, request: &ForecastRequest) -> Result<Stream<'_, Self>> {
+        Stream::open(self, request, StreamOptions::default())
+    }
+
+    /// [`Forecaster::stream`] with `options` (the window).
+    ///
+    /// # Errors
+    /// As [`Forecaster::stream`].
+    fn stream_with(
+        &self,
+        request: &ForecastRequest,
+        options: StreamOptions,
+    ) -> Result<Stream<'_, Self>> {
+        Stream::open(self, request, options)
+    }
+
+    /// A streaming session's state on the model's device (KV cache, scaler statistics).
+    #[doc(hidden)]
+    type StreamState: Clone + Send;
+
+    /// The state after a prefill of `context`.
+    #[doc(hidden)]
+    fn stream_open(
+        &self,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<Self::StreamState>;
+
+    /// `state` continued over the last `new_patches` patches of `context` (or told of them, for
+    /// the next forecast's pass to run); `true` when that took a full prefill.
+    #[doc(hidden)]
+    fn stream_extend(
+        &self,
+        state: &mut Self::StreamState,
+        context: &StreamContext,
+        new_patches: usize,
+        options: &ForecastOptions,
+    ) -> Result<bool>;
+
+    /// The forecast after `context` from `state` (which runs the patches `stream_extend` left
+    /// to it); `true` when that took a full prefill.
+    #[doc(hidden)]
+    fn stream_forecast(
+        &self,
+        state: &mut Self::StreamState,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<(Forecast<Self::Backend>, bool)>;
 
     /// Makes two forecasts of a synthetic `[batch, variates, context]` series with `options`
     /// and waits for their values, so that the kernels of that shape are compiled and tuned: on

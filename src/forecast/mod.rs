@@ -10,6 +10,7 @@ mod plot;
 mod progress;
 mod request;
 mod series;
+mod stream;
 
 pub use self::anomaly::AnomalyScores;
 pub(crate) use self::forecaster::sealed::Sealed;
@@ -18,6 +19,7 @@ pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
 pub use self::request::{ForecastOptions, ForecastRequest, Toto2Settings, TotoSettings};
 pub use self::series::Series;
+pub use self::stream::{Stream, StreamContext, StreamOptions, StreamStats};
 
 #[cfg(feature = "plot")]
 pub use self::plot::FanChart;
@@ -73,6 +75,30 @@ impl<B: Backend> Forecast<B> {
             mean: knots.mean(),
             knots,
         }
+    }
+
+    /// This forecast without its first `skip` steps (what a streaming session returns between
+    /// patch boundaries).
+    pub(crate) fn skip_steps(self, skip: usize) -> Result<Self> {
+        if skip == 0 {
+            return Ok(self);
+        }
+        let h = self.mean().dims()[2];
+        let keep = h.saturating_sub(skip);
+        let cut3 = |x: Tensor<3>| x.narrow(2, skip, keep);
+        let cut4 = |x: Tensor<4>| x.narrow(2, skip, keep);
+        Ok(match self {
+            Forecast::Mean(mean) => Forecast::Mean(cut3(mean)),
+            Forecast::Samples { mean, paths } => Forecast::Samples {
+                mean: cut3(mean),
+                paths: cut4(paths),
+            },
+            Forecast::Quantiles { knots, .. } => {
+                let levels = knots.levels().to_vec();
+                let values = cut4(knots.values().clone());
+                Forecast::from_quantiles(QuantileKnots::new(knots.backend(), &levels, values)?)
+            }
+        })
     }
 
     /// The mean path, `[B, V, prediction_length]`: the sample mean, the fed-back analytic mean

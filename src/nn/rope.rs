@@ -10,7 +10,9 @@
 //! | xPos scales | repeated per half | repeated per pair |
 //!
 //! `max` is the largest position of the call: with a KV cache, cached keys keep the scale of the
-//! call that wrote them (toto-2's behaviour, which its block decoding depends on).
+//! call that wrote them (toto-2's behaviour, which its block decoding depends on). A streaming
+//! session writes every key at centre 0 instead ([`rotary_centred`]), so that keys written by
+//! different calls agree; [`key_recentring`] moves them to the centre a fresh prefill uses.
 
 use burn::tensor::Device;
 
@@ -71,7 +73,17 @@ impl RopeSpec {
 
 /// Rotary angles (interleaved) and xPos scales at `positions`, computed in f32 as the references
 /// do: `[S, rotated]` each (the scales empty without xPos).
+#[cfg(test)]
 pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    rope_tables_centred(spec, positions, None)
+}
+
+/// [`rope_tables`] with the xPos centre `centre` instead of the call's own.
+pub(crate) fn rope_tables_centred(
+    spec: RopeSpec,
+    positions: &[usize],
+    centre: Option<usize>,
+) -> (Vec<f32>, Vec<f32>) {
     let w = spec.rotated;
     let half = w / 2;
     let inv_freq: Vec<f32> = (0..half)
@@ -91,11 +103,7 @@ pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec
         .map(|i| (2.0 * i as f32 + 0.4 * w as f32) / (1.4 * w as f32))
         .collect();
     let max = positions.iter().copied().max().unwrap_or(0);
-    let centre = if xpos.centre_rounds_up {
-        max.div_ceil(2)
-    } else {
-        max / 2
-    } as f32;
+    let centre = centre.unwrap_or_else(|| xpos.centre_of(max)) as f32;
     let mut scales = Vec::with_capacity(positions.len() * w);
     for &m in positions {
         let power = (m as f32 - centre) / xpos.scale_base;
@@ -112,11 +120,44 @@ pub(crate) fn rope_tables(spec: RopeSpec, positions: &[usize]) -> (Vec<f32>, Vec
 }
 
 /// The rotary (+ xPos) factors of one forward pass at `positions` (one per sequence element),
-/// built once and shared by every layer that rotates.
-pub(crate) fn rotary(spec: RopeSpec, positions: &[usize], device: &Device) -> Result<Rotary> {
-    let (angles, scales) = rope_tables(spec, positions);
+/// built once and shared by every layer that rotates, with the xPos centre `centre` (`None`:
+/// the call's own, as the references).
+pub(crate) fn rotary_centred(
+    spec: RopeSpec,
+    positions: &[usize],
+    centre: Option<usize>,
+    device: &Device,
+) -> Result<Rotary> {
+    let (angles, scales) = rope_tables_centred(spec, positions, centre);
     let scales = spec.xpos.map(|_| scales.as_slice());
     Rotary::new(&angles, scales, [positions.len(), spec.rotated], device)
+}
+
+/// What moves keys written at xPos centre 0 to the centre a call whose largest position is
+/// `max` uses (`[head_dim]`, 1 for dimensions that do not rotate): keys are divided by
+/// `ζ^((m − c)/base)`, so a key of centre 0 times `ζ^(c/base)` is the key of centre `c`.
+/// `None` without xPos (nothing to move).
+pub(crate) fn key_recentring(spec: RopeSpec, max: usize) -> Option<Vec<f32>> {
+    let xpos = spec.xpos?;
+    let centre = xpos.centre_of(max);
+    // The scales at position 0 and centre c are ζ^(−c/base): the factor is their inverse.
+    let (_, scales) = rope_tables_centred(spec, &[0], Some(centre));
+    let mut factor = vec![1.0f32; spec.head_dim];
+    for (f, s) in factor.iter_mut().zip(&scales) {
+        *f = 1.0 / s;
+    }
+    Some(factor)
+}
+
+impl Xpos {
+    /// The centre of a call whose largest position is `max`.
+    fn centre_of(self, max: usize) -> usize {
+        if self.centre_rounds_up {
+            max.div_ceil(2)
+        } else {
+            max / 2
+        }
+    }
 }
 
 #[cfg(test)]

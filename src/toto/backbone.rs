@@ -14,7 +14,7 @@ use super::layer::Layer;
 use crate::backend::{LayerOps, Prepared};
 use crate::error::Result;
 use crate::nn::linear::{dense, linear};
-use crate::nn::rope::{RopeSpec, rotary};
+use crate::nn::rope::{RopeSpec, rotary_centred};
 use crate::nn::watch::Watch;
 
 /// `patch_embed.projection`: one patch of `P` steps to a `D`-vector.
@@ -94,7 +94,8 @@ impl TotoWeights {
         )?;
         watch.show("patch_embed", || h.clone());
         let positions: Vec<usize> = (offset..offset + s).collect();
-        let rope = rotary(RopeSpec::toto(d / heads), &positions, &h.device())?;
+        let centre = cache.as_ref().and_then(|c| c.xpos_centre);
+        let rope = rotary_centred(RopeSpec::toto(d / heads), &positions, centre, &h.device())?;
         let pass = Pass {
             ops,
             rope: &rope,

@@ -27,6 +27,9 @@ pub struct KvCache {
     /// The scaler's running statistics, when the first pass allowed continuing them (see
     /// `Toto::forward`); otherwise every pass rereads the whole series.
     pub(crate) scaler: Option<ScalerState>,
+    /// The xPos centre of the passes that write this cache, when not their own (a streaming
+    /// session writes every key at centre 0; see [`KvCache::recentred`]).
+    pub(crate) xpos_centre: Option<usize>,
 }
 
 impl Default for KvCache {
@@ -36,6 +39,7 @@ impl Default for KvCache {
             patches: 0,
             share: 1,
             scaler: None,
+            xpos_centre: None,
         }
     }
 }
@@ -100,6 +104,34 @@ impl KvCache {
             patches: self.patches,
             share,
             scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
+            xpos_centre: self.xpos_centre,
+        }
+    }
+
+    /// The cache with every key (written at xPos centre 0) multiplied by `factor` (`[Dh]`):
+    /// the keys a prefill at another centre would have written ([`key_recentring`]); later
+    /// passes use their own centre, as the references' decode steps do.
+    ///
+    /// [`key_recentring`]: crate::nn::rope::key_recentring
+    pub(crate) fn recentred(&self, factor: &Tensor<1>) -> Self {
+        let scale = |k: &Tensor<4>| {
+            let dh = k.dims()[3];
+            k.clone().mul(factor.clone().reshape([1, 1, 1, dh]))
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerCache {
+                shared: l.shared.as_ref().map(|(k, v)| (scale(k), v.clone())),
+                own: l.own.as_ref().map(|(k, v)| (scale(k), v.clone())),
+            })
+            .collect();
+        KvCache {
+            layers,
+            patches: self.patches,
+            share: self.share,
+            scaler: self.scaler.clone(),
+            xpos_centre: None,
         }
     }
 
@@ -141,6 +173,7 @@ impl KvCache {
             patches: self.patches,
             share: 1,
             scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
+            xpos_centre: self.xpos_centre,
         }
     }
 }

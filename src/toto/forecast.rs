@@ -5,11 +5,13 @@ use burn::tensor::{Bool, Int, Tensor};
 use super::cache::KvCache;
 use super::model::Toto;
 use super::output::TotoDistribution;
+use super::stream::TotoStream;
 use crate::backend::LayerOps;
 use crate::distr::Distribution;
 use crate::error::{Error, InputKind, Result};
 use crate::forecast::{
-    Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, settle,
+    Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed,
+    StreamContext, settle,
 };
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
@@ -242,12 +244,26 @@ impl<B: LayerOps> Toto<B> {
             )
         });
         let paths = Paths::context(series, mask, ids, self.config().patch_size);
+        self.decode(paths, None, options, draws)
+    }
+
+    /// Decodes the forecast after `paths`: from their prefill, or from `prefilled` (the
+    /// context's cache and the distribution of the patch after it).
+    fn decode(
+        &self,
+        paths: Paths,
+        prefilled: Option<(KvCache, TotoDistribution<B>)>,
+        options: &ForecastOptions,
+        draws: Option<&B>,
+    ) -> Result<Forecast<B>> {
         let steps = options.prediction_length.div_ceil(self.config().patch_size);
+        // The prefill (unless given), then every step but the first (per sample batch).
+        let prefill = usize::from(prefilled.is_none());
         let passes = match options.num_samples {
-            None => steps,
-            // The shared prefill, then every step but the first per sample batch.
-            Some(n) => 1 + n / options.v1.samples_per_batch * (steps - 1),
+            None => prefill + steps - 1,
+            Some(n) => prefill + n / options.v1.samples_per_batch * (steps - 1),
         };
+        let device = paths.series.device();
         let mut decoder = Decoder {
             toto: self,
             context: paths.len(),
@@ -257,9 +273,24 @@ impl<B: LayerOps> Toto<B> {
             draws,
         };
         match options.num_samples {
-            None => decoder.mean(paths),
-            Some(n) => decoder.samples(paths, n),
+            None => decoder.mean(paths, prefilled),
+            Some(n) => decoder.samples(paths, n, prefilled),
         }
+    }
+
+    /// The forecast that continues a prefilled `cache` whose last patch, `[B, V, P]` values
+    /// (non-finite ones masked), mask and ids, gave `first` (the distribution of the patch
+    /// after it): a streaming session's forecast, which runs only the horizon's patches.
+    pub(crate) fn forecast_continuing(
+        &self,
+        (series, mask, ids): (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>),
+        cache: KvCache,
+        first: TotoDistribution<B>,
+        options: &ForecastOptions,
+    ) -> Result<Forecast<B>> {
+        check(options)?;
+        let paths = Paths { series, mask, ids };
+        self.decode(paths, Some((cache, first)), options, None)
     }
 
     /// The forecast of a checked request ([`Forecaster::predict`]): its series' values, mask
@@ -321,6 +352,32 @@ impl<B: LayerOps> Forecaster for Toto<B> {
     fn predict_drawing(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
         self.predict_request(request, draws)
     }
+
+    type StreamState = TotoStream<B>;
+
+    fn stream_open(&self, context: &StreamContext, _: &ForecastOptions) -> Result<TotoStream<B>> {
+        self.stream_prefill(context)
+    }
+
+    fn stream_extend(
+        &self,
+        state: &mut TotoStream<B>,
+        context: &StreamContext,
+        new_patches: usize,
+        _: &ForecastOptions,
+    ) -> Result<bool> {
+        self.stream_push(state, context, new_patches)
+    }
+
+    fn stream_forecast(
+        &self,
+        state: &mut TotoStream<B>,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<(Forecast<B>, bool)> {
+        self.check_request([context.shape[0], context.shape[1], context.len()], options)?;
+        Ok((self.stream_predict(state, context, options)?, false))
+    }
 }
 
 /// One forecast's decoding: the model, the padded context's length, the options.
@@ -339,13 +396,26 @@ impl<B: LayerOps> Decoder<'_, B> {
     /// prefill, and every step without a cache); the scaler's clamp from the context alone.
     fn next(&mut self, paths: &Paths, cache: Option<&mut KvCache>) -> Result<TotoDistribution<B>> {
         let p = self.toto.config().patch_size;
-        let out = self.toto.forward(
-            paths.series.clone(),
-            paths.mask.clone(),
-            paths.ids.clone(),
-            cache,
-            Some(self.context),
-        )?;
+        let out = match cache {
+            // A decode step continues the cache's scaler: only its new patch is read.
+            Some(cache) if !cache.is_empty() && cache.scaler.is_some() => {
+                let [rows, v, t] = paths.series.dims();
+                let last = [0..rows, 0..v, t - p..t];
+                self.toto.extend_patch(
+                    paths.series.clone().slice(last.clone()),
+                    paths.mask.clone().slice(last.clone()),
+                    paths.ids.clone().slice(last),
+                    cache,
+                )?
+            }
+            cache => self.toto.forward(
+                paths.series.clone(),
+                paths.mask.clone(),
+                paths.ids.clone(),
+                cache,
+                Some(self.context),
+            )?,
+        };
         self.passes.tick();
         let mut last = out.last_steps(p);
         if let Some(draws) = self.draws {
@@ -371,11 +441,23 @@ impl<B: LayerOps> Decoder<'_, B> {
         ])
     }
 
-    /// Mean mode: the analytic mean of each patch fed back.
-    fn mean(&mut self, mut paths: Paths) -> Result<Forecast<B>> {
-        let mut cache = self.options.v1.use_kv_cache.then(KvCache::default);
+    /// Mean mode: the analytic mean of each patch fed back. With `prefilled`, the context's
+    /// cache and the distribution of its next patch (a streaming session's).
+    fn mean(
+        &mut self,
+        mut paths: Paths,
+        prefilled: Option<(KvCache, TotoDistribution<B>)>,
+    ) -> Result<Forecast<B>> {
+        let (mut cache, mut first) = match prefilled {
+            Some((cache, first)) => (Some(cache), Some(first)),
+            None => (self.options.v1.use_kv_cache.then(KvCache::default), None),
+        };
         for step in 0..self.steps() {
-            let y = replace_extreme(self.next(&paths, cache.as_mut())?.mean());
+            let d = match first.take() {
+                Some(d) => d,
+                None => self.next(&paths, cache.as_mut())?,
+            };
+            let y = replace_extreme(d.mean());
             paths.push(y);
             self.phases
                 .mark(|| format!("step {step}: forward and mean"));
@@ -387,14 +469,25 @@ impl<B: LayerOps> Decoder<'_, B> {
 
     /// Sample mode: the context prefilled once, then `n` paths decoded in chunks of
     /// `samples_per_batch` over the shared prefill.
-    fn samples(&mut self, paths: Paths, n: usize) -> Result<Forecast<B>> {
+    fn samples(
+        &mut self,
+        paths: Paths,
+        n: usize,
+        prefilled: Option<(KvCache, TotoDistribution<B>)>,
+    ) -> Result<Forecast<B>> {
         let [b, v, _] = paths.series.dims();
         let spb = self.options.v1.samples_per_batch;
         // Prefill once; its last patch's distribution gives every path's first step.
-        let mut prefill = self.options.v1.use_kv_cache.then(KvCache::default);
-        let first = self.next(&paths, prefill.as_mut())?;
-        let context = self.context;
-        self.phases.mark(|| format!("prefill of {context} steps"));
+        let (prefill, first) = match prefilled {
+            Some((cache, first)) => (Some(cache), first),
+            None => {
+                let mut prefill = self.options.v1.use_kv_cache.then(KvCache::default);
+                let first = self.next(&paths, prefill.as_mut())?;
+                let context = self.context;
+                self.phases.mark(|| format!("prefill of {context} steps"));
+                (prefill, first)
+            }
+        };
         let chunks = (0..n / spb)
             .map(|c| self.chunk(c, &paths, &first, prefill.as_ref()))
             .collect::<Result<Vec<_>>>()?;

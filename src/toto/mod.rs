@@ -20,6 +20,7 @@
 //! | [`TotoOutput`], [`TotoDistribution`] | `output.rs` | `TotoOutput` |
 //! | [`Toto::forecast`], [`ForecastOptions`] | `forecast.rs` | `TotoForecaster` |
 //! | checkpoint load and save | `checkpoint.rs` | `Toto.load_from_checkpoint` |
+//! | streaming sessions' passes ([`Forecaster::stream`](crate::Forecaster::stream)) | `stream.rs` | (none) |
 //!
 //! What both Toto generations share (rotary + xPos, attention helpers) is in the crate's `nn`
 //! module, the [`Forecast`] they return in [`forecast`](crate::forecast).
@@ -34,6 +35,7 @@ mod head;
 mod layer;
 mod model;
 mod output;
+mod stream;
 
 pub use self::backbone::TotoWeights;
 pub use self::cache::KvCache;
@@ -42,6 +44,8 @@ pub use self::config::{
 };
 pub use self::model::Toto;
 pub use self::output::{TotoDistribution, TotoMixture, TotoOutput};
+#[doc(hidden)]
+pub use self::stream::TotoStream;
 #[cfg(feature = "plot")]
 pub use crate::forecast::FanChart;
 pub use crate::forecast::Forecast;

@@ -246,21 +246,54 @@ impl<B: LayerOps> Toto<B> {
             cached,
             scaling_prefix,
         )?;
+        self.run(id_mask.slice(new), (loc, scale, scaled), cache, &mut watch)
+    }
+
+    /// One patch (`[B, V, P]`, its non-finite values already masked out) continuing `cache`,
+    /// whose scaler state holds the statistics before it: a decode step's and a streaming
+    /// push's pass, without the series before the patch.
+    pub(crate) fn extend_patch(
+        &self,
+        series: Tensor<3>,
+        padding_mask: Tensor<3, Bool>,
+        id_mask: Tensor<3, Int>,
+        cache: &mut KvCache,
+    ) -> Result<TotoOutput<B>> {
+        let spec = self.scaler_spec(None);
+        let Some(state) = cache.scaler.as_mut() else {
+            return Err(Error::input(
+                "Toto::extend_patch",
+                InputKind::Unusable,
+                "the cache holds no scaler statistics to continue",
+            ));
+        };
+        let (loc, scale) =
+            self.backend
+                .patch_scaler_extend(state, series.clone(), padding_mask.float(), spec)?;
+        let scaled = series.sub(loc.clone()).div(scale.clone());
+        let mut names = |_: &str| {};
+        let mut watch = Watch::Names(&mut names);
+        self.run(id_mask, (loc, scale, scaled), Some(cache), &mut watch)
+    }
+
+    /// The backbone and head over scaled new steps (`[B, V, T']`, whole patches) with their
+    /// group ids and the scaler's `(loc, scale)`.
+    fn run(
+        &self,
+        id_mask: Tensor<3, Int>,
+        (loc, scale, scaled): (Tensor<3>, Tensor<3>, Tensor<3>),
+        cache: Option<&mut KvCache>,
+        watch: &mut Watch<'_>,
+    ) -> Result<TotoOutput<B>> {
+        let [b, v, t] = id_mask.dims();
+        let p = self.config.patch_size;
         let ids = id_mask
-            .slice(new)
-            .reshape([b, v, (t - cached) / p, p])
+            .reshape([b, v, t / p, p])
             .min_dim(3)
-            .reshape([b, v, (t - cached) / p]);
+            .reshape([b, v, t / p]);
         let ops = &self.backend;
-        let hidden = (self.weights).forward(
-            ops,
-            &self.config,
-            &self.kinds,
-            scaled,
-            ids,
-            cache,
-            &mut watch,
-        )?;
+        let hidden =
+            (self.weights).forward(ops, &self.config, &self.kinds, scaled, ids, cache, watch)?;
         // Unembedding and head: token s gives the mixture of each step of patch s + 1.
         let head = self.head.forward(ops, hidden)?;
         Ok(TotoOutput {
@@ -290,12 +323,7 @@ impl<B: LayerOps> Toto<B> {
         scaling_prefix: Option<usize>,
     ) -> Result<(Tensor<3>, Tensor<3>, Tensor<3>)> {
         let [b, v, t] = series.dims();
-        let spec = ScalerSpec::toto(
-            self.config.patch_size,
-            scaling_prefix,
-            self.config.stabilize_with_global,
-            self.config.scale_factor_exponent,
-        );
+        let spec = self.scaler_spec(scaling_prefix);
         let new = [0..b, 0..v, cached..t];
         let state = cache.and_then(|cache| {
             if cached == 0 {
@@ -322,6 +350,16 @@ impl<B: LayerOps> Toto<B> {
                 Ok((loc, scale, scaled))
             }
         }
+    }
+
+    /// The scaler's settings, its clamp's statistics from the first `scaling_prefix` steps.
+    pub(crate) fn scaler_spec(&self, scaling_prefix: Option<usize>) -> ScalerSpec {
+        ScalerSpec::toto(
+            self.config.patch_size,
+            scaling_prefix,
+            self.config.stabilize_with_global,
+            self.config.scale_factor_exponent,
+        )
     }
 
     /// The checks every entry point makes of its inputs: all on the model's device, the masks

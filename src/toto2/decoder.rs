@@ -12,7 +12,7 @@ use crate::backend::{LayerOps, Mask, Rotary};
 use crate::error::Result;
 use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
-use crate::nn::rope::{RopeSpec, rotary};
+use crate::nn::rope::{RopeSpec, rotary_centred};
 pub(crate) use crate::nn::watch::Watch;
 
 /// One transformer layer (`SelfAttentionTransformerLayer`).
@@ -45,6 +45,12 @@ pub(crate) struct Pass<'a> {
     /// Mask time attention by group (toto-2's `has_missing_values`): patches without
     /// observations then form their own causal stream.
     pub(crate) has_missing_values: bool,
+    /// The time layers' mask when the caller builds it (a streaming session's passes, which
+    /// continue a cache as a prefill would); `None`: [`Decoder::time_mask`]'s.
+    pub(crate) time_mask: Option<Mask>,
+    /// The xPos centre of the pass when not its own (a streaming session writes every key at
+    /// centre 0, so that keys of different passes agree).
+    pub(crate) xpos_centre: Option<usize>,
 }
 
 /// The KV cache of block decoding: one entry per time layer, the validity of the cached
@@ -63,6 +69,13 @@ impl Cache {
     /// Entries held (after the last call's rewind).
     pub(crate) fn len(&self) -> usize {
         self.layers.first().map_or(0, KvLayer::len)
+    }
+
+    /// Drops every time layer's last `n` entries.
+    pub(crate) fn rewind(&mut self, n: usize) {
+        for layer in &mut self.layers {
+            layer.rewind(n);
+        }
     }
 }
 
@@ -181,8 +194,11 @@ impl Decoder {
     ) -> Result<Tensor<4>> {
         let [b, v, s, d] = state.dims();
         let device = state.device();
-        let rope = rotary(self.rope, pass.time_ids, &device)?;
-        let time_mask = self.time_mask(pass, cache.as_deref_mut(), [b, v, s], &device);
+        let rope = rotary_centred(self.rope, pass.time_ids, pass.xpos_centre, &device)?;
+        let time_mask = match &pass.time_mask {
+            Some(mask) => mask.clone(),
+            None => self.time_mask(pass, cache.as_deref_mut(), [b, v, s], &device),
+        };
         let variate_mask = variate_blocked(&pass.gids);
         let mut x = state.reshape([b * v, s, d]); // [B·V, S, D]
         let mut time_layer = 0;

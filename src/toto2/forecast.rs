@@ -6,11 +6,13 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::decoder::{Cache, Pass};
 use super::model::{LEVELS, MEDIAN, Toto2, group_ids, observed, scaled};
+use super::stream::Toto2Stream;
 use crate::backend::LayerOps;
 use crate::distr::QuantileKnots;
 use crate::error::{Error, InputKind, Result};
 use crate::forecast::{
     Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Passes, Sealed, Series,
+    StreamContext,
 };
 use crate::nn::phases::Phases;
 use crate::shape::{MAX_ELEMENTS, saturating_product};
@@ -98,9 +100,36 @@ impl<B: LayerOps> Toto2<B> {
             )
         });
         let quantiles = self.decode_blocks(prepared, patches, block, options)?; // [9, B, V, H]
+        self.knots_forecast(quantiles)
+    }
+
+    /// The forecast of `[9, B, V, H]` sorted real-space quantiles.
+    pub(crate) fn knots_forecast(&self, quantiles: Tensor<4>) -> Result<Forecast<B>> {
         let knots = quantiles.permute([1, 2, 3, 0]); // [B, V, H, 9]
         let knots = QuantileKnots::new(&self.backend, &LEVELS, knots)?;
         Ok(Forecast::from_quantiles(knots))
+    }
+
+    /// The sorted real-space quantiles of head outputs `q` (`[9, B, Vt, S, P]`, asinh space)
+    /// at steps whose scaler statistics are `loc`/`scale` (broadcastable to `q`), capped to
+    /// `cap` when given.
+    pub(crate) fn real_space(
+        &self,
+        q: Tensor<5>,
+        loc: Tensor<5>,
+        scale: Tensor<5>,
+        cap: Option<&(Tensor<5>, Tensor<5>)>,
+    ) -> Result<Tensor<5>> {
+        let dims = q.dims();
+        let mut real = clamp_nonfinite(q.sinh().mul(scale.expand(dims)).add(loc.expand(dims)));
+        if let Some((lo, hi)) = cap {
+            real = real
+                .max_pair(lo.clone().expand(dims))
+                .min_pair(hi.clone().expand(dims));
+        }
+        // The 9 levels ascending, NaN last (the backend's sort; on GPUs without a host round
+        // trip).
+        self.backend.sort_first(real)
     }
 
     /// The horizon in patches and the block length in patches, from checked options.
@@ -110,7 +139,7 @@ impl<B: LayerOps> Toto2<B> {
         self.check_size(dims, 0, patches, block)
     }
 
-    fn blocks(&self, options: &ForecastOptions) -> Result<(usize, usize)> {
+    pub(crate) fn blocks(&self, options: &ForecastOptions) -> Result<(usize, usize)> {
         let input = |reason: String| Err(Error::input(WHAT, InputKind::OutOfRange, reason));
         let p = self.config.patch_size;
         options.check_common(WHAT)?;
@@ -427,6 +456,38 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
     fn predict_drawing(&self, request: &ForecastRequest, _: Option<&B>) -> Result<Forecast<B>> {
         self.predict_request(request)
     }
+
+    type StreamState = Toto2Stream<B>;
+
+    fn stream_open(
+        &self,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<Toto2Stream<B>> {
+        self.stream_prefill(context, options)
+    }
+
+    fn stream_extend(
+        &self,
+        state: &mut Toto2Stream<B>,
+        context: &StreamContext,
+        new_patches: usize,
+        options: &ForecastOptions,
+    ) -> Result<bool> {
+        // The next forecast's pass runs the new patches with the horizon's.
+        let _ = (state, context, new_patches, options);
+        Ok(false)
+    }
+
+    fn stream_forecast(
+        &self,
+        state: &mut Toto2Stream<B>,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<(Forecast<B>, bool)> {
+        self.check_request([context.shape[0], context.shape[1], context.len()], options)?;
+        self.stream_predict(state, context, options)
+    }
 }
 
 /// The state of one forecast's decoding: the series so far (median feedback included), the
@@ -466,6 +527,8 @@ impl<B: LayerOps> Blocks<'_, B> {
             time_ids: &time_ids,
             gids,
             has_missing_values: self.options.v2.has_missing_values,
+            time_mask: None,
+            xpos_centre: None,
         };
         let s = combined.dims()[2];
         let out = self.model.decode(combined, &pass, self.cache.as_mut())?; // [B, Vt, S, D]
@@ -479,16 +542,9 @@ impl<B: LayerOps> Blocks<'_, B> {
             x.narrow(2, start, end - start)
                 .reshape([1, b, vt, block, p])
         };
-        let mut real = clamp_nonfinite(q.sinh().mul(at(scale)).add(at(loc)));
-        if let Some((lo, hi)) = &self.cap {
-            let dims = real.dims();
-            real = real
-                .max_pair(lo.clone().expand(dims))
-                .min_pair(hi.clone().expand(dims));
-        }
-        // The 9 levels ascending, NaN last (the backend's sort; on GPUs without a host round
-        // trip).
-        let sorted = self.model.backend.sort_first(real)?;
+        let sorted = self
+            .model
+            .real_space(q, at(loc), at(scale), self.cap.as_ref())?;
         phases.mark(|| format!("block at {done}: real space and sort"));
         Ok(sorted)
     }
@@ -572,7 +628,7 @@ fn feed_back(input: &mut Prepared, real: &Tensor<5>, start: usize, end: usize) {
 
 /// toto-2's `backfill_short_patches`: where fewer than `min_obs` observations have been seen by
 /// a patch's end, the statistics of the first `min_obs` observations (in f32).
-fn backfill(
+pub(crate) fn backfill(
     target: &Tensor<3>,
     mask: &Tensor<3, Bool>,
     loc: Tensor<3>,

@@ -17,6 +17,7 @@
 //! | self-attention | `attention.rs` | `SelfAttention` |
 //! | unit-scaled linear, RMSNorm, residual MLPs, feed-forward | `layers.rs` | dd-unit-scaling |
 //! | [`Toto2::forecast`], [`Covariates`] | `forecast.rs` | `Toto2Model.forecast` |
+//! | streaming sessions' passes ([`Forecaster::stream`](crate::Forecaster::stream)) | `stream.rs` | (none) |
 //!
 //! Rotary/xPos and the checkpoint reader are shared with Toto 1.0 (the crate's `nn` module); the
 //! [`Forecast`](crate::forecast::Forecast) is the one both generations return.
@@ -27,8 +28,11 @@ mod decoder;
 mod forecast;
 mod layers;
 mod model;
+mod stream;
 
 pub use self::config::Toto2Config;
 pub use self::forecast::Covariates;
 pub use self::layers::Precision;
 pub use self::model::{LEVELS, Toto2, Toto2Output};
+#[doc(hidden)]
+pub use self::stream::Toto2Stream;

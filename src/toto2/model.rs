@@ -320,6 +320,8 @@ impl<B: LayerOps> Toto2<B> {
             time_ids: &time_ids,
             gids,
             has_missing_values: true,
+            time_mask: None,
+            xpos_centre: None,
         };
         let decoder = &self.weights.decoder;
         let out = decoder.forward(&self.backend, embedded, &pass, None, &mut watch)?;

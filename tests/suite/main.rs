@@ -19,6 +19,7 @@ mod layers;
 mod multi;
 mod reliability;
 mod series;
+mod stream;
 #[cfg(feature = "csv")]
 mod table;
 mod toto;

@@ -1386,6 +1386,7 @@ fn the_reliability_table_names_tests_that_exist() {
         "tests/suite/table.rs",
         "tests/suite/backtest.rs",
         "tests/suite/anomaly.rs",
+        "tests/suite/stream.rs",
     ]
     .iter()
     .map(|f| std::fs::read_to_string(f).unwrap())

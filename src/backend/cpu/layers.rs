@@ -326,6 +326,83 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
     }
 }
 
+/// Which query/key pairs of an [`attention_core`] call may not attend: `[mn, mh, S, S_kv]`
+/// row-major, broadcast over sequences when `mn = 1` and over heads when `mh = 1`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreMask<'a> {
+    pub(crate) blocked: &'a [bool],
+    pub(crate) dims: [usize; 2],
+    /// The blocked triangle of a causal mask instead (`j > i`), without a buffer.
+    pub(crate) causal: bool,
+}
+
+/// Attention over prepared heads (a decode step's or a streaming pass's queries over cached
+/// keys): `q` `[n, H, S, qk]`, `k` `[n, G, S_kv, qk]`, `v` `[n, G, S_kv, v]`, head `h` reading
+/// group `h / (H/G)`; `softmax(q·kᵀ / divisor, masked) · v`, `[n, H, S, v]`. Burn's softmax: a
+/// row whose keys are all blocked is NaN.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_core(
+    target: Target,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    [n, h, s, skv]: [usize; 4],
+    groups: usize,
+    [qk, dv]: [usize; 2],
+    divisor: f32,
+    mask: Option<CoreMask<'_>>,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * h * s * dv];
+    if n * h * s * dv == 0 || groups == 0 {
+        return out;
+    }
+    let per_group = (h / groups).max(1);
+    let head = |(index, out): (usize, &mut [f32])| {
+        let (seq, head) = (index / h, index % h);
+        let group = (head / per_group).min(groups - 1);
+        let queries = &q[index * s * qk..][..s * qk];
+        let keys = &k[(seq * groups + group) * skv * qk..][..skv * qk];
+        let values = &v[(seq * groups + group) * skv * dv..][..skv * dv];
+        let blocked = mask.map(|m| {
+            let [mn, mh] = m.dims;
+            let at = ((seq % mn) * mh + head % mh) * s * skv;
+            (m, at)
+        });
+        let mut weights = vec![0.0f32; skv];
+        for (i, query) in queries.chunks_exact(qk).enumerate() {
+            for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
+                let off = match blocked {
+                    Some((m, _)) if m.causal => j > i + skv - s,
+                    Some((m, at)) => m.blocked[at + i * skv + j],
+                    None => false,
+                };
+                *w = if off {
+                    f32::NEG_INFINITY
+                } else {
+                    dot(query, key) / divisor
+                };
+            }
+            let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            weights.iter_mut().for_each(|w| *w -= max);
+            exp_in_place(target, &mut weights);
+            let total: f32 = weights.iter().sum();
+            let o = &mut out[i * dv..][..dv];
+            o.fill(0.0);
+            for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
+                let w = w / total;
+                o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+            }
+        }
+    };
+    let per_head = s * dv;
+    if n * h * s * skv * qk < 4 * PAR_VALUES {
+        out.chunks_exact_mut(per_head).enumerate().for_each(head);
+    } else {
+        out.par_chunks_exact_mut(per_head)
+            .enumerate()
+            .for_each(head);
+    }
+    out
+}
+
 /// The `count` heads of `d` values starting at `offset` of each of the `s` rows of `x` (row
 /// width `width`), head-major: `[count][s][d]`.
 #[inline(always)]

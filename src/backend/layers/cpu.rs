@@ -7,7 +7,7 @@ use burn::tensor::{DType, Tensor};
 
 use super::super::cpu::CpuKernels;
 use super::super::cpu::gemm::PackedMatrix;
-use super::super::cpu::layers::{self as host, Blocked, QkNorm as HostQkNorm, QkPrep};
+use super::super::cpu::layers::{self as host, Blocked, CoreMask, QkNorm as HostQkNorm, QkPrep};
 use super::super::transfer::upload;
 use super::super::{Backend, NdArray};
 use super::{Affine, AttentionSpec, LayerOps, Mask, SiluHalf, composed};
@@ -187,6 +187,65 @@ impl LayerOps for NdArray {
             mask,
         );
         Ok(upload(out, [n, s, heads.heads * heads.v], self.device()))
+    }
+
+    /// On the host: scores, softmax and the weighted sum per sequence and head, without the
+    /// composition's copies of the key/value groups expanded to every head.
+    fn attention_core_unchecked(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        divisor: f64,
+        mask: &Mask,
+    ) -> Result<Tensor<4>> {
+        if !(self.native(&q) && self.native(&k) && self.native(&v)) {
+            return Ok(composed::attention_core(q, k, v, divisor, mask));
+        }
+        let [n, h, s, qk] = q.dims();
+        let [_, g, skv, dv] = v.dims();
+        let bools;
+        let mask = match mask {
+            Mask::None => None,
+            Mask::Causal => Some(CoreMask {
+                blocked: &[],
+                dims: [1, 1],
+                causal: true,
+            }),
+            Mask::Blocked(m) => {
+                let [mn, mh, _, _] = m.dims();
+                bools = m
+                    .clone()
+                    .expand([mn, mh, s, skv])
+                    .into_data()
+                    .try_to_vec::<bool>()
+                    .unwrap_or_default();
+                if bools.len() != mn * mh * s * skv {
+                    return Ok(composed::attention_core(
+                        q,
+                        k,
+                        v,
+                        divisor,
+                        &Mask::Blocked(m.clone()),
+                    ));
+                }
+                Some(CoreMask {
+                    blocked: &bools,
+                    dims: [mn, mh],
+                    causal: false,
+                })
+            }
+        };
+        let out = host::attention_core(
+            self.kernels().target(),
+            (&values(q), &values(k), &values(v)),
+            [n, h, s, skv],
+            g,
+            [qk, dv],
+            divisor as f32,
+            mask,
+        );
+        Ok(upload(out, [n, h, s, dv], self.device()))
     }
 
     /// A stable sort of each column on the host, NaN last (the network's order).

@@ -125,6 +125,18 @@ impl RowState {
         }
     }
 
+    /// The clamp bounds of the global statistics of `x`/`w` (their first `p.prefix` steps),
+    /// as [`RowState::start`] sets them; `(−∞, ∞)` without `p.stabilize`.
+    pub(crate) fn bounds(x: &[f32], w: &[f32], p: ScalerSpec) -> (f64, f64) {
+        let s = Self::start(x, w, p);
+        (s.lo, s.hi)
+    }
+
+    /// This state with the clamp bounds `(lo, hi)` (the running statistics unchanged).
+    pub(crate) fn with_bounds(self, (lo, hi): (f64, f64)) -> Self {
+        RowState { lo, hi, ..self }
+    }
+
     /// Runs the recurrence over `x` (whole patches of `spec.patch` steps, the last may be short),
     /// writing each patch's statistics, taken at its last step, over the patch.
     pub(crate) fn extend(

@@ -194,6 +194,16 @@ impl ScalerState {
         self.shape.is_none()
     }
 
+    /// A state of `[b, v]` series continuing from host statistics (one per series, item-major):
+    /// what a streaming session keeps and hands to the backend before each pass.
+    pub(crate) fn from_rows([b, v]: [usize; 2], rows: Vec<RowState>) -> Self {
+        ScalerState {
+            shape: Some([b, v]),
+            rows,
+            device: None,
+        }
+    }
+
     /// The state of every series repeated `times` along the batch (sample index outer).
     pub(crate) fn repeat(&self, times: usize) -> Self {
         ScalerState {

@@ -1,0 +1,650 @@
+//! [`Stream`]: a streaming session over a batch of live series, for either generation. New
+//! observations are pushed as they arrive; each completed patch runs through the model once,
+//! continuing the session's KV cache and scaler statistics, so that the next forecast costs the
+//! horizon's patches instead of a whole context.
+
+use std::ops::Range;
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use super::{AnomalyScores, Forecast, ForecastOptions, ForecastRequest, Forecaster, Series};
+use crate::error::{Error, InputKind, Result};
+
+/// How a [`Stream`] bounds its context: once it holds more than `window` steps it drops its
+/// oldest patches down to `window − slide` steps and recomputes its state from them (one full
+/// prefill every `slide` steps pushed), so that its forecasts are those of a fresh forecast
+/// over [`Stream::context`], at any time.
+///
+/// ```
+/// use toto_fallback::forecast::StreamOptions;
+///
+/// let options = StreamOptions::default().with_window(2048, 256)?;
+/// assert_eq!((options.window(), options.slide()), (2048, 256));
+/// # Ok::<(), toto_fallback::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    window: usize,
+    slide: usize,
+}
+
+impl Default for StreamOptions {
+    /// A window of 4096 steps (toto-ts's and toto-2's longest evaluated context) that slides by
+    /// 512.
+    fn default() -> Self {
+        StreamOptions {
+            window: 4096,
+            slide: 512,
+        }
+    }
+}
+
+impl StreamOptions {
+    /// Holds at most `window` steps, dropping `slide` of them (and any more needed to keep
+    /// whole patches) when the window is full.
+    ///
+    /// # Errors
+    /// [`Error::Input`] (`OutOfRange`) unless `1 ≤ slide < window`.
+    pub fn with_window(mut self, window: usize, slide: usize) -> Result<Self> {
+        if slide == 0 || slide >= window {
+            return Err(Error::input(
+                "StreamOptions::with_window",
+                InputKind::OutOfRange,
+                format!(
+                    "slide ({slide}) must be at least 1 and below window ({window}): the session \
+                     drops `slide` steps when it holds `window`"
+                ),
+            ));
+        }
+        (self.window, self.slide) = (window, slide);
+        Ok(self)
+    }
+
+    /// The most steps a session holds.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The steps dropped when the window is full.
+    pub fn slide(&self) -> usize {
+        self.slide
+    }
+
+    /// The window and the length after a slide in whole patches of `p` (at least one patch
+    /// each).
+    fn patches(&self, p: usize) -> (usize, usize) {
+        let window = (self.window / p).max(2);
+        let after = ((self.window - self.slide) / p).clamp(1, window - 1);
+        (window, after)
+    }
+}
+
+/// What a [`Stream`] has done so far: for measuring what it saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamStats {
+    /// Successful calls of [`Stream::push`] (and of [`Stream::push_at`] and [`Stream::score`]).
+    pub pushes: u64,
+    /// Patches completed (each runs through the model once: Toto 1.0 when pushed, Toto 2.0 in
+    /// the pass of the next forecast, with the horizon's patches).
+    pub patches: u64,
+    /// Full prefills after the open: where a pushed patch changed what the cached patches had
+    /// been computed with (Toto 1.0's clamp, Toto 2.0's short-context backfill), and at slides.
+    pub recomputes: u64,
+    /// Times the window slid.
+    pub slides: u64,
+}
+
+/// The committed context of a session on the host: whole patches of every series, 0 where
+/// unobserved, on the patch grid fixed when the session opened. What the models' streaming
+/// passes read.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    /// `[B, V]`.
+    pub(crate) shape: [usize; 2],
+    /// The patch size.
+    pub(crate) patch: usize,
+    /// Per series (item-major), the committed steps: 0 where unobserved.
+    pub(crate) values: Vec<Vec<f32>>,
+    /// Per series, true where observed (finite and not masked).
+    pub(crate) mask: Vec<Vec<bool>>,
+    /// Per series, its id.
+    pub(crate) series_ids: Vec<i32>,
+}
+
+impl StreamContext {
+    /// Steps held (whole patches).
+    pub(crate) fn len(&self) -> usize {
+        self.values.first().map_or(0, Vec::len)
+    }
+
+    /// Patches held.
+    pub(crate) fn patches(&self) -> usize {
+        self.len() / self.patch
+    }
+
+    /// Steps `range` of every series: values `[B, V, n]` and mask on `device`.
+    pub(crate) fn tensors(
+        &self,
+        range: Range<usize>,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<3, Bool>) {
+        let [b, v] = self.shape;
+        let n = range.len();
+        let values: Vec<f32> = self
+            .values
+            .iter()
+            .flat_map(|row| row[range.clone()].iter().copied())
+            .collect();
+        let mask: Vec<bool> = self
+            .mask
+            .iter()
+            .flat_map(|row| row[range.clone()].iter().copied())
+            .collect();
+        (
+            Tensor::from_data(TensorData::new(values, [b, v, n]), device),
+            Tensor::from_data(TensorData::new(mask, [b, v, n]), device),
+        )
+    }
+
+    /// The series ids, `[B, V]`.
+    pub(crate) fn ids(&self, device: &Device) -> Tensor<2, Int> {
+        let [b, v] = self.shape;
+        Tensor::from_data(TensorData::new(self.series_ids.clone(), [b, v]), device)
+    }
+}
+
+/// A streaming session over a batch of live series, for either generation ([`Forecaster::stream`]).
+///
+/// Opened on a [`ForecastRequest`] (its series are the context, its options say what
+/// [`Stream::forecast`] returns), it takes new observations of any length with
+/// [`Stream::push`]: steps are kept until they complete a patch of the model's patch grid (fixed
+/// at the open, as a fresh forecast over [`Stream::context`] left-pads it), then every
+/// completed patch runs through the model once, continuing the session's KV cache and scaler
+/// statistics. NaN or infinite values are gaps (unobserved steps), as in a [`Series`].
+///
+/// A forecast asked between patch boundaries is the one made at the last boundary, its first
+/// steps (those already pushed) cut: steps are scored and forecast from what the model saw
+/// at the boundary. [`Stream::score`] scores new observations against it, then pushes them.
+///
+/// Exactness: at every moment the forecast equals a fresh [`Forecaster::predict`] of the
+/// committed context (within f32 rounding; tested within 1e-5 of the scale), where
+/// - Toto 1.0 clamps each patch's scale to `10^±10` of the whole context's: when a new patch
+///   moves those bounds past a cached patch's scale, the session recomputes its prefill;
+/// - Toto 2.0 treats the last context patch as observed: the session re-runs that patch with
+///   the next one, and recomputes while any series has fewer observations than
+///   `v2.scaler_fallback_min_obs` (the backfilled scales change with each one); its cap uses
+///   the running observed range;
+/// - xPos: keys are kept at one centre and moved to the centre a fresh prefill would use.
+///
+/// Not streamed (each forecast recomputes, exactly): Toto 2.0's block decoding
+/// (`v2.decode_block_size` shorter than the horizon). Known covariates are refused.
+/// [`MultiDevice`](crate::multi::MultiDevice) does not stream; open one session per device.
+///
+/// ```
+/// use toto_fallback::forecast::{ForecastRequest, Forecaster, Series};
+/// use toto_fallback::{NdArray, Toto2};
+///
+/// let model = Toto2::from_dir(&NdArray::new(), "tests/fixtures/toto2-tiny")?;
+/// let history: Vec<f32> = (0..64).map(|t| (t as f32 / 5.0).sin()).collect();
+/// let mut stream = model.stream(&ForecastRequest::new(Series::from_values(&history)?, 16))?;
+/// for t in 64..80 {
+///     let y = (t as f32 / 5.0).sin();
+///     let scores = stream.score(&[y], 1)?; // against the forecast made before y, then pushed
+///     let pit: Vec<f32> = scores.pit.into_data().to_vec()?;
+///     assert!((0.0..=1.0).contains(&pit[0]));
+/// }
+/// let forecast = stream.forecast()?; // the next 16 steps
+/// assert_eq!(forecast.mean().dims(), [1, 1, 16]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Stream<'m, M: Forecaster> {
+    model: &'m M,
+    options: ForecastOptions,
+    settings: StreamOptions,
+    context: StreamContext,
+    /// Per series, the steps pushed since the last whole patch (NaN where unobserved).
+    pending: Vec<Vec<f32>>,
+    /// The time of the next step and the interval, when the request's series had both.
+    clock: Option<(i64, i64)>,
+    /// The model's state; `None` once closed.
+    state: Option<M::StreamState>,
+    stats: StreamStats,
+}
+
+impl<M: Forecaster> std::fmt::Debug for Stream<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("generation", &self.model.generation())
+            .field("shape", &self.context.shape)
+            .field("steps", &self.len())
+            .field("pending", &self.pending())
+            .field("closed", &self.state.is_none())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// The entry points' names, for errors.
+const OPEN: &str = "Forecaster::stream";
+const PUSH: &str = "Stream::push";
+
+impl<'m, M: Forecaster> Stream<'m, M> {
+    /// Opens a session on `request` ([`Forecaster::stream_with`]).
+    pub(crate) fn open(
+        model: &'m M,
+        request: &ForecastRequest,
+        settings: StreamOptions,
+    ) -> Result<Self> {
+        if let Some(c) = &request.covariates {
+            return Err(Error::input(
+                OPEN,
+                InputKind::Unusable,
+                format!(
+                    "a streaming session takes no known covariates (the request has {}): \
+                     forecast them with Forecaster::predict",
+                    c.shape()[1]
+                ),
+            ));
+        }
+        let series = &request.series;
+        model.check_request(series.shape(), &request.options)?;
+        let [b, v, t] = series.shape();
+        let p = model.patch_size();
+        let (window, _) = settings.patches(p);
+        // Left-pad to whole patches (as a fresh forecast does), then keep at most the window.
+        let padded = t.div_ceil(p) * p;
+        let keep = padded.min(window * p);
+        let pad = padded - t;
+        let mut values = Vec::with_capacity(b * v);
+        let mut mask = Vec::with_capacity(b * v);
+        for r in 0..b * v {
+            let row = &series.values()[r * t..(r + 1) * t];
+            let seen = &series.mask()[r * t..(r + 1) * t];
+            let mut x = vec![0.0; pad];
+            let mut m = vec![false; pad];
+            x.extend_from_slice(row);
+            m.extend_from_slice(seen);
+            values.push(x[padded - keep..].to_vec());
+            mask.push(m[padded - keep..].to_vec());
+        }
+        let context = StreamContext {
+            shape: [b, v],
+            patch: p,
+            values,
+            mask,
+            series_ids: series.series_ids().to_vec(),
+        };
+        let clock = match (series.timestamps(), series.interval()) {
+            (Some(ts), Some(dt)) => {
+                let next: Vec<i64> = ts
+                    .iter()
+                    .zip(series.lengths())
+                    .map(|(&t0, &len)| t0.saturating_add((len as i64).saturating_mul(dt)))
+                    .collect();
+                next.windows(2).all(|w| w[0] == w[1]).then(|| (next[0], dt))
+            }
+            _ => None,
+        };
+        let state = model.stream_open(&context, &request.options)?;
+        Ok(Stream {
+            model,
+            options: request.options.clone(),
+            settings,
+            context,
+            pending: vec![Vec::new(); b * v],
+            clock,
+            state: Some(state),
+            stats: StreamStats::default(),
+        })
+    }
+
+    /// `[B, V]`: the batch's items and variates.
+    pub fn shape(&self) -> [usize; 2] {
+        self.context.shape
+    }
+
+    /// Steps held: the committed patches (padding included) and the pending steps.
+    pub fn len(&self) -> usize {
+        self.context.len() + self.pending()
+    }
+
+    /// Whether the session holds no steps (never: it opens on a context).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Steps pushed since the last completed patch (fewer than the patch size).
+    pub fn pending(&self) -> usize {
+        self.pending.first().map_or(0, Vec::len)
+    }
+
+    /// What the session has done so far.
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    /// The options its forecasts use.
+    pub fn options(&self) -> &ForecastOptions {
+        &self.options
+    }
+
+    /// The time of the next step, when the request's series had timestamps and an interval
+    /// and all of them end at the same time ([`Stream::push_at`]).
+    pub fn next_time(&self) -> Option<i64> {
+        self.clock.map(|(next, _)| next)
+    }
+
+    /// The context its forecasts are those of: the committed steps, the grid's left padding
+    /// and gaps as NaN, with the series ids (`[B, V, T]`, `T` whole patches). A fresh
+    /// [`Forecaster::predict`] of it, `prediction_length + pending()` steps ahead, is what
+    /// [`Stream::forecast`] returns after its first `pending()` steps.
+    ///
+    /// # Errors
+    /// As [`Series::from_batch`].
+    pub fn context(&self) -> Result<Series> {
+        let [b, v] = self.context.shape;
+        let batch: Vec<Vec<Vec<f32>>> = (0..b)
+            .map(|i| {
+                (0..v)
+                    .map(|j| {
+                        let r = i * v + j;
+                        self.context.values[r]
+                            .iter()
+                            .zip(&self.context.mask[r])
+                            .map(|(&x, &m)| if m { x } else { f32::NAN })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Series::from_batch(&batch)?.with_series_ids(&self.context.series_ids)
+    }
+
+    /// Closes the session, freeing its device memory; later calls are refused.
+    pub fn close(&mut self) {
+        self.state = None;
+    }
+
+    /// Whether [`Stream::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.is_none()
+    }
+
+    /// `Err` for a closed session.
+    fn open_state(&self, what: &'static str) -> Result<&M::StreamState> {
+        self.state.as_ref().ok_or_else(|| {
+            Error::input(
+                what,
+                InputKind::Closed,
+                "the session was closed: open another with Forecaster::stream",
+            )
+        })
+    }
+
+    /// `Ok` unless `values` is not `steps` new steps of every series.
+    fn check_steps(&self, what: &'static str, values: &[f32], steps: usize) -> Result<()> {
+        let [b, v] = self.context.shape;
+        if steps == 0 {
+            return Err(Error::input(what, InputKind::Empty, "no steps to push"));
+        }
+        if Some(values.len()) != (b * v).checked_mul(steps) {
+            return Err(Error::input(
+                what,
+                InputKind::Shape,
+                format!(
+                    "{} values for {steps} steps of a session of [{b}, {v}] series: give \
+                     B·V·steps = {} values, series-major (series r's steps at r·steps..)",
+                    values.len(),
+                    (b * v).saturating_mul(steps)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pushes `steps` new steps of every series: `values` is `[B, V, steps]` row-major
+    /// (series `r`'s steps at `r·steps..(r + 1)·steps`); NaN or ±inf are gaps. Every patch
+    /// the steps complete runs through the model (one pass each); the rest are kept.
+    ///
+    /// On an error nothing of the session changes.
+    ///
+    /// # Errors
+    /// [`Error::Input`]: (`Closed`) for a closed session, (`Empty`) for no steps, (`Shape`)
+    /// for values that are not `B·V·steps`; the model's errors.
+    pub fn push(&mut self, values: &[f32], steps: usize) -> Result<()> {
+        self.open_state(PUSH)?;
+        self.check_steps(PUSH, values, steps)?;
+        self.push_checked(values, steps)
+    }
+
+    /// [`Stream::push`] of steps that start at `time` (in the units of the request's
+    /// timestamps): steps skipped since the last push are gaps (unobserved), pushed with them.
+    ///
+    /// # Errors
+    /// As [`Stream::push`]; [`Error::Input`]: (`Unusable`) when the session has no clock (its
+    /// request's series had no timestamps and interval, or did not end at one time),
+    /// (`OutOfOrder`) for a `time` before [`Stream::next_time`], (`OutOfRange`) for one off the
+    /// interval's grid or a gap longer than the window.
+    pub fn push_at(&mut self, time: i64, values: &[f32], steps: usize) -> Result<()> {
+        const WHAT: &str = "Stream::push_at";
+        self.open_state(WHAT)?;
+        self.check_steps(WHAT, values, steps)?;
+        let Some((next, dt)) = self.clock else {
+            return Err(Error::input(
+                WHAT,
+                InputKind::Unusable,
+                "the session has no clock: open it on series with timestamps and an interval \
+                 that end at one time, or push without times",
+            ));
+        };
+        if time < next {
+            return Err(Error::input(
+                WHAT,
+                InputKind::OutOfOrder,
+                format!(
+                    "time goes backwards: {time} is before the next step's time {next}; push \
+                     each step once, in order"
+                ),
+            ));
+        }
+        let gap = (time - next) / dt;
+        if (time - next) % dt != 0 || gap as u64 > self.settings.window as u64 {
+            return Err(Error::input(
+                WHAT,
+                InputKind::OutOfRange,
+                format!(
+                    "{time} is {} after the next step's time {next}: it must be a whole \
+                     number of intervals ({dt}) after it, and at most the window ({} steps)",
+                    time - next,
+                    self.settings.window
+                ),
+            ));
+        }
+        if gap == 0 {
+            return self.push_checked(values, steps);
+        }
+        let gap = gap as usize;
+        let rows = values
+            .chunks(steps)
+            .flat_map(|row| std::iter::repeat_n(f32::NAN, gap).chain(row.iter().copied()))
+            .collect::<Vec<f32>>();
+        self.push_checked(&rows, gap + steps)
+    }
+
+    /// [`Stream::push`] of checked values.
+    fn push_checked(&mut self, values: &[f32], steps: usize) -> Result<()> {
+        let p = self.context.patch;
+        let held = self.pending();
+        let complete = (held + steps) / p;
+        if complete == 0 {
+            for (row, new) in self.pending.iter_mut().zip(values.chunks(steps)) {
+                row.extend_from_slice(new);
+            }
+            self.advance_clock(steps);
+            self.stats.pushes += 1;
+            return Ok(());
+        }
+        // Commit the completed patches; undone if the model fails.
+        let take = complete * p - held;
+        for (r, new) in values.chunks(steps).enumerate() {
+            let (x, m) = (&mut self.context.values[r], &mut self.context.mask[r]);
+            for &y in self.pending[r].iter().chain(&new[..take]) {
+                let seen = y.is_finite();
+                x.push(if seen { y } else { 0.0 });
+                m.push(seen);
+            }
+        }
+        let (window, after) = self.settings.patches(p);
+        let result = if self.context.patches() > window {
+            self.slide(window, after)
+        } else {
+            self.extend(complete)
+        };
+        if let Err(e) = result {
+            let keep = self.context.len() - complete * p;
+            for (x, m) in self.context.values.iter_mut().zip(&mut self.context.mask) {
+                x.truncate(keep);
+                m.truncate(keep);
+            }
+            return Err(e);
+        }
+        for (row, new) in self.pending.iter_mut().zip(values.chunks(steps)) {
+            row.clear();
+            row.extend_from_slice(&new[take..]);
+        }
+        self.advance_clock(steps);
+        self.stats.pushes += 1;
+        self.stats.patches += complete as u64;
+        Ok(())
+    }
+
+    /// The model's state continued over the last `complete` committed patches.
+    fn extend(&mut self, complete: usize) -> Result<()> {
+        let Some(state) = self.state.as_mut() else {
+            return Ok(());
+        };
+        let mut next = state.clone();
+        let recomputed =
+            self.model
+                .stream_extend(&mut next, &self.context, complete, &self.options)?;
+        *state = next;
+        self.stats.recomputes += u64::from(recomputed);
+        Ok(())
+    }
+
+    /// Drops the oldest patches down to `after` patches and recomputes the state from the
+    /// rest; on an error, the dropped steps are put back.
+    fn slide(&mut self, window: usize, after: usize) -> Result<()> {
+        let drop = (self.context.patches() - after.min(window)) * self.context.patch;
+        let dropped: Vec<(Vec<f32>, Vec<bool>)> = self
+            .context
+            .values
+            .iter_mut()
+            .zip(&mut self.context.mask)
+            .map(|(x, m)| (x.drain(..drop).collect(), m.drain(..drop).collect()))
+            .collect();
+        match self.model.stream_open(&self.context, &self.options) {
+            Ok(state) => {
+                self.state = Some(state);
+                self.stats.recomputes += 1;
+                self.stats.slides += 1;
+                Ok(())
+            }
+            Err(e) => {
+                for ((x, m), (dx, dm)) in self
+                    .context
+                    .values
+                    .iter_mut()
+                    .zip(&mut self.context.mask)
+                    .zip(dropped)
+                {
+                    x.splice(0..0, dx);
+                    m.splice(0..0, dm);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn advance_clock(&mut self, steps: usize) {
+        if let Some((next, dt)) = &mut self.clock {
+            *next = next.saturating_add((steps as i64).saturating_mul(*dt));
+        }
+    }
+
+    /// The forecast of the `prediction_length` steps after the last pushed one: the forecast
+    /// made at the last patch boundary, its first [`Stream::pending`] steps cut.
+    ///
+    /// # Errors
+    /// [`Error::Input`] (`Closed`) for a closed session; the model's errors.
+    pub fn forecast(&mut self) -> Result<Forecast<M::Backend>> {
+        self.open_state("Stream::forecast")?;
+        let skip = self.pending();
+        let mut options = self.options.clone();
+        options.prediction_length += skip;
+        self.forecast_with(&options)?.skip_steps(skip)
+    }
+
+    /// The model's forecast with `options` from the last patch boundary; the state it
+    /// continued kept only on success.
+    fn forecast_with(&mut self, options: &ForecastOptions) -> Result<Forecast<M::Backend>> {
+        let Some(state) = self.state.as_mut() else {
+            return Err(Error::input(
+                "Stream::forecast",
+                InputKind::Closed,
+                "the session was closed: open another with Forecaster::stream",
+            ));
+        };
+        let mut next = state.clone();
+        let (forecast, recomputed) =
+            self.model
+                .stream_forecast(&mut next, &self.context, options)?;
+        *state = next;
+        self.stats.recomputes += u64::from(recomputed);
+        Ok(forecast)
+    }
+
+    /// Scores `steps` new observations (`values` as in [`Stream::push`]) against the
+    /// forecast made before any of them ([`Forecast::anomaly_scores`]: PIT, tail probability,
+    /// log density), then pushes them. Observations in the pending patch are scored several
+    /// steps ahead, from the last patch boundary. Gaps score NaN.
+    ///
+    /// # Errors
+    /// As [`Stream::push`]; [`Error::Input`] (`NoDistribution`) for Toto 1.0's mean mode
+    /// (`num_samples` unset), which has no distribution to score against. Nothing is pushed
+    /// after an error.
+    pub fn score(&mut self, values: &[f32], steps: usize) -> Result<AnomalyScores> {
+        const WHAT: &str = "Stream::score";
+        self.open_state(WHAT)?;
+        self.check_steps(WHAT, values, steps)?;
+        if self.model.generation() == super::Generation::V1 && self.options.num_samples.is_none() {
+            return Err(Error::input(
+                WHAT,
+                InputKind::NoDistribution,
+                "Toto 1.0's mean mode has no distribution to score against: set num_samples",
+            ));
+        }
+        let skip = self.pending();
+        let mut options = self.options.clone();
+        options.prediction_length = skip + steps;
+        let forecast = self.forecast_with(&options)?;
+        let [b, v] = self.context.shape;
+        let observed: Vec<f32> = values
+            .chunks(steps)
+            .flat_map(|row| std::iter::repeat_n(f32::NAN, skip).chain(row.iter().copied()))
+            .collect();
+        let device = forecast.mean().device();
+        let observed = Tensor::from_data(TensorData::new(observed, [b, v, skip + steps]), &device);
+        let scores = forecast.anomaly_scores(observed)?;
+        let cut = |x: Tensor<3>| x.narrow(2, skip, steps);
+        let scores = AnomalyScores {
+            pit: cut(scores.pit),
+            tail: cut(scores.tail),
+            log_density: scores.log_density.map(cut),
+        };
+        self.push_checked(values, steps)?;
+        Ok(scores)
+    }
+}
