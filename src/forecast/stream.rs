@@ -449,15 +449,16 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                 ),
             ));
         }
-        let gap = (time - next) / dt;
-        if (time - next) % dt != 0 || gap as u64 > self.settings.window as u64 {
+        // i128: a time at either end of i64 does not overflow the difference.
+        let ahead = i128::from(time) - i128::from(next);
+        let gap = ahead / i128::from(dt);
+        if ahead % i128::from(dt) != 0 || gap > self.settings.window as i128 {
             return Err(Error::input(
                 WHAT,
                 InputKind::OutOfRange,
                 format!(
-                    "{time} is {} after the next step's time {next}: it must be a whole \
+                    "{time} is {ahead} after the next step's time {next}: it must be a whole \
                      number of intervals ({dt}) after it, and at most the window ({} steps)",
-                    time - next,
                     self.settings.window
                 ),
             ));

@@ -351,6 +351,14 @@ fn stream_refuses_bad_input_and_keeps_its_state() {
         kind(stream.push_at(next + 30, &[1.0; 2], 1).unwrap_err()),
         InputKind::OutOfRange
     );
+    assert_eq!(
+        kind(stream.push_at(i64::MAX, &[1.0; 2], 1).unwrap_err()),
+        InputKind::OutOfRange
+    );
+    assert_eq!(
+        kind(stream.push_at(i64::MIN, &[1.0; 2], 1).unwrap_err()),
+        InputKind::OutOfOrder
+    );
     same(&mut stream);
     // A gap of two steps before the pushed one: three steps held more.
     stream.push_at(next + 120, &[1.0, 2.0], 1).unwrap();
