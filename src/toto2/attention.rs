@@ -168,7 +168,7 @@ impl Attention {
         let o = match cache {
             None => ops.attention(qkv, &spec)?,
             Some(cache) => {
-                let (q, mut k, mut v) = spec.queries_keys_values(qkv);
+                let (q, mut k, mut v) = ops.attention_heads(qkv, &spec)?;
                 if let Some((pk, pv)) = cache.entries.take() {
                     k = Tensor::cat(vec![pk, k], 2);
                     v = Tensor::cat(vec![pv, v], 2);

@@ -275,26 +275,7 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
         v: dv,
     } = job.heads;
     let x = &job.qkv[index * s * width..(index + 1) * s * width];
-    // Head-major copies: q [H][S][qk], k [G][S][qk], v [G][S][v].
-    let mut q = gather(x, s, width, 0, h, qk);
-    let mut k = gather(x, s, width, h * qk, g, qk);
-    let v = gather(x, s, width, (h + g) * qk, g, dv);
-    for (query, t) in [(true, &mut q), (false, &mut k)] {
-        for (r, row) in t.chunks_exact_mut(qk).enumerate() {
-            if let Some(norm) = prep.norm {
-                let weight = if query { norm.query } else { norm.key };
-                rms_norm_row(row, weight, norm.eps);
-            }
-            if let (true, Some((per_dim, c))) = (query, prep.query_scale) {
-                row.iter_mut()
-                    .zip(per_dim)
-                    .for_each(|(x, m)| *x = *x * m * c);
-            }
-            if let Some(rope) = prep.rope {
-                rope.apply(row, r % s, query);
-            }
-        }
-    }
+    let (q, k, v) = sequence_heads(x, s, job.heads, prep);
     let mask = job.blocked.map(|b| {
         let at = if b.shared { 0 } else { index * s * s };
         &b.blocked[at..at + s * s]
@@ -401,6 +382,95 @@ pub(crate) fn attention_core(
             .for_each(head);
     }
     out
+}
+
+/// One sequence's queries, keys and values from its fused projections `x` (`[s, width]`),
+/// head-major (`q` `[H][s][qk]`, `k` `[G][s][qk]`, `v` `[G][s][v]`), the queries and keys
+/// normed, scaled and rotated.
+#[inline(always)]
+fn sequence_heads(
+    x: &[f32],
+    s: usize,
+    heads: Heads,
+    prep: QkPrep<'_>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Heads {
+        heads: h,
+        groups: g,
+        qk,
+        v: dv,
+    } = heads;
+    let width = (h + g) * qk + g * dv;
+    let mut q = gather(x, s, width, 0, h, qk);
+    let mut k = gather(x, s, width, h * qk, g, qk);
+    let v = gather(x, s, width, (h + g) * qk, g, dv);
+    for (query, t) in [(true, &mut q), (false, &mut k)] {
+        for (r, row) in t.chunks_exact_mut(qk).enumerate() {
+            if let Some(norm) = prep.norm {
+                let weight = if query { norm.query } else { norm.key };
+                rms_norm_row(row, weight, norm.eps);
+            }
+            if let (true, Some((per_dim, c))) = (query, prep.query_scale) {
+                row.iter_mut()
+                    .zip(per_dim)
+                    .for_each(|(x, m)| *x = *x * m * c);
+            }
+            if let Some(rope) = prep.rope {
+                rope.apply(row, r % s, query);
+            }
+        }
+    }
+    (q, k, v)
+}
+
+/// One sequence's slots of [`heads`]' queries, keys and values.
+type Outputs<'a> = ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]);
+
+/// The queries, keys and values of `n` sequences of `s` elements from fused projections
+/// `qkv` (`[n, s, H·qk + G·qk + G·v]`), prepared as [`attention`] prepares them:
+/// `[n, H, s, qk]`, `[n, G, s, qk]`, `[n, G, s, v]` (what attention over a KV cache reads).
+pub(crate) fn heads(
+    qkv: &[f32],
+    [n, s]: [usize; 2],
+    heads: Heads,
+    prep: QkPrep<'_>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Heads {
+        heads: h,
+        groups: g,
+        qk,
+        v: dv,
+    } = heads;
+    let width = (h + g) * qk + g * dv;
+    let (mut q, mut k, mut v) = (
+        vec![0.0f32; n * h * s * qk],
+        vec![0.0f32; n * g * s * qk],
+        vec![0.0f32; n * g * s * dv],
+    );
+    if n * s * width == 0 {
+        return (q, k, v);
+    }
+    let one = |(i, ((q, k), v)): (usize, Outputs<'_>)| {
+        let (hq, hk, hv) = sequence_heads(&qkv[i * s * width..][..s * width], s, heads, prep);
+        q.copy_from_slice(&hq);
+        k.copy_from_slice(&hk);
+        v.copy_from_slice(&hv);
+    };
+    let chunks = (h * s * qk, g * s * qk, g * s * dv);
+    if n * s * width < 2 * PAR_VALUES {
+        q.chunks_exact_mut(chunks.0)
+            .zip(k.chunks_exact_mut(chunks.1))
+            .zip(v.chunks_exact_mut(chunks.2))
+            .enumerate()
+            .for_each(one);
+    } else {
+        q.par_chunks_exact_mut(chunks.0)
+            .zip(k.par_chunks_exact_mut(chunks.1))
+            .zip(v.par_chunks_exact_mut(chunks.2))
+            .enumerate()
+            .for_each(one);
+    }
+    (q, k, v)
 }
 
 /// The `count` heads of `d` values starting at `offset` of each of the `s` rows of `x` (row

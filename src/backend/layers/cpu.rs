@@ -38,6 +38,51 @@ fn shared_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     values(t.clone())
 }
 
+/// The host copies of an attention's query/key norm weights and query scale.
+struct HostWeights {
+    /// The query norm's weight and the key norm's (each when the norm has one).
+    norm: Option<[Option<Vec<f32>>; 2]>,
+    per_dim: Option<(Vec<f32>, f32)>,
+}
+
+impl HostWeights {
+    fn of(spec: &AttentionSpec<'_>) -> Self {
+        HostWeights {
+            norm: spec
+                .qk_norm
+                .map(|q| [q.query.map(shared_values), q.key.map(shared_values)]),
+            per_dim: spec.query_scale.map(|(m, c)| (shared_values(m), c as f32)),
+        }
+    }
+
+    /// What the host kernels do to queries and keys before the scores.
+    fn prep<'a>(&'a self, spec: &'a AttentionSpec<'_>) -> QkPrep<'a> {
+        QkPrep {
+            norm: spec
+                .qk_norm
+                .zip(self.norm.as_ref())
+                .map(|(q, [wq, wk])| HostQkNorm {
+                    query: wq.as_deref(),
+                    key: wk.as_deref(),
+                    eps: q.eps as f32,
+                }),
+            query_scale: self.per_dim.as_ref().map(|(m, c)| (m.as_slice(), *c)),
+            rope: spec.rotary.map(|r| r.host()),
+        }
+    }
+}
+
+/// The host kernels' head counts of `spec`.
+fn host_heads(spec: &AttentionSpec<'_>) -> host::Heads {
+    let h = spec.heads;
+    host::Heads {
+        heads: h.heads,
+        groups: h.groups,
+        qk: h.qk,
+        v: h.v,
+    }
+}
+
 impl LayerOps for NdArray {
     /// On the packed kernel ([`CpuKernels`]): the weight is packed the first time the layer
     /// runs and kept in its [`Prepared`](super::Prepared) slot.
@@ -138,10 +183,7 @@ impl LayerOps for NdArray {
         }
         let [n, s, _] = qkv.dims();
         let heads = spec.heads;
-        let norm_weights = spec
-            .qk_norm
-            .map(|q| (q.query.map(shared_values), q.key.map(shared_values)));
-        let per_dim = spec.query_scale.map(|(m, c)| (shared_values(m), c as f32));
+        let weights = HostWeights::of(spec);
         let (blocked, shared) = match &spec.mask {
             Mask::None => (None, false),
             Mask::Causal => (Some((0..s * s).map(|at| at % s > at / s).collect()), true),
@@ -155,24 +197,8 @@ impl LayerOps for NdArray {
                 (Some(bools), shared)
             }
         };
-        let prep = QkPrep {
-            norm: spec
-                .qk_norm
-                .zip(norm_weights.as_ref())
-                .map(|(q, (wq, wk))| HostQkNorm {
-                    query: wq.as_deref(),
-                    key: wk.as_deref(),
-                    eps: q.eps as f32,
-                }),
-            query_scale: per_dim.as_ref().map(|(m, c)| (m.as_slice(), *c)),
-            rope: spec.rotary.map(|r| r.host()),
-        };
-        let host_heads = host::Heads {
-            heads: heads.heads,
-            groups: heads.groups,
-            qk: heads.qk,
-            v: heads.v,
-        };
+        let prep = weights.prep(spec);
+        let host_heads = host_heads(spec);
         let mask = blocked
             .as_deref()
             .map(|blocked| Blocked { blocked, shared });
@@ -187,6 +213,28 @@ impl LayerOps for NdArray {
             mask,
         );
         Ok(upload(out, [n, s, heads.heads * heads.v], self.device()))
+    }
+
+    /// On the host, as [`LayerOps::attention`] prepares its heads: one pass over the
+    /// projections instead of the composition's ops on strided views.
+    fn attention_heads(
+        &self,
+        qkv: Tensor<3>,
+        spec: &AttentionSpec<'_>,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>)> {
+        if !self.native(&qkv) || qkv.dims()[2] != spec.heads.fused_width() {
+            return Ok(spec.queries_keys_values(qkv));
+        }
+        let [n, s, _] = qkv.dims();
+        let h = spec.heads;
+        let weights = HostWeights::of(spec);
+        let (q, k, v) = host::heads(&values(qkv), [n, s], host_heads(spec), weights.prep(spec));
+        let device = self.device();
+        Ok((
+            upload(q, [n, h.heads, s, h.qk], device),
+            upload(k, [n, h.groups, s, h.qk], device),
+            upload(v, [n, h.groups, s, h.v], device),
+        ))
     }
 
     /// On the host: scores, softmax and the weighted sum per sequence and head, without the

@@ -265,6 +265,22 @@ pub trait LayerOps: Backend {
         composed::attention(self, qkv, spec)
     }
 
+    /// The queries, keys and values of fused projections `qkv` (`[N, S, H·qk + G·qk + G·v]`)
+    /// as [`LayerOps::attention`] prepares them (`spec`'s norms, query scale and rotation; its
+    /// mask and divisor unused): `[N, H, S, qk]`, `[N, G, S, qk]`, `[N, G, S, v]`, for attention
+    /// over a KV cache ([`LayerOps::attention_core`]). The provided body is
+    /// [`AttentionSpec::queries_keys_values`]; `NdArray` prepares them on its host kernels.
+    ///
+    /// # Errors
+    /// The backend's.
+    fn attention_heads(
+        &self,
+        qkv: Tensor<3>,
+        spec: &AttentionSpec<'_>,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>)> {
+        Ok(spec.queries_keys_values(qkv))
+    }
+
     /// `softmax(q·kᵀ / divisor, masked) · v` per head for `q: [N, H, S, d]` over grouped
     /// keys and values `k: [N, G, S_kv, d]`, `v: [N, G, S_kv, d_v]` (query head `h` reads group
     /// `h / (H/G)`). Returns `[N, H, S, d_v]`. [`Mask::Causal`] needs `S = S_kv`.
