@@ -195,7 +195,7 @@ pub enum AutoStream<B: LayerOps> {
     /// Toto 1.0's.
     V1(Box<TotoStream<B>>),
     /// Toto 2.0's.
-    V2(Box<Toto2Stream<B>>),
+    V2(Box<Toto2Stream>),
 }
 
 /// A session's state of the other generation (a session keeps its model: not reachable).

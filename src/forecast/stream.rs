@@ -226,6 +226,15 @@ impl<M: Forecaster> std::fmt::Debug for Stream<'_, M> {
     }
 }
 
+/// [`Error::Input`] (`Closed`) of `what` on a closed session.
+fn closed(what: &'static str) -> Error {
+    Error::input(
+        what,
+        InputKind::Closed,
+        "the session was closed: open another with Forecaster::stream",
+    )
+}
+
 /// The entry points' names, for errors.
 const OPEN: &str = "Forecaster::stream";
 const PUSH: &str = "Stream::push";
@@ -374,13 +383,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
 
     /// `Err` for a closed session.
     fn open_state(&self, what: &'static str) -> Result<&M::StreamState> {
-        self.state.as_ref().ok_or_else(|| {
-            Error::input(
-                what,
-                InputKind::Closed,
-                "the session was closed: open another with Forecaster::stream",
-            )
-        })
+        self.state.as_ref().ok_or_else(|| closed(what))
     }
 
     /// `Ok` unless `values` is not `steps` new steps of every series.
@@ -592,11 +595,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
     /// continued kept only on success.
     fn forecast_with(&mut self, options: &ForecastOptions) -> Result<Forecast<M::Backend>> {
         let Some(state) = self.state.as_mut() else {
-            return Err(Error::input(
-                "Stream::forecast",
-                InputKind::Closed,
-                "the session was closed: open another with Forecaster::stream",
-            ));
+            return Err(closed("Stream::forecast"));
         };
         let mut next = state.clone();
         let (forecast, recomputed) =
@@ -620,13 +619,6 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         const WHAT: &str = "Stream::score";
         self.open_state(WHAT)?;
         self.check_steps(WHAT, values, steps)?;
-        if self.model.generation() == super::Generation::V1 && self.options.num_samples.is_none() {
-            return Err(Error::input(
-                WHAT,
-                InputKind::NoDistribution,
-                "Toto 1.0's mean mode has no distribution to score against: set num_samples",
-            ));
-        }
         let skip = self.pending();
         let mut options = self.options.clone();
         options.prediction_length = skip + steps;

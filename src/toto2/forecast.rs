@@ -457,19 +457,19 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
         self.predict_request(request)
     }
 
-    type StreamState = Toto2Stream<B>;
+    type StreamState = Toto2Stream;
 
     fn stream_open(
         &self,
         context: &StreamContext,
         options: &ForecastOptions,
-    ) -> Result<Toto2Stream<B>> {
+    ) -> Result<Toto2Stream> {
         self.stream_prefill(context, options)
     }
 
     fn stream_extend(
         &self,
-        state: &mut Toto2Stream<B>,
+        state: &mut Toto2Stream,
         context: &StreamContext,
         new_patches: usize,
         options: &ForecastOptions,
@@ -481,7 +481,7 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
 
     fn stream_forecast(
         &self,
-        state: &mut Toto2Stream<B>,
+        state: &mut Toto2Stream,
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<(Forecast<B>, bool)> {

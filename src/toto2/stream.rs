@@ -26,7 +26,7 @@ use crate::forecast::{Forecast, ForecastOptions, StreamContext};
 /// A Toto 2.0 session's state.
 #[doc(hidden)]
 #[derive(Debug, Clone)]
-pub struct Toto2Stream<B: LayerOps> {
+pub struct Toto2Stream {
     /// The keys and values of the first `run` context patches, the last (tentative) included.
     cache: Cache,
     /// Context patches the cache covers; the patches after them run with the next forecast.
@@ -41,7 +41,6 @@ pub struct Toto2Stream<B: LayerOps> {
     gids: Vec<Vec<i64>>,
     /// Per series, the observed range and count before patch `run − 1`.
     seen: Vec<(f32, f32, usize)>,
-    backend: std::marker::PhantomData<B>,
 }
 
 impl<B: LayerOps> Toto2<B> {
@@ -123,7 +122,7 @@ impl<B: LayerOps> Toto2<B> {
         &self,
         context: &StreamContext,
         options: &ForecastOptions,
-    ) -> Result<Toto2Stream<B>> {
+    ) -> Result<Toto2Stream> {
         let (p, t) = (context.patch, context.len());
         let ip = t / p;
         let device = self.device();
@@ -168,7 +167,6 @@ impl<B: LayerOps> Toto2<B> {
             rows,
             gids,
             seen,
-            backend: std::marker::PhantomData,
         })
     }
 
@@ -178,7 +176,7 @@ impl<B: LayerOps> Toto2<B> {
     /// outputs at the horizon's patches, `[B, V, pred, D]` (`None` without any).
     fn stream_pass(
         &self,
-        state: &mut Toto2Stream<B>,
+        state: &mut Toto2Stream,
         context: &StreamContext,
         pred: usize,
         options: &ForecastOptions,
@@ -263,7 +261,6 @@ impl<B: LayerOps> Toto2<B> {
                 rows,
                 gids,
                 seen,
-                backend: std::marker::PhantomData,
             };
         }
         Ok((pred > 0).then(|| out.narrow(2, s - pred, pred)))
@@ -274,7 +271,7 @@ impl<B: LayerOps> Toto2<B> {
     /// prefill was recomputed instead). Block decoding recomputes from the context.
     pub(crate) fn stream_predict(
         &self,
-        state: &mut Toto2Stream<B>,
+        state: &mut Toto2Stream,
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<(Forecast<B>, bool)> {

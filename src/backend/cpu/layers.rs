@@ -185,6 +185,13 @@ pub(crate) struct Heads {
     pub(crate) v: usize,
 }
 
+impl Heads {
+    /// The width of a fused projection row: queries, keys, values.
+    fn width(self) -> usize {
+        (self.heads + self.groups) * self.qk + self.groups * self.v
+    }
+}
+
 /// Self-attention over `n` sequences of `s` elements from fused projections `qkv`
 /// (`[n, s, H·qk + G·qk + G·v]`: queries, keys, values): `softmax(q·kᵀ / divisor, masked) · v`
 /// per head, `[n, s, H·v]`. Burn's softmax: a row whose keys are all blocked is NaN.
@@ -203,7 +210,7 @@ pub(crate) fn attention(
         qk,
         v: dv,
     } = heads;
-    let width = (h + g) * qk + g * dv;
+    let width = heads.width();
     let per_group = (h / g.max(1)).max(1);
     let mut out = vec![0.0f32; n * s * h * dv];
     if n == 0 || s == 0 || h == 0 || g == 0 {
@@ -400,7 +407,7 @@ fn sequence_heads(
         qk,
         v: dv,
     } = heads;
-    let width = (h + g) * qk + g * dv;
+    let width = heads.width();
     let mut q = gather(x, s, width, 0, h, qk);
     let mut k = gather(x, s, width, h * qk, g, qk);
     let v = gather(x, s, width, (h + g) * qk, g, dv);
@@ -441,7 +448,7 @@ pub(crate) fn heads(
         qk,
         v: dv,
     } = heads;
-    let width = (h + g) * qk + g * dv;
+    let width = heads.width();
     let (mut q, mut k, mut v) = (
         vec![0.0f32; n * h * s * qk],
         vec![0.0f32; n * g * s * qk],

@@ -253,7 +253,7 @@ impl LayerOps for NdArray {
         let [n, h, s, qk] = q.dims();
         let [_, g, skv, dv] = v.dims();
         let bools;
-        let mask = match mask {
+        let host_mask = match mask {
             Mask::None => None,
             Mask::Causal => Some(CoreMask {
                 blocked: &[],
@@ -261,21 +261,15 @@ impl LayerOps for NdArray {
                 causal: true,
             }),
             Mask::Blocked(m) => {
+                // Checked by `attention_core`: `[1 | N, 1 | H, S, S_kv]`.
                 let [mn, mh, _, _] = m.dims();
                 bools = m
                     .clone()
-                    .expand([mn, mh, s, skv])
                     .into_data()
                     .try_to_vec::<bool>()
                     .unwrap_or_default();
                 if bools.len() != mn * mh * s * skv {
-                    return Ok(composed::attention_core(
-                        q,
-                        k,
-                        v,
-                        divisor,
-                        &Mask::Blocked(m.clone()),
-                    ));
+                    return Ok(composed::attention_core(q, k, v, divisor, mask));
                 }
                 Some(CoreMask {
                     blocked: &bools,
@@ -291,7 +285,7 @@ impl LayerOps for NdArray {
             g,
             [qk, dv],
             divisor as f32,
-            mask,
+            host_mask,
         );
         Ok(upload(out, [n, h, s, dv], self.device()))
     }
