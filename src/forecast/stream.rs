@@ -111,6 +111,9 @@ pub struct StreamContext {
     pub(crate) mask: Vec<Vec<bool>>,
     /// Per series, its id.
     pub(crate) series_ids: Vec<i32>,
+    /// The most patches the session holds (its window): a model's KV cache is allocated for
+    /// these, so that every update attends over one shape.
+    pub(crate) window: usize,
 }
 
 impl StreamContext {
@@ -284,6 +287,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             values,
             mask,
             series_ids: series.series_ids().to_vec(),
+            window,
         };
         let clock = match (series.timestamps(), series.interval()) {
             (Some(ts), Some(dt)) => {

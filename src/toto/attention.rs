@@ -31,8 +31,6 @@ pub(crate) struct Pass<'a, B> {
     pub(crate) rope: &'a Rotary,
     /// Group ids per patch, `[B, V, S]`: variates attend to the variates of their group.
     pub(crate) ids: &'a Tensor<3, Int>,
-    /// Patches cached before this pass (0 at prefill).
-    pub(crate) offset: usize,
     /// Attention heads.
     pub(crate) heads: usize,
 }
@@ -111,20 +109,18 @@ fn time_wise<B: LayerOps>(
     let mut k = pass.rope.apply(to_seq(k), false);
     let mut v = to_seq(v);
     let mut shared = None;
+    // Without a cache, causal over the pass's own patches; with one (fixed capacity), causal
+    // over its written entries: a decode step's one patch sees them all.
+    let mut mask = if s > 1 { Mask::Causal } else { Mask::None };
     if let Some((entry, share)) = cache {
-        let (all_k, all_v, prefix) = entry.append(k, v);
-        (k, v) = (all_k, all_v);
-        shared = prefix.map(|p| (p, share));
+        let (all_k, all_v, len, prefix) = entry.append(k, v);
+        (k, v, mask) = (all_k, all_v, Mask::Cache { len });
+        shared = prefix.map(|p| (p, share, len));
     }
     let o = match shared {
         // Decode steps of sample paths over a shared prefill.
-        Some(((kp, vp), share)) => attend_shared(q, (&kp, &vp), (k, v), share),
+        Some(((kp, vp), share, len)) => attend_shared(q, (&kp, &vp), (k, v, len), share),
         None => {
-            // Causal at prefill; a decode step's one patch sees the whole cache.
-            let mask = match pass.offset == 0 && s > 1 {
-                true => Mask::Causal,
-                false => Mask::None,
-            };
             let divisor = (dh as f64).sqrt();
             pass.ops.attention_core(q, k, v, divisor, &mask)?
         }

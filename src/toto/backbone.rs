@@ -100,7 +100,6 @@ impl TotoWeights {
             ops,
             rope: &rope,
             ids: &ids,
-            offset,
             heads,
         };
         let layers = &self.transformer.layers;

@@ -3,17 +3,18 @@
 use burn::tensor::Tensor;
 
 use crate::backend::ScalerState;
+use crate::nn::kv::KvBuffer;
 
 /// The cached keys and values of one time-wise layer, post-rotary.
 ///
 /// `shared` holds the keys and values of a prefix common to every group of `share` consecutive
 /// blocks of rows (the prefill of one context, shared by `share` sample paths: `[B·V, H, S₀, Dh]`
 /// for rows `[share·B·V, …]`, sample index outer); `own` holds each row's later patches
-/// (`[share·B·V, H, S₁, Dh]`).
+/// (`[share·B·V, H, S₁, Dh]` written, in buffers of fixed capacity).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LayerCache {
     pub(crate) shared: Option<(Tensor<4>, Tensor<4>)>,
-    pub(crate) own: Option<(Tensor<4>, Tensor<4>)>,
+    pub(crate) own: KvBuffer,
 }
 
 /// The KV cache of every time-wise layer (space-wise layers need none).
@@ -30,6 +31,8 @@ pub struct KvCache {
     /// The xPos centre of the passes that write this cache, when not their own (a streaming
     /// session writes every key at centre 0; see [`KvCache::recentred`]).
     pub(crate) xpos_centre: Option<usize>,
+    /// The patches each layer's `own` buffers are allocated for.
+    pub(crate) reserve: usize,
 }
 
 impl Default for KvCache {
@@ -40,16 +43,32 @@ impl Default for KvCache {
             share: 1,
             scaler: None,
             xpos_centre: None,
+            reserve: 0,
         }
     }
 }
 
 impl KvCache {
+    /// An empty cache whose layers hold `patches` patches without reallocating: every pass
+    /// up to then attends over one shape, each writing its keys and values in place. A cache
+    /// that outgrows its capacity reallocates to twice as much (a copy, and a new shape for
+    /// the passes after it); [`KvCache::default`] starts with none.
+    pub fn with_capacity(patches: usize) -> Self {
+        KvCache {
+            reserve: patches,
+            ..KvCache::default()
+        }
+    }
+
     /// Layer `i`'s entry of a model with `layers` layers (space-wise layers keep theirs empty),
     /// and how many rows share its prefix.
     pub(crate) fn layer(&mut self, i: usize, layers: usize) -> (&mut LayerCache, usize) {
         if self.layers.len() < layers {
-            self.layers.resize(layers, LayerCache::default());
+            let empty = LayerCache {
+                shared: None,
+                own: KvBuffer::with_capacity(self.reserve),
+            };
+            self.layers.resize(layers, empty);
         }
         (&mut self.layers[i], self.share)
     }
@@ -71,26 +90,22 @@ impl KvCache {
 
     /// The cache for `times` sample paths of every row (sample index outer), without copying
     /// the prefix: what is cached so far becomes the shared prefix every path attends to, and
-    /// only the patches decoded from here on are stored per path. Attention over a shared
-    /// prefix is the same arithmetic as over a prefix repeated `times` ([`KvCache::repeat`]),
-    /// reassociated (a unit test compares them).
-    pub(crate) fn share(&self, times: usize) -> Self {
+    /// only the patches decoded from here on are stored per path (in buffers of `capacity`
+    /// patches). Attention over a shared prefix is the same arithmetic as over a prefix
+    /// repeated `times` ([`KvCache::repeat`]), reassociated (a unit test compares them).
+    pub(crate) fn share(&self, times: usize, capacity: usize) -> Self {
+        let repeat = |x: Tensor<4>| x.repeat_dim(0, times);
         let layers = self
             .layers
             .iter()
-            .map(|l| match (&l.shared, &l.own) {
-                (None, own) => LayerCache {
-                    shared: own.clone(),
-                    own: None,
+            .map(|l| match &l.shared {
+                None => LayerCache {
+                    shared: l.own.written(),
+                    own: KvBuffer::with_capacity(capacity),
                 },
-                (Some(shared), own) => LayerCache {
+                Some(shared) => LayerCache {
                     shared: Some(shared.clone()),
-                    own: own.as_ref().map(|(k, v)| {
-                        (
-                            k.clone().repeat_dim(0, times),
-                            v.clone().repeat_dim(0, times),
-                        )
-                    }),
+                    own: l.own.map(repeat, repeat),
                 },
             })
             .collect();
@@ -105,6 +120,7 @@ impl KvCache {
             share,
             scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
             xpos_centre: self.xpos_centre,
+            reserve: capacity,
         }
     }
 
@@ -114,24 +130,23 @@ impl KvCache {
     ///
     /// [`key_recentring`]: crate::nn::rope::key_recentring
     pub(crate) fn recentred(&self, factor: &Tensor<1>) -> Self {
-        let scale = |k: &Tensor<4>| {
+        let scale = |k: Tensor<4>| {
             let dh = k.dims()[3];
-            k.clone().mul(factor.clone().reshape([1, 1, 1, dh]))
+            k.mul(factor.clone().reshape([1, 1, 1, dh]))
         };
         let layers = self
             .layers
             .iter()
             .map(|l| LayerCache {
-                shared: l.shared.as_ref().map(|(k, v)| (scale(k), v.clone())),
-                own: l.own.as_ref().map(|(k, v)| (scale(k), v.clone())),
+                shared: l.shared.as_ref().map(|(k, v)| (scale(k.clone()), v.clone())),
+                own: l.own.map(scale, |v| v),
             })
             .collect();
         KvCache {
             layers,
-            patches: self.patches,
-            share: self.share,
-            scaler: self.scaler.clone(),
             xpos_centre: None,
+            scaler: self.scaler.clone(),
+            ..*self
         }
     }
 
@@ -139,59 +154,52 @@ impl KvCache {
     /// outer): the reference [`KvCache::share`] is tested against.
     #[cfg(test)]
     pub(crate) fn repeat(&self, times: usize) -> Self {
-        let rows = |shared: &Tensor<4>, own: Option<&Tensor<4>>| {
+        let rows = |shared: &Tensor<4>, own: Option<Tensor<4>>| {
             let prefix = shared.clone().repeat_dim(0, self.share * times);
             match own {
                 None => prefix,
-                Some(own) => Tensor::cat(vec![prefix, own.clone().repeat_dim(0, times)], 2),
+                Some(own) => Tensor::cat(vec![prefix, own.repeat_dim(0, times)], 2),
             }
         };
         let layers = self
             .layers
             .iter()
-            .map(|l| match (&l.shared, &l.own) {
-                (None, own) => LayerCache {
-                    shared: None,
-                    own: own.as_ref().map(|(k, v)| {
-                        (
-                            k.clone().repeat_dim(0, times),
-                            v.clone().repeat_dim(0, times),
-                        )
-                    }),
-                },
-                (Some((sk, sv)), own) => LayerCache {
-                    shared: None,
-                    own: Some((
-                        rows(sk, own.as_ref().map(|o| &o.0)),
-                        rows(sv, own.as_ref().map(|o| &o.1)),
-                    )),
-                },
+            .map(|l| {
+                let own = l.own.written();
+                let (k, v) = match (&l.shared, own) {
+                    (None, None) => return LayerCache::default(),
+                    (None, Some((k, v))) => (k.repeat_dim(0, times), v.repeat_dim(0, times)),
+                    (Some((sk, sv)), own) => {
+                        let (ok, ov) = own.unzip();
+                        (rows(sk, ok), rows(sv, ov))
+                    }
+                };
+                let mut own = KvBuffer::with_capacity(k.dims()[2]);
+                own.write(k, v);
+                LayerCache { shared: None, own }
             })
             .collect();
         KvCache {
             layers,
-            patches: self.patches,
             share: 1,
             scaler: self.scaler.as_ref().map(|s| s.repeat(times)),
-            xpos_centre: self.xpos_centre,
+            ..*self
         }
     }
 }
 
 impl LayerCache {
-    /// Appends a pass's keys and values (`[rows, H, S, Dh]`) to this layer's own entries and
-    /// returns all of them, with the shared prefix they follow (if any).
+    /// Writes a pass's keys and values (`[rows, H, S, Dh]`) to this layer's own buffers and
+    /// returns them whole (`[rows, H, capacity, Dh]`, the first `len` written, returned too),
+    /// with the shared prefix they follow (if any).
+    #[allow(clippy::type_complexity)]
     pub(crate) fn append(
         &mut self,
         k: Tensor<4>,
         v: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>, Option<(Tensor<4>, Tensor<4>)>) {
-        let (k, v) = match self.own.take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
-        };
-        self.own = Some((k.clone(), v.clone()));
-        (k, v, self.shared.clone())
+    ) -> (Tensor<4>, Tensor<4>, usize, Option<(Tensor<4>, Tensor<4>)>) {
+        let (k, v) = self.own.write(k, v);
+        (k, v, self.own.len(), self.shared.clone())
     }
 }
 
@@ -248,13 +256,13 @@ mod tests {
         };
         let mut prefill = KvCache::default();
         run(&input(b, 5), &mut prefill);
-        let mut shared = prefill.share(times);
+        let mut shared = prefill.share(times, 3);
         let mut repeated = prefill.repeat(times);
         // Two decode steps (the second attends to a shared prefix and an own part), then
         // sharing again between them.
         for step in 0..3 {
             if step == 2 {
-                shared = shared.share(2);
+                shared = shared.share(2, 1);
                 repeated = repeated.repeat(2);
             }
             let rows = b * times * if step == 2 { 2 } else { 1 };

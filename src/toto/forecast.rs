@@ -355,8 +355,15 @@ impl<B: LayerOps> Forecaster for Toto<B> {
 
     type StreamState = TotoStream<B>;
 
-    fn stream_open(&self, context: &StreamContext, _: &ForecastOptions) -> Result<TotoStream<B>> {
-        self.stream_prefill(context)
+    fn stream_open(
+        &self,
+        context: &StreamContext,
+        options: &ForecastOptions,
+    ) -> Result<TotoStream<B>> {
+        // Room for the window and a mean forecast's decoded patches: every update and every
+        // forecast step attends over one shape.
+        let steps = options.prediction_length.div_ceil(self.config().patch_size);
+        self.stream_prefill(context, context.window.max(context.patches()) + steps)
     }
 
     fn stream_extend(
@@ -424,6 +431,13 @@ impl<B: LayerOps> Decoder<'_, B> {
         last.distribution()
     }
 
+    /// An empty cache with room for the context and `steps` decoded patches (the prefill
+    /// alone, with none, fills its buffers: no copy).
+    fn cache(&self, steps: usize) -> KvCache {
+        let p = self.toto.config().patch_size;
+        KvCache::with_capacity(self.context.div_ceil(p) + steps)
+    }
+
     /// Decode steps: the horizon in whole patches.
     fn steps(&self) -> usize {
         self.options
@@ -450,7 +464,10 @@ impl<B: LayerOps> Decoder<'_, B> {
     ) -> Result<Forecast<B>> {
         let (mut cache, mut first) = match prefilled {
             Some((cache, first)) => (Some(cache), Some(first)),
-            None => (self.options.v1.use_kv_cache.then(KvCache::default), None),
+            None => {
+                let decoded = self.steps().saturating_sub(1);
+                (self.options.v1.use_kv_cache.then(|| self.cache(decoded)), None)
+            }
         };
         for step in 0..self.steps() {
             let d = match first.take() {
@@ -481,7 +498,7 @@ impl<B: LayerOps> Decoder<'_, B> {
         let (prefill, first) = match prefilled {
             Some((cache, first)) => (Some(cache), first),
             None => {
-                let mut prefill = self.options.v1.use_kv_cache.then(KvCache::default);
+                let mut prefill = self.options.v1.use_kv_cache.then(|| self.cache(0));
                 let first = self.next(&paths, prefill.as_mut())?;
                 let context = self.context;
                 self.phases.mark(|| format!("prefill of {context} steps"));
@@ -518,7 +535,7 @@ impl<B: LayerOps> Decoder<'_, B> {
         );
         let draws: Tensor<4> = first.sample(&[spb])?; // [spb, B, V, P]
         let mut chunk = paths.repeat(spb);
-        let mut cache = prefill.map(|c| c.share(spb));
+        let mut cache = prefill.map(|c| c.share(spb, self.steps().saturating_sub(1)));
         chunk.push(replace_extreme(draws.reshape([spb * b, v, p])));
         self.phases
             .mark(|| format!("chunk {c}, step 0: {spb} draws per series"));

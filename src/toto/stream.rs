@@ -100,15 +100,19 @@ impl<B: LayerOps> Toto<B> {
             .expand([b, v, n])
     }
 
-    /// The prefill of the whole context.
-    pub(crate) fn stream_prefill(&self, context: &StreamContext) -> Result<TotoStream<B>> {
+    /// The prefill of the whole context, in a cache with room for `capacity` patches.
+    pub(crate) fn stream_prefill(
+        &self,
+        context: &StreamContext,
+        capacity: usize,
+    ) -> Result<TotoStream<B>> {
         let t = context.len();
         let device = self.backend().device();
         let (series, mask) = context.tensors(0..t, device);
         let ids = self.stream_ids(context, t);
         let mut cache = KvCache {
             xpos_centre: Some(0),
-            ..KvCache::default()
+            ..KvCache::with_capacity(capacity)
         };
         let out = self.forward(series, mask, ids, Some(&mut cache), Some(t))?;
         let last = out.last_steps(context.patch);
@@ -150,7 +154,7 @@ impl<B: LayerOps> Toto<B> {
             .zip(&bounds)
             .any(|(patches, &b)| patches.iter().any(|&(s, used)| clamp(s, b) != used));
         if moved {
-            *state = self.stream_prefill(context)?;
+            *state = self.stream_prefill(context, state.cache.reserve)?;
             return Ok(true);
         }
         let [b, v] = context.shape;

@@ -10,22 +10,10 @@ use super::layers::{Norm, Precision, Scale, UnitLinear};
 use crate::backend::{AttentionSpec, Heads, LayerOps, Mask, QkNorm, Rotary};
 use crate::error::Result;
 use crate::nn::checkpoint::Checkpoint;
+use crate::nn::kv::KvBuffer;
 
 /// dd-unit-scaling's per-dimension scale constant.
 const PDS_SCALE: f64 = 0.52103;
-
-/// The keys and values a time layer has cached (`[N, G, len, d]`), for block decoding.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct KvLayer {
-    entries: Option<(Tensor<4>, Tensor<4>)>,
-}
-
-impl KvLayer {
-    /// Entries held.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.as_ref().map_or(0, |(k, _)| k.dims()[2])
-    }
-}
 
 /// One attention layer's weights.
 #[derive(Debug, Clone)]
@@ -132,15 +120,16 @@ impl Attention {
 
     /// Attention over `x: [N, S, D]` (`N` sequences of `S` elements): `mask` says which
     /// queries may not see which keys; `rope` rotates queries and keys (time layers); with
-    /// `cache`, this call's keys and values are appended to it and attention reads all of them
-    /// (the mask then covers them all). Returns `[N, S, D]`.
+    /// `cache`, this call's keys and values are written to it and attention reads its whole
+    /// buffers (the mask then covers all of their entries, the unwritten ones blocked).
+    /// Returns `[N, S, D]`.
     pub(crate) fn forward<B: LayerOps>(
         &self,
         ops: &B,
         x: Tensor<3>,
         rope: Option<&Rotary>,
         mask: Mask,
-        cache: Option<&mut KvLayer>,
+        cache: Option<&mut KvBuffer>,
     ) -> Result<Tensor<3>> {
         let [n, s, _] = x.dims();
         let qkv = self.in_proj.forward(ops, x)?; // [N, S, H·dk + G·dk + G·dv]
@@ -168,28 +157,13 @@ impl Attention {
         let o = match cache {
             None => ops.attention(qkv, &spec)?,
             Some(cache) => {
-                let (q, mut k, mut v) = ops.attention_heads(qkv, &spec)?;
-                if let Some((pk, pv)) = cache.entries.take() {
-                    k = Tensor::cat(vec![pk, k], 2);
-                    v = Tensor::cat(vec![pv, v], 2);
-                }
-                cache.entries = Some((k.clone(), v.clone()));
+                let (q, k, v) = ops.attention_heads(qkv, &spec)?;
+                let (k, v) = cache.write(k, v);
                 let o = ops.attention_core(q, k, v, spec.divisor, &spec.mask)?; // [N, H, S, dv]
                 o.swap_dims(1, 2).reshape([n, s, self.heads * self.v])
             }
         };
         self.out_proj.forward(ops, o)
-    }
-}
-
-impl KvLayer {
-    /// Drops the last `n` entries (the zero-filled prediction patches of a block, which the
-    /// next block overwrites with its medians).
-    pub(crate) fn rewind(&mut self, n: usize) {
-        if let Some((k, v)) = self.entries.take() {
-            let keep = k.dims()[2].saturating_sub(n);
-            self.entries = (keep > 0).then(|| (k.narrow(2, 0, keep), v.narrow(2, 0, keep)));
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use super::attention::{Attention, KvLayer};
+use super::attention::Attention;
 use super::config::Toto2Config;
 use super::layers::{Ffn, Norm, Precision, residual_taus};
 use super::model::EMPTY_PATCH;
@@ -12,6 +12,7 @@ use crate::backend::{LayerOps, Mask, Rotary};
 use crate::error::Result;
 use crate::nn::attention::group_blocked;
 use crate::nn::checkpoint::Checkpoint;
+use crate::nn::kv::KvBuffer;
 use crate::nn::rope::{RopeSpec, rotary_centred};
 pub(crate) use crate::nn::watch::Watch;
 
@@ -53,22 +54,52 @@ pub(crate) struct Pass<'a> {
     pub(crate) xpos_centre: Option<usize>,
 }
 
-/// The KV cache of block decoding: one entry per time layer, the validity of the cached
-/// context patches, and how many entries of each call are dropped after it.
+/// The KV cache of block decoding and streaming sessions: one fixed-capacity buffer per time
+/// layer ([`KvBuffer`]), the validity of the cached context patches, and how many entries of
+/// each call are dropped after it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cache {
-    layers: Vec<KvLayer>,
+    layers: Vec<KvBuffer>,
     /// `[B·V, prefill]`: false for the context patches without observations (never attended by
     /// later queries).
     valid: Option<Tensor<2, Bool>>,
     /// Entries of each call dropped after it (the zero-filled prediction patches).
     pub(crate) ephemeral: usize,
+    /// The entries each layer's buffers are allocated for (see [`KvBuffer::with_capacity`]).
+    reserve: usize,
 }
 
 impl Cache {
+    /// An empty cache whose layers hold `patches` entries without reallocating: the patches
+    /// of every call it will see, so that they all attend over one shape.
+    pub(crate) fn with_capacity(patches: usize) -> Self {
+        Cache {
+            reserve: patches,
+            ..Cache::default()
+        }
+    }
+
     /// Entries held (after the last call's rewind).
     pub(crate) fn len(&self) -> usize {
-        self.layers.first().map_or(0, KvLayer::len)
+        self.layers.first().map_or(0, KvBuffer::len)
+    }
+
+    /// The keys a time layer reads in a call of `s` patches (its buffers' capacity then):
+    /// the width of that call's time mask.
+    pub(crate) fn width(&self, s: usize) -> usize {
+        match self.layers.first() {
+            Some(layer) => layer.capacity_after(s),
+            None => KvBuffer::with_capacity(self.reserve).capacity_after(s),
+        }
+    }
+
+    /// Time layer `i`'s buffers.
+    fn layer(&mut self, i: usize) -> &mut KvBuffer {
+        if self.layers.len() <= i {
+            let empty = KvBuffer::with_capacity(self.reserve);
+            self.layers.resize(i + 1, empty);
+        }
+        &mut self.layers[i]
     }
 
     /// Drops every time layer's last `n` entries.
@@ -223,12 +254,7 @@ impl Decoder {
                     .reshape([b * v, s, d]); // [B·V, S, D]
             } else {
                 let ephemeral = cache.as_ref().map_or(0, |c| c.ephemeral);
-                let entry = cache.as_deref_mut().map(|c| {
-                    if c.layers.len() <= time_layer {
-                        c.layers.resize(time_layer + 1, KvLayer::default());
-                    }
-                    &mut c.layers[time_layer]
-                });
+                let entry = cache.as_deref_mut().map(|c| c.layer(time_layer));
                 let view = |t: Tensor<3>| t.reshape([b, v, s, d]);
                 let at = Site {
                     ops,
@@ -251,7 +277,8 @@ impl Decoder {
     /// The time layers' mask, `[B·V, 1, S, S_kv]` true where blocked: causal (and within the
     /// group id when `has_missing_values`) for a call without cached entries; for a call that
     /// continues a cache, causal with the offset of the cached entries and never the cached
-    /// context patches without observations. `None` when nothing is blocked.
+    /// context patches without observations. With a cache, `S_kv` is its buffers' capacity
+    /// and the unwritten entries are blocked. `None` when nothing is blocked.
     fn time_mask(
         &self,
         pass: &Pass<'_>,
@@ -262,42 +289,55 @@ impl Decoder {
         let rows = b * v;
         let gids = pass.gids.clone().reshape([rows, s]);
         let cached = cache.as_ref().map_or(0, |c| c.len());
+        let width = cache.as_ref().map_or(s, |c| c.width(s));
+        // Query i (at cache position cached + i) sees entries 0..=cached + i: never the
+        // unwritten ones after the call's own.
+        let later = || {
+            Tensor::<2, Bool>::tril_mask([s, width], cached as i64, device)
+                .reshape([1, 1, s, width])
+                .expand([rows, 1, s, width])
+        };
         if cached == 0 {
             if let Some(c) = cache {
                 c.valid = Some(gids.clone().not_equal_elem(EMPTY_PATCH));
             }
             if !pass.has_missing_values || s == 1 {
-                return if s > 1 { Mask::Causal } else { Mask::None };
+                return match (s > 1, width > s) {
+                    (_, true) => Mask::Cache { len: s },
+                    (true, false) => Mask::Causal,
+                    (false, false) => Mask::None,
+                };
             }
-            let later = Tensor::<2, Bool>::tril_mask([s, s], 0, device).reshape([1, 1, s, s]);
             let other = gids
                 .clone()
                 .reshape([rows, 1, s, 1])
                 .not_equal(gids.reshape([rows, 1, 1, s]));
-            return Mask::Blocked(later.expand([rows, 1, s, s]).bool_or(other));
+            return Mask::Blocked(later().bool_or(widen(other, width)));
         }
-        let kv = cached + s;
-        // Query i (at cache position cached + i) sees entries 0..=cached + i.
-        let later =
-            Tensor::<2, Bool>::tril_mask([s, kv], cached as i64, device).reshape([1, 1, s, kv]);
         let Some(valid) = cache.and_then(|c| c.valid.clone()) else {
-            return Mask::Blocked(later);
+            return Mask::Cache { len: cached + s };
         };
-        let known = valid.dims()[1].min(kv);
+        let known = valid.dims()[1].min(width);
         let valid = Tensor::cat(
             vec![
                 valid.narrow(1, 0, known),
-                Tensor::<2, Int>::ones([rows, kv - known], device).bool(),
+                Tensor::<2, Int>::ones([rows, width - known], device).bool(),
             ],
             1,
         );
-        let invalid = valid.bool_not().reshape([rows, 1, 1, kv]);
-        Mask::Blocked(
-            later
-                .expand([rows, 1, s, kv])
-                .bool_or(invalid.expand([rows, 1, s, kv])),
-        )
+        let invalid = valid.bool_not().reshape([rows, 1, 1, width]);
+        Mask::Blocked(later().bool_or(invalid.expand([rows, 1, s, width])))
     }
+}
+
+/// `mask` (`[N, 1, S, K]`) with `width − K` more keys, not blocked by it.
+fn widen(mask: Tensor<4, Bool>, width: usize) -> Tensor<4, Bool> {
+    let [n, one, s, k] = mask.dims();
+    if width <= k {
+        return mask;
+    }
+    let pad = Tensor::<4, Int>::zeros([n, one, s, width - k], &mask.device()).bool();
+    Tensor::cat(vec![mask, pad], 3)
 }
 
 /// The variate layers' mask, `[B·S, 1, V, V]` true where blocked: variates attend to the
@@ -317,7 +357,7 @@ struct Site<'a, B> {
     ops: &'a B,
     rope: Option<&'a Rotary>,
     mask: Mask,
-    cache: Option<&'a mut KvLayer>,
+    cache: Option<&'a mut KvBuffer>,
 }
 
 impl Layer {

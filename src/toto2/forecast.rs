@@ -334,12 +334,14 @@ impl<B: LayerOps> Toto2<B> {
     ) -> Result<Tensor<4>> {
         let [b, vt, _] = input.target.dims();
         let variates = input.variates;
+        // Room for the context, the horizon and a block: every block attends over one shape.
+        let capacity = input.context.div_ceil(self.config.patch_size) + patches + block_size;
         let mut decoder = Blocks {
             model: self,
             options,
             input,
             block_size,
-            cache: (block_size < patches).then(Cache::default),
+            cache: (block_size < patches).then(|| Cache::with_capacity(capacity)),
             cap: None,
         };
         let mut blocks = Vec::new();

@@ -88,32 +88,35 @@ impl<B: LayerOps> Toto2<B> {
         Tensor::cat(vec![mask.narrow(2, 0, n - p), trues], 2)
     }
 
-    /// The time layers' mask of queries at patches `queries` over keys `0..queries.end`:
-    /// causal, and within the group when `has_missing_values` (as a fresh prefill's).
+    /// The time layers' mask of queries at patches `queries` over a cache of `width` entries
+    /// whose first `queries.end` are written by then: causal (never the unwritten entries),
+    /// and within the group when `has_missing_values` (as a fresh prefill's).
     fn stream_mask(
         &self,
         gids: &[Vec<i64>],
         queries: std::ops::Range<usize>,
+        width: usize,
         has_missing_values: bool,
     ) -> Mask {
         let device = self.device();
         let (s, kv) = (queries.len(), queries.end);
-        let rows = gids.len();
-        let later = Tensor::<2, Bool>::tril_mask([s, kv], queries.start as i64, device)
-            .reshape([1, 1, s, kv])
-            .expand([rows, 1, s, kv]);
         if !has_missing_values {
-            return Mask::Blocked(later);
+            return Mask::Cache { len: kv };
         }
+        let rows = gids.len();
+        let later = Tensor::<2, Bool>::tril_mask([s, width], queries.start as i64, device)
+            .reshape([1, 1, s, width])
+            .expand([rows, 1, s, width]);
         let other: Vec<bool> = gids
             .iter()
             .flat_map(|g| {
                 queries
                     .clone()
-                    .flat_map(move |i| (0..kv).map(move |j| g[j] != g[i]))
+                    .flat_map(move |i| (0..width).map(move |j| j < kv && g[j] != g[i]))
             })
             .collect();
-        let other = Tensor::<4, Bool>::from_data(TensorData::new(other, [rows, 1, s, kv]), device);
+        let other =
+            Tensor::<4, Bool>::from_data(TensorData::new(other, [rows, 1, s, width]), device);
         Mask::Blocked(later.bool_or(other))
     }
 
@@ -141,7 +144,10 @@ impl<B: LayerOps> Toto2<B> {
             time_mask: None,
             xpos_centre: Some(0),
         };
-        let mut cache = Cache::default();
+        // Room for the window and a forecast's horizon patches: every pass of the session
+        // attends over one shape.
+        let (horizon, _) = self.blocks(options)?;
+        let mut cache = Cache::with_capacity(context.window.max(ip) + horizon);
         let out = self.decode(embedded, &pass, Some(&mut cache))?;
         let [b, v] = context.shape;
         let spec = ScalerSpec::toto2(p);
@@ -232,17 +238,18 @@ impl<B: LayerOps> Toto2<B> {
         let pass_gids: Vec<i64> = all.iter().flat_map(|g| g[first..].to_vec()).collect();
         let time_ids: Vec<usize> = queries.clone().collect();
         let s = queries.len();
-        let pass = Pass {
-            time_ids: &time_ids,
-            gids: Tensor::from_data(TensorData::new(pass_gids, [b, v, s]), device),
-            has_missing_values: has_missing,
-            time_mask: Some(self.stream_mask(&all, queries, has_missing)),
-            xpos_centre: Some(0),
-        };
         let mut cache = state.cache.clone();
         if new > 0 {
             cache.rewind(1);
         }
+        let width = cache.width(s);
+        let pass = Pass {
+            time_ids: &time_ids,
+            gids: Tensor::from_data(TensorData::new(pass_gids, [b, v, s]), device),
+            has_missing_values: has_missing,
+            time_mask: Some(self.stream_mask(&all, queries, width, has_missing)),
+            xpos_centre: Some(0),
+        };
         let embedded = match parts.len() {
             1 => parts.remove(0),
             _ => Tensor::cat(parts, 2),

@@ -303,8 +303,10 @@ on_backends!(
             .clone()
             .reshape([n, 1, s, 1])
             .not_equal(ids_t.reshape([n, 1, 1, s]));
-        let cases: [MaskCase; 3] = [
+        let cases: [MaskCase; 4] = [
             ("causal", Mask::Causal, Box::new(|_, i, j| j > i)),
+            // Every key written, the queries all of them: the causal mask.
+            ("cache", Mask::Cache { len: s }, Box::new(|_, i, j| j > i)),
             (
                 "groups",
                 Mask::Blocked(groups),
@@ -350,6 +352,96 @@ on_backends!(
         };
         let got = b.attention(qkv, &spec).unwrap();
         assert_close("attention (plain)", got, &plain.run(n, |_, i, j| j > i));
+    }
+);
+
+on_backends!(
+    attention_core_over_a_cache_matches_f64,
+    [
+        ndarray,
+        ndarray_portable,
+        ndarray_burn,
+        flex,
+        wgpu,
+        fallback,
+        layers_forced
+    ],
+    |b| {
+        // A fixed-capacity cache of 7 entries, the first `len` written: queries are the last
+        // `S` written (query i sees keys 0..=len − S + i); the unwritten entries hold values
+        // that would dominate any score or sum they entered.
+        let b = &*b;
+        let (n, h, g, qk, dv, cap) = (2, 4, 2, 3, 2, 7);
+        for (s, len) in [(1, 1), (1, 4), (3, 5), (2, 7)] {
+            let q = data(n * h * s * qk, 21);
+            let mut k = data(n * g * cap * qk, 22);
+            let mut v = data(n * g * cap * dv, 23);
+            for (x, d) in [(&mut k, qk), (&mut v, dv)] {
+                for (at, x) in x.iter_mut().enumerate() {
+                    if (at / d) % cap >= len {
+                        *x = 1e3;
+                    }
+                }
+            }
+            let (q64, k64, v64) = (f64s(&q), f64s(&k), f64s(&v));
+            let mut want = vec![0.0; n * h * s * dv];
+            for seq in 0..n {
+                for head in 0..h {
+                    let group = head / (h / g);
+                    let row = |x: &[f64], j: usize, d: usize| {
+                        let at = ((seq * g + group) * cap + j) * d;
+                        x[at..at + d].to_vec()
+                    };
+                    for i in 0..s {
+                        let at = ((seq * h + head) * s + i) * qk;
+                        let query = &q64[at..at + qk];
+                        let seen = len - s + i + 1;
+                        let scores: Vec<f64> = (0..seen)
+                            .map(|j| {
+                                let key = row(&k64, j, qk);
+                                query.iter().zip(&key).map(|(a, b)| a * b).sum::<f64>() / 1.5
+                            })
+                            .collect();
+                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                        let total: f64 = e.iter().sum();
+                        for (j, e) in e.iter().enumerate() {
+                            let value = row(&v64, j, dv);
+                            for c in 0..dv {
+                                want[((seq * h + head) * s + i) * dv + c] += e / total * value[c];
+                            }
+                        }
+                    }
+                }
+            }
+            let t = |x: Vec<f32>, shape: [usize; 4]| {
+                Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
+            };
+            let got = b
+                .attention_core(
+                    t(q, [n, h, s, qk]),
+                    t(k, [n, g, cap, qk]),
+                    t(v, [n, g, cap, dv]),
+                    1.5,
+                    &Mask::Cache { len },
+                )
+                .unwrap();
+            assert_eq!(got.dims(), [n, h, s, dv]);
+            assert_close(&format!("attention_core (S {s}, len {len})"), got, &want);
+        }
+        // More queries than written entries, or more written entries than keys: refused.
+        for (s, len) in [(3, 2), (1, 8)] {
+            let err = b
+                .attention_core(
+                    tensor(b, [n, h, s, qk], 1),
+                    tensor(b, [n, g, cap, qk], 2),
+                    tensor(b, [n, g, cap, dv], 3),
+                    1.0,
+                    &Mask::Cache { len },
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("cache mask"), "{err}");
+        }
     }
 );
 

@@ -320,8 +320,10 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
 pub(crate) struct CoreMask<'a> {
     pub(crate) blocked: &'a [bool],
     pub(crate) dims: [usize; 2],
-    /// The blocked triangle of a causal mask instead (`j > i`), without a buffer.
-    pub(crate) causal: bool,
+    /// Instead of a buffer, causal over the first `len` keys (a fixed-capacity cache's
+    /// written entries, the queries the last of them): query `i` sees keys `0..=len − S + i`;
+    /// the keys from `len` on are never read.
+    pub(crate) written: Option<usize>,
 }
 
 /// Attention over prepared heads (a decode step's or a streaming pass's queries over cached
@@ -354,11 +356,18 @@ pub(crate) fn attention_core(
             let at = ((seq % mn) * mh + head % mh) * s * skv;
             (m, at)
         });
-        let mut weights = vec![0.0f32; skv];
+        // Keys never seen by any query (a cache's unwritten entries) are not read.
+        let seen = match mask {
+            Some(CoreMask {
+                written: Some(len), ..
+            }) => len.min(skv),
+            _ => skv,
+        };
+        let mut weights = vec![0.0f32; seen];
         for (i, query) in queries.chunks_exact(qk).enumerate() {
             for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
                 let off = match blocked {
-                    Some((m, _)) if m.causal => j > i + skv - s,
+                    Some((m, _)) if m.written.is_some() => j + s > i + seen,
                     Some((m, at)) => m.blocked[at + i * skv + j],
                     None => false,
                 };

@@ -114,6 +114,14 @@ pub enum Mask {
     None,
     /// Query `i` sees keys `0..=i` (square scores).
     Causal,
+    /// Causal over a fixed-capacity cache (`S_kv` entries, of which the first `len` are
+    /// written, this call's `S` queries being the last `S` of those): query `i` sees entries
+    /// `0..=len − S + i`, never the unwritten ones. With `len = S` on a square call, this is
+    /// [`Mask::Causal`]. Needs `S ≤ len ≤ S_kv`.
+    Cache {
+        /// Entries written, this call's included.
+        len: usize,
+    },
     /// True where blocked, `[N or 1, 1, S, S_kv]`. A query whose keys are all blocked gets NaN
     /// (burn's softmax of an all-`−∞` row).
     Blocked(Tensor<4, Bool>),
@@ -124,7 +132,7 @@ impl Mask {
     pub(crate) fn blocked(&self) -> Option<&Tensor<4, Bool>> {
         match self {
             Mask::Blocked(m) => Some(m),
-            Mask::None | Mask::Causal => None,
+            Mask::None | Mask::Causal | Mask::Cache { .. } => None,
         }
     }
 

@@ -166,6 +166,11 @@ pub(crate) fn attention_core(
                 .reshape([1, 1, s, skv])
                 .expand([n, h, s, skv]),
         ),
+        Mask::Cache { len } => Some(
+            Tensor::<2, Bool>::tril_mask([s, skv], (len - s) as i64, &device)
+                .reshape([1, 1, s, skv])
+                .expand([n, h, s, skv]),
+        ),
         Mask::Blocked(m) => Some(m.clone().expand([n, h, s, skv])),
     };
     let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar(divisor); // [N, H, S, S_kv]

@@ -186,7 +186,10 @@ impl LayerOps for NdArray {
         let weights = HostWeights::of(spec);
         let (blocked, shared) = match &spec.mask {
             Mask::None => (None, false),
-            Mask::Causal => (Some((0..s * s).map(|at| at % s > at / s).collect()), true),
+            // Keys are the queries here (`S_kv = S`): a cache mask is the causal one.
+            Mask::Causal | Mask::Cache { .. } => {
+                (Some((0..s * s).map(|at| at % s > at / s).collect()), true)
+            }
             Mask::Blocked(m) => {
                 let shared = m.dims()[0] == 1;
                 let bools = m
@@ -258,7 +261,12 @@ impl LayerOps for NdArray {
             Mask::Causal => Some(CoreMask {
                 blocked: &[],
                 dims: [1, 1],
-                causal: true,
+                written: Some(skv),
+            }),
+            Mask::Cache { len } => Some(CoreMask {
+                blocked: &[],
+                dims: [1, 1],
+                written: Some(*len),
             }),
             Mask::Blocked(m) => {
                 // Checked by `attention_core`: `[1 | N, 1 | H, S, S_kv]`.
@@ -274,7 +282,7 @@ impl LayerOps for NdArray {
                 Some(CoreMask {
                     blocked: &bools,
                     dims: [mn, mh],
-                    causal: false,
+                    written: None,
                 })
             }
         };

@@ -368,7 +368,7 @@ fn ensure(op: Op, holds: bool, reason: impl FnOnce() -> String) -> Result<()> {
 
 /// A [`Mask::Blocked`] must be on the device and broadcast to `[n, h, s, s_kv]` (size 1 or
 /// equal in the first two dimensions, equal in the last two); [`Mask::Causal`] needs square
-/// scores.
+/// scores, [`Mask::Cache`] `S ≤ len ≤ S_kv`.
 fn check_mask<B: Backend>(
     backend: &B,
     op: Op,
@@ -379,6 +379,12 @@ fn check_mask<B: Backend>(
         Mask::None => Ok(()),
         Mask::Causal => ensure(op, s == skv, || {
             format!("a causal mask needs as many keys as queries; there are {skv} keys for {s}")
+        }),
+        Mask::Cache { len } => ensure(op, s <= *len && *len <= skv, || {
+            format!(
+                "a cache mask needs queries ≤ written entries ≤ keys; there are {s} queries, \
+                 {len} written entries and {skv} keys"
+            )
         }),
         Mask::Blocked(m) => {
             Error::ensure_devices(op.name(), backend.device(), [("mask", m.device())])?;
