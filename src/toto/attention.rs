@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::cache::LayerCache;
 use super::config::LayerKind;
-use crate::backend::{LayerOps, Mask, Prepared, Rotary};
+use crate::backend::{AttentionSpec, Heads, LayerOps, Mask, Prepared, Rotary};
 use crate::error::Result;
 use crate::nn::attention::{attend_shared, group_blocked};
 use crate::nn::linear::{dense, linear};
@@ -38,6 +38,17 @@ pub(crate) struct Pass<'a, B> {
 /// A time-wise layer's cache entry, and how many rows share its prefix.
 pub(crate) type CacheEntry<'a> = Option<(&'a mut LayerCache, usize)>;
 
+/// The order of `wQKV`'s outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QkvLayout {
+    /// toto-ts's (and the checkpoint's): `(qkv, head_dim, heads)`, the head index fastest.
+    Checkpoint,
+    /// The layer ops' fused projection ([`Heads`]): `(qkv, heads, head_dim)`, each head's
+    /// values together, as the attention ops read them. The loader reorders to it (and the
+    /// writer back), so the model runs the same ops as Toto 2.0.
+    Fused,
+}
+
 impl Attention {
     /// `wQKV` of width `d` to `3d`, `wO` back, randomly initialised.
     pub(crate) fn new(d: usize, device: &Device) -> Self {
@@ -46,6 +57,25 @@ impl Attention {
             wo: linear(d, d, device),
             prepared: Default::default(),
         }
+    }
+
+    /// `wQKV`'s output columns (weight and bias) reordered from the other layout to `to`.
+    pub(crate) fn qkv_layout(mut self, heads: usize, to: QkvLayout) -> Self {
+        fn reorder<const D: usize>(x: Tensor<D>, heads: usize, to: QkvLayout) -> Tensor<D> {
+            let dims = x.dims();
+            let w = dims[D - 1];
+            let rows = x.shape().num_elements() / w;
+            let (a, b) = match to {
+                QkvLayout::Fused => (w / 3 / heads, heads),
+                QkvLayout::Checkpoint => (heads, w / 3 / heads),
+            };
+            x.reshape([rows, 3, a, b])
+                .swap_dims(2, 3)
+                .reshape(dims)
+        }
+        self.wqkv.weight = self.wqkv.weight.map(|w| reorder(w, heads, to));
+        self.wqkv.bias = self.wqkv.bias.map(|b| b.map(|b| reorder(b, heads, to)));
+        self
     }
 
     /// The attention output of `z` (`[B, V, S, D]`), time-wise or space-wise.
@@ -57,10 +87,11 @@ impl Attention {
         cache: CacheEntry<'_>,
     ) -> Result<Tensor<4>> {
         let [b, v, s, d] = z.dims();
-        let (q, k, val) = self.qkv(pass.ops, z, pass.heads)?;
+        // [B, V, S, 3D], the fused layout (queries, keys, values; each head-major)
+        let qkv = dense(pass.ops, &self.wqkv, &self.prepared[0], z)?;
         let o = match kind {
-            LayerKind::Time => time_wise(q, k, val, pass, cache)?,
-            LayerKind::Space => space_wise(q, k, val, pass)?,
+            LayerKind::Time => time_wise(qkv, pass, cache)?,
+            LayerKind::Space => space_wise(qkv, pass)?,
         };
         dense(
             pass.ops,
@@ -69,82 +100,71 @@ impl Attention {
             o.reshape([b, v, s, d]),
         )
     }
+}
 
-    /// Queries, keys and values, `[B, V, S, H, Dh]` each. `wQKV`'s outputs are laid out
-    /// (qkv, head_dim, heads), head index fastest.
-    #[allow(clippy::type_complexity)]
-    fn qkv<B: LayerOps>(
-        &self,
-        ops: &B,
-        z: Tensor<4>,
-        heads: usize,
-    ) -> Result<(Tensor<5>, Tensor<5>, Tensor<5>)> {
-        let [b, v, s, d] = z.dims();
-        let dh = d / heads;
-        let qkv = dense(ops, &self.wqkv, &self.prepared[0], z)?
-            .reshape([b, v, s, 3, dh, heads])
-            .swap_dims(4, 5); // [B, V, S, 3, H, Dh]
-        let part = |j: usize| {
-            qkv.clone()
-                .slice([0..b, 0..v, 0..s, j..j + 1, 0..heads, 0..dh])
-                .reshape([b, v, s, heads, dh])
-        };
-        Ok((part(0), part(1), part(2)))
+/// Toto's attention as the layer ops take it: `H` heads of `D/H` values (no groups, no norms),
+/// scores over `√(D/H)`.
+fn spec<'a, B>(
+    pass: &Pass<'a, B>,
+    d: usize,
+    rotary: Option<&'a Rotary>,
+    mask: Mask,
+) -> AttentionSpec<'a> {
+    let dh = d / pass.heads;
+    AttentionSpec {
+        heads: Heads {
+            heads: pass.heads,
+            groups: pass.heads,
+            qk: dh,
+            v: dh,
+        },
+        divisor: (dh as f64).sqrt(),
+        qk_norm: None,
+        query_scale: None,
+        rotary,
+        mask,
     }
 }
 
-/// Causal attention along time per variate, with rotary + xPos positions; with a cache, the
-/// pass's keys and values are appended to it and a decode step's one patch sees all of them
-/// (over a prefix shared by the sample paths, when there is one). Returns `[B, V, S, D]`.
+/// Causal attention along time per variate of `qkv` (`[B, V, S, 3D]`), with rotary + xPos
+/// positions; with a cache, the pass's keys and values are written to it and the queries see
+/// every written entry (over a prefix shared by the sample paths, when there is one). Returns
+/// `[B, V, S, D]`.
 fn time_wise<B: LayerOps>(
-    q: Tensor<5>,
-    k: Tensor<5>,
-    v: Tensor<5>,
+    qkv: Tensor<4>,
     pass: &Pass<'_, B>,
     cache: CacheEntry<'_>,
 ) -> Result<Tensor<4>> {
-    let [b, nv, s, heads, dh] = q.dims();
-    let to_seq = |x: Tensor<5>| x.reshape([b * nv, s, heads, dh]).swap_dims(1, 2); // [B·V, H, S, Dh]
-    let q = pass.rope.apply(to_seq(q), true);
-    let mut k = pass.rope.apply(to_seq(k), false);
-    let mut v = to_seq(v);
-    let mut shared = None;
-    // Without a cache, causal over the pass's own patches; with one (fixed capacity), causal
-    // over its written entries: a decode step's one patch sees them all.
-    let mut mask = if s > 1 { Mask::Causal } else { Mask::None };
-    if let Some((entry, share)) = cache {
-        let (all_k, all_v, len, prefix) = entry.append(k, v);
-        (k, v, mask) = (all_k, all_v, Mask::Cache { len });
-        shared = prefix.map(|p| (p, share, len));
-    }
-    let o = match shared {
+    let [b, nv, s, w] = qkv.dims();
+    let d = w / 3;
+    let qkv = qkv.reshape([b * nv, s, w]); // [B·V, S, 3D]
+    let causal = if s > 1 { Mask::Causal } else { Mask::None };
+    let spec = spec(pass, d, Some(pass.rope), causal);
+    let Some((entry, share)) = cache else {
+        let o = pass.ops.attention(qkv, &spec)?; // [B·V, S, D]
+        return Ok(o.reshape([b, nv, s, d]));
+    };
+    let (q, k, v) = pass.ops.attention_heads(qkv, &spec)?; // [B·V, H, S, Dh]
+    let (k, v, len, prefix) = entry.append(k, v);
+    let o = match prefix {
         // Decode steps of sample paths over a shared prefill.
-        Some(((kp, vp), share, len)) => attend_shared(q, (&kp, &vp), (k, v, len), share),
+        Some((kp, vp)) => attend_shared(q, (&kp, &vp), (k, v, len), share),
         None => {
-            let divisor = (dh as f64).sqrt();
-            pass.ops.attention_core(q, k, v, divisor, &mask)?
+            let mask = Mask::Cache { len };
+            pass.ops.attention_core(q, k, v, spec.divisor, &mask)?
         }
     }; // [B·V, H, S, Dh]
-    Ok(o.swap_dims(1, 2).reshape([b, nv, s, heads * dh]))
+    Ok(o.swap_dims(1, 2).reshape([b, nv, s, d]))
 }
 
-/// Bidirectional attention across the variates with equal ids, per patch. Returns
-/// `[B, V, S, D]`.
-fn space_wise<B: LayerOps>(
-    q: Tensor<5>,
-    k: Tensor<5>,
-    v: Tensor<5>,
-    pass: &Pass<'_, B>,
-) -> Result<Tensor<4>> {
-    let [b, nv, s, heads, dh] = q.dims();
-    let to_var = |x: Tensor<5>| x.permute([0, 2, 3, 1, 4]).reshape([b * s, heads, nv, dh]);
+/// Bidirectional attention across the variates with equal ids of `qkv` (`[B, V, S, 3D]`), per
+/// patch. Returns `[B, V, S, D]`.
+fn space_wise<B: LayerOps>(qkv: Tensor<4>, pass: &Pass<'_, B>) -> Result<Tensor<4>> {
+    let [b, nv, s, w] = qkv.dims();
+    let d = w / 3;
+    let qkv = qkv.swap_dims(1, 2).reshape([b * s, nv, w]); // [B·S, V, 3D]
     let ids = pass.ids.clone().permute([0, 2, 1]).reshape([b * s, nv]); // [B·S, V]
-    let mask = Mask::Blocked(group_blocked(ids));
-    let divisor = (dh as f64).sqrt();
-    let o = pass
-        .ops
-        .attention_core(to_var(q), to_var(k), to_var(v), divisor, &mask)?; // [B·S, H, V, Dh]
-    Ok(o.reshape([b, s, heads, nv, dh])
-        .permute([0, 3, 1, 2, 4])
-        .reshape([b, nv, s, heads * dh]))
+    let spec = spec(pass, d, None, Mask::Blocked(group_blocked(ids)));
+    let o = pass.ops.attention(qkv, &spec)?; // [B·S, V, D]
+    Ok(o.reshape([b, s, nv, d]).swap_dims(1, 2))
 }

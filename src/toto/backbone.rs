@@ -7,6 +7,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::attention::Pass;
+use super::attention::QkvLayout;
 use super::cache::KvCache;
 use super::config::{LayerKind, TotoConfig};
 use super::head::{FusedHead, Head};
@@ -42,6 +43,18 @@ pub struct TotoWeights {
 }
 
 impl TotoWeights {
+    /// Every layer's `wQKV` outputs reordered to `to` (see [`QkvLayout`]).
+    pub(crate) fn qkv_layout(mut self, heads: usize, to: QkvLayout) -> Self {
+        self.transformer.layers = std::mem::take(&mut self.transformer.layers)
+            .into_iter()
+            .map(|mut layer| {
+                layer.attention = layer.attention.qkv_layout(heads, to);
+                layer
+            })
+            .collect();
+        self
+    }
+
     /// Randomly initialised weights of the shapes `config` describes (burn's default
     /// initialisers; norms at 1).
     pub(crate) fn init(config: &TotoConfig, device: &Device) -> Self {

@@ -8,6 +8,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 
+use super::attention::QkvLayout;
 use super::backbone::TotoWeights;
 use crate::error::{Error, Result};
 use crate::nn::checkpoint::Checkpoint;
@@ -90,7 +91,11 @@ impl ModuleMapper for Loader<'_> {
 }
 
 /// `weights` (which has the config's shapes) filled from `source`, or every problem listed.
-pub(crate) fn load_into(weights: TotoWeights, source: Source<'_>) -> Result<TotoWeights> {
+pub(crate) fn load_into(
+    weights: TotoWeights,
+    source: Source<'_>,
+    heads: usize,
+) -> Result<TotoWeights> {
     let mut checkpoint = match source {
         Source::Dir(dir) => Checkpoint::open_dir(dir)?,
         Source::File(path) => Checkpoint::open_file(path)?,
@@ -102,7 +107,7 @@ pub(crate) fn load_into(weights: TotoWeights, source: Source<'_>) -> Result<Toto
     });
     // Rotary buffers (`rotary_emb.freqs`, `.scale`) are recomputed, never loaded.
     checkpoint.finish(|name| name.contains("rotary_emb."))?;
-    Ok(weights)
+    Ok(weights.qkv_layout(heads, QkvLayout::Fused))
 }
 
 /// Module path → published key, applied in order when saving: the first of
@@ -118,7 +123,8 @@ const SAVE_RENAMES: [(&str, &str); 5] = [
 
 /// `weights` as the bytes of a safetensors file in the published naming and layout
 /// (PyTorch's `[out, in]` linear weights, f32).
-pub(crate) fn save_bytes(weights: &TotoWeights) -> Result<Vec<u8>> {
+pub(crate) fn save_bytes(weights: &TotoWeights, heads: usize) -> Result<Vec<u8>> {
+    let weights = weights.clone().qkv_layout(heads, QkvLayout::Checkpoint);
     let mut store = SafetensorsStore::from_bytes(None);
     for (from, to) in SAVE_RENAMES {
         store = store.with_key_remapping(from, to);

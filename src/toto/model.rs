@@ -73,7 +73,7 @@ impl<B: LayerOps> Toto<B> {
         let config = TotoConfig::from_file(dir.join("config.json"))?;
         config.validate()?;
         let weights = TotoWeights::init(&config, backend.device());
-        let weights = load_into(weights, Source::Dir(dir))?;
+        let weights = load_into(weights, Source::Dir(dir), config.num_heads)?;
         Ok(Self::assemble(backend, config, weights))
     }
 
@@ -91,7 +91,7 @@ impl<B: LayerOps> Toto<B> {
     ) -> Result<Self> {
         config.validate()?;
         let weights = TotoWeights::init(&config, backend.device());
-        let weights = load_into(weights, Source::File(path.as_ref()))?;
+        let weights = load_into(weights, Source::File(path.as_ref()), config.num_heads)?;
         Ok(Self::assemble(backend, config, weights))
     }
 
@@ -102,7 +102,7 @@ impl<B: LayerOps> Toto<B> {
     pub fn from_safetensors_bytes(backend: &B, config: TotoConfig, bytes: Vec<u8>) -> Result<Self> {
         config.validate()?;
         let weights = TotoWeights::init(&config, backend.device());
-        let weights = load_into(weights, Source::Bytes(bytes))?;
+        let weights = load_into(weights, Source::Bytes(bytes), config.num_heads)?;
         Ok(Self::assemble(backend, config, weights))
     }
 
@@ -113,7 +113,7 @@ impl<B: LayerOps> Toto<B> {
     /// # Errors
     /// [`Error::Io`] if burn-store cannot serialise a tensor.
     pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
-        save_bytes(&self.weights)
+        save_bytes(&self.weights, self.config.num_heads)
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed): the layout
