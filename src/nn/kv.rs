@@ -103,7 +103,10 @@ impl KvBuffer {
     /// The written entries, `[N, G, len, d]` each (views of the buffers); `None` when empty.
     pub(crate) fn written(&self) -> Option<(Tensor<4>, Tensor<4>)> {
         let (k, v) = self.buffers.as_ref().filter(|_| self.len > 0)?;
-        Some((k.clone().narrow(2, 0, self.len), v.clone().narrow(2, 0, self.len)))
+        Some((
+            k.clone().narrow(2, 0, self.len),
+            v.clone().narrow(2, 0, self.len),
+        ))
     }
 
     /// This cache with `f` applied to the keys' buffer and `g` to the values' (functions that
@@ -114,7 +117,10 @@ impl KvBuffer {
         g: impl Fn(Tensor<4>) -> Tensor<4>,
     ) -> Self {
         KvBuffer {
-            buffers: self.buffers.as_ref().map(|(k, v)| (f(k.clone()), g(v.clone()))),
+            buffers: self
+                .buffers
+                .as_ref()
+                .map(|(k, v)| (f(k.clone()), g(v.clone()))),
             len: self.len,
             reserve: self.reserve,
         }
@@ -133,7 +139,10 @@ mod tests {
     }
 
     fn read(t: Tensor<4>) -> (Vec<usize>, Vec<f32>) {
-        (t.dims().to_vec(), t.into_data().try_to_vec::<f32>().unwrap())
+        (
+            t.dims().to_vec(),
+            t.into_data().try_to_vec::<f32>().unwrap(),
+        )
     }
 
     /// Writes, a rewind that the next write overwrites, growth past the capacity, and a clone

@@ -69,9 +69,7 @@ impl Attention {
                 QkvLayout::Fused => (w / 3 / heads, heads),
                 QkvLayout::Checkpoint => (heads, w / 3 / heads),
             };
-            x.reshape([rows, 3, a, b])
-                .swap_dims(2, 3)
-                .reshape(dims)
+            x.reshape([rows, 3, a, b]).swap_dims(2, 3).reshape(dims)
         }
         self.wqkv.weight = self.wqkv.weight.map(|w| reorder(w, heads, to));
         self.wqkv.bias = self.wqkv.bias.map(|b| b.map(|b| reorder(b, heads, to)));

@@ -138,7 +138,10 @@ impl KvCache {
             .layers
             .iter()
             .map(|l| LayerCache {
-                shared: l.shared.as_ref().map(|(k, v)| (scale(k.clone()), v.clone())),
+                shared: l
+                    .shared
+                    .as_ref()
+                    .map(|(k, v)| (scale(k.clone()), v.clone())),
                 own: l.own.map(scale, |v| v),
             })
             .collect();

@@ -466,7 +466,10 @@ impl<B: LayerOps> Decoder<'_, B> {
             Some((cache, first)) => (Some(cache), Some(first)),
             None => {
                 let decoded = self.steps().saturating_sub(1);
-                (self.options.v1.use_kv_cache.then(|| self.cache(decoded)), None)
+                (
+                    self.options.v1.use_kv_cache.then(|| self.cache(decoded)),
+                    None,
+                )
             }
         };
         for step in 0..self.steps() {
