@@ -190,6 +190,86 @@ on_backends!(
     }
 );
 
+on_backends!(
+    a_cache_of_any_capacity_continues_forward_passes,
+    [ndarray, fallback],
+    |b| {
+        // Both fixtures (the second's layers start with a space-wise one): a 5-patch prefill,
+        // then one patch per call, with caches of three capacities: exact (8 patches, written
+        // in place), none (the buffers grow: 5, then 10, a copy at the sixth patch) and short
+        // (3: outgrown by the prefill). Every call's distribution must be the same for all
+        // three, and the prefill's equal to a cache-free pass. (Later calls differ from a
+        // cache-free pass by design: toto-ts's decode steps centre xPos on their own
+        // positions; the fixture tests compare them with toto-ts's KV-cache path.)
+        use toto_fallback::toto::KvCache;
+        for dir in FIXTURES {
+            let toto = load_dir(&*b, dir);
+            let p = toto.config().patch_size;
+            let (v, patches) = (3, 8);
+            let t = patches * p;
+            let x: Vec<f32> = (0..v * t)
+                .map(|i| ((i % t) as f32 / 7.0).sin() * (1.0 + (i / t) as f32) + 0.01 * i as f32)
+                .collect();
+            let series = Tensor::<3>::from_data(TensorData::new(x, [1, v, t]), b.device());
+            let inputs = |n: usize| {
+                (
+                    series.clone().narrow(2, 0, n * p),
+                    Tensor::<3, Int>::ones([1, v, n * p], b.device()).bool(),
+                    Tensor::<3, Int>::zeros([1, v, n * p], b.device()),
+                )
+            };
+            let read = |out: toto_fallback::toto::TotoOutput<_>| {
+                let out = out.last_steps(p);
+                let mut all = common::values(out.df);
+                all.extend(common::values(out.component_loc));
+                all.extend(common::values(out.component_scale));
+                all
+            };
+            let close = |what: &str, got: &[f64], want: &[f64], tol: f64| {
+                assert_eq!(got.len(), want.len(), "{what}");
+                for (g, w) in got.iter().zip(want) {
+                    assert!(
+                        (g - w).abs() <= tol * w.abs().max(1.0),
+                        "{what}: {g} vs {w}"
+                    );
+                }
+            };
+            let runs: Vec<Vec<Vec<f64>>> = [8, 0, 3]
+                .into_iter()
+                .map(|capacity| {
+                    let mut cache = KvCache::with_capacity(capacity);
+                    let outs = (5..=patches)
+                        .map(|n| {
+                            let (x, m, ids) = inputs(n);
+                            read(toto.forward(x, m, ids, Some(&mut cache), None).unwrap())
+                        })
+                        .collect();
+                    assert_eq!(cache.len(), patches);
+                    outs
+                })
+                .collect();
+            let (x, m, ids) = inputs(5);
+            let fresh = read(toto.forward(x, m, ids, None, None).unwrap());
+            close(
+                &format!("{dir}: prefill vs cache-free"),
+                &runs[0][0],
+                &fresh,
+                1e-5,
+            );
+            for (c, run) in runs.iter().enumerate().skip(1) {
+                for (n, (got, want)) in run.iter().zip(&runs[0]).enumerate() {
+                    close(
+                        &format!("{dir}: capacity case {c}, call {n}"),
+                        got,
+                        want,
+                        1e-6,
+                    );
+                }
+            }
+        }
+    }
+);
+
 #[test]
 fn the_second_fixture_has_another_shape() {
     // Guards the claim in the module docs: the second fixture differs in every axis that a
