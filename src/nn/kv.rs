@@ -100,6 +100,13 @@ impl KvBuffer {
         self.len = self.len.saturating_sub(n);
     }
 
+    /// Counts the first `len` entries (at most the capacity) as written again: undoes rewinds
+    /// and writes whose entries past `len` nobody reads before they are written again (a
+    /// session's pass that failed).
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.capacity());
+    }
+
     /// The written entries, `[N, G, len, d]` each (views of the buffers); `None` when empty.
     pub(crate) fn written(&self) -> Option<(Tensor<4>, Tensor<4>)> {
         let (k, v) = self.buffers.as_ref().filter(|_| self.len > 0)?;

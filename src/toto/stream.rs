@@ -15,6 +15,7 @@ use super::output::TotoOutput;
 use crate::backend::{LayerOps, RowState, ScalerSpec, ScalerState};
 use crate::error::Result;
 use crate::forecast::{Forecast, ForecastOptions, StreamContext};
+use crate::nn::phases::Phases;
 use crate::nn::rope::{RopeSpec, key_recentring};
 
 /// A Toto 1.0 session's state.
@@ -141,6 +142,7 @@ impl<B: LayerOps> Toto<B> {
         context: &StreamContext,
         new: usize,
     ) -> Result<bool> {
+        let mut phases = Phases::new("toto_fallback::toto", self.backend().device());
         let p = context.patch;
         let t = context.len();
         let start = t - new * p;
@@ -165,11 +167,13 @@ impl<B: LayerOps> Toto<B> {
             .collect();
         state.cache.scaler = Some(ScalerState::from_rows([b, v], rows));
         let device = self.backend().device();
+        phases.mark(|| "session push: host statistics".to_owned());
         for k in 0..new {
             let at = start + k * p;
             let (series, mask) = context.tensors(at..at + p, device);
             state.last =
                 self.extend_patch(series, mask, self.stream_ids(context, p), &mut state.cache)?;
+            phases.mark(|| format!("session push: patch {k}'s pass"));
         }
         state.rows = after;
         for ((patches, new), &b) in state.scales.iter_mut().zip(unclamped).zip(&bounds) {

@@ -108,6 +108,13 @@ impl Cache {
             layer.rewind(n);
         }
     }
+
+    /// Every time layer holding `len` entries again (see [`KvBuffer::set_len`]).
+    pub(crate) fn set_len(&mut self, len: usize) {
+        for layer in &mut self.layers {
+            layer.set_len(len);
+        }
+    }
 }
 
 impl Decoder {

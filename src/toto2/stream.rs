@@ -22,6 +22,7 @@ use super::model::{EMPTY_PATCH, LEVELS, Toto2, group_ids, scaled};
 use crate::backend::{LayerOps, Mask, RowState, ScalerSpec, ScalerState};
 use crate::error::Result;
 use crate::forecast::{Forecast, ForecastOptions, StreamContext};
+use crate::nn::phases::Phases;
 
 /// A Toto 2.0 session's state.
 #[doc(hidden)]
@@ -194,6 +195,7 @@ impl<B: LayerOps> Toto2<B> {
             return Ok(None);
         }
         let device = self.device();
+        let mut phases = Phases::new("toto_fallback::toto2", device);
         let [b, v] = context.shape;
         let has_missing = options.v2.has_missing_values;
         // The context rows: the tentative patch again (its real mask now) and the new ones.
@@ -238,7 +240,12 @@ impl<B: LayerOps> Toto2<B> {
         let pass_gids: Vec<i64> = all.iter().flat_map(|g| g[first..].to_vec()).collect();
         let time_ids: Vec<usize> = queries.clone().collect();
         let s = queries.len();
-        let mut cache = state.cache.clone();
+        // The pass writes into the session's buffers in place (a copy of the cache would copy
+        // them whole at its first write). From the tentative patch on, every entry it writes
+        // is written again by the next pass before any reads it, so a pass that fails leaves
+        // the state as it was once the length is restored.
+        let cache = &mut state.cache;
+        let held = cache.len();
         if new > 0 {
             cache.rewind(1);
         }
@@ -254,21 +261,27 @@ impl<B: LayerOps> Toto2<B> {
             1 => parts.remove(0),
             _ => Tensor::cat(parts, 2),
         };
-        let out = self.decode(embedded, &pass, Some(&mut cache))?; // [B, V, s, D]
+        phases.mark(|| format!("session pass over {s} patches: inputs, scaler, mask"));
+        let out = match self.decode(embedded, &pass, Some(&mut *cache)) {
+            Ok(out) => out, // [B, V, s, D]
+            Err(e) => {
+                cache.set_len(held);
+                return Err(e);
+            }
+        };
+        phases.mark(|| format!("session pass over {s} patches: decoder"));
         cache.rewind(pred);
         if let Some(last) = context_rows {
-            let mut rows = state.rows.clone();
-            let mut seen = state.seen.clone();
-            self.stream_host(context, &mut rows, &mut seen, (n - 1) * p..t - p);
-            *state = Toto2Stream {
-                cache,
-                run: context.patches(),
-                anchor: out.clone().narrow(2, new, 1),
-                last,
-                rows,
-                gids,
-                seen,
-            };
+            self.stream_host(
+                context,
+                &mut state.rows,
+                &mut state.seen,
+                (n - 1) * p..t - p,
+            );
+            state.run = context.patches();
+            state.anchor = out.clone().narrow(2, new, 1);
+            state.last = last;
+            state.gids = gids;
         }
         Ok((pred > 0).then(|| out.narrow(2, s - pred, pred)))
     }
@@ -302,7 +315,9 @@ impl<B: LayerOps> Toto2<B> {
             None => state.anchor.clone(),
         };
         let [b, v] = context.shape;
+        let mut phases = Phases::new("toto_fallback::toto2", device);
         let q = self.head(outputs)?; // [9, B, V, patches, P]
+        phases.mark(|| "session forecast: head".to_owned());
         let at = |x: &Tensor<3>| x.clone().reshape([1, b, v, 1, 1]);
         let (loc, scale) = (at(&state.last.0), at(&state.last.1));
         let k = options.v2.quantile_real_cap_k;
@@ -324,9 +339,12 @@ impl<B: LayerOps> Toto2<B> {
             (host(lo).sub(s.clone()), host(hi).add(s))
         });
         let real = self.real_space(q, loc, scale, cap.as_ref())?;
+        phases.mark(|| "session forecast: cap, real space and sort".to_owned());
         let quantiles =
             real.reshape([LEVELS.len(), b, v, patches * p])
                 .narrow(3, 0, options.prediction_length);
-        Ok((self.knots_forecast(quantiles)?, recompute))
+        let forecast = self.knots_forecast(quantiles)?;
+        phases.mark(|| "session forecast: distribution".to_owned());
+        Ok((forecast, recompute))
     }
 }
