@@ -253,6 +253,14 @@ impl LayerOps for NdArray {
         if !(self.native(&q) && self.native(&k) && self.native(&v)) {
             return Ok(composed::attention_core(q, k, v, divisor, mask));
         }
+        // A cache's unwritten entries are never read: only the written ones leave the tensor
+        // (the buffers are shared with the cache, so reading them whole copies every entry).
+        let (k, v) = match mask {
+            Mask::Cache { len } if *len < k.dims()[2] => {
+                (k.narrow(2, 0, *len), v.narrow(2, 0, *len))
+            }
+            _ => (k, v),
+        };
         let [n, h, s, qk] = q.dims();
         let [_, g, skv, dv] = v.dims();
         let bools;

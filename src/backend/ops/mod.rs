@@ -9,11 +9,14 @@
 //! | [`sampling`] | `uniform`, `standard_normal`, `standard_gamma`, `standard_t` |
 //! | [`mixture`] | `categorical`, `student_t_mixture` |
 //! | [`scaler`] | `patch_scaler`, `patch_scaler_extend` |
+//! | [`attention`] | `attention_core` of a few queries over a KV cache (wgpu only) |
 //!
 //! `lgamma` and `digamma` are compositions from [`special`](crate::special) on every backend.
 //! What the kernels share — the Philox rounds, uniforms from words, the polar Student-T — is in
 //! `cube.rs`; what their launches share (output buffers, grids, `f32` inputs) in `launch.rs`.
 
+#[cfg(feature = "wgpu")]
+pub(crate) mod attention;
 #[cfg(feature = "wgpu")]
 pub(crate) mod cube;
 #[cfg(feature = "wgpu")]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::wgpu::WgpuInitError;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 
 use super::ops::mixture::{self, MixtureParams};
 use super::ops::sampling::tensor as sampling;
@@ -379,9 +379,40 @@ fn allowed(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == "allow")
 }
 
-/// Every layer op as its composition of burn ops: burn's fusion compiles the elementwise ones
-/// into few kernels, and its autotuned `matmul` serves the products.
-impl crate::backend::layers::LayerOps for Wgpu {}
+/// Every layer op as its composition of burn ops (burn's fusion compiles the elementwise ones
+/// into few kernels, and its autotuned `matmul` serves the products), but attention of a few
+/// queries over a KV cache, which runs a kernel of its own ([`ops::attention`]).
+///
+/// [`ops::attention`]: super::ops::attention
+impl crate::backend::layers::LayerOps for Wgpu {
+    fn attention_core_unchecked(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        divisor: f64,
+        mask: &crate::backend::Mask,
+    ) -> Result<Tensor<4>> {
+        use super::ops::attention::tensor::{Keys, few_query_attention};
+        use super::ops::attention::{MAX_HEAD, MAX_QUERIES};
+        use crate::backend::Mask;
+        let [_, _, s, dk] = q.dims();
+        let dv = v.dims()[3];
+        let few = s <= MAX_QUERIES && dk <= MAX_HEAD && dv <= MAX_HEAD;
+        let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
+        let keys = match mask {
+            Mask::Cache { len } => Some(Keys::Written(*len)),
+            Mask::Blocked(m) => Some(Keys::Blocked(m)),
+            Mask::None | Mask::Causal => None,
+        };
+        match keys {
+            Some(keys) if few && f32s => Ok(few_query_attention(q, k, v, keys, divisor)),
+            _ => Ok(crate::backend::layers::composed::attention_core(
+                q, k, v, divisor, mask,
+            )),
+        }
+    }
+}
 
 impl Backend for Wgpu {
     fn name(&self) -> &str {
