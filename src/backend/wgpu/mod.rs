@@ -381,9 +381,7 @@ fn allowed(var: &str) -> bool {
 
 /// Every layer op as its composition of burn ops (burn's fusion compiles the elementwise ones
 /// into few kernels, and its autotuned `matmul` serves the products), but attention of a few
-/// queries over a KV cache, which runs a kernel of its own ([`ops::attention`]).
-///
-/// [`ops::attention`]: super::ops::attention
+/// queries over a KV cache, which runs a kernel of its own (`src/backend/ops/attention`).
 impl crate::backend::layers::LayerOps for Wgpu {
     fn attention_core_unchecked(
         &self,
