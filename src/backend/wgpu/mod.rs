@@ -396,7 +396,9 @@ impl crate::backend::layers::LayerOps for Wgpu {
         use crate::backend::Mask;
         let [_, _, s, dk] = q.dims();
         let dv = v.dims()[3];
-        let few = s <= MAX_QUERIES && dk <= MAX_HEAD && dv <= MAX_HEAD;
+        // Widths of 0 (empty heads) keep the composition: the kernel's per-thread arrays need
+        // at least one element.
+        let few = s <= MAX_QUERIES && (1..=MAX_HEAD).contains(&dk) && (1..=MAX_HEAD).contains(&dv);
         let f32s = [&q, &k, &v].iter().all(|t| t.dtype() == DType::F32);
         let keys = match mask {
             Mask::Cache { len } => Some(Keys::Written(*len)),
