@@ -374,6 +374,9 @@ on_backends!(
         // The last two: the most queries wgpu's cache kernel serves (16) and one more (its
         // composition), over a larger buffer.
         let (n, h, g, qk, dv) = (2, 4, 2, 3, 2);
+        let t = |x: Vec<f32>, shape: [usize; 4]| {
+            Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
+        };
         for (s, len, cap) in [
             (1, 1, 7),
             (1, 4, 7),
@@ -423,9 +426,6 @@ on_backends!(
                     }
                 }
             }
-            let t = |x: Vec<f32>, shape: [usize; 4]| {
-                Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
-            };
             let got = b
                 .attention_core(
                     t(q, [n, h, s, qk]),
@@ -486,9 +486,6 @@ on_backends!(
             .collect();
         let blocked =
             Tensor::<4, Bool>::from_data(TensorData::new(blocked, [n, 1, s, cap]), b.device());
-        let t = |x: Vec<f32>, shape: [usize; 4]| {
-            Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
-        };
         let got = b
             .attention_core(
                 t(q, [n, h, s, qk]),

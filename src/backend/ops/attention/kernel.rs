@@ -56,11 +56,12 @@ pub(crate) fn few_query_attention_kernel(
     let mut max = f32::new(-3.402_823e38);
     let mut total = 0.0f32;
 
-    let mut end = len + i + 1 - s;
+    let mut end = capacity;
     let mut mb = 0u32;
     if masked {
-        end = capacity;
         mb = (((seq % mask_n) * mask_h + head % mask_h) * s + i) * capacity;
+    } else {
+        end = len + i + 1 - s;
     }
     for j in 0..end {
         let mut flag = 0.0f32;

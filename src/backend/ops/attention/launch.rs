@@ -40,7 +40,12 @@ impl FewQueryAttentionOps for CubeBackend {
         masked: bool,
         divisor: f32,
     ) -> CubeTensor {
-        let [q, k, v, blocked] = [q, k, v, blocked].map(into_contiguous);
+        let [q, k, v] = [q, k, v].map(into_contiguous);
+        let blocked = if masked {
+            into_contiguous(blocked)
+        } else {
+            blocked
+        };
         let (qs, ks, vs) = (q.meta.shape(), k.meta.shape(), v.meta.shape());
         let [n, h, s, dk] = [qs[0], qs[1], qs[2], qs[3]];
         let [g, capacity, dv] = [ks[1], ks[2], vs[3]];

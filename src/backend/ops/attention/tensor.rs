@@ -24,7 +24,8 @@ pub(crate) fn few_query_attention(
     divisor: f64,
 ) -> Tensor<4> {
     let (blocked, len, masked) = match keys {
-        Keys::Written(len) => (Tensor::<4>::zeros([1, 1, 1, 1], &q.device()), len, false),
+        // Not read: a placeholder for the mask argument (no fill).
+        Keys::Written(len) => (Tensor::<4>::empty([1, 1, 1, 1], &q.device()), len, false),
         Keys::Blocked(m) => (m.clone().float(), 0, true),
     };
     Tensor::from_dispatch(Dispatch::few_query_attention(
