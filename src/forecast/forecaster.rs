@@ -249,7 +249,8 @@ pub trait Forecaster: Sized + Send + Sync + 'static + sealed::Sealed {
     ) -> Result<Self::StreamState>;
 
     /// `state` continued over the last `new_patches` patches of `context` (or told of them, for
-    /// the next forecast's pass to run); `true` when that took a full prefill.
+    /// the next forecast's pass to run); `true` when that took a full prefill. In place: on an
+    /// error `state` must be as it was.
     #[doc(hidden)]
     fn stream_extend(
         &self,
@@ -260,7 +261,9 @@ pub trait Forecaster: Sized + Send + Sync + 'static + sealed::Sealed {
     ) -> Result<bool>;
 
     /// The forecast after `context` from `state` (which runs the patches `stream_extend` left
-    /// to it); `true` when that took a full prefill.
+    /// to it); `true` when that took a full prefill. `state` is continued in place: on an
+    /// error it must still describe `context`'s committed patches (as it was, or continued
+    /// over them), as the session keeps it.
     #[doc(hidden)]
     fn stream_forecast(
         &self,

@@ -528,16 +528,15 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         Ok(())
     }
 
-    /// The model's state continued over the last `complete` committed patches.
+    /// The model's state continued over the last `complete` committed patches, in place (the
+    /// model puts it back after an error: [`Forecaster::stream_extend`]).
     fn extend(&mut self, complete: usize) -> Result<()> {
         let Some(state) = self.state.as_mut() else {
             return Ok(());
         };
-        let mut next = state.clone();
-        let recomputed =
-            self.model
-                .stream_extend(&mut next, &self.context, complete, &self.options)?;
-        *state = next;
+        let recomputed = self
+            .model
+            .stream_extend(state, &self.context, complete, &self.options)?;
         self.stats.recomputes += u64::from(recomputed);
         Ok(())
     }
@@ -595,17 +594,14 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         self.forecast_with(&options)?.skip_steps(skip)
     }
 
-    /// The model's forecast with `options` from the last patch boundary; the state it
-    /// continued kept only on success.
+    /// The model's forecast with `options` from the last patch boundary. The state is
+    /// continued in place (no copy of its KV buffers): on an error the model leaves it
+    /// describing the committed context ([`Forecaster::stream_forecast`]).
     fn forecast_with(&mut self, options: &ForecastOptions) -> Result<Forecast<M::Backend>> {
         let Some(state) = self.state.as_mut() else {
             return Err(closed("Stream::forecast"));
         };
-        let mut next = state.clone();
-        let (forecast, recomputed) =
-            self.model
-                .stream_forecast(&mut next, &self.context, options)?;
-        *state = next;
+        let (forecast, recomputed) = self.model.stream_forecast(state, &self.context, options)?;
         self.stats.recomputes += u64::from(recomputed);
         Ok(forecast)
     }

@@ -17,6 +17,14 @@ pub(crate) struct LayerCache {
     pub(crate) own: KvBuffer,
 }
 
+/// [`KvCache::checkpoint`]: the state a failed pass restores.
+#[derive(Debug)]
+pub(crate) struct CacheCheckpoint {
+    patches: usize,
+    lens: Vec<usize>,
+    scaler: Option<ScalerState>,
+}
+
 /// The KV cache of every time-wise layer (space-wise layers need none).
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -71,6 +79,26 @@ impl KvCache {
             self.layers.resize(layers, empty);
         }
         (&mut self.layers[i], self.share)
+    }
+
+    /// What a pass changes: the patches held, each layer's written length, the scaler's
+    /// statistics ([`KvCache::restore`] puts them back; entries written since are then
+    /// overwritten by the next pass before any reads them).
+    pub(crate) fn checkpoint(&self) -> CacheCheckpoint {
+        CacheCheckpoint {
+            patches: self.patches,
+            lens: self.layers.iter().map(|l| l.own.len()).collect(),
+            scaler: self.scaler.clone(),
+        }
+    }
+
+    /// Puts back what [`KvCache::checkpoint`] saw (a pass that failed).
+    pub(crate) fn restore(&mut self, saved: CacheCheckpoint) {
+        self.patches = saved.patches;
+        self.scaler = saved.scaler;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.own.set_len(saved.lens.get(i).copied().unwrap_or(0));
+        }
     }
 
     /// Records `patches` more patches cached by a pass.
@@ -214,49 +242,96 @@ mod tests {
     use crate::toto::backbone::TotoWeights;
     use crate::toto::config::TotoConfig;
 
-    #[test]
-    fn a_shared_prefix_attends_like_a_repeated_one() {
-        use crate::backend::Backend as _;
-        let ops = crate::backend::NdArray::seeded(3);
-        let device = ops.device().clone();
-        let mut config = TotoConfig::open_base_1_0();
-        (config.patch_size, config.stride, config.embed_dim) = (4, 4, 16);
-        (config.num_layers, config.num_heads, config.mlp_hidden_dim) = (3, 2, 24);
-        config.spacewise_every_n_layers = 3;
-        config.output_distribution_kwargs.k_components = 3;
-        let kinds = config.layer_kinds();
-        let weights = TotoWeights::init(&config, &device);
-        let head = weights.fused_head(&config);
-        let (b, v, p, times) = (2, 3, 4, 3);
-        let input = |rows: usize, patches: usize| {
+    /// A small Toto 1.0 (3 layers, the last space-wise) and a pass of it over a cache.
+    struct Tiny {
+        ops: crate::backend::NdArray,
+        config: TotoConfig,
+        weights: TotoWeights,
+        device: burn::tensor::Device,
+    }
+
+    impl Tiny {
+        fn new() -> Self {
+            use crate::backend::Backend as _;
+            let ops = crate::backend::NdArray::seeded(3);
+            let device = ops.device().clone();
+            let mut config = TotoConfig::open_base_1_0();
+            (config.patch_size, config.stride, config.embed_dim) = (4, 4, 16);
+            (config.num_layers, config.num_heads, config.mlp_hidden_dim) = (3, 2, 24);
+            config.spacewise_every_n_layers = 3;
+            config.output_distribution_kwargs.k_components = 3;
+            let weights = TotoWeights::init(&config, &device);
+            Tiny {
+                ops,
+                config,
+                weights,
+                device,
+            }
+        }
+
+        /// `rows` series of 3 variates, `patches` patches of 4 steps each.
+        fn input(&self, rows: usize, patches: usize, from: usize) -> (Tensor<3>, Tensor<3, Int>) {
+            let (v, p) = (3, 4);
             let n = rows * v * patches * p;
-            let x: Vec<f32> = (0..n)
+            let x: Vec<f32> = (from..from + n)
                 .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
                 .collect();
             (
-                Tensor::<3>::from_data(TensorData::new(x, [rows, v, patches * p]), &device),
-                Tensor::<3, Int>::zeros([rows, v, patches], &device),
+                Tensor::<3>::from_data(TensorData::new(x, [rows, v, patches * p]), &self.device),
+                Tensor::<3, Int>::zeros([rows, v, patches], &self.device),
             )
-        };
-        let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| {
-            let hidden = weights
+        }
+
+        /// The head's locations after a pass over `x` continuing `cache`.
+        fn run(&self, x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache) -> Vec<f32> {
+            let hidden = self
+                .weights
                 .forward(
-                    &ops,
-                    &config,
-                    &kinds,
+                    &self.ops,
+                    &self.config,
+                    &self.config.layer_kinds(),
                     x.0.clone(),
                     x.1.clone(),
                     Some(cache),
                     &mut crate::nn::watch::Watch::Names(&mut |_| {}),
                 )
                 .unwrap();
-            head.forward(&ops, hidden)
+            let head = self.weights.fused_head(&self.config);
+            head.forward(&self.ops, hidden)
                 .unwrap()
                 .loc
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap()
-        };
+        }
+    }
+
+    #[test]
+    fn a_restored_checkpoint_continues_as_if_the_passes_since_never_ran() {
+        // Passes write into the buffers in place; restoring the checkpoint makes the next pass
+        // overwrite what they wrote, exactly as a cache that never saw them.
+        let tiny = Tiny::new();
+        let b = 2;
+        let mut kept = KvCache::with_capacity(8);
+        let mut fresh = KvCache::with_capacity(8);
+        for cache in [&mut kept, &mut fresh] {
+            tiny.run(&tiny.input(b, 5, 0), cache);
+        }
+        let saved = kept.checkpoint();
+        tiny.run(&tiny.input(b, 2, 999), &mut kept);
+        assert_eq!(kept.len(), 7);
+        kept.restore(saved);
+        assert_eq!(kept.len(), 5);
+        let next = tiny.input(b, 1, 500);
+        assert_eq!(tiny.run(&next, &mut kept), tiny.run(&next, &mut fresh));
+    }
+
+    #[test]
+    fn a_shared_prefix_attends_like_a_repeated_one() {
+        let tiny = Tiny::new();
+        let (b, times) = (2, 3);
+        let input = |rows: usize, patches: usize| tiny.input(rows, patches, 0);
+        let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| tiny.run(x, cache);
         let mut prefill = KvCache::default();
         run(&input(b, 5), &mut prefill);
         let mut shared = prefill.share(times, 3);

@@ -165,14 +165,25 @@ impl<B: LayerOps> Toto<B> {
             .zip(&bounds)
             .map(|(r, &b)| r.with_bounds(b))
             .collect();
+        // The passes write into the session's buffers in place (a copy of the cache would copy
+        // them whole at its first write); what they change is put back after an error.
+        let saved = state.cache.checkpoint();
+        let last = state.last.clone();
         state.cache.scaler = Some(ScalerState::from_rows([b, v], rows));
         let device = self.backend().device();
         phases.mark(|| "session push: host statistics".to_owned());
         for k in 0..new {
             let at = start + k * p;
             let (series, mask) = context.tensors(at..at + p, device);
-            state.last =
-                self.extend_patch(series, mask, self.stream_ids(context, p), &mut state.cache)?;
+            let ids = self.stream_ids(context, p);
+            match self.extend_patch(series, mask, ids, &mut state.cache) {
+                Ok(out) => state.last = out,
+                Err(e) => {
+                    state.cache.restore(saved);
+                    state.last = last;
+                    return Err(e);
+                }
+            }
             phases.mark(|| format!("session push: patch {k}'s pass"));
         }
         state.rows = after;
@@ -193,16 +204,20 @@ impl<B: LayerOps> Toto<B> {
         let c = self.config();
         let device = self.backend().device();
         let spec = RopeSpec::toto(c.embed_dim / c.num_heads);
-        let cache = match key_recentring(spec, context.patches() - 1) {
+        // A forecast of one patch is `state.last`'s: no pass reads the cache.
+        let passes = options.prediction_length > c.patch_size;
+        let recentring = key_recentring(spec, context.patches() - 1).filter(|_| passes);
+        let cache = match recentring {
             Some(factor) => {
                 let n = factor.len();
                 let factor = Tensor::<1>::from_data(TensorData::new(factor, [n]), device);
                 state.cache.recentred(&factor)
             }
-            None => KvCache {
+            None if passes => KvCache {
                 xpos_centre: None,
                 ..state.cache.clone()
             },
+            None => state.cache.clone(),
         };
         let t = context.len();
         let p = context.patch;

@@ -320,10 +320,25 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
 pub(crate) struct CoreMask<'a> {
     pub(crate) blocked: &'a [bool],
     pub(crate) dims: [usize; 2],
+    /// The mask's row length (its `S_kv`): at least the keys passed, which may stop before
+    /// the mask's last columns when no query sees those.
+    pub(crate) width: usize,
     /// Instead of a buffer, causal over the first `len` keys (a fixed-capacity cache's
     /// written entries, the queries the last of them): query `i` sees keys `0..=len − S + i`;
     /// the keys from `len` on are never read.
     pub(crate) written: Option<usize>,
+}
+
+impl CoreMask<'_> {
+    /// The causal mask over a cache's first `len` keys.
+    pub(crate) fn written(len: usize) -> Self {
+        CoreMask {
+            blocked: &[],
+            dims: [1, 1],
+            width: len,
+            written: Some(len),
+        }
+    }
 }
 
 /// Attention over prepared heads (a decode step's or a streaming pass's queries over cached
@@ -353,7 +368,7 @@ pub(crate) fn attention_core(
         let values = &v[(seq * groups + group) * skv * dv..][..skv * dv];
         let blocked = mask.map(|m| {
             let [mn, mh] = m.dims;
-            let at = ((seq % mn) * mh + head % mh) * s * skv;
+            let at = ((seq % mn) * mh + head % mh) * s * m.width;
             (m, at)
         });
         // Keys never seen by any query (a cache's unwritten entries) are not read.
@@ -368,7 +383,7 @@ pub(crate) fn attention_core(
             for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
                 let off = match blocked {
                     Some((m, _)) if m.written.is_some() => j + s > i + seen,
-                    Some((m, at)) => m.blocked[at + i * skv + j],
+                    Some((m, at)) => m.blocked[at + i * m.width + j],
                     None => false,
                 };
                 *w = if off {

@@ -203,8 +203,45 @@ pub(crate) fn sort_first<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 // five or seven of them; NaN is handled once, before and after.
 
 /// `x` sorted ascending along its last dimension, NaN last (as torch and `f32::total_cmp` for
-/// positive NaN), every value kept.
+/// positive NaN), every value kept: f32 values in host memory (a CPU device's) by a sort of each
+/// row in place (for 256 paths, ~35× faster than the network's 36 stages of whole-tensor ops
+/// there); otherwise by the network, on the device.
 pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if in_host_memory(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
+        let (dims, device) = (x.dims(), x.device());
+        if let Ok(mut values) = x.clone().into_data().try_to_vec::<f32>() {
+            let n = dims[D - 1].max(1);
+            values.chunks_mut(n).for_each(|row| row.sort_by(nan_last));
+            return Tensor::from_data(burn::tensor::TensorData::new(values, dims), &device);
+        }
+    }
+    network_sort_last(x)
+}
+
+/// Ascending, NaN after every number (the network's order), `-0.0` and `0.0` equal.
+pub(crate) fn nan_last(a: &f32, b: &f32) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+        (a_nan, b_nan) => a_nan.cmp(&b_nan),
+    }
+}
+
+/// Whether `device`'s tensors live in host memory (a CPU backend's), where a sort reads them
+/// in place rather than through a device round trip.
+fn in_host_memory(device: &burn::tensor::Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    #[allow(unreachable_patterns)]
+    let host = !matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
+    #[cfg(not(feature = "wgpu"))]
+    let host = {
+        let _ = device;
+        true
+    };
+    host
+}
+
+/// [`sort_last`] as a bitonic network of burn ops on the tensor's device.
+fn network_sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let n = dims[D - 1];
     let rows: usize = dims[..D - 1].iter().product();
@@ -285,15 +322,24 @@ mod tests {
             let data: Vec<f32> = (0..rows * n).map(|_| next()).collect();
             let x =
                 Tensor::<3>::from_data(TensorData::new(data.clone(), [1, rows, n]), cpu.device());
-            let got: Vec<f32> = sort_last(x).into_data().try_to_vec().unwrap();
-            for r in 0..rows {
-                let mut want = data[r * n..(r + 1) * n].to_vec();
-                want.sort_by(f32::total_cmp);
-                assert_eq!(
-                    format!("{:?}", &got[r * n..(r + 1) * n]),
-                    format!("{want:?}"),
-                    "n = {n}, row {r}"
-                );
+            // The network (what a GPU runs) and the host sort (what a CPU device runs).
+            for (name, sort) in [
+                (
+                    "network",
+                    network_sort_last::<3> as fn(Tensor<3>) -> Tensor<3>,
+                ),
+                ("host", sort_last::<3>),
+            ] {
+                let got: Vec<f32> = sort(x.clone()).into_data().try_to_vec().unwrap();
+                for r in 0..rows {
+                    let mut want = data[r * n..(r + 1) * n].to_vec();
+                    want.sort_by(f32::total_cmp);
+                    assert_eq!(
+                        format!("{:?}", &got[r * n..(r + 1) * n]),
+                        format!("{want:?}"),
+                        "{name}: n = {n}, row {r}"
+                    );
+                }
             }
         }
     }

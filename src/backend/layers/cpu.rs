@@ -1,8 +1,6 @@
 //! [`NdArray`]'s layer ops: the CPU kernels of [`cpu`](super::super::cpu) on host values, for
 //! f32 tensors; every other case (another format, [`CpuKernels::Burn`]) runs the compositions.
 
-use std::cmp::Ordering;
-
 use burn::tensor::{DType, Tensor};
 
 use super::super::cpu::CpuKernels;
@@ -253,29 +251,16 @@ impl LayerOps for NdArray {
         if !(self.native(&q) && self.native(&k) && self.native(&v)) {
             return Ok(composed::attention_core(q, k, v, divisor, mask));
         }
-        // A cache's unwritten entries are never read: only the written ones leave the tensor
-        // (the buffers are shared with the cache, so reading them whole copies every entry).
-        let (k, v) = match mask {
-            Mask::Cache { len } if *len < k.dims()[2] => {
-                (k.narrow(2, 0, *len), v.narrow(2, 0, *len))
-            }
-            _ => (k, v),
-        };
         let [n, h, s, qk] = q.dims();
-        let [_, g, skv, dv] = v.dims();
+        let [_, g, width, dv] = v.dims();
         let bools;
-        let host_mask = match mask {
-            Mask::None => None,
-            Mask::Causal => Some(CoreMask {
-                blocked: &[],
-                dims: [1, 1],
-                written: Some(skv),
-            }),
-            Mask::Cache { len } => Some(CoreMask {
-                blocked: &[],
-                dims: [1, 1],
-                written: Some(*len),
-            }),
+        // Keys no query sees (a cache's unwritten entries) are not read: only the keys up to
+        // the last one seen leave the tensors (their buffers are shared with the cache, so
+        // reading them copies them).
+        let (seen, host_mask) = match mask {
+            Mask::None => (width, None),
+            Mask::Causal => (width, Some(CoreMask::written(width))),
+            Mask::Cache { len } => (*len, Some(CoreMask::written(*len))),
             Mask::Blocked(m) => {
                 // Checked by `attention_core`: `[1 | N, 1 | H, S, S_kv]`.
                 let [mn, mh, _, _] = m.dims();
@@ -284,20 +269,32 @@ impl LayerOps for NdArray {
                     .into_data()
                     .try_to_vec::<bool>()
                     .unwrap_or_default();
-                if bools.len() != mn * mh * s * skv {
+                if bools.len() != mn * mh * s * width {
                     return Ok(composed::attention_core(q, k, v, divisor, mask));
                 }
-                Some(CoreMask {
+                // At least one key: a row that sees none is NaN, as burn's softmax makes it.
+                let last_open = bools
+                    .chunks(width.max(1))
+                    .filter_map(|row| row.iter().rposition(|&blocked| !blocked))
+                    .max();
+                let seen = last_open.map_or(1, |j| j + 1).min(width);
+                let mask = CoreMask {
                     blocked: &bools,
                     dims: [mn, mh],
+                    width,
                     written: None,
-                })
+                };
+                (seen, Some(mask))
             }
+        };
+        let (k, v) = match seen < width {
+            true => (k.narrow(2, 0, seen), v.narrow(2, 0, seen)),
+            false => (k, v),
         };
         let out = host::attention_core(
             self.kernels().target(),
             (&values(q), &values(k), &values(v)),
-            [n, h, s, skv],
+            [n, h, s, seen],
             g,
             [qk, dv],
             divisor as f32,
@@ -319,10 +316,7 @@ impl LayerOps for NdArray {
         for c in 0..columns {
             column.clear();
             column.extend((0..n).map(|l| v[l * columns + c]));
-            column.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-                (false, false) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
-                (a_nan, b_nan) => a_nan.cmp(&b_nan),
-            });
+            column.sort_by(composed::nan_last);
             for (l, x) in column.iter().enumerate() {
                 v[l * columns + c] = *x;
             }
