@@ -104,21 +104,21 @@ impl<B: LayerOps> Toto2<B> {
         if !has_missing_values {
             return Mask::Cache { len: kv };
         }
+        // Query `i` sees keys `0..=i` of its group: later keys (the unwritten ones among them)
+        // and other groups' are blocked. Built on the host and uploaded once per pass.
         let rows = gids.len();
-        let later = Tensor::<2, Bool>::tril_mask([s, width], queries.start as i64, device)
-            .reshape([1, 1, s, width])
-            .expand([rows, 1, s, width]);
-        let other: Vec<bool> = gids
+        let blocked: Vec<bool> = gids
             .iter()
             .flat_map(|g| {
                 queries
                     .clone()
-                    .flat_map(move |i| (0..width).map(move |j| j < kv && g[j] != g[i]))
+                    .flat_map(move |i| (0..width).map(move |j| j > i || g[j] != g[i]))
             })
             .collect();
-        let other =
-            Tensor::<4, Bool>::from_data(TensorData::new(other, [rows, 1, s, width]), device);
-        Mask::Blocked(later.bool_or(other))
+        Mask::Blocked(Tensor::from_data(
+            TensorData::new(blocked, [rows, 1, s, width]),
+            device,
+        ))
     }
 
     /// The prefill of the whole context (as a fresh forecast's pass computes the context).
