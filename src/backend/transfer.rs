@@ -15,6 +15,20 @@ pub(crate) fn read_f32<const D: usize>(what: &str, tensor: Tensor<D>) -> Result<
         .map_err(|e| Error::read_back(what, &device, e))
 }
 
+/// Whether `device`'s tensors live in host memory (a CPU backend's, not a GPU's): there a read
+/// is a copy, not a device round trip, and nothing is compiled.
+pub(crate) fn in_host_memory(device: &Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    #[allow(unreachable_patterns)]
+    let host = !matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
+    #[cfg(not(feature = "wgpu"))]
+    let host = {
+        let _ = device;
+        true
+    };
+    host
+}
+
 /// Uploads a host vector as a tensor of `shape` on `device`.
 pub(crate) fn upload<const D: usize>(
     values: Vec<f32>,

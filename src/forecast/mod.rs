@@ -407,15 +407,7 @@ pub(crate) fn note_first_run(
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    #[cfg(feature = "wgpu")]
-    #[allow(unreachable_patterns)]
-    let gpu = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
-    #[cfg(not(feature = "wgpu"))]
-    let gpu = {
-        let _ = device;
-        false
-    };
-    if !gpu || !log::log_enabled!(log::Level::Info) {
+    if crate::backend::transfer::in_host_memory(device) || !log::log_enabled!(log::Level::Info) {
         return;
     }
     let what = what();

@@ -213,11 +213,10 @@ impl<B: LayerOps> Toto<B> {
                 let factor = Tensor::<1>::from_data(TensorData::new(factor, [n]), device);
                 state.cache.recentred(&factor)
             }
-            None if passes => KvCache {
+            None => KvCache {
                 xpos_centre: None,
                 ..state.cache.clone()
             },
-            None => state.cache.clone(),
         };
         let t = context.len();
         let p = context.patch;

@@ -5,6 +5,7 @@ use burn::tensor::activation::{silu as burn_silu, softmax};
 use burn::tensor::module::linear as burn_linear;
 use burn::tensor::{Bool, FloatDType, Int, Tensor};
 
+use super::super::transfer::{in_host_memory, read_f32, upload};
 use super::{Affine, AttentionSpec, LayerOps, Mask, SiluHalf};
 use crate::error::Result;
 
@@ -209,10 +210,10 @@ pub(crate) fn sort_first<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub(crate) fn sort_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if in_host_memory(&x.device()) && x.dtype() == burn::tensor::DType::F32 {
         let (dims, device) = (x.dims(), x.device());
-        if let Ok(mut values) = x.clone().into_data().try_to_vec::<f32>() {
+        if let Ok(mut values) = read_f32("sort_last", x.clone()) {
             let n = dims[D - 1].max(1);
             values.chunks_mut(n).for_each(|row| row.sort_by(nan_last));
-            return Tensor::from_data(burn::tensor::TensorData::new(values, dims), &device);
+            return upload(values, dims, &device);
         }
     }
     network_sort_last(x)
@@ -224,20 +225,6 @@ pub(crate) fn nan_last(a: &f32, b: &f32) -> std::cmp::Ordering {
         (false, false) => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
         (a_nan, b_nan) => a_nan.cmp(&b_nan),
     }
-}
-
-/// Whether `device`'s tensors live in host memory (a CPU backend's), where a sort reads them
-/// in place rather than through a device round trip.
-fn in_host_memory(device: &burn::tensor::Device) -> bool {
-    #[cfg(feature = "wgpu")]
-    #[allow(unreachable_patterns)]
-    let host = !matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_));
-    #[cfg(not(feature = "wgpu"))]
-    let host = {
-        let _ = device;
-        true
-    };
-    host
 }
 
 /// [`sort_last`] as a bitonic network of burn ops on the tensor's device.
