@@ -371,19 +371,23 @@ on_backends!(
         // `S` written (query i sees keys 0..=len − S + i); the unwritten entries hold values
         // that would dominate any score or sum they entered.
         let b = &*b;
-        // The last two: the most queries wgpu's cache kernel serves (16) and one more (its
-        // composition), over a larger buffer.
-        let (n, h, g, qk, dv) = (2, 4, 2, 3, 2);
+        // Then: the most queries wgpu's cache kernel serves (16) and one more (its
+        // composition), over a larger buffer; a cache of more keys than the kernel's 32
+        // threads per row, with heads wider than 32 (its output columns split over threads);
+        // and 16,384 query rows over 40 keys, which wgpu serves with a thread per row.
+        let (h, g) = (4, 2);
         let t = |x: Vec<f32>, shape: [usize; 4]| {
             Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
         };
-        for (s, len, cap) in [
-            (1, 1, 7),
-            (1, 4, 7),
-            (3, 5, 7),
-            (2, 7, 7),
-            (16, 20, 24),
-            (17, 20, 24),
+        for (n, s, len, cap, qk, dv) in [
+            (2, 1, 1, 7, 3, 2),
+            (2, 1, 4, 7, 3, 2),
+            (2, 3, 5, 7, 3, 2),
+            (2, 2, 7, 7, 3, 2),
+            (2, 16, 20, 24, 3, 2),
+            (2, 17, 20, 24, 3, 2),
+            (2, 5, 75, 80, 40, 33),
+            (256, 16, 40, 44, 3, 2),
         ] {
             let q = data(n * h * s * qk, 21);
             let mut k = data(n * g * cap * qk, 22);
@@ -441,63 +445,66 @@ on_backends!(
         // A blocked mask (`[n, 1, S, S_kv]`, per sequence, broadcast over heads) over a cache:
         // causal over the written entries and, besides, every third key per sequence and query
         // (never key 0); and one query that sees no key, which gets NaN as burn's softmax
-        // gives it.
-        let (s, len, cap) = (3, 6, 9);
-        let open = |seq: usize, i: usize, j: usize| {
-            let causal = j + s <= i + len;
-            causal && (j == 0 || (j + i + seq) % 3 != 1) && !(seq == 1 && i == 2)
-        };
-        let q = data(n * h * s * qk, 31);
-        let (k, v) = (data(n * g * cap * qk, 32), data(n * g * cap * dv, 33));
-        let (q64, k64, v64) = (f64s(&q), f64s(&k), f64s(&v));
-        let mut want = vec![f64::NAN; n * h * s * dv];
-        for seq in 0..n {
-            for head in 0..h {
-                let group = head / (h / g);
-                for i in 0..s {
-                    let query = &q64[((seq * h + head) * s + i) * qk..][..qk];
-                    let seen: Vec<usize> = (0..cap).filter(|&j| open(seq, i, j)).collect();
-                    if seen.is_empty() {
-                        continue;
-                    }
-                    let scores: Vec<f64> = seen
-                        .iter()
-                        .map(|&j| {
-                            let key = &k64[((seq * g + group) * cap + j) * qk..][..qk];
-                            query.iter().zip(key).map(|(a, b)| a * b).sum::<f64>() / 1.5
-                        })
-                        .collect();
-                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-                    let total: f64 = e.iter().sum();
-                    let out = &mut want[((seq * h + head) * s + i) * dv..][..dv];
-                    out.fill(0.0);
-                    for (e, &j) in e.iter().zip(&seen) {
-                        let value = &v64[((seq * g + group) * cap + j) * dv..][..dv];
-                        out.iter_mut()
-                            .zip(value)
-                            .for_each(|(o, x)| *o += e / total * x);
+        // gives it. More keys than the kernel's threads per row, heads wider than 32; then
+        // 24,576 query rows (a thread per row on wgpu).
+        for (n, qk, dv) in [(2, 40, 33), (2048, 8, 4)] {
+            let (s, len, cap) = (3, 38, 41);
+            let open = |seq: usize, i: usize, j: usize| {
+                let causal = j + s <= i + len;
+                causal && (j == 0 || (j + i + seq) % 3 != 1) && !(seq == 1 && i == 2)
+            };
+            let q = data(n * h * s * qk, 31);
+            let (k, v) = (data(n * g * cap * qk, 32), data(n * g * cap * dv, 33));
+            let (q64, k64, v64) = (f64s(&q), f64s(&k), f64s(&v));
+            let mut want = vec![f64::NAN; n * h * s * dv];
+            for seq in 0..n {
+                for head in 0..h {
+                    let group = head / (h / g);
+                    for i in 0..s {
+                        let query = &q64[((seq * h + head) * s + i) * qk..][..qk];
+                        let seen: Vec<usize> = (0..cap).filter(|&j| open(seq, i, j)).collect();
+                        if seen.is_empty() {
+                            continue;
+                        }
+                        let scores: Vec<f64> = seen
+                            .iter()
+                            .map(|&j| {
+                                let key = &k64[((seq * g + group) * cap + j) * qk..][..qk];
+                                query.iter().zip(key).map(|(a, b)| a * b).sum::<f64>() / 1.5
+                            })
+                            .collect();
+                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                        let total: f64 = e.iter().sum();
+                        let out = &mut want[((seq * h + head) * s + i) * dv..][..dv];
+                        out.fill(0.0);
+                        for (e, &j) in e.iter().zip(&seen) {
+                            let value = &v64[((seq * g + group) * cap + j) * dv..][..dv];
+                            out.iter_mut()
+                                .zip(value)
+                                .for_each(|(o, x)| *o += e / total * x);
+                        }
                     }
                 }
             }
+            let blocked: Vec<bool> = (0..n * s * cap)
+                .map(|at| !open(at / (s * cap), at / cap % s, at % cap))
+                .collect();
+            let blocked =
+                Tensor::<4, Bool>::from_data(TensorData::new(blocked, [n, 1, s, cap]), b.device());
+            let got = b
+                .attention_core(
+                    t(q, [n, h, s, qk]),
+                    t(k, [n, g, cap, qk]),
+                    t(v, [n, g, cap, dv]),
+                    1.5,
+                    &Mask::Blocked(blocked),
+                )
+                .unwrap();
+            assert_close(&format!("attention_core, blocked mask (n {n})"), got, &want);
         }
-        let blocked: Vec<bool> = (0..n * s * cap)
-            .map(|at| !open(at / (s * cap), at / cap % s, at % cap))
-            .collect();
-        let blocked =
-            Tensor::<4, Bool>::from_data(TensorData::new(blocked, [n, 1, s, cap]), b.device());
-        let got = b
-            .attention_core(
-                t(q, [n, h, s, qk]),
-                t(k, [n, g, cap, qk]),
-                t(v, [n, g, cap, dv]),
-                1.5,
-                &Mask::Blocked(blocked),
-            )
-            .unwrap();
-        assert_close("attention_core, blocked mask", got, &want);
         // More queries than written entries, or more written entries than keys: refused.
-        let cap = 7;
+        let (n, cap, qk, dv) = (2, 7, 3, 2);
         for (s, len) in [(3, 2), (1, 8)] {
             let err = b
                 .attention_core(

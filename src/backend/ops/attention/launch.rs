@@ -8,7 +8,11 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 
-use super::kernel::few_query_attention_kernel;
+use cubecl::{CubeDim, calculate_cube_count_elemwise};
+
+use super::kernel::{
+    LANES, ROWS_PER_THREAD_FROM, few_query_attention_kernel, few_query_rows_kernel,
+};
 use crate::backend::ops::launch::output;
 
 /// The few-query attention kernel's launch.
@@ -57,29 +61,43 @@ impl FewQueryAttentionOps for CubeBackend {
         let (out, count, dim) = output(&q, Shape::new([n, h, s, dv]), rows);
         if rows > 0 {
             let client = q.client.clone();
-            few_query_attention_kernel::launch(
-                &client,
-                count,
-                dim,
-                q.into_buffer_arg(),
-                k.into_buffer_arg(),
-                v.into_buffer_arg(),
-                blocked.into_buffer_arg(),
-                out.clone().into_buffer_arg(),
-                rows as u32,
-                h as u32,
-                (h / g) as u32,
-                g as u32,
-                s as u32,
-                capacity as u32,
-                len as u32,
-                mn as u32,
-                mh as u32,
-                divisor,
-                dk,
-                dv,
-                masked,
-            );
+            let keys = if masked { capacity } else { len };
+            // The kernels take the same arguments; they differ in their grid.
+            macro_rules! launch {
+                ($kernel:ident, $count:expr, $dim:expr) => {
+                    $kernel::launch(
+                        &client,
+                        $count,
+                        $dim,
+                        q.into_buffer_arg(),
+                        k.into_buffer_arg(),
+                        v.into_buffer_arg(),
+                        blocked.into_buffer_arg(),
+                        out.clone().into_buffer_arg(),
+                        rows as u32,
+                        h as u32,
+                        (h / g) as u32,
+                        g as u32,
+                        s as u32,
+                        capacity as u32,
+                        len as u32,
+                        mn as u32,
+                        mh as u32,
+                        divisor,
+                        dk,
+                        dv,
+                        masked,
+                    )
+                };
+            }
+            if rows >= ROWS_PER_THREAD_FROM && keys > LANES as usize {
+                launch!(few_query_rows_kernel, count, dim);
+            } else {
+                // One cube of `LANES` threads per row.
+                let dim = CubeDim::new_1d(LANES);
+                let count = calculate_cube_count_elemwise(&client, rows * LANES as usize, dim);
+                launch!(few_query_attention_kernel, count, dim);
+            }
         }
         out
     }

@@ -5,10 +5,15 @@
 //! burn's batched `matmul` serves such products badly: the scores of 5 queries against ~80 keys
 //! for 6144 sequence-heads took as long as those of 68 queries (2.8 ms against 3.0 ms per layer
 //! on an H100), and the composition launches two products, a mask and a softmax. The kernel
-//! here runs one thread per query row: the row's scores, an online softmax (running maximum
-//! and sum, rescaled as a larger score arrives) and the weighted sum of the values, in one
-//! launch that reads each key and value once per query, only the entries the query may see
-//! (under a blocked mask, each key's flag, then the open keys).
+//! here runs the row's scores, an online softmax (running maximum and sum, rescaled as a larger
+//! score arrives) and the weighted sum of the values in one launch that reads each key and
+//! value once per query, only the entries the query may see (under a blocked mask, each key's
+//! flag, then the open keys). Each query row has a cube of 32 threads: they score 32 keys at a
+//! time, one each, and each adds the weighted values into its own output columns. A thread
+//! per row, as first written, left a pass of 16 series with ~2,000 serial rows of ~70 keys
+//! (1.1–1.3 ms a layer on an H100, slower than the same layer at 256 series); 32 threads per
+//! row that each kept a whole row's partial sums, added through shared memory at the end, ran
+//! that layer in 0.13 ms but the layer at 256 series in 1.2 ms instead of 0.3 ms.
 //! The result is the composition's up to f32 rounding (the sums' order differs).
 
 mod kernel;
