@@ -14,6 +14,48 @@ pub(crate) const LANES: u32 = 32;
 /// the cube per row was the faster at both sizes.
 pub(crate) const ROWS_PER_THREAD_FROM: usize = 16_384;
 
+/// Where query row `r`'s keys are: the first entry of its group's cache, how many entries it
+/// may read, and the start of its row of the blocked mask (with `masked`).
+#[derive(CubeType)]
+struct RowKeys {
+    first: u32,
+    end: u32,
+    mask: u32,
+}
+
+/// [`RowKeys`] of row `r` (`[n, H, s]` order); the kernels' arguments of the same names.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn row_keys(
+    r: u32,
+    heads: u32,
+    per_group: u32,
+    groups: u32,
+    s: u32,
+    capacity: u32,
+    len: u32,
+    mask_n: u32,
+    mask_h: u32,
+    #[comptime] masked: bool,
+) -> RowKeys {
+    let i = r % s;
+    let pair = r / s;
+    let head = pair % heads;
+    let seq = pair / heads;
+    let mut end = capacity;
+    let mut mask = 0u32;
+    if masked {
+        mask = (((seq % mask_n) * mask_h + head % mask_h) * s + i) * capacity;
+    } else {
+        end = len + i + 1 - s;
+    }
+    RowKeys {
+        first: (seq * groups + head / per_group) * capacity,
+        end,
+        mask,
+    }
+}
+
 /// `softmax(q·kᵀ / divisor) · v` of query `i` of each `(sequence, head)` over its group's keys
 /// and values: `q` `[n, H, s, dk]`, `k` `[n, G, capacity, dk]`, `v` `[n, G, capacity, dv]`,
 /// `out` `[n, H, s, dv]`, all contiguous; head `h` reads group `h / per_group`.
@@ -56,11 +98,10 @@ pub(crate) fn few_query_attention_kernel(
     let lane = UNIT_POS as usize;
     let cube = u32::cast_from(CUBE_POS);
     let r = u32::min(cube, rows - 1);
-    let i = r % s;
-    let pair = r / s;
-    let head = pair % heads;
-    let seq = pair / heads;
-    let first = (seq * groups + head / per_group) * capacity;
+    let keys = row_keys(
+        r, heads, per_group, groups, s, capacity, len, mask_n, mask_h, masked,
+    );
+    let (first, end, mb) = (keys.first, keys.end, keys.mask);
 
     let mut query = Shared::<[f32]>::new_slice(dk);
     let qb = r as usize * dk;
@@ -79,13 +120,6 @@ pub(crate) fn few_query_attention_kernel(
     let mut max = f32::new(-3.402_823e38);
     let mut total = 0.0f32;
 
-    let mut end = capacity;
-    let mut mb = 0u32;
-    if masked {
-        mb = (((seq % mask_n) * mask_h + head % mask_h) * s + i) * capacity;
-    } else {
-        end = len + i + 1 - s;
-    }
     // A tile's scores, then their weights (0 for keys the row may not see).
     let mut scores = Shared::<[f32]>::new_slice(comptime!(LANES as usize));
     let mut open = Shared::<[f32]>::new_slice(comptime!(LANES as usize));
@@ -194,11 +228,10 @@ pub(crate) fn few_query_rows_kernel(
     if r >= rows {
         terminate!();
     }
-    let i = r % s;
-    let pair = r / s;
-    let head = pair % heads;
-    let seq = pair / heads;
-    let first = (seq * groups + head / per_group) * capacity;
+    let keys = row_keys(
+        r, heads, per_group, groups, s, capacity, len, mask_n, mask_h, masked,
+    );
+    let (first, end, mb) = (keys.first, keys.end, keys.mask);
 
     let mut query = Array::<f32>::new(dk);
     let qb = r as usize * dk;
@@ -212,13 +245,6 @@ pub(crate) fn few_query_rows_kernel(
     let mut max = f32::new(-3.402_823e38);
     let mut total = 0.0f32;
 
-    let mut end = capacity;
-    let mut mb = 0u32;
-    if masked {
-        mb = (((seq % mask_n) * mask_h + head % mask_h) * s + i) * capacity;
-    } else {
-        end = len + i + 1 - s;
-    }
     for j in 0..end {
         let mut flag = 0.0f32;
         if masked {
