@@ -355,6 +355,50 @@ on_backends!(
     }
 );
 
+/// `softmax(q·kᵀ / divisor) · v` in f64 of `q` (`[n, H, S, qk]`) over `k` and `v`
+/// (`[n, G, S_kv, d]`, head `h` reading group `h / (H/G)`), query `i` of sequence `seq` seeing
+/// key `j` where `open(seq, i, j)`; NaN for a query that sees no key, as burn's softmax.
+fn attention_core_f64(
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    [n, h, g, s, skv, qk, dv]: [usize; 7],
+    divisor: f64,
+    open: impl Fn(usize, usize, usize) -> bool,
+) -> Vec<f64> {
+    let (q, k, v) = (f64s(q), f64s(k), f64s(v));
+    let mut want = vec![f64::NAN; n * h * s * dv];
+    for seq in 0..n {
+        for head in 0..h {
+            let group = head / (h / g);
+            for i in 0..s {
+                let query = &q[((seq * h + head) * s + i) * qk..][..qk];
+                let seen: Vec<usize> = (0..skv).filter(|&j| open(seq, i, j)).collect();
+                if seen.is_empty() {
+                    continue;
+                }
+                let scores: Vec<f64> = seen
+                    .iter()
+                    .map(|&j| {
+                        let key = &k[((seq * g + group) * skv + j) * qk..][..qk];
+                        query.iter().zip(key).map(|(a, b)| a * b).sum::<f64>() / divisor
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let total: f64 = e.iter().sum();
+                let out = &mut want[((seq * h + head) * s + i) * dv..][..dv];
+                out.fill(0.0);
+                for (e, &j) in e.iter().zip(&seen) {
+                    let value = &v[((seq * g + group) * skv + j) * dv..][..dv];
+                    out.iter_mut()
+                        .zip(value)
+                        .for_each(|(o, x)| *o += e / total * x);
+                }
+            }
+        }
+    }
+    want
+}
+
 on_backends!(
     attention_core_over_a_cache_matches_f64,
     [
@@ -379,6 +423,16 @@ on_backends!(
         let t = |x: Vec<f32>, shape: [usize; 4]| {
             Tensor::<4>::from_data(TensorData::new(x, shape), b.device())
         };
+        let core = |(q, k, v), [n, h, g, s, cap, qk, dv]: [usize; 7], mask: &Mask| {
+            b.attention_core(
+                t(q, [n, h, s, qk]),
+                t(k, [n, g, cap, qk]),
+                t(v, [n, g, cap, dv]),
+                1.5,
+                mask,
+            )
+            .unwrap()
+        };
         for (n, s, len, cap, qk, dv) in [
             (2, 1, 1, 7, 3, 2),
             (2, 1, 4, 7, 3, 2),
@@ -399,46 +453,9 @@ on_backends!(
                     }
                 }
             }
-            let (q64, k64, v64) = (f64s(&q), f64s(&k), f64s(&v));
-            let mut want = vec![0.0; n * h * s * dv];
-            for seq in 0..n {
-                for head in 0..h {
-                    let group = head / (h / g);
-                    let row = |x: &[f64], j: usize, d: usize| {
-                        let at = ((seq * g + group) * cap + j) * d;
-                        x[at..at + d].to_vec()
-                    };
-                    for i in 0..s {
-                        let at = ((seq * h + head) * s + i) * qk;
-                        let query = &q64[at..at + qk];
-                        let seen = len - s + i + 1;
-                        let scores: Vec<f64> = (0..seen)
-                            .map(|j| {
-                                let key = row(&k64, j, qk);
-                                query.iter().zip(&key).map(|(a, b)| a * b).sum::<f64>() / 1.5
-                            })
-                            .collect();
-                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-                        let total: f64 = e.iter().sum();
-                        for (j, e) in e.iter().enumerate() {
-                            let value = row(&v64, j, dv);
-                            for c in 0..dv {
-                                want[((seq * h + head) * s + i) * dv + c] += e / total * value[c];
-                            }
-                        }
-                    }
-                }
-            }
-            let got = b
-                .attention_core(
-                    t(q, [n, h, s, qk]),
-                    t(k, [n, g, cap, qk]),
-                    t(v, [n, g, cap, dv]),
-                    1.5,
-                    &Mask::Cache { len },
-                )
-                .unwrap();
+            let dims = [n, h, g, s, cap, qk, dv];
+            let want = attention_core_f64((&q, &k, &v), dims, 1.5, |_, i, j| j + s < len + i + 1);
+            let got = core((q, k, v), dims, &Mask::Cache { len });
             assert_eq!(got.dims(), [n, h, s, dv]);
             assert_close(&format!("attention_core (S {s}, len {len})"), got, &want);
         }
@@ -455,52 +472,14 @@ on_backends!(
             };
             let q = data(n * h * s * qk, 31);
             let (k, v) = (data(n * g * cap * qk, 32), data(n * g * cap * dv, 33));
-            let (q64, k64, v64) = (f64s(&q), f64s(&k), f64s(&v));
-            let mut want = vec![f64::NAN; n * h * s * dv];
-            for seq in 0..n {
-                for head in 0..h {
-                    let group = head / (h / g);
-                    for i in 0..s {
-                        let query = &q64[((seq * h + head) * s + i) * qk..][..qk];
-                        let seen: Vec<usize> = (0..cap).filter(|&j| open(seq, i, j)).collect();
-                        if seen.is_empty() {
-                            continue;
-                        }
-                        let scores: Vec<f64> = seen
-                            .iter()
-                            .map(|&j| {
-                                let key = &k64[((seq * g + group) * cap + j) * qk..][..qk];
-                                query.iter().zip(key).map(|(a, b)| a * b).sum::<f64>() / 1.5
-                            })
-                            .collect();
-                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-                        let total: f64 = e.iter().sum();
-                        let out = &mut want[((seq * h + head) * s + i) * dv..][..dv];
-                        out.fill(0.0);
-                        for (e, &j) in e.iter().zip(&seen) {
-                            let value = &v64[((seq * g + group) * cap + j) * dv..][..dv];
-                            out.iter_mut()
-                                .zip(value)
-                                .for_each(|(o, x)| *o += e / total * x);
-                        }
-                    }
-                }
-            }
+            let dims = [n, h, g, s, cap, qk, dv];
+            let want = attention_core_f64((&q, &k, &v), dims, 1.5, open);
             let blocked: Vec<bool> = (0..n * s * cap)
                 .map(|at| !open(at / (s * cap), at / cap % s, at % cap))
                 .collect();
             let blocked =
                 Tensor::<4, Bool>::from_data(TensorData::new(blocked, [n, 1, s, cap]), b.device());
-            let got = b
-                .attention_core(
-                    t(q, [n, h, s, qk]),
-                    t(k, [n, g, cap, qk]),
-                    t(v, [n, g, cap, dv]),
-                    1.5,
-                    &Mask::Blocked(blocked),
-                )
-                .unwrap();
+            let got = core((q, k, v), dims, &Mask::Blocked(blocked));
             assert_close(&format!("attention_core, blocked mask (n {n})"), got, &want);
         }
         // More queries than written entries, or more written entries than keys: refused.

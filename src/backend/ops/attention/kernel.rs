@@ -120,9 +120,9 @@ pub(crate) fn few_query_attention_kernel(
     let mut max = f32::new(-3.402_823e38);
     let mut total = 0.0f32;
 
-    // A tile's scores, then their weights (0 for keys the row may not see).
+    // A tile's scores (the running maximum for keys the row may not see, which leaves the
+    // maximum as it is), then their weights (0 for those keys).
     let mut scores = Shared::<[f32]>::new_slice(comptime!(LANES as usize));
-    let mut open = Shared::<[f32]>::new_slice(comptime!(LANES as usize));
     let tiles = end.div_ceil(LANES);
     sync_cube();
     for tile in 0..tiles {
@@ -143,15 +143,12 @@ pub(crate) fn few_query_attention_kernel(
             score = dot / divisor;
         }
         scores[lane] = score;
-        open[lane] = f32::cast_from(seen);
         sync_cube();
         // Every thread folds the tile into the same running maximum; thread `lane` weighs its
         // own key, and every thread then adds the tile's weights and weighted values.
         let mut top = max;
         for t in 0..LANES as usize {
-            if open[t] != 0.0f32 {
-                top = f32::max(top, scores[t]);
-            }
+            top = f32::max(top, scores[t]);
         }
         let rescale = f32::exp(max - top);
         sync_cube();
