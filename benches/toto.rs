@@ -44,8 +44,9 @@
 //!   forecast of the same request, one JSON line per workload: `w-eval` (Toto 1.0 as W-eval),
 //!   `w-eval-mean` (its mean path), `w-eval-next` (256 paths of the next patch, what scoring new
 //!   points reads), `t2-2048` (Toto 2.0 22m-like, B 1, V 4, context 2048, horizon 128),
-//!   `t2-2048-b16` and `t2-2048-b256` (the same with B 16 and 256), `w-eval-next-b16`
-//!   (`w-eval-next` with B 16). `TOTO_BENCH_SPLIT=1` prints the push's and the forecast's times
+//!   `t2-2048-b16` and `t2-2048-b256` (the same with B 16 and 256), `t2-2048-b16-cov` (B 16 with
+//!   two known covariates a horizon ahead, a patch of them pushed with each patch of the series),
+//!   `w-eval-next-b16` (`w-eval-next` with B 16). `TOTO_BENCH_SPLIT=1` prints the push's and the forecast's times
 //!   of each run.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
@@ -857,10 +858,11 @@ fn stream_workload(name: &str) -> (&'static str, usize, usize, usize, usize, Opt
         "t2-2048" => ("22m", 1, 4, 2048, 128, None),
         "t2-2048-b16" => ("22m", 16, 4, 2048, 128, None),
         "t2-2048-b256" => ("22m", 256, 4, 2048, 128, None),
+        "t2-2048-b16-cov" => ("22m", 16, 4, 2048, 128, None),
         "w-eval-next-b16" => ("toto1", 16, 8, 2048, 64, Some(256)),
         other => panic!(
             "unknown streaming workload {other} (w-eval, w-eval-mean, w-eval-next, \
-             w-eval-next-b16, t2-2048, t2-2048-b16, t2-2048-b256)"
+             w-eval-next-b16, t2-2048, t2-2048-b16, t2-2048-b256, t2-2048-b16-cov)"
         ),
     }
 }
@@ -872,11 +874,16 @@ fn read_point<B: Backend>(f: &toto_fallback::Forecast<B>, expected: usize) {
 }
 
 /// `--stream`: per workload, the median of `runs` full forecasts and of `runs` pushes of one
-/// patch each followed by the forecast, both read back, after one untimed run of each.
+/// patch each followed by the forecast, both read back, alternating, after one untimed run of
+/// each.
 fn stream<B: LayerOps>(backend: &B, names: &str, runs: usize) {
     for name in names.split(',') {
         let (model, b, v, c, h, n) = stream_workload(name);
-        let request = ForecastRequest::new(series(b, v, c), h).with_samples(n);
+        let mut request = ForecastRequest::new(series(b, v, c), h).with_samples(n);
+        if name.ends_with("-cov") {
+            // Two covariates known over the context and the horizon.
+            request = request.with_covariates(series(b, 2, c + h));
+        }
         let run = |m: &dyn Fn(&ForecastRequest) -> (f64, f64)| m(&request);
         let (full, pushed) = match model {
             "toto1" => {
@@ -901,7 +908,8 @@ fn stream<B: LayerOps>(backend: &B, names: &str, runs: usize) {
 }
 
 /// The medians of full forecasts of `request` and of a session's push of one patch and next
-/// forecast (the pushes continue `inputs`' curve).
+/// forecast (the pushes continue `inputs`' curve), the two alternating, the first of each
+/// untimed.
 fn stream_times<M: toto_fallback::forecast::Forecaster>(
     model: &M,
     request: &ForecastRequest,
@@ -910,38 +918,43 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
     let [b, v, c] = request.series.shape();
     let h = request.options.prediction_length;
     let p = model.patch_size();
+    let k = request.covariates.as_ref().map_or(0, |c| c.shape()[1]);
     let median = |mut t: Vec<f64>| {
         t.sort_by(f64::total_cmp);
         t[t.len() / 2]
     };
-    let full: Vec<f64> = (0..=runs)
-        .map(|_| {
-            let start = Instant::now();
-            read_point(&model.predict(request).expect("forecast"), b * v * h);
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+    // Full forecasts and pushes alternate, so that a machine whose speed drifts during the run
+    // (a shared host) slows both alike.
     let mut session = model.stream(request).expect("session");
     let mut t = c;
-    let pushed: Vec<f64> = (0..=runs)
-        .map(|_| {
-            let next: Vec<f32> = (0..b * v)
-                .flat_map(|_| (t..t + p).map(|t| (t as f32 / 10.0).sin() + 0.01 * t as f32))
+    let (mut full, mut pushed) = (Vec::new(), Vec::new());
+    for _ in 0..=runs {
+        let start = Instant::now();
+        read_point(&model.predict(request).expect("forecast"), b * v * h);
+        full.push(start.elapsed().as_secs_f64());
+        let next: Vec<f32> = (0..b * v)
+            .flat_map(|_| (t..t + p).map(|t| (t as f32 / 10.0).sin() + 0.01 * t as f32))
+            .collect();
+        t += p;
+        let start = Instant::now();
+        if k > 0 {
+            // The covariates' next patch, keeping them a horizon ahead of the series.
+            let ahead: Vec<f32> = (0..b * k)
+                .flat_map(|_| (t + h - p..t + h).map(|t| (t as f32 / 7.0).cos()))
                 .collect();
-            t += p;
-            let start = Instant::now();
-            session.push(&next, p).expect("push");
-            let mid = start.elapsed().as_secs_f64();
-            read_point(&session.forecast().expect("forecast"), b * v * h);
-            if std::env::var("TOTO_BENCH_SPLIT").is_ok() {
-                eprintln!(
-                    "push {mid:.4} s, forecast {:.4} s",
-                    start.elapsed().as_secs_f64() - mid
-                );
-            }
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+            session.push_covariates(&ahead, p).expect("covariates");
+        }
+        session.push(&next, p).expect("push");
+        let mid = start.elapsed().as_secs_f64();
+        read_point(&session.forecast().expect("forecast"), b * v * h);
+        if std::env::var("TOTO_BENCH_SPLIT").is_ok() {
+            eprintln!(
+                "push {mid:.4} s, forecast {:.4} s",
+                start.elapsed().as_secs_f64() - mid
+            );
+        }
+        pushed.push(start.elapsed().as_secs_f64());
+    }
     (median(full[1..].to_vec()), median(pushed[1..].to_vec()))
 }
 

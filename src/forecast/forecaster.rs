@@ -218,8 +218,8 @@ pub trait Forecaster: Sized + Send + Sync + 'static + sealed::Sealed {
     /// [`Stream::forecast`] returns.
     ///
     /// # Errors
-    /// As [`Forecaster::predict`]; [`Error::Input`] (`Unusable`) for known covariates or a
-    /// model that does not stream ([`MultiDevice`](crate::multi::MultiDevice)).
+    /// As [`Forecaster::predict`] (Toto 1.0 refuses known covariates); [`Error::Input`]
+    /// (`OutOfRange`) for covariates that run more than the window past the series.
     fn stream(&self, request: &ForecastRequest) -> Result<Stream<'_, Self>> {
         Stream::open(self, request, StreamOptions::default())
     }

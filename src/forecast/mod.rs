@@ -17,9 +17,10 @@ pub(crate) use self::forecaster::sealed::Sealed;
 pub use self::forecaster::{Forecaster, Generation};
 pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
+pub(crate) use self::request::check_covariates;
 pub use self::request::{ForecastOptions, ForecastRequest, Toto2Settings, TotoSettings};
 pub use self::series::Series;
-pub use self::stream::{Stream, StreamContext, StreamOptions, StreamStats};
+pub use self::stream::{Stream, StreamContext, StreamCovariates, StreamOptions, StreamStats};
 
 #[cfg(feature = "plot")]
 pub use self::plot::FanChart;

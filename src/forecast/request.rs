@@ -237,3 +237,37 @@ impl ForecastRequest {
         })
     }
 }
+
+/// `Ok` when known covariates fit a batch of `items`: one set per item, every covariate of the
+/// same length (they start at the target's first step; [`Series`] would left-pad a shorter one
+/// and misalign it).
+///
+/// # Errors
+/// [`Error::Input`] (`Shape`) naming the covariate that does not fit.
+pub(crate) fn check_covariates(c: &Series, items: usize) -> Result<()> {
+    let [b, k, t] = c.shape();
+    if b != items {
+        return Err(Error::input(
+            "ForecastRequest::covariates",
+            InputKind::Shape,
+            format!(
+                "the covariates have {b} items and the series {items}: give each item its \
+                 covariates"
+            ),
+        ));
+    }
+    if let Some(r) = c.lengths().iter().position(|&len| len != t) {
+        return Err(Error::input(
+            "ForecastRequest::covariates",
+            InputKind::Shape,
+            format!(
+                "covariate {} of item {} has {} steps and the longest {t}: covariates start at \
+                 the target's first step, so give every one {t} steps (NaN where unknown)",
+                r % k,
+                r / k,
+                c.lengths()[r]
+            ),
+        ));
+    }
+    Ok(())
+}

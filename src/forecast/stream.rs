@@ -96,8 +96,8 @@ pub struct StreamStats {
 }
 
 /// The committed context of a session on the host: whole patches of every series, 0 where
-/// unobserved, on the patch grid fixed when the session opened. What the models' streaming
-/// passes read.
+/// unobserved, on the patch grid fixed when the session opened, and its known covariates. What
+/// the models' streaming passes read.
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct StreamContext {
@@ -114,6 +114,47 @@ pub struct StreamContext {
     /// The most patches the session holds (its window): a model's KV cache is allocated for
     /// these, so that every update attends over one shape.
     pub(crate) window: usize,
+    /// The known covariates, from the context's first step.
+    pub(crate) covariates: Option<StreamCovariates>,
+}
+
+/// A session's known covariates on the host: `K` per item, from the context's first step on,
+/// as far as they have been pushed (ahead of the targets, or behind them).
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct StreamCovariates {
+    /// `K`.
+    pub(crate) count: usize,
+    /// Per covariate (item-major, `B·K`), its steps: 0 where unobserved.
+    pub(crate) values: Vec<Vec<f32>>,
+    /// Per covariate, true where observed.
+    pub(crate) mask: Vec<Vec<bool>>,
+    /// Per covariate, its series id.
+    pub(crate) series_ids: Vec<i32>,
+}
+
+impl StreamCovariates {
+    /// Steps held (every covariate has as many).
+    pub(crate) fn len(&self) -> usize {
+        self.values.first().map_or(0, Vec::len)
+    }
+
+    /// Observed steps of each covariate within its first `steps`.
+    pub(crate) fn observed(&self, steps: usize) -> impl Iterator<Item = usize> + '_ {
+        self.mask
+            .iter()
+            .map(move |m| m[..steps.min(m.len())].iter().filter(|&&m| m).count())
+    }
+}
+
+/// One row of the model's input (a target series or a covariate) over some steps.
+pub(crate) struct InputRow {
+    /// 0 where unobserved.
+    pub(crate) values: Vec<f32>,
+    pub(crate) mask: Vec<bool>,
+    pub(crate) id: i32,
+    /// A target series (forecast), not a covariate (read).
+    pub(crate) target: bool,
 }
 
 impl StreamContext {
@@ -125,6 +166,16 @@ impl StreamContext {
     /// Patches held.
     pub(crate) fn patches(&self) -> usize {
         self.len() / self.patch
+    }
+
+    /// Known covariates per item (0 without).
+    pub(crate) fn covariate_count(&self) -> usize {
+        self.covariates.as_ref().map_or(0, |c| c.count)
+    }
+
+    /// The model's input rows per item: the variates, then the covariates.
+    pub(crate) fn input_variates(&self) -> usize {
+        self.shape[1] + self.covariate_count()
     }
 
     /// Steps `range` of every series: values `[B, V, n]` and mask on `device`.
@@ -156,6 +207,67 @@ impl StreamContext {
         let [b, v] = self.shape;
         Tensor::from_data(TensorData::new(self.series_ids.clone(), [b, v]), device)
     }
+
+    /// Input row `r` (item-major over [`StreamContext::input_variates`] rows per item: the
+    /// item's series, then its covariates) over steps `range`: steps past what is held are
+    /// unobserved (a target's horizon; a covariate not pushed that far).
+    pub(crate) fn input_row(&self, r: usize, range: Range<usize>) -> InputRow {
+        let (v, vk) = (self.shape[1], self.input_variates());
+        let (item, j) = (r / vk, r % vk);
+        let (values, mask, id, target) = match (&self.covariates, j < v) {
+            (Some(c), false) => {
+                let at = item * c.count + j - v;
+                (&c.values[at], &c.mask[at], c.series_ids[at], false)
+            }
+            _ => {
+                let at = item * v + j;
+                (&self.values[at], &self.mask[at], self.series_ids[at], true)
+            }
+        };
+        let held = range.start.min(values.len())..range.end.min(values.len());
+        let missing = range.len() - held.len();
+        let mut x = values[held.clone()].to_vec();
+        let mut m = mask[held].to_vec();
+        x.extend(std::iter::repeat_n(0.0, missing));
+        m.extend(std::iter::repeat_n(false, missing));
+        InputRow {
+            values: x,
+            mask: m,
+            id,
+            target,
+        }
+    }
+
+    /// Every input row over steps `range` ([`StreamContext::input_row`]), the targets' steps
+    /// `observed` counted as observed (a context's last patch, as toto-2 treats it): values
+    /// `[B, V + K, n]`, mask and series ids `[B, V + K]` on `device`.
+    pub(crate) fn inputs(
+        &self,
+        range: Range<usize>,
+        observed: Range<usize>,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<3, Bool>, Tensor<2, Int>) {
+        let (b, vk, n) = (self.shape[0], self.input_variates(), range.len());
+        let mut values = Vec::with_capacity(b * vk * n);
+        let mut mask = Vec::with_capacity(b * vk * n);
+        let mut ids = Vec::with_capacity(b * vk);
+        for r in 0..b * vk {
+            let row = self.input_row(r, range.clone());
+            values.extend(row.values);
+            mask.extend(
+                row.mask
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &m)| m || (row.target && observed.contains(&(range.start + i)))),
+            );
+            ids.push(row.id);
+        }
+        (
+            Tensor::from_data(TensorData::new(values, [b, vk, n]), device),
+            Tensor::from_data(TensorData::new(mask, [b, vk, n]), device),
+            Tensor::from_data(TensorData::new(ids, [b, vk]), device),
+        )
+    }
 }
 
 /// A streaming session over a batch of live series, for either generation ([`Forecaster::stream`]).
@@ -181,8 +293,14 @@ impl StreamContext {
 ///   the running observed range;
 /// - xPos: keys are kept at one centre and moved to the centre a fresh prefill would use.
 ///
+/// Known covariates (Toto 2.0): the request's covariates open the session with the context,
+/// [`Stream::push_covariates`] adds their later steps (a known future ahead of the series), and
+/// each forecast reads them over the context and the horizon.
+///
 /// Not streamed (each forecast recomputes, exactly): Toto 2.0's block decoding
-/// (`v2.decode_block_size` shorter than the horizon). Known covariates are refused.
+/// (`v2.decode_block_size` shorter than the horizon), and a forecast while a covariate has
+/// fewer than `v2.scaler_fallback_min_obs` observations in the context (toto-2's backfill would
+/// read its horizon).
 /// [`MultiDevice`](crate::multi::MultiDevice) does not stream; open one session per device.
 ///
 /// ```
@@ -249,17 +367,6 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         request: &ForecastRequest,
         settings: StreamOptions,
     ) -> Result<Self> {
-        if let Some(c) = &request.covariates {
-            return Err(Error::input(
-                OPEN,
-                InputKind::Unusable,
-                format!(
-                    "a streaming session takes no known covariates (the request has {}): \
-                     forecast them with Forecaster::predict",
-                    c.shape()[1]
-                ),
-            ));
-        }
         let series = &request.series;
         model.check_request(series.shape(), &request.options)?;
         let [b, v, t] = series.shape();
@@ -281,6 +388,42 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             values.push(x[padded - keep..].to_vec());
             mask.push(m[padded - keep..].to_vec());
         }
+        // Covariates start at the target's first step: the same padding and the same steps
+        // dropped; they may run past the context (into the horizon and beyond).
+        let covariates = match &request.covariates {
+            None => None,
+            Some(c) => {
+                super::check_covariates(c, b)?;
+                let [_, k, tc] = c.shape();
+                if tc > t + window * p {
+                    return Err(Error::input(
+                        OPEN,
+                        InputKind::OutOfRange,
+                        format!(
+                            "the covariates have {tc} steps, more than the series' {t} and the \
+                             window's {} ahead: give at most {} (push the rest later)",
+                            window * p,
+                            t + window * p
+                        ),
+                    ));
+                }
+                let drop = padded - keep;
+                let (mut values, mut mask) = (Vec::new(), Vec::new());
+                for r in 0..b * k {
+                    let (row, seen) = (&c.values()[r * tc..][..tc], &c.mask()[r * tc..][..tc]);
+                    let x = std::iter::repeat_n(0.0, pad).chain(row.iter().copied());
+                    let m = std::iter::repeat_n(false, pad).chain(seen.iter().copied());
+                    values.push(x.skip(drop).collect());
+                    mask.push(m.skip(drop).collect());
+                }
+                Some(StreamCovariates {
+                    count: k,
+                    values,
+                    mask,
+                    series_ids: c.series_ids().to_vec(),
+                })
+            }
+        };
         let context = StreamContext {
             shape: [b, v],
             patch: p,
@@ -288,6 +431,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             mask,
             series_ids: series.series_ids().to_vec(),
             window,
+            covariates,
         };
         let clock = match (series.timestamps(), series.interval()) {
             (Some(ts), Some(dt)) => {
@@ -373,6 +517,129 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             })
             .collect();
         Series::from_batch(&batch)?.with_series_ids(&self.context.series_ids)
+    }
+
+    /// The known covariates, aligned with [`Stream::context`] (`[B, K, T_c]` from its first
+    /// step, as far as they were pushed, NaN where unobserved, with their series ids); `None`
+    /// for a session without. With them, [`Stream::forecast`] is the fresh forecast of the
+    /// context with these covariates cut to the context and the horizon (whole patches).
+    ///
+    /// # Errors
+    /// As [`Series::from_batch`].
+    pub fn covariates(&self) -> Result<Option<Series>> {
+        let Some(c) = &self.context.covariates else {
+            return Ok(None);
+        };
+        let b = self.context.shape[0];
+        let batch: Vec<Vec<Vec<f32>>> = (0..b)
+            .map(|i| {
+                (i * c.count..(i + 1) * c.count)
+                    .map(|r| {
+                        c.values[r]
+                            .iter()
+                            .zip(&c.mask[r])
+                            .map(|(&x, &m)| if m { x } else { f32::NAN })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Some(
+            Series::from_batch(&batch)?.with_series_ids(&c.series_ids)?,
+        ))
+    }
+
+    /// Pushes `steps` further steps of every known covariate: `values` is `[B, K, steps]`
+    /// row-major (covariate `r`'s steps at `r·steps..`), NaN or ±inf unknown. Covariates run on
+    /// their own clock from the context's first step and are read by the next forecast, over
+    /// the context and the horizon: push them ahead of the series (a known future) or with
+    /// them, before the series' steps. Steps of patches the session already ran (covariates
+    /// pushed after the series' steps they go with) make it recompute its state, counted in
+    /// [`StreamStats::recomputes`].
+    ///
+    /// On an error nothing of the session changes.
+    ///
+    /// # Errors
+    /// [`Error::Input`]: (`Closed`) for a closed session, (`Unusable`) for a session opened
+    /// without covariates, (`Empty`) for no steps, (`Shape`) for values that are not
+    /// `B·K·steps`, (`OutOfRange`) for covariates that would run more than the window past the
+    /// series' last step; the model's errors (a recompute).
+    pub fn push_covariates(&mut self, values: &[f32], steps: usize) -> Result<()> {
+        const WHAT: &str = "Stream::push_covariates";
+        self.open_state(WHAT)?;
+        let limit = self.len() + self.settings.window;
+        let committed = self.context.len();
+        let b = self.context.shape[0];
+        let Some(c) = self.context.covariates.as_mut() else {
+            return Err(Error::input(
+                WHAT,
+                InputKind::Unusable,
+                "the session has no known covariates: open it on a request with \
+                 ForecastRequest::with_covariates",
+            ));
+        };
+        if steps == 0 {
+            return Err(Error::input(WHAT, InputKind::Empty, "no steps to push"));
+        }
+        let k = c.count;
+        if Some(values.len()) != (b * k).checked_mul(steps) {
+            return Err(Error::input(
+                WHAT,
+                InputKind::Shape,
+                format!(
+                    "{} values for {steps} steps of [{b}, {k}] covariates: give B·K·steps = {} \
+                     values, covariate-major (covariate r's steps at r·steps..)",
+                    values.len(),
+                    (b * k).saturating_mul(steps)
+                ),
+            ));
+        }
+        let held = c.len();
+        if held.saturating_add(steps) > limit {
+            return Err(Error::input(
+                WHAT,
+                InputKind::OutOfRange,
+                format!(
+                    "the covariates would hold {} steps, more than the series' {} and the \
+                     window's {} past them",
+                    held.saturating_add(steps),
+                    limit - self.settings.window,
+                    self.settings.window
+                ),
+            ));
+        }
+        for ((x, m), new) in c
+            .values
+            .iter_mut()
+            .zip(&mut c.mask)
+            .zip(values.chunks(steps))
+        {
+            for &y in new {
+                let seen = y.is_finite();
+                x.push(if seen { y } else { 0.0 });
+                m.push(seen);
+            }
+        }
+        if held >= committed {
+            return Ok(());
+        }
+        // Steps of patches already run: their keys were computed without these values.
+        match self.model.stream_open(&self.context, &self.options) {
+            Ok(state) => {
+                self.state = Some(state);
+                self.stats.recomputes += 1;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(c) = self.context.covariates.as_mut() {
+                    for (x, m) in c.values.iter_mut().zip(&mut c.mask) {
+                        x.truncate(held);
+                        m.truncate(held);
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Closes the session, freeing its device memory; later calls are refused.
@@ -552,6 +819,19 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             .zip(&mut self.context.mask)
             .map(|(x, m)| (x.drain(..drop).collect(), m.drain(..drop).collect()))
             .collect();
+        // The covariates keep starting at the context's first step.
+        let dropped_covariates: Vec<(Vec<f32>, Vec<bool>)> = match &mut self.context.covariates {
+            None => Vec::new(),
+            Some(c) => c
+                .values
+                .iter_mut()
+                .zip(&mut c.mask)
+                .map(|(x, m)| {
+                    let n = drop.min(x.len());
+                    (x.drain(..n).collect(), m.drain(..n).collect())
+                })
+                .collect(),
+        };
         match self.model.stream_open(&self.context, &self.options) {
             Ok(state) => {
                 self.state = Some(state);
@@ -569,6 +849,14 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                 {
                     x.splice(0..0, dx);
                     m.splice(0..0, dm);
+                }
+                if let Some(c) = &mut self.context.covariates {
+                    for ((x, m), (dx, dm)) in
+                        c.values.iter_mut().zip(&mut c.mask).zip(dropped_covariates)
+                    {
+                        x.splice(0..0, dx);
+                        m.splice(0..0, dm);
+                    }
                 }
                 Err(e)
             }

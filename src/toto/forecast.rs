@@ -298,15 +298,7 @@ impl<B: LayerOps> Toto<B> {
     /// ignores time).
     fn predict_request(&self, request: &ForecastRequest, draws: Option<&B>) -> Result<Forecast<B>> {
         if let Some(c) = &request.covariates {
-            return Err(Error::input(
-                WHAT,
-                InputKind::Unusable,
-                format!(
-                    "Toto 1.0 takes no known covariates (the request has {} of them): forecast \
-                     with Toto 2.0, or leave ForecastRequest::covariates empty",
-                    c.shape()[1]
-                ),
-            ));
+            return Err(no_covariates(c.shape()[1]));
         }
         let series = &request.series;
         let [b, v, t] = series.shape();
@@ -360,6 +352,9 @@ impl<B: LayerOps> Forecaster for Toto<B> {
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<TotoStream<B>> {
+        if let Some(c) = &context.covariates {
+            return Err(no_covariates(c.count));
+        }
         // Room for the window and a mean forecast's decoded patches: every update and every
         // forecast step attends over one shape.
         let steps = options.prediction_length.div_ceil(self.config().patch_size);
@@ -553,4 +548,16 @@ impl<B: LayerOps> Decoder<'_, B> {
         }
         Ok(self.trim(chunk.series))
     }
+}
+
+/// The refusal of `k` known covariates: Toto 1.0 has no input for them.
+fn no_covariates(k: usize) -> Error {
+    Error::input(
+        WHAT,
+        InputKind::Unusable,
+        format!(
+            "Toto 1.0 takes no known covariates (the request has {k} of them): forecast with \
+             Toto 2.0, or leave ForecastRequest::covariates empty"
+        ),
+    )
 }

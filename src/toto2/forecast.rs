@@ -390,30 +390,7 @@ impl<B: LayerOps> Toto2<B> {
 /// [`Covariates`] of a request's covariate [`Series`]: `[B, K, T_c]`, every covariate as long as
 /// the longest (a shorter one would be left-padded, misaligning it with the target).
 fn known_covariates(c: &Series, items: usize, device: &burn::tensor::Device) -> Result<Covariates> {
-    let [b, k, t] = c.shape();
-    if b != items {
-        return Err(Error::input(
-            "ForecastRequest::covariates",
-            InputKind::Shape,
-            format!(
-                "the covariates have {b} items and the series {items}: give each item its \
-                 covariates"
-            ),
-        ));
-    }
-    if let Some(r) = c.lengths().iter().position(|&len| len != t) {
-        return Err(Error::input(
-            "ForecastRequest::covariates",
-            InputKind::Shape,
-            format!(
-                "covariate {} of item {} has {} steps and the longest {t}: covariates start at \
-                 the target's first step, so give every one {t} steps (NaN where unknown)",
-                r % k,
-                r / k,
-                c.lengths()[r]
-            ),
-        ));
-    }
+    crate::forecast::check_covariates(c, items)?;
     let (values, mask, series_ids) = c.to_tensors(device);
     Ok(Covariates {
         values,
@@ -487,7 +464,9 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<(Forecast<B>, bool)> {
-        self.check_request([context.shape[0], context.shape[1], context.len()], options)?;
+        let (patches, block) = self.blocks(options)?;
+        let dims = [context.shape[0], context.shape[1], context.len()];
+        self.check_size(dims, context.covariate_count(), patches, block)?;
         self.stream_predict(state, context, options)
     }
 }

@@ -12,16 +12,21 @@
 //! - with `has_missing_values`, patches attend only to patches of their group (empty patches to
 //!   empty ones): the session builds that mask over the cached patches;
 //! - with xPos, one pass's keys and queries share a centre: the session writes every key at
-//!   centre 0, which leaves each score as a fresh pass computes it.
+//!   centre 0, which leaves each score as a fresh pass computes it;
+//! - known covariates are extra variates after each item's series, with their real masks (the
+//!   last context patch included) and their known horizon: a pass scales and embeds the
+//!   horizon's steps with the context's, and a forecast while a covariate has fewer than
+//!   `v2.scaler_fallback_min_obs` observations in the context is a fresh one (the backfill
+//!   would read the covariate's horizon).
 
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use super::decoder::{Cache, Pass};
-use super::forecast::backfill;
+use super::forecast::{Covariates, backfill};
 use super::model::{EMPTY_PATCH, LEVELS, Toto2, group_ids, scaled};
 use crate::backend::{LayerOps, Mask, RowState, ScalerSpec, ScalerState};
 use crate::error::Result;
-use crate::forecast::{Forecast, ForecastOptions, StreamContext};
+use crate::forecast::{Forecast, ForecastOptions, StreamContext, StreamCovariates};
 use crate::nn::phases::Phases;
 
 /// A Toto 2.0 session's state.
@@ -32,15 +37,18 @@ pub struct Toto2Stream {
     cache: Cache,
     /// Context patches the cache covers; the patches after them run with the next forecast.
     run: usize,
-    /// The decoder's output at patch `run − 1`, `[B, V, 1, D]`: what predicts the patch after.
+    /// The decoder's output at patch `run − 1`, `[B, V + K, 1, D]` (the series, then the
+    /// known covariates): what predicts the patch after.
     anchor: Tensor<4>,
-    /// The scaler's `(loc, scale)` at the end of patch `run − 1`, `[B, V, 1]`.
+    /// The scaler's `(loc, scale)` at the end of patch `run − 1`, `[B, V + K, 1]`.
     last: (Tensor<3>, Tensor<3>),
-    /// Per series, the scaler's statistics before patch `run − 1` (its real mask).
+    /// Per input row (series and covariates, item-major), the scaler's statistics before
+    /// patch `run − 1` (its real mask).
     rows: Vec<RowState>,
-    /// Per series and patch up to `run`, its group id (patch `run − 1`'s as if observed).
+    /// Per input row and patch up to `run`, its group id (a series' patch `run − 1` as if
+    /// observed).
     gids: Vec<Vec<i64>>,
-    /// Per series, the observed range and count before patch `run − 1`.
+    /// Per input row, the observed range and count before patch `run − 1`.
     seen: Vec<(f32, f32, usize)>,
 }
 
@@ -55,7 +63,7 @@ impl<B: LayerOps> Toto2<B> {
     }
 
     /// The scaler's statistics, observed range and count of `context`'s steps `range`,
-    /// continuing `rows`/`seen` (the real masks).
+    /// continuing `rows`/`seen` (every input row, the real masks).
     fn stream_host(
         &self,
         context: &StreamContext,
@@ -64,29 +72,34 @@ impl<B: LayerOps> Toto2<B> {
         range: std::ops::Range<usize>,
     ) {
         let spec = ScalerSpec::toto2(context.patch);
-        for ((state, seen), (x, m)) in rows
-            .iter_mut()
-            .zip(seen)
-            .zip(context.values.iter().zip(&context.mask))
-        {
-            let (x, m) = (&x[range.clone()], &m[range.clone()]);
-            let w: Vec<f32> = m.iter().map(|&m| f32::from(u8::from(m))).collect();
-            let (mut loc, mut scale) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-            state.extend(x, &w, &mut loc, &mut scale, spec);
-            for (&x, _) in x.iter().zip(m).filter(|(_, m)| **m) {
+        for (r, (state, seen)) in rows.iter_mut().zip(seen).enumerate() {
+            let row = context.input_row(r, range.clone());
+            let w: Vec<f32> = row.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+            let (mut loc, mut scale) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+            state.extend(&row.values, &w, &mut loc, &mut scale, spec);
+            for (&x, _) in row.values.iter().zip(&row.mask).filter(|(_, m)| **m) {
                 *seen = (seen.0.min(x), seen.1.max(x), seen.2 + 1);
             }
         }
     }
 
-    /// The real mask of steps `range` with its last patch observed, `[B, V, n]`.
-    fn forced(&self, mask: Tensor<3, Bool>, p: usize) -> Tensor<3, Bool> {
-        let [b, v, n] = mask.dims();
-        let trues = Tensor::<3, Int>::ones([b, v, p], &mask.device()).bool();
-        if n == p {
-            return trues;
-        }
-        Tensor::cat(vec![mask.narrow(2, 0, n - p), trues], 2)
+    /// The group ids of input row `r`'s context patches `patches`: a target's last context
+    /// patch as observed.
+    fn context_gids(
+        context: &StreamContext,
+        r: usize,
+        patches: std::ops::Range<usize>,
+    ) -> Vec<i64> {
+        let (p, last) = (context.patch, context.patches() - 1);
+        let row = context.input_row(r, patches.start * p..patches.end * p);
+        row.mask
+            .chunks(p)
+            .zip(patches)
+            .map(|(m, i)| match row.target && i == last {
+                true => i64::from(row.id),
+                false => Self::gid(row.id, m),
+            })
+            .collect()
     }
 
     /// The time layers' mask of queries at patches `queries` over a cache of `width` entries
@@ -130,13 +143,11 @@ impl<B: LayerOps> Toto2<B> {
         let (p, t) = (context.patch, context.len());
         let ip = t / p;
         let device = self.device();
-        let (x, real) = context.tensors(0..t, device);
-        let mask = self.forced(real, p);
+        let (x, mask, ids) = context.inputs(0..t, t - p..t, device);
         let (loc, scale) = self.scale(x.clone(), mask.clone())?;
         let min_obs = options.v2.scaler_fallback_min_obs;
         let (loc, scale) = backfill(&x, &mask, loc, scale, p, min_obs);
         let embedded = self.embed(scaled(x, &loc, &scale, mask.clone()), mask.clone().float())?;
-        let ids = context.ids(device);
         let time_ids: Vec<usize> = (0..ip).collect();
         let pass = Pass {
             time_ids: &time_ids,
@@ -150,28 +161,20 @@ impl<B: LayerOps> Toto2<B> {
         let (horizon, _) = self.blocks(options)?;
         let mut cache = Cache::with_capacity(context.window.max(ip) + horizon);
         let out = self.decode(embedded, &pass, Some(&mut cache))?;
-        let [b, v] = context.shape;
+        let rows = context.shape[0] * context.input_variates();
         let spec = ScalerSpec::toto2(p);
-        let mut rows = vec![RowState::start(&[], &[], spec); b * v];
-        let mut seen = vec![(f32::INFINITY, f32::NEG_INFINITY, 0); b * v];
-        self.stream_host(context, &mut rows, &mut seen, 0..t - p);
-        let gids = (0..b * v)
-            .map(|r| {
-                let id = context.series_ids[r];
-                let mut g: Vec<i64> = context.mask[r][..t - p]
-                    .chunks(p)
-                    .map(|m| Self::gid(id, m))
-                    .collect();
-                g.push(i64::from(id));
-                g
-            })
+        let mut states = vec![RowState::start(&[], &[], spec); rows];
+        let mut seen = vec![(f32::INFINITY, f32::NEG_INFINITY, 0); rows];
+        self.stream_host(context, &mut states, &mut seen, 0..t - p);
+        let gids = (0..rows)
+            .map(|r| Self::context_gids(context, r, 0..ip))
             .collect();
         Ok(Toto2Stream {
             cache,
             run: ip,
             anchor: out.narrow(2, ip - 1, 1),
             last: (loc.narrow(2, t - 1, 1), scale.narrow(2, t - 1, 1)),
-            rows,
+            rows: states,
             gids,
             seen,
         })
@@ -196,45 +199,58 @@ impl<B: LayerOps> Toto2<B> {
         }
         let device = self.device();
         let mut phases = Phases::new("toto_fallback::toto2", device);
-        let [b, v] = context.shape;
+        let [b, vk] = [context.shape[0], context.input_variates()];
         let has_missing = options.v2.has_missing_values;
-        // The context rows: the tentative patch again (its real mask now) and the new ones.
-        let mut gids = state.gids.clone();
+        // The pass's rows: the tentative patch again (its real mask now) and the new ones when
+        // there are new ones, then the horizon.
+        let first = if new > 0 { n - 1 } else { n };
+        // The scaler continues from the tentative patch over the new patches, and with known
+        // covariates over the horizon too (their steps are known there; the targets' are not,
+        // and embed as zeros): statistics for this pass only, the committed ones are
+        // recomputed on the host below.
+        let covariates = context.covariate_count() > 0;
+        let end = if covariates { t + pred * p } else { t };
         let mut parts = Vec::new();
         let mut context_rows = None;
-        if new > 0 {
+        if new > 0 || covariates {
             let from = (n - 1) * p;
-            let (x, real) = context.tensors(from..t, device);
-            let mask = self.forced(real, p);
-            let mut scaler = ScalerState::from_rows([b, v], state.rows.clone());
+            let (x, mask, _) = context.inputs(from..end, t - p..t, device);
+            let mut scaler = ScalerState::from_rows([b, vk], state.rows.clone());
             let (loc, scale) = self.backend.patch_scaler_extend(
                 &mut scaler,
                 x.clone(),
                 mask.clone().float(),
                 ScalerSpec::toto2(p),
             )?;
-            parts.push(self.embed(scaled(x, &loc, &scale, mask.clone()), mask.float())?);
-            for (r, g) in gids.iter_mut().enumerate() {
-                let id = context.series_ids[r];
-                g.truncate(n - 1);
-                g.extend(
-                    context.mask[r][from..t - p]
-                        .chunks(p)
-                        .map(|m| Self::gid(id, m)),
-                );
-                g.push(i64::from(id));
+            if new > 0 {
+                let at = |x: &Tensor<3>| x.clone().narrow(2, t - 1 - from, 1);
+                context_rows = Some((at(&loc), at(&scale)));
             }
-            let last = (new + 1) * p - 1;
-            context_rows = Some((loc.narrow(2, last, 1), scale.narrow(2, last, 1)));
+            let (skip, len) = ((first + 1 - n) * p, end - first * p);
+            parts.push(self.embed(
+                scaled(x, &loc, &scale, mask.clone()).narrow(2, skip, len),
+                mask.float().narrow(2, skip, len),
+            )?);
         }
-        let first = if new > 0 { n - 1 } else { n };
-        let queries = first..context.patches() + pred;
-        if pred > 0 {
-            let zeros = Tensor::<3>::zeros([b, v, pred * p], device);
+        if !covariates && pred > 0 {
+            let zeros = Tensor::<3>::zeros([b, vk, pred * p], device);
             parts.push(self.embed(zeros.clone(), zeros)?);
         }
+        let embedded = match parts.len() {
+            1 => parts.remove(0),
+            _ => Tensor::cat(parts, 2),
+        };
+        let mut gids = state.gids.clone();
+        if new > 0 {
+            for (r, g) in gids.iter_mut().enumerate() {
+                g.truncate(n - 1);
+                g.extend(Self::context_gids(context, r, n - 1..context.patches()));
+            }
+        }
+        let queries = first..context.patches() + pred;
         let mut all = gids.clone();
-        for (g, &id) in all.iter_mut().zip(&context.series_ids) {
+        for (r, g) in all.iter_mut().enumerate() {
+            let id = context.input_row(r, 0..0).id;
             g.extend(std::iter::repeat_n(i64::from(id), pred));
         }
         let pass_gids: Vec<i64> = all.iter().flat_map(|g| g[first..].to_vec()).collect();
@@ -252,14 +268,10 @@ impl<B: LayerOps> Toto2<B> {
         let width = cache.width(s);
         let pass = Pass {
             time_ids: &time_ids,
-            gids: Tensor::from_data(TensorData::new(pass_gids, [b, v, s]), device),
+            gids: Tensor::from_data(TensorData::new(pass_gids, [b, vk, s]), device),
             has_missing_values: has_missing,
             time_mask: Some(self.stream_mask(&all, queries, width, has_missing)),
             xpos_centre: Some(0),
-        };
-        let embedded = match parts.len() {
-            1 => parts.remove(0),
-            _ => Tensor::cat(parts, 2),
         };
         phases.mark(|| format!("session pass over {s} patches: inputs, scaler, mask"));
         let out = match self.decode(embedded, &pass, Some(&mut *cache)) {
@@ -298,12 +310,13 @@ impl<B: LayerOps> Toto2<B> {
         let (patches, block) = self.blocks(options)?;
         let device = self.device();
         let (p, t) = (context.patch, context.len());
-        if block < patches {
-            let (x, mask) = context.tensors(0..t, device);
-            let f = self.forecast(x, Some(mask), Some(context.ids(device)), None, options)?;
-            return Ok((f, false));
-        }
         let min_obs = options.v2.scaler_fallback_min_obs;
+        // A covariate short of `min_obs` observations in the context: toto-2's backfill reads
+        // its first observations, in the horizon too.
+        let short = |c: &StreamCovariates| c.observed(t).any(|n| n < min_obs);
+        if block < patches || (min_obs > 0 && context.covariates.as_ref().is_some_and(short)) {
+            return Ok((self.stream_fresh(context, patches, options)?, false));
+        }
         let stale = state.run < context.patches();
         let recompute = stale && state.seen.iter().any(|&(_, _, n)| n < min_obs);
         if recompute {
@@ -315,19 +328,26 @@ impl<B: LayerOps> Toto2<B> {
             None => state.anchor.clone(),
         };
         let [b, v] = context.shape;
+        // The targets' rows (the covariates are read, not forecast).
+        let outputs = match context.input_variates() > v {
+            true => outputs.narrow(1, 0, v),
+            false => outputs,
+        };
         let mut phases = Phases::new("toto_fallback::toto2", device);
         let q = self.head(outputs)?; // [9, B, V, patches, P]
         phases.mark(|| "session forecast: head".to_owned());
-        let at = |x: &Tensor<3>| x.clone().reshape([1, b, v, 1, 1]);
+        let at = |x: &Tensor<3>| x.clone().narrow(1, 0, v).reshape([1, b, v, 1, 1]);
         let (loc, scale) = (at(&state.last.0), at(&state.last.1));
         let k = options.v2.quantile_real_cap_k;
         let cap = (k > 0.0).then(|| {
             // The observed range with the last patch as observed (its gaps are zeros).
-            let (lo, hi): (Vec<f32>, Vec<f32>) = state
-                .seen
+            let vk = context.input_variates();
+            let (lo, hi): (Vec<f32>, Vec<f32>) = context
+                .values
                 .iter()
-                .zip(&context.values)
-                .map(|(&(lo, hi, _), x)| {
+                .enumerate()
+                .map(|(q, x)| {
+                    let (lo, hi, _) = state.seen[q / v * vk + q % v];
                     x[t - p..]
                         .iter()
                         .fold((lo, hi), |(lo, hi), &x| (lo.min(x), hi.max(x)))
@@ -346,5 +366,36 @@ impl<B: LayerOps> Toto2<B> {
         let forecast = self.knots_forecast(quantiles)?;
         phases.mark(|| "session forecast: distribution".to_owned());
         Ok((forecast, recompute))
+    }
+
+    /// A fresh forecast of `context` with its covariates over the context and the horizon's
+    /// `patches` (unobserved past what was pushed).
+    fn stream_fresh(
+        &self,
+        context: &StreamContext,
+        patches: usize,
+        options: &ForecastOptions,
+    ) -> Result<Forecast<B>> {
+        let device = self.device();
+        let (p, t) = (context.patch, context.len());
+        let (x, mask) = context.tensors(0..t, device);
+        let covariates = context.covariates.as_ref().map(|c| {
+            let [b, v] = context.shape;
+            let (k, n) = (c.count, t + patches * p);
+            let rows: Vec<_> = (0..b)
+                .flat_map(|i| (v..v + k).map(move |j| i * (v + k) + j))
+                .map(|r| context.input_row(r, 0..n))
+                .collect();
+            let values = rows.iter().flat_map(|r| r.values.iter().copied()).collect();
+            let mask = rows.iter().flat_map(|r| r.mask.iter().copied()).collect();
+            let ids = rows.iter().map(|r| r.id).collect();
+            Covariates {
+                values: Tensor::from_data(TensorData::new(values, [b, k, n]), device),
+                mask: Tensor::from_data(TensorData::new::<bool, _>(mask, [b, k, n]), device),
+                series_ids: Tensor::from_data(TensorData::new(ids, [b, k]), device),
+            }
+        });
+        let ids = Some(context.ids(device));
+        self.forecast(x, Some(mask), ids, covariates.as_ref(), options)
     }
 }

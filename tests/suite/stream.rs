@@ -1,7 +1,8 @@
 //! Streaming sessions (`Forecaster::stream`): after pushes of one step, partial patches, whole
 //! patches, gaps and across the window's slide, the session's forecast equals a fresh forecast
 //! of its context (Toto 1.0 mean mode and seeded samples, Toto 2.0 quantiles with and without
-//! xPos and toto-2's GluonTS options), on the CPU and the fallback; the passes stay incremental
+//! xPos and toto-2's GluonTS options, with known covariates pushed ahead of or behind the
+//! series), on the CPU and the fallback; the passes stay incremental
 //! (no recompute but the slides) where nothing forces one, and recompute where Toto 1.0's clamp
 //! or Toto 2.0's backfill moves; scores are the forecast's own; bad input leaves the session as
 //! it was.
@@ -57,8 +58,34 @@ fn parts<B: Backend>(f: &Forecast<B>, skip: usize) -> Vec<f64> {
     out
 }
 
+/// The first `n` steps of `series` (all of them if it has fewer), NaN where unobserved.
+fn first_steps(series: &Series, n: usize) -> Series {
+    let [b, k, t] = series.shape();
+    let n = n.min(t);
+    let rows: Vec<Vec<Vec<f32>>> = (0..b)
+        .map(|i| {
+            (0..k)
+                .map(|j| {
+                    let r = (i * k + j) * t;
+                    (r..r + n)
+                        .map(|at| match series.mask()[at] {
+                            true => series.values()[at],
+                            false => f32::NAN,
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    Series::from_batch(&rows)
+        .unwrap()
+        .with_series_ids(series.series_ids())
+        .unwrap()
+}
+
 /// `Ok` when the session's forecast equals a fresh forecast of its committed context (the
-/// pending steps cut from a longer one) within 1e-5 of the context's scale (its largest
+/// pending steps cut from a longer one, its covariates cut to the context and the horizon)
+/// within 1e-5 of the context's scale (its largest
 /// absolute value, at least 1), the backend reseeded before each.
 fn matches_fresh<M: Forecaster>(model: &M, stream: &mut Stream<'_, M>, what: &str) {
     let backend = model.backend();
@@ -68,12 +95,15 @@ fn matches_fresh<M: Forecaster>(model: &M, stream: &mut Stream<'_, M>, what: &st
     let skip = stream.pending();
     let mut options = stream.options().clone();
     options.prediction_length += skip;
+    let h = options.prediction_length;
+    let mut request = ForecastRequest::new(context.clone(), h).with_options(options);
+    if let Some(c) = stream.covariates().unwrap() {
+        // The covariates over the context and the horizon, in whole patches.
+        let p = model.patch_size();
+        request = request.with_covariates(first_steps(&c, context.shape()[2] + h.div_ceil(p) * p));
+    }
     backend.seed(7);
-    let fresh = model
-        .predict(
-            &ForecastRequest::new(context.clone(), options.prediction_length).with_options(options),
-        )
-        .unwrap();
+    let fresh = model.predict(&request).unwrap();
     let want = parts(&fresh, skip);
     let scale = context.values().iter().fold(1.0f32, |m, &x| m.max(x.abs())) as f64;
     assert_eq!(got.len(), want.len(), "{what}");
@@ -181,6 +211,107 @@ on_backends!(
             let what = format!("Toto 2.0 {dir}, {:?}", options.v2);
             let stats = replay(&model, options, &what);
             assert_eq!(stats.recomputes, stats.slides, "{what}: {stats:?}");
+        }
+    }
+);
+
+/// Covariate `r` (item-major over `[B, K]`) at step `t`: its own curve; item 1's is unknown
+/// before step `late` (too few observations for toto-2's backfill at first).
+fn covariate(r: usize, t: usize, late: usize) -> f32 {
+    if r == 1 && t < late {
+        return f32::NAN;
+    }
+    let (r, t) = (r as f32, t as f32);
+    2.0 * ((t + r) / 3.0).cos() + 0.05 * t - 3.0 * r
+}
+
+// Toto 2.0 with a known covariate per item, the default settings and toto-2's GluonTS ones
+// (backfill of 8 observations, cap, groups of missing patches), without and with xPos: the
+// covariates pushed ahead of the series one step or several at a time, then falling behind the
+// series and filled in (a recompute), across the window's slide; each forecast as a fresh
+// forecast with the covariates cut to its horizon. Item 1's covariate starts unknown: with
+// toto-2's settings the session forecasts afresh until it has 8 observations.
+on_backends!(
+    toto2_sessions_with_covariates_forecast_as_fresh_forecasts,
+    [ndarray, fallback],
+    |b| {
+        for (dir, options) in [
+            (TOTO2, ForecastOptions::new(40)),
+            (TOTO2, ForecastOptions::gluonts(40)),
+            (TOTO2_XPOS, ForecastOptions::new(20)),
+        ] {
+            let model = Toto2::from_dir(&*b, dir).unwrap();
+            let what = format!("Toto 2.0 {dir} with covariates, {:?}", options.v2);
+            let (items, v, p) = (2, 2, model.patch_size());
+            let t0 = 5 * p + 3;
+            let late = t0 + 4;
+            let known = |from: usize, n: usize| -> Vec<f32> {
+                (0..items)
+                    .flat_map(|r| (from..from + n).map(move |t| covariate(r, t, late)))
+                    .collect()
+            };
+            let history_c: Vec<Vec<Vec<f32>>> = (0..items)
+                .map(|r| vec![(0..t0 + p + 7).map(|t| covariate(r, t, late)).collect()])
+                .collect();
+            let covariates = Series::from_batch(&history_c).unwrap();
+            let min_obs = options.v2.scaler_fallback_min_obs;
+            let request = ForecastRequest::new(history(items, v, t0), options.prediction_length)
+                .with_options(options)
+                .with_covariates(covariates);
+            let window = StreamOptions::default().with_window(10 * p, 3 * p).unwrap();
+            let mut stream = model.stream_with(&request, window).unwrap();
+            matches_fresh(&model, &mut stream, &format!("{what}: open"));
+            // The series' next step and the covariates'.
+            let mut at = (t0, t0 + p + 7);
+            let none = |_: usize, _: usize| false;
+            let push = |stream: &mut Stream<'_, Toto2<_>>,
+                        (t, tc): &mut (usize, usize),
+                        n: usize,
+                        ahead: usize| {
+                if ahead > 0 {
+                    stream.push_covariates(&known(*tc, ahead), ahead).unwrap();
+                    *tc += ahead;
+                }
+                stream.push(&steps(items * v, *t, n, none), n).unwrap();
+                *t += n;
+                let label = format!("{what}: after step {t}, covariates to {tc}");
+                matches_fresh(&model, stream, &label);
+            };
+            for step in 0..p {
+                push(&mut stream, &mut at, 1, usize::from(step % 4 == 0) * 4);
+            }
+            push(&mut stream, &mut at, 3, p);
+            push(&mut stream, &mut at, p - 3, 0);
+            push(&mut stream, &mut at, 2 * p, 0);
+            // Item 1's covariate short of toto-2's 8 observations: forecasts afresh, then a
+            // prefill once it has them; nothing else recomputes.
+            let early = stream.stats().recomputes;
+            match min_obs {
+                0 => assert_eq!(early, 0, "{what}: {:?}", stream.stats()),
+                _ => assert!(early >= 1, "{what}: {:?}", stream.stats()),
+            }
+            // The series run past the covariates; filling them in recomputes.
+            let (t, tc) = at;
+            assert!(tc < t, "{what}: covariates to {tc}, series to {t}");
+            stream
+                .push_covariates(&known(tc, t - tc + p), t - tc + p)
+                .unwrap();
+            at.1 = t + p;
+            assert_eq!(stream.stats().recomputes, early + 1, "{what}");
+            matches_fresh(
+                &model,
+                &mut stream,
+                &format!("{what}: covariates filled in"),
+            );
+            push(&mut stream, &mut at, p, p);
+            assert_eq!(stream.stats().slides, 1, "{what}: {:?}", stream.stats());
+            push(&mut stream, &mut at, p + 5, 0);
+            let stats = stream.stats();
+            assert_eq!(
+                stats.recomputes,
+                early + 1 + stats.slides,
+                "{what}: {stats:?}"
+            );
         }
     }
 );
@@ -379,11 +510,45 @@ fn stream_refuses_bad_input_and_keeps_its_state() {
         kind(plain.push_at(0, &[1.0; 2], 1).unwrap_err()),
         InputKind::Unusable
     );
-    // Covariates, a bad window, Toto 1.0's mean mode asked for scores.
+    // Covariates: pushed to a session without, of the wrong shape, too far ahead, to a closed
+    // session; Toto 1.0 has none.
+    assert_eq!(
+        kind(plain.push_covariates(&[1.0], 1).unwrap_err()),
+        InputKind::Unusable
+    );
     let with = ForecastRequest::new(history(1, 2, 40), 8).with_covariates(history(1, 1, 48));
-    assert_eq!(kind(model.stream(&with).unwrap_err()), InputKind::Unusable);
-    assert!(StreamOptions::default().with_window(64, 64).is_err());
+    let mut covariates = model.stream(&with).unwrap();
+    let held = (
+        covariates.covariates().unwrap(),
+        parts(&covariates.forecast().unwrap(), 0),
+    );
+    assert_eq!(
+        kind(covariates.push_covariates(&[1.0; 3], 2).unwrap_err()),
+        InputKind::Shape
+    );
+    assert_eq!(
+        kind(covariates.push_covariates(&[], 0).unwrap_err()),
+        InputKind::Empty
+    );
+    let far = vec![1.0; 4096];
+    assert_eq!(
+        kind(covariates.push_covariates(&far, far.len()).unwrap_err()),
+        InputKind::OutOfRange
+    );
+    assert_eq!(covariates.covariates().unwrap(), held.0);
+    assert_eq!(parts(&covariates.forecast().unwrap(), 0), held.1);
+    assert_eq!(covariates.stats().recomputes, 0);
+    covariates.close();
+    assert_eq!(
+        kind(covariates.push_covariates(&[1.0], 1).unwrap_err()),
+        InputKind::Closed
+    );
+    let two = ForecastRequest::new(history(2, 2, 40), 8).with_covariates(history(1, 1, 48));
+    assert_eq!(kind(model.stream(&two).unwrap_err()), InputKind::Shape);
     let v1 = Toto::from_dir(&*cpu, TOTO1).unwrap();
+    assert_eq!(kind(v1.stream(&with).unwrap_err()), InputKind::Unusable);
+    // A bad window, Toto 1.0's mean mode asked for scores.
+    assert!(StreamOptions::default().with_window(64, 64).is_err());
     let request = ForecastRequest::new(history(1, 2, 40), 8).with_samples(None);
     let mut mean = v1.stream(&request).unwrap();
     let len = mean.len();
