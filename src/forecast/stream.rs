@@ -7,7 +7,9 @@ use std::ops::Range;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use super::{AnomalyScores, Forecast, ForecastOptions, ForecastRequest, Forecaster, Series};
+use super::{
+    AnomalyScores, Forecast, ForecastOptions, ForecastRequest, Forecaster, Generation, Series,
+};
 use crate::error::{Error, InputKind, Result};
 
 /// How a [`Stream`] bounds its context: once it holds more than `window` steps it drops its
@@ -89,7 +91,8 @@ pub struct StreamStats {
     /// the pass of the next forecast, with the horizon's patches).
     pub patches: u64,
     /// Full prefills after the open: where a pushed patch changed what the cached patches had
-    /// been computed with (Toto 1.0's clamp, Toto 2.0's short-context backfill), and at slides.
+    /// been computed with (Toto 1.0's clamp, Toto 2.0's short-context backfill, covariate steps
+    /// pushed into patches already run), and at slides.
     pub recomputes: u64,
     /// Times the window slid.
     pub slides: u64,
@@ -131,6 +134,10 @@ pub struct StreamCovariates {
     pub(crate) mask: Vec<Vec<bool>>,
     /// Per covariate, its series id.
     pub(crate) series_ids: Vec<i32>,
+    /// Steps dropped from the context's start (a slide, or the open's window) that the
+    /// covariates had not reached: the first this many steps pushed next belong before the
+    /// context and are discarded, so that later steps stay aligned with the series.
+    pub(crate) owed: usize,
 }
 
 impl StreamCovariates {
@@ -392,6 +399,10 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         // dropped; they may run past the context (into the horizon and beyond).
         let covariates = match &request.covariates {
             None => None,
+            // Toto 1.0 has no input for them: its refusal before any check of theirs.
+            Some(c) if model.generation() == Generation::V1 => {
+                return Err(crate::toto::no_covariates(c.shape()[1]));
+            }
             Some(c) => {
                 super::check_covariates(c, b)?;
                 let [_, k, tc] = c.shape();
@@ -408,6 +419,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                     ));
                 }
                 let drop = padded - keep;
+                let owed = drop.saturating_sub(pad + tc);
                 let (mut values, mut mask) = (Vec::new(), Vec::new());
                 for r in 0..b * k {
                     let (row, seen) = (&c.values()[r * tc..][..tc], &c.mask()[r * tc..][..tc]);
@@ -421,6 +433,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                     values,
                     mask,
                     series_ids: c.series_ids().to_vec(),
+                    owed,
                 })
             }
         };
@@ -495,7 +508,8 @@ impl<'m, M: Forecaster> Stream<'m, M> {
 
     /// The context its forecasts are those of: the committed steps, the grid's left padding
     /// and gaps as NaN, with the series ids (`[B, V, T]`, `T` whole patches). A fresh
-    /// [`Forecaster::predict`] of it, `prediction_length + pending()` steps ahead, is what
+    /// [`Forecaster::predict`] of it, `prediction_length + pending()` steps ahead (with
+    /// [`Stream::covariates`] cut to that horizon, for a session with covariates), is what
     /// [`Stream::forecast`] returns after its first `pending()` steps.
     ///
     /// # Errors
@@ -525,7 +539,8 @@ impl<'m, M: Forecaster> Stream<'m, M> {
     /// context with these covariates cut to the context and the horizon (whole patches).
     ///
     /// # Errors
-    /// As [`Series::from_batch`].
+    /// As [`Series::from_batch`]: for covariates with no step in the context yet (they lagged
+    /// the series past a slide) or no observed step.
     pub fn covariates(&self) -> Result<Option<Series>> {
         let Some(c) = &self.context.covariates else {
             return Ok(None);
@@ -567,7 +582,9 @@ impl<'m, M: Forecaster> Stream<'m, M> {
     pub fn push_covariates(&mut self, values: &[f32], steps: usize) -> Result<()> {
         const WHAT: &str = "Stream::push_covariates";
         self.open_state(WHAT)?;
-        let limit = self.len() + self.settings.window;
+        // As at the open: at most the window (in whole patches) past the series' last step.
+        let ahead = self.settings.patches(self.context.patch).0 * self.context.patch;
+        let limit = self.len() + ahead;
         let committed = self.context.len();
         let b = self.context.shape[0];
         let Some(c) = self.context.covariates.as_mut() else {
@@ -594,33 +611,35 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                 ),
             ));
         }
-        let held = c.len();
-        if held.saturating_add(steps) > limit {
+        let (held, owed) = (c.len(), c.owed);
+        // Steps before the context's start (dropped while the covariates lagged) are skipped.
+        let skip = owed.min(steps);
+        if held.saturating_add(steps - skip) > limit {
             return Err(Error::input(
                 WHAT,
                 InputKind::OutOfRange,
                 format!(
                     "the covariates would hold {} steps, more than the series' {} and the \
-                     window's {} past them",
-                    held.saturating_add(steps),
-                    limit - self.settings.window,
-                    self.settings.window
+                     window's {ahead} past them",
+                    held.saturating_add(steps - skip),
+                    limit - ahead,
                 ),
             ));
         }
+        c.owed -= skip;
         for ((x, m), new) in c
             .values
             .iter_mut()
             .zip(&mut c.mask)
             .zip(values.chunks(steps))
         {
-            for &y in new {
+            for &y in &new[skip..] {
                 let seen = y.is_finite();
                 x.push(if seen { y } else { 0.0 });
                 m.push(seen);
             }
         }
-        if held >= committed {
+        if held >= committed || skip == steps {
             return Ok(());
         }
         // Steps of patches already run: their keys were computed without these values.
@@ -636,6 +655,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                         x.truncate(held);
                         m.truncate(held);
                     }
+                    c.owed = owed;
                 }
                 Err(e)
             }
@@ -820,17 +840,20 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             .map(|(x, m)| (x.drain(..drop).collect(), m.drain(..drop).collect()))
             .collect();
         // The covariates keep starting at the context's first step.
+        let owed = self.context.covariates.as_ref().map_or(0, |c| c.owed);
         let dropped_covariates: Vec<(Vec<f32>, Vec<bool>)> = match &mut self.context.covariates {
             None => Vec::new(),
-            Some(c) => c
-                .values
-                .iter_mut()
-                .zip(&mut c.mask)
-                .map(|(x, m)| {
-                    let n = drop.min(x.len());
-                    (x.drain(..n).collect(), m.drain(..n).collect())
-                })
-                .collect(),
+            Some(c) => {
+                c.owed += drop.saturating_sub(c.len());
+                c.values
+                    .iter_mut()
+                    .zip(&mut c.mask)
+                    .map(|(x, m)| {
+                        let n = drop.min(x.len());
+                        (x.drain(..n).collect(), m.drain(..n).collect())
+                    })
+                    .collect()
+            }
         };
         match self.model.stream_open(&self.context, &self.options) {
             Ok(state) => {
@@ -857,6 +880,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                         x.splice(0..0, dx);
                         m.splice(0..0, dm);
                     }
+                    c.owed = owed;
                 }
                 Err(e)
             }

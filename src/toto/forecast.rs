@@ -551,7 +551,7 @@ impl<B: LayerOps> Decoder<'_, B> {
 }
 
 /// The refusal of `k` known covariates: Toto 1.0 has no input for them.
-fn no_covariates(k: usize) -> Error {
+pub(crate) fn no_covariates(k: usize) -> Error {
     Error::input(
         WHAT,
         InputKind::Unusable,

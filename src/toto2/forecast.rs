@@ -139,6 +139,13 @@ impl<B: LayerOps> Toto2<B> {
         self.check_size(dims, 0, patches, block)
     }
 
+    /// The size checks of `check_request` for a session's context, its covariates counted.
+    fn check_stream_size(&self, context: &StreamContext, options: &ForecastOptions) -> Result<()> {
+        let (patches, block) = self.blocks(options)?;
+        let dims = [context.shape[0], context.shape[1], context.len()];
+        self.check_size(dims, context.covariate_count(), patches, block)
+    }
+
     pub(crate) fn blocks(&self, options: &ForecastOptions) -> Result<(usize, usize)> {
         let input = |reason: String| Err(Error::input(WHAT, InputKind::OutOfRange, reason));
         let p = self.config.patch_size;
@@ -443,6 +450,7 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<Toto2Stream> {
+        self.check_stream_size(context, options)?;
         self.stream_prefill(context, options)
     }
 
@@ -464,9 +472,7 @@ impl<B: LayerOps> Forecaster for Toto2<B> {
         context: &StreamContext,
         options: &ForecastOptions,
     ) -> Result<(Forecast<B>, bool)> {
-        let (patches, block) = self.blocks(options)?;
-        let dims = [context.shape[0], context.shape[1], context.len()];
-        self.check_size(dims, context.covariate_count(), patches, block)?;
+        self.check_stream_size(context, options)?;
         self.stream_predict(state, context, options)
     }
 }

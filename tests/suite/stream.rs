@@ -316,6 +316,37 @@ on_backends!(
     }
 );
 
+// Covariates that lag the series past a slide: the steps dropped before they arrived are
+// skipped when they do, so that the rest stay aligned with the series (the first held is the
+// context's first step's), and the forecast is still a fresh forecast's.
+#[test]
+fn toto2_session_covariates_stay_aligned_when_they_lag_past_a_slide() {
+    let cpu = common::ndarray(1).unwrap();
+    let model = Toto2::from_dir(&*cpu, TOTO2).unwrap();
+    let p = model.patch_size();
+    let known =
+        |from: usize, to: usize| -> Vec<f32> { (from..to).map(|t| covariate(0, t, 0)).collect() };
+    let request = ForecastRequest::new(history(1, 1, 3 * p), 8)
+        .with_covariates(Series::from_values(known(0, p)).unwrap());
+    let window = StreamOptions::default().with_window(4 * p, 2 * p).unwrap();
+    let mut stream = model.stream_with(&request, window).unwrap();
+    // Five patches in a window of four: the oldest three (steps 0..3P) go, the covariates
+    // held only 0..P.
+    let none = |_: usize, _: usize| false;
+    stream.push(&steps(1, 3 * p, 2 * p, none), 2 * p).unwrap();
+    assert_eq!(stream.stats().slides, 1);
+    stream.push_covariates(&known(p, 6 * p), 5 * p).unwrap();
+    let held = stream.covariates().unwrap().unwrap();
+    assert_eq!(stream.context().unwrap().shape(), [1, 1, 2 * p]);
+    assert_eq!(held.shape(), [1, 1, 3 * p]);
+    assert_eq!(
+        held.values()[0],
+        covariate(0, 3 * p, 0),
+        "aligned with step 3P"
+    );
+    matches_fresh(&model, &mut stream, "covariates after lagging past a slide");
+}
+
 // Toto 1.0's clamp binds: three patches of zeros (scale sqrt(0.1)) before values of ±1e11,
 // whose context scale puts the lower bound above sqrt(0.1) and moves it with every patch; the
 // session recomputes and stays exact.
@@ -547,6 +578,7 @@ fn stream_refuses_bad_input_and_keeps_its_state() {
     assert_eq!(kind(model.stream(&two).unwrap_err()), InputKind::Shape);
     let v1 = Toto::from_dir(&*cpu, TOTO1).unwrap();
     assert_eq!(kind(v1.stream(&with).unwrap_err()), InputKind::Unusable);
+    assert_eq!(kind(v1.stream(&two).unwrap_err()), InputKind::Unusable);
     // A bad window, Toto 1.0's mean mode asked for scores.
     assert!(StreamOptions::default().with_window(64, 64).is_err());
     let request = ForecastRequest::new(history(1, 2, 40), 8).with_samples(None);
