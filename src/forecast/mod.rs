@@ -17,8 +17,8 @@ pub(crate) use self::forecaster::sealed::Sealed;
 pub use self::forecaster::{Forecaster, Generation};
 pub(crate) use self::progress::Passes;
 pub use self::progress::{Progress, Step};
-pub(crate) use self::request::check_covariates;
 pub use self::request::{ForecastOptions, ForecastRequest, Toto2Settings, TotoSettings};
+pub(crate) use self::request::{check_covariates, toto1_refuses_covariates};
 pub use self::series::Series;
 pub use self::stream::{Stream, StreamContext, StreamCovariates, StreamOptions, StreamStats};
 

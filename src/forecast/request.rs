@@ -271,3 +271,16 @@ pub(crate) fn check_covariates(c: &Series, items: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// The refusal of `k` known covariates by Toto 1.0, which has no input for them (`what`: the
+/// entry point).
+pub(crate) fn toto1_refuses_covariates(what: &'static str, k: usize) -> Error {
+    Error::input(
+        what,
+        InputKind::Unusable,
+        format!(
+            "Toto 1.0 takes no known covariates (the request has {k} of them): forecast with \
+             Toto 2.0, or leave ForecastRequest::covariates empty"
+        ),
+    )
+}

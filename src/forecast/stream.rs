@@ -401,7 +401,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             None => None,
             // Toto 1.0 has no input for them: its refusal before any check of theirs.
             Some(c) if model.generation() == Generation::V1 => {
-                return Err(crate::toto::no_covariates(c.shape()[1]));
+                return Err(super::toto1_refuses_covariates(OPEN, c.shape()[1]));
             }
             Some(c) => {
                 super::check_covariates(c, b)?;

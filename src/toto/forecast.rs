@@ -551,13 +551,6 @@ impl<B: LayerOps> Decoder<'_, B> {
 }
 
 /// The refusal of `k` known covariates: Toto 1.0 has no input for them.
-pub(crate) fn no_covariates(k: usize) -> Error {
-    Error::input(
-        WHAT,
-        InputKind::Unusable,
-        format!(
-            "Toto 1.0 takes no known covariates (the request has {k} of them): forecast with \
-             Toto 2.0, or leave ForecastRequest::covariates empty"
-        ),
-    )
+fn no_covariates(k: usize) -> Error {
+    crate::forecast::toto1_refuses_covariates(WHAT, k)
 }

@@ -42,7 +42,6 @@ pub use self::cache::KvCache;
 pub use self::config::{
     LayerKind, MAX_SCALE_EXPONENT, OUTPUT_CLS, OutputKwargs, SCALER_CLS, TotoConfig,
 };
-pub(crate) use self::forecast::no_covariates;
 pub use self::model::Toto;
 pub use self::output::{TotoDistribution, TotoMixture, TotoOutput};
 #[doc(hidden)]

@@ -330,6 +330,10 @@ fn second_implementations(path: &str, source: &str) -> Vec<String> {
         "backend/layers/mod.rs",      // the trait's method
         "backend/layers/cpu.rs",      // NdArray's host sort of the op
         "backend/fallback/layers.rs", // the fallback's routing of the op
+        "backend/wgpu/mod.rs",        // Wgpu's choice between its kernel and the network
+        "backend/ops/sort/kernel.rs", // Wgpu's kernel of the op
+        "backend/ops/sort/launch.rs", // its launch
+        "backend/ops/sort/tensor.rs", // and its entry point
     ];
     let code = without_comments(source);
     let mut found = Vec::new();

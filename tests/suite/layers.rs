@@ -161,6 +161,22 @@ on_backends!(
                 "column {c}"
             );
         }
+        // Columns longer than a GPU kernel holds per thread (40 > 32): the network there.
+        let mut long = data(120, 7);
+        long[5] = f32::NAN;
+        long[7] = long[10];
+        let x = Tensor::<2>::from_data(TensorData::new(long.clone(), [40, 3]), b.device());
+        let sorted = values(b.sort_first(x).unwrap());
+        for c in 0..3 {
+            let mut want: Vec<f32> = (0..40).map(|l| long[l * 3 + c]).collect();
+            want.sort_by(f32::total_cmp);
+            let got: Vec<f64> = (0..40).map(|l| sorted[l * 3 + c]).collect();
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{:?}", f64s(&want)),
+                "40 values, column {c}"
+            );
+        }
     }
 );
 

@@ -8,8 +8,8 @@
 //! | [`linear`](LayerOps::linear) | burn `matmul` | [`NdArray`](super::NdArray): weights packed once ([`Prepared`]), x86 or portable GEMM |
 //! | [`rms_norm`](LayerOps::rms_norm), [`silu`](LayerOps::silu), [`silu_gate`](LayerOps::silu_gate), [`residual_add`](LayerOps::residual_add) | burn elementwise ops | `NdArray`: one vectorised pass |
 //! | [`attention`](LayerOps::attention) | projections split, norms, rotary, [`attention_core`](LayerOps::attention_core) | `NdArray`: one pass per sequence |
-//! | [`attention_core`](LayerOps::attention_core) | burn `matmul`, `softmax` | — |
-//! | [`sort_first`](LayerOps::sort_first) | the crate's one sort: a bitonic network of burn ops (no host round trip on GPUs) | `NdArray`: a host sort |
+//! | [`attention_core`](LayerOps::attention_core) | burn `matmul`, `softmax` | [`Wgpu`](crate::Wgpu): a kernel for up to 16 queries over a KV cache |
+//! | [`sort_first`](LayerOps::sort_first) | the crate's one sort: a bitonic network of burn ops (no host round trip on GPUs) | `NdArray`: a host sort; `Wgpu`: a kernel for up to 32 values per column |
 //!
 //! Model code calls these and never asks which device it runs on; a backend decides how each op
 //! runs, and a [`FallbackBackend`](super::FallbackBackend) routes and reports them like the

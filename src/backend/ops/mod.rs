@@ -10,6 +10,7 @@
 //! | [`mixture`] | `categorical`, `student_t_mixture` |
 //! | [`scaler`] | `patch_scaler`, `patch_scaler_extend` |
 //! | [`attention`] | `attention_core` of a few queries over a KV cache (wgpu only) |
+//! | [`sort`] | `sort_first` of up to 32 values per column (wgpu only) |
 //!
 //! `lgamma` and `digamma` are compositions from [`special`](crate::special) on every backend.
 //! What the kernels share — the Philox rounds, uniforms from words, the polar Student-T — is in
@@ -24,3 +25,5 @@ pub(crate) mod launch;
 pub(crate) mod mixture;
 pub(crate) mod sampling;
 pub(crate) mod scaler;
+#[cfg(feature = "wgpu")]
+pub(crate) mod sort;

@@ -381,8 +381,17 @@ fn allowed(var: &str) -> bool {
 
 /// Every layer op as its composition of burn ops (burn's fusion compiles the elementwise ones
 /// into few kernels, and its autotuned `matmul` serves the products), but attention of a few
-/// queries over a KV cache, which runs a kernel of its own (`src/backend/ops/attention`).
+/// queries over a KV cache and the sort of a few values per column, which run kernels of their
+/// own (`src/backend/ops/attention`, `src/backend/ops/sort`).
 impl crate::backend::layers::LayerOps for Wgpu {
+    fn sort_first_unchecked<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
+        use super::ops::sort::{MAX_SORT, tensor::sort_first};
+        match x.dtype() == DType::F32 && x.dims()[0] <= MAX_SORT {
+            true => Ok(sort_first(x)),
+            false => Ok(crate::backend::layers::composed::sort_first(x)),
+        }
+    }
+
     fn attention_core_unchecked(
         &self,
         q: Tensor<4>,
