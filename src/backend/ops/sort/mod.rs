@@ -2,8 +2,9 @@
 //! Toto 2.0 asks of every forecast, its 9 quantile levels sorted at each step of each series.
 //!
 //! The composition (`composed::sort_first`, a bitonic network of burn ops) runs 10 stages for
-//! 9 values, each a handful of launches, plus the NaN handling and the padding to 16: some 80
-//! of the ~600 launches of a Toto 2.0 pass, on a GPU where a small pass is bound by launches.
+//! 9 values, each a handful of launches, plus the NaN handling and the padding to 16: 60 launches
+//! of the ~600 of a Toto 2.0 pass (CubeCL's profile on an H100), where a small pass is bound by
+//! launches. The kernel sorts 8,192 columns of 9 values in ~50 µs there.
 //! Here one launch sorts every column: a thread per column reads its values (consecutive
 //! threads, consecutive columns), insertion-sorts them in registers, NaN last and equal values
 //! in their order, and writes them back.
