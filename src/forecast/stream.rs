@@ -277,6 +277,41 @@ impl StreamContext {
     }
 }
 
+/// Host rows (`per_item` per item, 0 where unobserved) as a [`Series`]: NaN where unobserved,
+/// with `ids`.
+fn rows_series(
+    values: &[Vec<f32>],
+    mask: &[Vec<bool>],
+    per_item: usize,
+    ids: &[i32],
+) -> Result<Series> {
+    let batch: Vec<Vec<Vec<f32>>> = values
+        .chunks(per_item.max(1))
+        .zip(mask.chunks(per_item.max(1)))
+        .map(|(x, m)| {
+            x.iter()
+                .zip(m)
+                .map(|(x, m)| {
+                    x.iter()
+                        .zip(m)
+                        .map(|(&x, &m)| if m { x } else { f32::NAN })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    Series::from_batch(&batch)?.with_series_ids(ids)
+}
+
+/// Appends pushed steps to a host row: non-finite values unobserved (0, false).
+fn append(x: &mut Vec<f32>, m: &mut Vec<bool>, steps: &[f32]) {
+    for &y in steps {
+        let seen = y.is_finite();
+        x.push(if seen { y } else { 0.0 });
+        m.push(seen);
+    }
+}
+
 /// A streaming session over a batch of live series, for either generation ([`Forecaster::stream`]).
 ///
 /// Opened on a [`ForecastRequest`] (its series are the context, its options say what
@@ -515,22 +550,8 @@ impl<'m, M: Forecaster> Stream<'m, M> {
     /// # Errors
     /// As [`Series::from_batch`].
     pub fn context(&self) -> Result<Series> {
-        let [b, v] = self.context.shape;
-        let batch: Vec<Vec<Vec<f32>>> = (0..b)
-            .map(|i| {
-                (0..v)
-                    .map(|j| {
-                        let r = i * v + j;
-                        self.context.values[r]
-                            .iter()
-                            .zip(&self.context.mask[r])
-                            .map(|(&x, &m)| if m { x } else { f32::NAN })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect();
-        Series::from_batch(&batch)?.with_series_ids(&self.context.series_ids)
+        let c = &self.context;
+        rows_series(&c.values, &c.mask, c.shape[1], &c.series_ids)
     }
 
     /// The known covariates, aligned with [`Stream::context`] (`[B, K, T_c]` from its first
@@ -545,23 +566,7 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         let Some(c) = &self.context.covariates else {
             return Ok(None);
         };
-        let b = self.context.shape[0];
-        let batch: Vec<Vec<Vec<f32>>> = (0..b)
-            .map(|i| {
-                (i * c.count..(i + 1) * c.count)
-                    .map(|r| {
-                        c.values[r]
-                            .iter()
-                            .zip(&c.mask[r])
-                            .map(|(&x, &m)| if m { x } else { f32::NAN })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(Some(
-            Series::from_batch(&batch)?.with_series_ids(&c.series_ids)?,
-        ))
+        rows_series(&c.values, &c.mask, c.count, &c.series_ids).map(Some)
     }
 
     /// Pushes `steps` further steps of every known covariate: `values` is `[B, K, steps]`
@@ -633,22 +638,14 @@ impl<'m, M: Forecaster> Stream<'m, M> {
             .zip(&mut c.mask)
             .zip(values.chunks(steps))
         {
-            for &y in &new[skip..] {
-                let seen = y.is_finite();
-                x.push(if seen { y } else { 0.0 });
-                m.push(seen);
-            }
+            append(x, m, &new[skip..]);
         }
         if held >= committed || skip == steps {
             return Ok(());
         }
         // Steps of patches already run: their keys were computed without these values.
-        match self.model.stream_open(&self.context, &self.options) {
-            Ok(state) => {
-                self.state = Some(state);
-                self.stats.recomputes += 1;
-                Ok(())
-            }
+        match self.reopen() {
+            Ok(()) => Ok(()),
             Err(e) => {
                 if let Some(c) = self.context.covariates.as_mut() {
                     for (x, m) in c.values.iter_mut().zip(&mut c.mask) {
@@ -785,11 +782,8 @@ impl<'m, M: Forecaster> Stream<'m, M> {
         let take = complete * p - held;
         for (r, new) in values.chunks(steps).enumerate() {
             let (x, m) = (&mut self.context.values[r], &mut self.context.mask[r]);
-            for &y in self.pending[r].iter().chain(&new[..take]) {
-                let seen = y.is_finite();
-                x.push(if seen { y } else { 0.0 });
-                m.push(seen);
-            }
+            append(x, m, &self.pending[r]);
+            append(x, m, &new[..take]);
         }
         let (window, after) = self.settings.patches(p);
         let result = if self.context.patches() > window {
@@ -855,10 +849,8 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                     .collect()
             }
         };
-        match self.model.stream_open(&self.context, &self.options) {
-            Ok(state) => {
-                self.state = Some(state);
-                self.stats.recomputes += 1;
+        match self.reopen() {
+            Ok(()) => {
                 self.stats.slides += 1;
                 Ok(())
             }
@@ -885,6 +877,14 @@ impl<'m, M: Forecaster> Stream<'m, M> {
                 Err(e)
             }
         }
+    }
+
+    /// The model's state recomputed from the context (a full prefill), counted in
+    /// [`StreamStats::recomputes`]; on an error the state is as it was.
+    fn reopen(&mut self) -> Result<()> {
+        self.state = Some(self.model.stream_open(&self.context, &self.options)?);
+        self.stats.recomputes += 1;
+        Ok(())
     }
 
     fn advance_clock(&mut self, steps: usize) {

@@ -376,26 +376,22 @@ impl<B: LayerOps> Toto2<B> {
         patches: usize,
         options: &ForecastOptions,
     ) -> Result<Forecast<B>> {
-        let device = self.device();
         let (p, t) = (context.patch, context.len());
-        let (x, mask) = context.tensors(0..t, device);
-        let covariates = context.covariates.as_ref().map(|c| {
-            let [b, v] = context.shape;
-            let (k, n) = (c.count, t + patches * p);
-            let rows: Vec<_> = (0..b)
-                .flat_map(|i| (v..v + k).map(move |j| i * (v + k) + j))
-                .map(|r| context.input_row(r, 0..n))
-                .collect();
-            let values = rows.iter().flat_map(|r| r.values.iter().copied()).collect();
-            let mask = rows.iter().flat_map(|r| r.mask.iter().copied()).collect();
-            let ids = rows.iter().map(|r| r.id).collect();
-            Covariates {
-                values: Tensor::from_data(TensorData::new(values, [b, k, n]), device),
-                mask: Tensor::from_data(TensorData::new::<bool, _>(mask, [b, k, n]), device),
-                series_ids: Tensor::from_data(TensorData::new(ids, [b, k]), device),
-            }
+        let [_, v] = context.shape;
+        // Every input row over the context and the horizon, the real masks: the series over
+        // the context, the covariates over both.
+        let (x, mask, ids) = context.inputs(0..t + patches * p, 0..0, self.device());
+        let k = context.covariate_count();
+        let covariates = (k > 0).then(|| Covariates {
+            values: x.clone().narrow(1, v, k),
+            mask: mask.clone().narrow(1, v, k),
+            series_ids: ids.clone().narrow(1, v, k),
         });
-        let ids = Some(context.ids(device));
+        let (x, mask) = (
+            x.narrow(1, 0, v).narrow(2, 0, t),
+            mask.narrow(1, 0, v).narrow(2, 0, t),
+        );
+        let ids = Some(ids.narrow(1, 0, v));
         self.forecast(x, Some(mask), ids, covariates.as_ref(), options)
     }
 }

@@ -139,7 +139,23 @@ on_backends!(
             .collect();
         assert_close("residual_add", b.residual_add(f, x, 0.6).unwrap(), &want);
 
-        // sort_first: columns with ties and a NaN, NaN last (torch.sort's order).
+        // sort_first: columns with ties and a NaN, NaN last (torch.sort's order), each column
+        // against a host sort; `flat` is `[n, columns]` row-major.
+        let sorts_columns = |flat: Vec<f32>, n: usize, what: &str| {
+            let columns = flat.len() / n;
+            let x = Tensor::<2>::from_data(TensorData::new(flat.clone(), [n, columns]), b.device());
+            let sorted = values(b.sort_first(x).unwrap());
+            for c in 0..columns {
+                let mut want: Vec<f32> = (0..n).map(|l| flat[l * columns + c]).collect();
+                want.sort_by(f32::total_cmp);
+                let got: Vec<f64> = (0..n).map(|l| sorted[l * columns + c]).collect();
+                assert_eq!(
+                    format!("{got:?}"),
+                    format!("{:?}", f64s(&want)),
+                    "{what}, column {c}"
+                );
+            }
+        };
         let mut col: Vec<f32> = vec![3.0, -1.0, f32::NAN, 3.0, 0.5, -7.0, 10.0, 0.0, 2.0];
         let mut grid = Vec::new();
         for c in 0..4 {
@@ -149,34 +165,12 @@ on_backends!(
         let flat: Vec<f32> = (0..9)
             .flat_map(|l| grid.iter().map(move |c| c[l]))
             .collect();
-        let x = Tensor::<2>::from_data(TensorData::new(flat, [9, 4]), b.device());
-        let sorted = values(b.sort_first(x).unwrap());
-        for (c, column) in grid.iter().enumerate() {
-            let mut want = column.clone();
-            want.sort_by(f32::total_cmp);
-            let got: Vec<f64> = (0..9).map(|l| sorted[l * 4 + c]).collect();
-            assert_eq!(
-                format!("{got:?}"),
-                format!("{:?}", f64s(&want)),
-                "column {c}"
-            );
-        }
+        sorts_columns(flat, 9, "9 values");
         // Columns longer than a GPU kernel holds per thread (40 > 32): the network there.
         let mut long = data(120, 7);
         long[5] = f32::NAN;
         long[7] = long[10];
-        let x = Tensor::<2>::from_data(TensorData::new(long.clone(), [40, 3]), b.device());
-        let sorted = values(b.sort_first(x).unwrap());
-        for c in 0..3 {
-            let mut want: Vec<f32> = (0..40).map(|l| long[l * 3 + c]).collect();
-            want.sort_by(f32::total_cmp);
-            let got: Vec<f64> = (0..40).map(|l| sorted[l * 3 + c]).collect();
-            assert_eq!(
-                format!("{got:?}"),
-                format!("{:?}", f64s(&want)),
-                "40 values, column {c}"
-            );
-        }
+        sorts_columns(long, 40, "40 values");
     }
 );
 

@@ -196,17 +196,23 @@ on_backends!(
     }
 );
 
+/// Toto 2.0's fixtures and settings the sessions are replayed with: the default settings and
+/// toto-2's GluonTS ones (backfill, cap, groups of missing patches), without and with xPos.
+fn toto2_settings() -> [(&'static str, ForecastOptions); 3] {
+    [
+        (TOTO2, ForecastOptions::new(40)),
+        (TOTO2, ForecastOptions::gluonts(40)),
+        (TOTO2_XPOS, ForecastOptions::new(20)),
+    ]
+}
+
 // Toto 2.0: the default settings and toto-2's GluonTS ones (backfill, cap), without and with
 // xPos; no recompute but the slides.
 on_backends!(
     toto2_sessions_forecast_as_fresh_forecasts,
     [ndarray, fallback],
     |b| {
-        for (dir, options) in [
-            (TOTO2, ForecastOptions::new(40)),
-            (TOTO2, ForecastOptions::gluonts(40)),
-            (TOTO2_XPOS, ForecastOptions::new(20)),
-        ] {
+        for (dir, options) in toto2_settings() {
             let model = Toto2::from_dir(&*b, dir).unwrap();
             let what = format!("Toto 2.0 {dir}, {:?}", options.v2);
             let stats = replay(&model, options, &what);
@@ -235,11 +241,7 @@ on_backends!(
     toto2_sessions_with_covariates_forecast_as_fresh_forecasts,
     [ndarray, fallback],
     |b| {
-        for (dir, options) in [
-            (TOTO2, ForecastOptions::new(40)),
-            (TOTO2, ForecastOptions::gluonts(40)),
-            (TOTO2_XPOS, ForecastOptions::new(20)),
-        ] {
+        for (dir, options) in toto2_settings() {
             let model = Toto2::from_dir(&*b, dir).unwrap();
             let what = format!("Toto 2.0 {dir} with covariates, {:?}", options.v2);
             let (items, v, p) = (2, 2, model.patch_size());
