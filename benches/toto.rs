@@ -49,6 +49,11 @@
 //!   `w-eval-next-b16` (`w-eval-next` with B 16). `TOTO_BENCH_SPLIT=1` prints the push's and the forecast's times
 //!   of each run.
 //!
+//! - `--graph-probe ROWS[,ROWS…]`: what a pass bound by launches costs eagerly and replayed
+//!   from a graph burn captured (`burn::tensor::capture`): 12 layers shaped like Toto 2.0
+//!   22m-like's (RMSNorms, products in the adapter's precision, a small attention) over `ROWS`
+//!   rows, one JSON line per size (medians of 30 after 3 warm-ups, the device synchronised).
+//!
 //! Under `cargo test` (no `--bench` argument) it runs the tiny configurations once, as a smoke test.
 
 use std::time::Instant;
@@ -813,6 +818,12 @@ fn main() {
         matmul_throughput(&shape);
         return;
     }
+    if let Some(rows) = value("--graph-probe") {
+        for rows in rows.split(',') {
+            graph_probe(rows.parse().expect("--graph-probe ROWS[,ROWS…]"));
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--sampling") {
         let gpu = Wgpu::new().expect("a wgpu adapter");
         let b = FallbackBackend::new(gpu.clone(), NdArray::new());
@@ -967,4 +978,103 @@ fn cpu_backend(name: &str) -> NdArray {
         "flex" => panic!("--backend flex needs the bench built with `--features flex`"),
         _ => NdArray::new(),
     }
+}
+
+/// `--graph-probe`: 12 layers like Toto 2.0 22m-like's over `rows` rows, timed eagerly and
+/// replayed from a captured graph (one JSON line).
+fn graph_probe(rows: usize) {
+    use burn::tensor::{DType, Distribution, FloatDType, activation, capture};
+    let gpu = Wgpu::new().expect("a wgpu adapter");
+    let device = gpu.device().clone();
+    let half = gpu.precision() == toto_fallback::backend::Precision::F16;
+    let (d, f, layers, s) = (384, 1536, 12, 5);
+    assert!(
+        rows.is_multiple_of(s),
+        "--graph-probe: ROWS must be a multiple of {s}"
+    );
+    let weight = |shape: [usize; 2]| {
+        let w = Tensor::<2>::random(shape, Distribution::Normal(0.0, 0.02), &device);
+        if half { w.cast(DType::F16) } else { w }
+    };
+    let ws: Vec<_> = (0..layers)
+        .map(|_| {
+            (
+                weight([d, 3 * d]),
+                weight([d, d]),
+                weight([d, 2 * f]),
+                weight([f, d]),
+            )
+        })
+        .collect();
+    let x = Tensor::<2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+    let linear = |x: Tensor<2>, w: &Tensor<2>| match half {
+        true => x.cast(DType::F16).matmul(w.clone()).cast(FloatDType::F32),
+        false => x.matmul(w.clone()),
+    };
+    let norm = |x: Tensor<2>| {
+        let rms = x.clone().square().mean_dim(1).add_scalar(1e-6).sqrt();
+        x.div(rms)
+    };
+    let pass = || {
+        let mut h = x.clone();
+        for (wqkv, wo, w1, w2) in &ws {
+            let qkv = linear(norm(h.clone()), wqkv);
+            let part = |i: usize| qkv.clone().narrow(1, i * d, d).reshape([rows / s, s, d]);
+            let scores = part(0).matmul(part(1).swap_dims(1, 2)).div_scalar(8.0);
+            let a = activation::softmax(scores, 2)
+                .matmul(part(2))
+                .reshape([rows, d]);
+            h = h + linear(a, wo);
+            let u = linear(norm(h.clone()), w1);
+            let gated = activation::silu(u.clone().narrow(1, 0, f)) * u.narrow(1, f, f);
+            h = h + linear(gated, w2);
+        }
+        h
+    };
+    let time = |run: &mut dyn FnMut()| {
+        for _ in 0..3 {
+            run();
+        }
+        let mut times: Vec<f64> = (0..30)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let eager = time(&mut || {
+        let _y = pass();
+        device.sync().expect("sync");
+    });
+    let mut graph = capture(&device, pass);
+    let want = values_of(pass());
+    // SAFETY: every tensor the captured closure reads (`x`, the weights) lives until after
+    // the last replay, and the replays and reads run on this thread, the capture's stream.
+    let got = values_of(unsafe { graph.replay() }.clone());
+    let replay = time(&mut || {
+        // SAFETY: as above.
+        unsafe { graph.replay() };
+        device.sync().expect("sync");
+    });
+    let diff = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!(
+        "{{\"bench\": \"graph-probe\", \"device\": \"{}\", \"rows\": {rows}, \"layers\": {layers}, \"f16\": {half}, \"captured\": {}, \"eager_s\": {eager:.5}, \"replay_s\": {replay:.5}, \"max_abs_diff\": {diff:e}}}",
+        gpu.name(),
+        graph.is_hardware()
+    );
+}
+
+/// A tensor's values.
+fn values_of(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 values")
 }

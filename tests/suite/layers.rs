@@ -365,6 +365,101 @@ on_backends!(
     }
 );
 
+on_backends!(
+    attention_heads_match_f64,
+    [ndarray, ndarray_burn, wgpu, fallback, layers_forced],
+    |b| {
+        let b = &*b;
+        let (n, s) = (2, 3);
+        let heads = Heads {
+            heads: 6,
+            groups: 3,
+            qk: 10,
+            v: 4,
+        };
+        let width = heads.fused_width();
+        let qkv = tensor(b, [n, s, width], 21);
+        let qkv64 = f64s(&data(n * s * width, 21));
+        let (wq, wk, pd) = (
+            tensor(b, [10], 22),
+            tensor(b, [10], 23),
+            tensor(b, [10], 24),
+        );
+        let (wq64, wk64, pd64) = (
+            f64s(&data(10, 22)),
+            f64s(&data(10, 23)),
+            f64s(&data(10, 24)),
+        );
+        let ones = [1.0; 10];
+        // The rotation of all 10 dimensions or of the first 6, with and without xPos.
+        let table = |rotated: usize, salt: usize| -> Vec<f32> {
+            (0..s * rotated)
+                .map(|i| 1.0 + data(s * rotated, salt)[i] / 4.0)
+                .collect()
+        };
+        for (rotated, xpos, weighted) in [(10, false, true), (6, true, false), (6, false, true)] {
+            let angles = table(rotated, 25);
+            let angles: Vec<f32> = angles.chunks(2).flat_map(|p| [p[0], p[0]]).collect();
+            let scales = table(rotated, 26);
+            let scales = xpos.then_some(&scales[..]);
+            let rotary = Rotary::new(&angles, scales, [s, rotated], b.device()).unwrap();
+            let cos: Vec<f64> = angles.iter().map(|a| f64::from(a.cos())).collect();
+            let sin: Vec<f64> = angles.iter().map(|a| f64::from(a.sin())).collect();
+            let scale64 = scales.map_or(vec![1.0; s * rotated], f64s);
+            let (rq, rk) = match weighted {
+                true => (&wq64[..], &wk64[..]),
+                false => (&ones[..], &ones[..]),
+            };
+            let reference = Reference {
+                qkv: &qkv64,
+                s,
+                heads,
+                norm: Some((rq, rk)),
+                per_dim: Some((&pd64, 0.75)),
+                rot: Some((rotated, &cos, &sin, &scale64)),
+                divisor: 1.0,
+            };
+            let spec = AttentionSpec {
+                heads,
+                divisor: 1.0,
+                qk_norm: Some(QkNorm {
+                    query: weighted.then_some(&wq),
+                    key: weighted.then_some(&wk),
+                    eps: 1e-6,
+                }),
+                query_scale: Some((&pd, 0.75)),
+                rotary: Some(&rotary),
+                mask: Mask::None,
+            };
+            let (q, k, v) = b.attention_heads(qkv.clone(), &spec).unwrap();
+            assert_eq!(q.dims(), [n, 6, s, 10]);
+            assert_eq!(k.dims(), [n, 3, s, 10]);
+            assert_eq!(v.dims(), [n, 3, s, 4]);
+            // `[N, heads, S, d]` order.
+            let heads_of = |count: usize, offset: usize, query: bool| -> Vec<f64> {
+                (0..n)
+                    .flat_map(|seq| (0..count).map(move |h| (seq, h)))
+                    .flat_map(|(seq, h)| (0..s).map(move |i| (seq, h, i)))
+                    .flat_map(|(seq, h, i)| reference.head(seq, i, offset + h * 10, query))
+                    .collect()
+            };
+            let what =
+                format!("attention_heads (rotated {rotated}, xPos {xpos}, weighted {weighted})");
+            assert_close(&format!("{what}: queries"), q, &heads_of(6, 0, true));
+            assert_close(&format!("{what}: keys"), k, &heads_of(3, 60, false));
+            let values: Vec<f64> = (0..n)
+                .flat_map(|seq| (0..3).map(move |g| (seq, g)))
+                .flat_map(|(seq, g)| (0..s).map(move |i| (seq, g, i)))
+                .flat_map(|(seq, g, i)| {
+                    let at = (seq * s + i) * width + 90 + g * 4;
+                    qkv64[at..at + 4].to_vec()
+                })
+                .collect();
+            assert_close(&format!("{what}: values"), v, &values);
+        }
+    }
+);
+
 /// `softmax(q·kᵀ / divisor) · v` in f64 of `q` (`[n, H, S, qk]`) over `k` and `v`
 /// (`[n, G, S_kv, d]`, head `h` reading group `h / (H/G)`), query `i` of sequence `seq` seeing
 /// key `j` where `open(seq, i, j)`; NaN for a query that sees no key, as burn's softmax.

@@ -152,6 +152,22 @@ impl<Gpu: LayerOps, Cpu: LayerOps> LayerOps for FallbackBackend<Gpu, Cpu> {
         )
     }
 
+    /// Routed as [`Op::Attention`], whose first half it is.
+    fn attention_heads(
+        &self,
+        qkv: Tensor<3>,
+        spec: &AttentionSpec<'_>,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>)> {
+        let n = qkv.shape().num_elements();
+        self.run(
+            Op::Attention,
+            n,
+            (qkv, attention_inputs(spec)),
+            |g, (qkv, _)| g.attention_heads(qkv, spec),
+            |c, (qkv, inputs)| c.attention_heads(qkv, &attention_spec(spec, &inputs)),
+        )
+    }
+
     fn attention_core_unchecked(
         &self,
         q: Tensor<4>,

@@ -105,6 +105,15 @@ pub(crate) fn attention<B: LayerOps>(
 }
 
 impl AttentionSpec<'_> {
+    /// The values `[N, G, S, v]` of fused projections `qkv: [N, S, width]`: a view.
+    pub(crate) fn values(&self, qkv: Tensor<3>) -> Tensor<4> {
+        let [n, s, _] = qkv.dims();
+        let h = self.heads;
+        qkv.narrow(2, (h.heads + h.groups) * h.qk, h.groups * h.v)
+            .reshape([n, s, h.groups, h.v])
+            .swap_dims(1, 2) // [N, G, S, v]
+    }
+
     /// The queries `[N, H, S, qk]` (normed, scaled, rotated), keys `[N, G, S, qk]` (normed,
     /// rotated) and values `[N, G, S, v]` of fused projections `qkv: [N, S, width]`, as burn
     /// tensor ops: what [`LayerOps::attention`] computes before its core, for callers that
@@ -120,7 +129,7 @@ impl AttentionSpec<'_> {
         };
         let mut q = split(0, h.heads, h.qk);
         let mut k = split(h.heads * h.qk, h.groups, h.qk);
-        let v = split((h.heads + h.groups) * h.qk, h.groups, h.v);
+        let v = self.values(qkv.clone());
         if let Some(norm) = self.qk_norm {
             q = rms_norm(q, norm.query, norm.eps);
             k = rms_norm(k, norm.key, norm.eps);

@@ -115,6 +115,13 @@ impl Rotary {
         Self::from_tables(self.rotated, cos, sin, scale, device)
     }
 
+    /// The device tensors: `cos` and `sin` `[1, 1, S, rotated/2, 2]`, the xPos scale
+    /// `[1, 1, S, rotated]` (for the GPU kernels).
+    pub(crate) fn tables(&self) -> (&Tensor<5>, &Tensor<5>, Option<&Tensor<4>>) {
+        let (cos, sin, scale) = &self.tensors;
+        (cos, sin, scale.as_ref())
+    }
+
     /// The host tables, for the CPU kernels.
     pub(crate) fn host(&self) -> Rotation<'_> {
         Rotation {

@@ -10,6 +10,7 @@
 //! | [`mixture`] | `categorical`, `student_t_mixture` |
 //! | [`scaler`] | `patch_scaler`, `patch_scaler_extend` |
 //! | [`attention`] | `attention_core` of a few queries over a KV cache (wgpu only) |
+//! | [`heads`] | `attention_heads`: queries and keys normed, scaled and rotated (wgpu only) |
 //! | [`sort`] | `sort_first` of up to 32 values per column (wgpu only) |
 //!
 //! `lgamma` and `digamma` are compositions from [`special`](crate::special) on every backend.
@@ -20,6 +21,8 @@
 pub(crate) mod attention;
 #[cfg(feature = "wgpu")]
 pub(crate) mod cube;
+#[cfg(feature = "wgpu")]
+pub(crate) mod heads;
 #[cfg(feature = "wgpu")]
 pub(crate) mod launch;
 pub(crate) mod mixture;

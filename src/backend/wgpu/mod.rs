@@ -374,6 +374,19 @@ fn has_f16_tensor_cores(device: &Device) -> bool {
         })
 }
 
+/// Whether the heads kernel prepares `qkv`'s queries and keys: `f32` projections of the
+/// fused width, heads of 1 to 256 values (a cube's threads), a rotation of pairs within the
+/// head.
+fn heads_kernel_serves(qkv: &Tensor<3>, spec: &crate::backend::AttentionSpec<'_>) -> bool {
+    let h = spec.heads;
+    qkv.dtype() == DType::F32
+        && qkv.dims()[2] == h.fused_width()
+        && (1..=super::ops::attention::MAX_HEAD).contains(&h.qk)
+        && spec
+            .rotary
+            .is_none_or(|r| r.rotated() <= h.qk && r.rotated() % 2 == 0)
+}
+
 /// Whether the environment variable `var` says `allow`.
 fn allowed(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == "allow")
@@ -390,6 +403,36 @@ impl crate::backend::layers::LayerOps for Wgpu {
             true => Ok(sort_first(x)),
             false => Ok(crate::backend::layers::composed::sort_first(x)),
         }
+    }
+
+    /// The queries and keys in one kernel (`src/backend/ops/heads`), the values a view.
+    fn attention_heads(
+        &self,
+        qkv: Tensor<3>,
+        spec: &crate::backend::AttentionSpec<'_>,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>)> {
+        match heads_kernel_serves(&qkv, spec) {
+            true => {
+                let v = spec.values(qkv.clone());
+                let (q, k) = super::ops::heads::tensor::queries_keys(qkv, spec);
+                Ok((q, k, v))
+            }
+            false => Ok(spec.queries_keys_values(qkv)),
+        }
+    }
+
+    /// [`LayerOps::attention_heads`](crate::backend::layers::LayerOps::attention_heads), then
+    /// the core.
+    fn attention_unchecked(
+        &self,
+        qkv: Tensor<3>,
+        spec: &crate::backend::AttentionSpec<'_>,
+    ) -> Result<Tensor<3>> {
+        let [n, s, _] = qkv.dims();
+        let (q, k, v) = self.attention_heads(qkv, spec)?;
+        let o = self.attention_core_unchecked(q, k, v, spec.divisor, &spec.mask)?;
+        Ok(o.swap_dims(1, 2)
+            .reshape([n, s, spec.heads.heads * spec.heads.v]))
     }
 
     fn attention_core_unchecked(
