@@ -371,36 +371,45 @@ on_backends!(
     |b| {
         let b = &*b;
         let (n, s) = (2, 3);
-        let heads = Heads {
-            heads: 6,
-            groups: 3,
-            qk: 10,
-            v: 4,
-        };
-        let width = heads.fused_width();
-        let qkv = tensor(b, [n, s, width], 21);
-        let qkv64 = f64s(&data(n * s * width, 21));
-        let (wq, wk, pd) = (
-            tensor(b, [10], 22),
-            tensor(b, [10], 23),
-            tensor(b, [10], 24),
-        );
-        let (wq64, wk64, pd64) = (
-            f64s(&data(10, 22)),
-            f64s(&data(10, 23)),
-            f64s(&data(10, 24)),
-        );
-        let ones = [1.0; 10];
-        // The rotation of all 10 dimensions or of the first 6, with and without xPos.
-        let table = |rotated: usize, salt: usize| -> Vec<f32> {
-            (0..s * rotated)
-                .map(|i| 1.0 + data(s * rotated, salt)[i] / 4.0)
-                .collect()
-        };
-        for (rotated, xpos, weighted) in [(10, false, true), (6, true, false), (6, false, true)] {
-            let angles = table(rotated, 25);
-            let angles: Vec<f32> = angles.chunks(2).flat_map(|p| [p[0], p[0]]).collect();
-            let scales = table(rotated, 26);
+        // (qk, rotated, xPos, norm weights, norm, query scale): whole and partial rotations,
+        // weighted and unweighted norms, Toto 1.0's heads (no norm, no scale), a scale without a
+        // norm, and heads wider than 32 values (48: a cube of 64 threads, 16 of them padding).
+        let cases = [
+            (10, 10, false, true, true, true),
+            (10, 6, true, false, true, true),
+            (10, 6, false, true, true, true),
+            (10, 10, true, false, false, false),
+            (48, 32, true, false, false, true),
+            (48, 48, false, true, true, false),
+        ];
+        for (qk, rotated, xpos, weighted, norm, scaled) in cases {
+            let heads = Heads {
+                heads: 6,
+                groups: 3,
+                qk,
+                v: 4,
+            };
+            let (hq, g) = (heads.heads, heads.groups);
+            let width = heads.fused_width();
+            let qkv = tensor(b, [n, s, width], 21);
+            let qkv64 = f64s(&data(n * s * width, 21));
+            let (wq, wk, pd) = (
+                tensor(b, [qk], 22),
+                tensor(b, [qk], 23),
+                tensor(b, [qk], 24),
+            );
+            let (wq64, wk64, pd64) = (
+                f64s(&data(qk, 22)),
+                f64s(&data(qk, 23)),
+                f64s(&data(qk, 24)),
+            );
+            let ones = vec![1.0; qk];
+            let table = |salt: usize| -> Vec<f32> {
+                let d = data(s * rotated, salt);
+                d.iter().map(|x| 1.0 + x / 4.0).collect()
+            };
+            let angles: Vec<f32> = table(25).chunks(2).flat_map(|p| [p[0], p[0]]).collect();
+            let scales = table(26);
             let scales = xpos.then_some(&scales[..]);
             let rotary = Rotary::new(&angles, scales, [s, rotated], b.device()).unwrap();
             let cos: Vec<f64> = angles.iter().map(|a| f64::from(a.cos())).collect();
@@ -414,44 +423,46 @@ on_backends!(
                 qkv: &qkv64,
                 s,
                 heads,
-                norm: Some((rq, rk)),
-                per_dim: Some((&pd64, 0.75)),
+                norm: norm.then_some((rq, rk)),
+                per_dim: scaled.then_some((&pd64[..], 0.75)),
                 rot: Some((rotated, &cos, &sin, &scale64)),
                 divisor: 1.0,
             };
             let spec = AttentionSpec {
                 heads,
                 divisor: 1.0,
-                qk_norm: Some(QkNorm {
+                qk_norm: norm.then_some(QkNorm {
                     query: weighted.then_some(&wq),
                     key: weighted.then_some(&wk),
                     eps: 1e-6,
                 }),
-                query_scale: Some((&pd, 0.75)),
+                query_scale: scaled.then_some((&pd, 0.75)),
                 rotary: Some(&rotary),
                 mask: Mask::None,
             };
             let (q, k, v) = b.attention_heads(qkv.clone(), &spec).unwrap();
-            assert_eq!(q.dims(), [n, 6, s, 10]);
-            assert_eq!(k.dims(), [n, 3, s, 10]);
-            assert_eq!(v.dims(), [n, 3, s, 4]);
+            assert_eq!(q.dims(), [n, hq, s, qk]);
+            assert_eq!(k.dims(), [n, g, s, qk]);
+            assert_eq!(v.dims(), [n, g, s, 4]);
             // `[N, heads, S, d]` order.
             let heads_of = |count: usize, offset: usize, query: bool| -> Vec<f64> {
                 (0..n)
                     .flat_map(|seq| (0..count).map(move |h| (seq, h)))
                     .flat_map(|(seq, h)| (0..s).map(move |i| (seq, h, i)))
-                    .flat_map(|(seq, h, i)| reference.head(seq, i, offset + h * 10, query))
+                    .flat_map(|(seq, h, i)| reference.head(seq, i, offset + h * qk, query))
                     .collect()
             };
-            let what =
-                format!("attention_heads (rotated {rotated}, xPos {xpos}, weighted {weighted})");
-            assert_close(&format!("{what}: queries"), q, &heads_of(6, 0, true));
-            assert_close(&format!("{what}: keys"), k, &heads_of(3, 60, false));
+            let what = format!(
+                "attention_heads (qk {qk}, rotated {rotated}, xPos {xpos}, weighted {weighted}, \
+                 norm {norm}, scaled {scaled})"
+            );
+            assert_close(&format!("{what}: queries"), q, &heads_of(hq, 0, true));
+            assert_close(&format!("{what}: keys"), k, &heads_of(g, hq * qk, false));
             let values: Vec<f64> = (0..n)
-                .flat_map(|seq| (0..3).map(move |g| (seq, g)))
+                .flat_map(|seq| (0..g).map(move |g| (seq, g)))
                 .flat_map(|(seq, g)| (0..s).map(move |i| (seq, g, i)))
-                .flat_map(|(seq, g, i)| {
-                    let at = (seq * s + i) * width + 90 + g * 4;
+                .flat_map(|(seq, gi, i)| {
+                    let at = (seq * s + i) * width + (hq + g) * qk + gi * 4;
                     qkv64[at..at + 4].to_vec()
                 })
                 .collect();

@@ -152,17 +152,19 @@ impl<Gpu: LayerOps, Cpu: LayerOps> LayerOps for FallbackBackend<Gpu, Cpu> {
         )
     }
 
-    /// Routed as [`Op::Attention`], whose first half it is.
+    /// Routed as [`Op::Attention`], whose first half it is (the mask, which it does not read,
+    /// stays where it is).
     fn attention_heads(
         &self,
         qkv: Tensor<3>,
         spec: &AttentionSpec<'_>,
     ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>)> {
         let n = qkv.shape().num_elements();
+        let (norms, per_dim, (rotary, _mask)) = attention_inputs(spec);
         self.run(
             Op::Attention,
             n,
-            (qkv, attention_inputs(spec)),
+            (qkv, (norms, per_dim, (rotary, None))),
             |g, (qkv, _)| g.attention_heads(qkv, spec),
             |c, (qkv, inputs)| c.attention_heads(qkv, &attention_spec(spec, &inputs)),
         )

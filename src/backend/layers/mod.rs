@@ -269,7 +269,9 @@ pub trait LayerOps: Backend {
     /// as [`LayerOps::attention`] prepares them (`spec`'s norms, query scale and rotation; its
     /// mask and divisor unused): `[N, H, S, qk]`, `[N, G, S, qk]`, `[N, G, S, v]`, for attention
     /// over a KV cache ([`LayerOps::attention_core`]). The provided body is
-    /// [`AttentionSpec::queries_keys_values`]; `NdArray` prepares them on its host kernels.
+    /// [`AttentionSpec::queries_keys_values`]; `NdArray` prepares them on its host kernels,
+    /// `Wgpu` in one CubeCL kernel, and `FallbackBackend` routes the call as
+    /// [`Op::Attention`](crate::Op::Attention).
     ///
     /// # Errors
     /// The backend's.

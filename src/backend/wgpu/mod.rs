@@ -375,16 +375,22 @@ fn has_f16_tensor_cores(device: &Device) -> bool {
 }
 
 /// Whether the heads kernel prepares `qkv`'s queries and keys: `f32` projections of the
-/// fused width, heads of 1 to 256 values (a cube's threads), a rotation of pairs within the
-/// head.
+/// fused width, heads of 1 to 256 values (a cube's threads), weights of the head's width, a
+/// rotation of pairs within the head for the call's positions. (`attention_heads` has no
+/// checks of its own: anything else keeps the composition, which broadcasts or refuses as
+/// burn does.)
 fn heads_kernel_serves(qkv: &Tensor<3>, spec: &crate::backend::AttentionSpec<'_>) -> bool {
     let h = spec.heads;
+    let [_, s, width] = qkv.dims();
+    let norms = spec.qk_norm.iter().flat_map(|n| [n.query, n.key]).flatten();
+    let mut vectors = norms.chain(spec.query_scale.map(|(m, _)| m));
     qkv.dtype() == DType::F32
-        && qkv.dims()[2] == h.fused_width()
+        && width == h.fused_width()
         && (1..=super::ops::attention::MAX_HEAD).contains(&h.qk)
-        && spec
-            .rotary
-            .is_none_or(|r| r.rotated() <= h.qk && r.rotated() % 2 == 0)
+        && vectors.all(|w| w.dims() == [h.qk])
+        && spec.rotary.is_none_or(|r| {
+            r.positions() == s && r.rotated() <= h.qk && r.rotated().is_multiple_of(2)
+        })
 }
 
 /// Whether the environment variable `var` says `allow`.

@@ -19,7 +19,8 @@ pub(crate) fn queries_keys(qkv: Tensor<3>, spec: &AttentionSpec<'_>) -> (Tensor<
     let vector = |t: Option<&Tensor<1>>| t.cloned().unwrap_or_else(none);
     let norm = spec.qk_norm;
     let (q_weight, k_weight) = (norm.and_then(|n| n.query), norm.and_then(|n| n.key));
-    let (cos, sin, scale, rotated) = match spec.rotary {
+    // A rotation of no dimensions is none (and binds no empty tables).
+    let (cos, sin, scale, rotated) = match spec.rotary.filter(|r| r.rotated() > 0) {
         Some(r) => {
             let (cos, sin, scale) = r.tables();
             (
@@ -42,7 +43,7 @@ pub(crate) fn queries_keys(qkv: Tensor<3>, spec: &AttentionSpec<'_>) -> (Tensor<
         q_weighted: q_weight.is_some(),
         k_weighted: k_weight.is_some(),
         scaled: spec.query_scale.is_some(),
-        rotate: spec.rotary.is_some() && rotated > 0,
+        rotate: rotated > 0,
         xpos: scale.is_some(),
     };
     let (q, k) = Dispatch::attention_heads(
