@@ -271,7 +271,7 @@ pub trait LayerOps: Backend {
     /// over a KV cache ([`LayerOps::attention_core`]). The provided body is
     /// [`AttentionSpec::queries_keys_values`]; `NdArray` prepares them on its host kernels,
     /// `Wgpu` in one CubeCL kernel, and `FallbackBackend` routes the call as
-    /// [`Op::Attention`](crate::Op::Attention).
+    /// [`Op::Attention`].
     ///
     /// # Errors
     /// The backend's.

@@ -117,6 +117,7 @@ impl Rotary {
 
     /// The device tensors: `cos` and `sin` `[1, 1, S, rotated/2, 2]`, the xPos scale
     /// `[1, 1, S, rotated]` (for the GPU kernels).
+    #[cfg(feature = "wgpu")]
     pub(crate) fn tables(&self) -> (&Tensor<5>, &Tensor<5>, Option<&Tensor<4>>) {
         let (cos, sin, scale) = &self.tensors;
         (cos, sin, scale.as_ref())
