@@ -89,16 +89,15 @@ pub(crate) fn residual_add<const D: usize>(f: Tensor<D>, skip: Tensor<D>, tau: f
         .add(skip.mul_scalar(1.0f32 / denom))
 }
 
-/// [`LayerOps::attention`]: [`AttentionSpec::queries_keys_values`], then
-/// [`LayerOps::attention_core`] (routed through `ops`, so that a backend's native core serves
-/// it).
+/// [`LayerOps::attention`]: [`LayerOps::attention_heads`], then [`LayerOps::attention_core`]
+/// (both routed through `ops`, so that a backend's native kernels serve them).
 pub(crate) fn attention<B: LayerOps>(
     ops: &B,
     qkv: Tensor<3>,
     spec: &AttentionSpec<'_>,
 ) -> Result<Tensor<3>> {
     let [n, s, _] = qkv.dims();
-    let (q, k, v) = spec.queries_keys_values(qkv);
+    let (q, k, v) = ops.attention_heads(qkv, spec)?;
     let o = ops.attention_core_unchecked(q, k, v, spec.divisor, &spec.mask)?; // [N, H, S, v]
     Ok(o.swap_dims(1, 2)
         .reshape([n, s, spec.heads.heads * spec.heads.v]))

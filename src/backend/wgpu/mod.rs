@@ -427,20 +427,6 @@ impl crate::backend::layers::LayerOps for Wgpu {
         }
     }
 
-    /// [`LayerOps::attention_heads`](crate::backend::layers::LayerOps::attention_heads), then
-    /// the core.
-    fn attention_unchecked(
-        &self,
-        qkv: Tensor<3>,
-        spec: &crate::backend::AttentionSpec<'_>,
-    ) -> Result<Tensor<3>> {
-        let [n, s, _] = qkv.dims();
-        let (q, k, v) = self.attention_heads(qkv, spec)?;
-        let o = self.attention_core_unchecked(q, k, v, spec.divisor, &spec.mask)?;
-        Ok(o.swap_dims(1, 2)
-            .reshape([n, s, spec.heads.heads * spec.heads.v]))
-    }
-
     fn attention_core_unchecked(
         &self,
         q: Tensor<4>,
