@@ -343,13 +343,15 @@ impl CoreMask<'_> {
 
 /// Attention over prepared heads (a decode step's or a streaming pass's queries over cached
 /// keys): `q` `[n, H, S, qk]`, `k` `[n, G, S_kv, qk]`, `v` `[n, G, S_kv, v]`, head `h` reading
-/// group `h / (H/G)`; `softmax(q·kᵀ / divisor, masked) · v`, `[n, H, S, v]`. Burn's softmax: a
-/// row whose keys are all blocked is NaN.
+/// group `h / (H/G)`; `softmax(q·kᵀ / divisor, masked) · v`, `[n, H, S, v]`. Only the first
+/// `seen` keys of each group are read (at most `S_kv`: the mask blocks the others for every
+/// query). Burn's softmax: a row whose keys are all blocked is NaN.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention_core(
     target: Target,
     (q, k, v): (&[f32], &[f32], &[f32]),
     [n, h, s, skv]: [usize; 4],
+    seen: usize,
     groups: usize,
     [qk, dv]: [usize; 2],
     divisor: f32,
@@ -363,21 +365,15 @@ pub(crate) fn attention_core(
     let head = |(index, out): (usize, &mut [f32])| {
         let (seq, head) = (index / h, index % h);
         let group = (head / per_group).min(groups - 1);
+        let seen = seen.min(skv);
         let queries = &q[index * s * qk..][..s * qk];
-        let keys = &k[(seq * groups + group) * skv * qk..][..skv * qk];
-        let values = &v[(seq * groups + group) * skv * dv..][..skv * dv];
+        let keys = &k[(seq * groups + group) * skv * qk..][..seen * qk];
+        let values = &v[(seq * groups + group) * skv * dv..][..seen * dv];
         let blocked = mask.map(|m| {
             let [mn, mh] = m.dims;
             let at = ((seq % mn) * mh + head % mh) * s * m.width;
             (m, at)
         });
-        // Keys never seen by any query (a cache's unwritten entries) are not read.
-        let seen = match mask {
-            Some(CoreMask {
-                written: Some(len), ..
-            }) => len.min(skv),
-            _ => skv,
-        };
         let mut weights = vec![0.0f32; seen];
         for (i, query) in queries.chunks_exact(qk).enumerate() {
             for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {

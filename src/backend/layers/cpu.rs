@@ -264,9 +264,10 @@ impl LayerOps for NdArray {
         let [n, h, s, qk] = q.dims();
         let [_, g, width, dv] = v.dims();
         let bools;
-        // Keys no query sees (a cache's unwritten entries) are not read: only the keys up to
-        // the last one seen leave the tensors (their buffers are shared with the cache, so
-        // reading them copies them).
+        // Keys no query sees (a cache's unwritten entries) are not read. The buffers leave the
+        // tensors whole: a view of their seen entries (`narrow`) would be copied value by value
+        // on the way out (~0.45 ms a time layer of a one-series Toto 2.0 session), a whole
+        // buffer in one pass.
         let (seen, host_mask) = match mask {
             Mask::None => (width, None),
             Mask::Causal => (width, Some(CoreMask::written(width))),
@@ -293,14 +294,11 @@ impl LayerOps for NdArray {
                 (seen, Some(mask))
             }
         };
-        let (k, v) = match seen < width {
-            true => (k.narrow(2, 0, seen), v.narrow(2, 0, seen)),
-            false => (k, v),
-        };
         let out = host::attention_core(
             self.kernels().target(),
             (&values(q), &values(k), &values(v)),
-            [n, h, s, seen],
+            [n, h, s, width],
+            seen,
             g,
             [qk, dv],
             divisor as f32,
