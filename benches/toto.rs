@@ -39,15 +39,17 @@
 //!   `--prewarm` then has the driver compile the stored kernels on all cores (`vulkan`)
 //!   (`kernel_cache`, the `cache` feature).
 //!
-//! - `--stream NAMES [--backend ndarray|fallback] [--runs N]`: a streaming session's cost
-//!   (`Forecaster::stream`: one pushed patch and the next forecast, read back) against a full
-//!   forecast of the same request, one JSON line per workload: `w-eval` (Toto 1.0 as W-eval),
-//!   `w-eval-mean` (its mean path), `w-eval-next` (256 paths of the next patch, what scoring new
-//!   points reads), `t2-2048` (Toto 2.0 22m-like, B 1, V 4, context 2048, horizon 128),
-//!   `t2-2048-b16` and `t2-2048-b256` (the same with B 16 and 256), `t2-2048-b16-cov` (B 16 with
-//!   two known covariates a horizon ahead, a patch of them pushed with each patch of the series),
-//!   `w-eval-next-b16` (`w-eval-next` with B 16). `TOTO_BENCH_SPLIT=1` prints the push's and the forecast's times
-//!   of each run.
+//! - `--stream NAMES [--backend ndarray|fallback] [--runs N] [--precision P]`: a streaming
+//!   session's cost (`Forecaster::stream`: one pushed patch and the next forecast, read back)
+//!   against a full forecast of the same request, one JSON line per workload: `w-eval` (Toto 1.0
+//!   as W-eval), `w-eval-mean` (its mean path), `w-eval-next` (256 paths of the next patch, what
+//!   scoring new points reads), `t2-2048` (Toto 2.0 22m-like, B 1, V 4, context 2048, horizon
+//!   128), `t2-2048-b16` and `t2-2048-b256` (the same with B 16 and 256), `t2-2048-b16-cov` (B
+//!   16 with two known covariates a horizon ahead, a patch of them pushed with each patch of the
+//!   series), `w-eval-next-b16` (`w-eval-next` with B 16). `--precision` sets the GPU's (Toto
+//!   2.0's products) on the fallback. `TOTO_BENCH_SPLIT=1` prints each full forecast's time and
+//!   the push's and the forecast's times of each run (lines between which a kernel profile's
+//!   launches fall).
 //!
 //! - `--graph-probe ROWS[,ROWS…]`: what a pass bound by launches costs eagerly and replayed
 //!   from a graph burn captured (`burn::tensor::capture`): 12 layers shaped like Toto 2.0
@@ -800,7 +802,9 @@ fn main() {
         match value("--backend").as_deref().unwrap_or("ndarray") {
             cpu @ ("ndarray" | "flex") => stream(&cpu_backend(cpu), &names, runs),
             "fallback" => {
-                let b = FallbackBackend::new(Wgpu::new().expect("a wgpu adapter"), NdArray::new());
+                let gpu = Wgpu::new().expect("a wgpu adapter");
+                let gpu = with_precision(gpu, precision(value("--precision")));
+                let b = FallbackBackend::new(gpu, NdArray::new());
                 stream(&b, &names, runs);
                 eprintln!("{}", b.report());
             }
@@ -937,12 +941,16 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
     // Full forecasts and pushes alternate, so that a machine whose speed drifts during the run
     // (a shared host) slows both alike.
     let mut session = model.stream(request).expect("session");
+    let split = std::env::var("TOTO_BENCH_SPLIT").is_ok();
     let mut t = c;
     let (mut full, mut pushed) = (Vec::new(), Vec::new());
     for _ in 0..=runs {
         let start = Instant::now();
         read_point(&model.predict(request).expect("forecast"), b * v * h);
         full.push(start.elapsed().as_secs_f64());
+        if split {
+            eprintln!("full {:.4} s", full[full.len() - 1]);
+        }
         let next: Vec<f32> = (0..b * v)
             .flat_map(|_| (t..t + p).map(|t| (t as f32 / 10.0).sin() + 0.01 * t as f32))
             .collect();
@@ -958,7 +966,7 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
         session.push(&next, p).expect("push");
         let mid = start.elapsed().as_secs_f64();
         read_point(&session.forecast().expect("forecast"), b * v * h);
-        if std::env::var("TOTO_BENCH_SPLIT").is_ok() {
+        if split {
             eprintln!(
                 "push {mid:.4} s, forecast {:.4} s",
                 start.elapsed().as_secs_f64() - mid

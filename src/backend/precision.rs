@@ -15,7 +15,11 @@ use burn::tensor::{Device, FloatDType};
 /// (activations and weights near unit variance), which is what makes 16-bit formats safe for
 /// it: on both toto-2 fixtures its f16 forecasts stay within a scaled error of 1.1e-3 of the
 /// f32 reference. On GPUs with 16-bit tensor cores it is several times faster for the large
-/// sizes; docs/PERFORMANCE.md has the measurements.
+/// sizes; docs/PERFORMANCE.md has the measurements. A product too small for that to pay (on
+/// `Wgpu`, at most 2²⁹ multiply-adds: a forecast of a few series, a streaming session's pass)
+/// multiplies its f32 input by the rounded weight widened to f32, kept with the layer after its
+/// first such product: the casts around a 16-bit product cost more launches than its arithmetic
+/// saves there.
 ///
 /// Which one a model gets: the backend's [`Backend::precision`](crate::Backend::precision) when
 /// it is loaded — `F16` on a GPU whose kernels reach f16 tensor cores (cooperative matrices),

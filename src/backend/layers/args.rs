@@ -56,20 +56,33 @@ impl<'a> Affine<'a> {
 }
 
 /// What a backend derives once from a layer's weights for its native product (the CPU packs
-/// them into its kernel's panels), made the first time the layer runs and shared by the layer's
-/// clones. A model's weights never change after loading, so it is never stale; a layer whose
-/// weights change gets a new one.
+/// them into its kernel's panels; a GPU widens half-precision weights to f32 for products of few
+/// rows), made the first time the layer runs and shared by the layer's clones. A model's
+/// weights never change after loading, so it is never stale; a layer whose weights change gets
+/// a new one.
 #[derive(Clone, Default)]
-pub struct Prepared(pub(crate) Arc<OnceLock<Option<PackedMatrix>>>);
+pub struct Prepared(pub(crate) Arc<Slots>);
+
+/// [`Prepared`]'s slots, each filled by the backend that uses it.
+#[derive(Default)]
+pub(crate) struct Slots {
+    /// The CPU's packed weight (`None` where its kernels do not serve the layer).
+    pub(crate) packed: OnceLock<Option<PackedMatrix>>,
+    /// The weight in f32, for products that run in f32 although the layer's format is not.
+    pub(crate) widened: OnceLock<Tensor<2>>,
+}
 
 impl fmt::Debug for Prepared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.0.get() {
+        let packed = match self.0.packed.get() {
             None => "not yet".to_owned(),
             Some(None) => "no native product".to_owned(),
             Some(Some(p)) => format!("{:?}", p.kernel()),
         };
-        f.debug_tuple("Prepared").field(&state).finish()
+        f.debug_struct("Prepared")
+            .field("packed", &packed)
+            .field("widened", &self.0.widened.get().is_some())
+            .finish()
     }
 }
 

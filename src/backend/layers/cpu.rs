@@ -110,7 +110,7 @@ impl LayerOps for NdArray {
             let w = shared_values(a.weight);
             PackedMatrix::new(kernel, &w, a.dims(), bias.as_deref(), a.scale as f32)
         };
-        let cached = a.prepared.0.get_or_init(&pack);
+        let cached = a.prepared.0.packed.get_or_init(&pack);
         let fresh;
         let packed = match cached {
             Some(p) if p.kernel() == kernel => p,

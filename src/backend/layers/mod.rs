@@ -5,7 +5,7 @@
 //!
 //! | op | provided (any device) | native |
 //! |---|---|---|
-//! | [`linear`](LayerOps::linear) | burn `matmul` | [`NdArray`](super::NdArray): weights packed once ([`Prepared`]), x86 or portable GEMM |
+//! | [`linear`](LayerOps::linear) | burn `matmul` | [`NdArray`](super::NdArray): weights packed once ([`Prepared`]), x86 or portable GEMM; [`Wgpu`](crate::Wgpu): a half-precision product of few rows in f32 against the weight widened once |
 //! | [`rms_norm`](LayerOps::rms_norm), [`silu`](LayerOps::silu), [`silu_gate`](LayerOps::silu_gate), [`residual_add`](LayerOps::residual_add) | burn elementwise ops | `NdArray`: one vectorised pass |
 //! | [`attention`](LayerOps::attention) | projections split, norms, rotary, [`attention_core`](LayerOps::attention_core) | `NdArray`: one pass per sequence |
 //! | [`attention_core`](LayerOps::attention_core) | burn `matmul`, `softmax` | [`Wgpu`](crate::Wgpu): a kernel for up to 16 queries over a KV cache |

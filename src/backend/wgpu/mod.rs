@@ -398,11 +398,49 @@ fn allowed(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| v == "allow")
 }
 
+/// The most multiply-adds (`rows · K · N`) of a half-precision product that `Wgpu` runs in f32
+/// instead. A product of few rows is bound by its launches, not its arithmetic: in f16 it
+/// needs the input cast down and the result cast back, two launches that burn's fusion does
+/// not fold into the product, where an f32 product takes its neighbours' elementwise work into
+/// its own kernel. On an H100 a Toto 2.0 22m-like session update at B 16 (320 rows, products of
+/// up to 3.8·10⁸ multiply-adds) ran 289 kernels and 9.7–10.6 ms in f32 against 385 kernels and
+/// 11.6–11.9 ms in f16, and a full forecast of one series (272 rows) 10.7–11.0 ms against
+/// 12.1–12.8 ms; at 4,352 rows (5.2·10⁹ multiply-adds) f16 took 13.0 ms and f32 23.5 ms.
+pub(crate) const WIDENED_PRODUCT_MACS: usize = 1 << 29;
+
 /// Every layer op as its composition of burn ops (burn's fusion compiles the elementwise ones
-/// into few kernels, and its autotuned `matmul` serves the products), but attention of a few
-/// queries over a KV cache and the sort of a few values per column, which run kernels of their
-/// own (`src/backend/ops/attention`, `src/backend/ops/sort`).
+/// into few kernels, and its autotuned `matmul` serves the products), but attention's heads,
+/// attention of a few queries over a KV cache and the sort of a few values per column, which
+/// run kernels of their own (`src/backend/ops/heads`, `src/backend/ops/attention`,
+/// `src/backend/ops/sort`), and half-precision products of few rows, which run in f32.
 impl crate::backend::layers::LayerOps for Wgpu {
+    /// A half-precision product of at most [`WIDENED_PRODUCT_MACS`] multiply-adds runs in f32
+    /// against the weight widened once (kept in the layer's
+    /// [`Prepared`](crate::backend::Prepared)); larger ones run in the layer's format.
+    fn linear_unchecked<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        a: crate::backend::Affine<'_>,
+    ) -> Result<Tensor<D>> {
+        use crate::backend::layers::composed::linear;
+        let [k, n] = a.dims();
+        let rows = x.shape().num_elements() / k.max(1);
+        match a.compute {
+            Some(_) if rows.saturating_mul(k).saturating_mul(n) <= WIDENED_PRODUCT_MACS => {
+                let widened = a.prepared.0.widened.get_or_init(|| {
+                    a.weight.clone().cast(burn::tensor::FloatDType::F32)
+                });
+                let wide = crate::backend::Affine {
+                    weight: widened,
+                    compute: None,
+                    ..a
+                };
+                Ok(linear(x, wide))
+            }
+            _ => Ok(linear(x, a)),
+        }
+    }
+
     fn sort_first_unchecked<const D: usize>(&self, x: Tensor<D>) -> Result<Tensor<D>> {
         use super::ops::sort::{MAX_SORT, tensor::sort_first};
         match x.dtype() == DType::F32 && x.dims()[0] <= MAX_SORT {
