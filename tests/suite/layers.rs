@@ -620,40 +620,50 @@ on_backends!(
 // weight: ~1e-6 of the largest output over 512 terms), and more multiply-adds than the GPU
 // widens for keep the f16 product (its input rounded to f16, 2^-11 relative: an error well
 // above f32's, within f16's). The exact product is f64 over the f16 weight's values.
-on_backends!(half_precision_products_widen_few_rows, [wgpu, fallback], |b| {
-    use burn::tensor::{DType, FloatDType};
-    let b = &*b;
-    if !b.device().supports_dtype(DType::F16) {
-        eprintln!("{}: no f16 arithmetic", b.name());
-        return;
-    }
-    let (k, n) = (512, 512);
-    let w = tensor(b, [k, n], 1).cast(FloatDType::F16);
-    let w64 = values(w.clone());
-    let prepared = Prepared::default();
-    // Rows 0, 61, 122, … of `rows` against f64; the largest error relative to the largest |y|.
-    let error = |rows: usize| {
-        let x = tensor(b, [rows, k], 2);
-        let x64 = values(x.clone());
-        let affine = Affine::new(&w, None, 1.0, &prepared).computed_in(FloatDType::F16);
-        let y = values(b.linear(x, affine).unwrap());
-        let (mut err, mut scale) = (0.0f64, 0.0f64);
-        for r in (0..rows).step_by(61) {
-            for c in 0..n {
-                let want: f64 = (0..k).map(|i| x64[r * k + i] * w64[i * n + c]).sum();
-                err = err.max((y[r * n + c] - want).abs());
-                scale = scale.max(want.abs());
-            }
+on_backends!(
+    half_precision_products_widen_few_rows,
+    [wgpu, fallback],
+    |b| {
+        use burn::tensor::{DType, FloatDType};
+        let b = &*b;
+        if !b.device().supports_dtype(DType::F16) {
+            eprintln!("{}: no f16 arithmetic", b.name());
+            return;
         }
-        err / scale
-    };
-    let few = error(8);
-    assert!(few <= 1e-5, "8 rows: relative error {few:e}");
-    // 2,056 · 512 · 512 multiply-adds: more than 2^29.
-    let many = error(2056);
-    eprintln!("{}: relative error {few:.1e} (8 rows), {many:.1e} (2,056 rows)", b.name());
-    assert!((1e-4..=2e-2).contains(&many), "2,056 rows: relative error {many:e}");
-});
+        let (k, n) = (512, 512);
+        let w = tensor(b, [k, n], 1).cast(FloatDType::F16);
+        let w64 = values(w.clone());
+        let prepared = Prepared::default();
+        // Rows 0, 61, 122, … of `rows` against f64; the largest error relative to the largest |y|.
+        let error = |rows: usize| {
+            let x = tensor(b, [rows, k], 2);
+            let x64 = values(x.clone());
+            let affine = Affine::new(&w, None, 1.0, &prepared).computed_in(FloatDType::F16);
+            let y = values(b.linear(x, affine).unwrap());
+            let (mut err, mut scale) = (0.0f64, 0.0f64);
+            for r in (0..rows).step_by(61) {
+                for c in 0..n {
+                    let want: f64 = (0..k).map(|i| x64[r * k + i] * w64[i * n + c]).sum();
+                    err = err.max((y[r * n + c] - want).abs());
+                    scale = scale.max(want.abs());
+                }
+            }
+            err / scale
+        };
+        let few = error(8);
+        assert!(few <= 1e-5, "8 rows: relative error {few:e}");
+        // 2,056 · 512 · 512 multiply-adds: more than 2^29.
+        let many = error(2056);
+        eprintln!(
+            "{}: relative error {few:.1e} (8 rows), {many:.1e} (2,056 rows)",
+            b.name()
+        );
+        assert!(
+            (1e-4..=2e-2).contains(&many),
+            "2,056 rows: relative error {many:e}"
+        );
+    }
+);
 
 on_backends!(
     bad_layer_arguments_are_refused_alike,

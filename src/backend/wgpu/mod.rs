@@ -427,9 +427,11 @@ impl crate::backend::layers::LayerOps for Wgpu {
         let rows = x.shape().num_elements() / k.max(1);
         match a.compute {
             Some(_) if rows.saturating_mul(k).saturating_mul(n) <= WIDENED_PRODUCT_MACS => {
-                let widened = a.prepared.0.widened.get_or_init(|| {
-                    a.weight.clone().cast(burn::tensor::FloatDType::F32)
-                });
+                let widened = a
+                    .prepared
+                    .0
+                    .widened
+                    .get_or_init(|| a.weight.clone().cast(burn::tensor::FloatDType::F32));
                 let wide = crate::backend::Affine {
                     weight: widened,
                     compute: None,
