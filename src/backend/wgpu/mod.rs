@@ -414,8 +414,8 @@ pub(crate) const WIDENED_PRODUCT_MACS: usize = 1 << 29;
 /// run kernels of their own (`src/backend/ops/heads`, `src/backend/ops/attention`,
 /// `src/backend/ops/sort`), and half-precision products of few rows, which run in f32.
 impl crate::backend::layers::LayerOps for Wgpu {
-    /// A half-precision product of at most [`WIDENED_PRODUCT_MACS`] multiply-adds runs in f32
-    /// against the weight widened once (kept in the layer's
+    /// A half-precision product of at most `WIDENED_PRODUCT_MACS` (2²⁹) multiply-adds runs
+    /// in f32 against the weight widened once (kept in the layer's
     /// [`Prepared`](crate::backend::Prepared)); larger ones run in the layer's format.
     fn linear_unchecked<const D: usize>(
         &self,
