@@ -323,10 +323,10 @@ pub(crate) struct CoreMask<'a> {
     /// The mask's row length (its `S_kv`): at least the keys passed, which may stop before
     /// the mask's last columns when no query sees those.
     pub(crate) width: usize,
-    /// Instead of a buffer, causal over the first `len` keys (a fixed-capacity cache's
-    /// written entries, the queries the last of them): query `i` sees keys `0..=len − S + i`;
-    /// the keys from `len` on are never read.
-    pub(crate) written: Option<usize>,
+    /// Instead of a buffer, causal over the keys [`attention_core`] reads (its `seen`: a
+    /// fixed-capacity cache's first `len` entries, the queries the last of them): query `i`
+    /// sees keys `0..=len − S + i`.
+    pub(crate) causal: bool,
 }
 
 impl CoreMask<'_> {
@@ -336,7 +336,7 @@ impl CoreMask<'_> {
             blocked: &[],
             dims: [1, 1],
             width: len,
-            written: Some(len),
+            causal: true,
         }
     }
 }
@@ -362,10 +362,10 @@ pub(crate) fn attention_core(
         return out;
     }
     let per_group = (h / groups).max(1);
+    let seen = seen.min(skv);
     let head = |(index, out): (usize, &mut [f32])| {
         let (seq, head) = (index / h, index % h);
         let group = (head / per_group).min(groups - 1);
-        let seen = seen.min(skv);
         let queries = &q[index * s * qk..][..s * qk];
         let keys = &k[(seq * groups + group) * skv * qk..][..seen * qk];
         let values = &v[(seq * groups + group) * skv * dv..][..seen * dv];
@@ -378,7 +378,7 @@ pub(crate) fn attention_core(
         for (i, query) in queries.chunks_exact(qk).enumerate() {
             for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
                 let off = match blocked {
-                    Some((m, _)) if m.written.is_some() => j + s > i + seen,
+                    Some((m, _)) if m.causal => j + s > i + seen,
                     Some((m, at)) => m.blocked[at + i * m.width + j],
                     None => false,
                 };

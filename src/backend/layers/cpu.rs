@@ -289,7 +289,7 @@ impl LayerOps for NdArray {
                     blocked: &bools,
                     dims: [mn, mh],
                     width,
-                    written: None,
+                    causal: false,
                 };
                 (seen, Some(mask))
             }
