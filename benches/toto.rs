@@ -924,7 +924,8 @@ fn stream<B: LayerOps>(backend: &B, names: &str, runs: usize) {
 
 /// The medians of full forecasts of `request` and of a session's push of one patch and next
 /// forecast (the pushes continue `inputs`' curve), the two alternating, the first of each
-/// untimed.
+/// untimed. `TOTO_BENCH_PUSHES_ONLY` skips the full forecasts after the first (a profile of
+/// the updates alone); `TOTO_BENCH_SPLIT` prints each time.
 fn stream_times<M: toto_fallback::forecast::Forecaster>(
     model: &M,
     request: &ForecastRequest,
@@ -946,7 +947,9 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
     let (mut full, mut pushed) = (Vec::new(), Vec::new());
     for _ in 0..=runs {
         let start = Instant::now();
-        read_point(&model.predict(request).expect("forecast"), b * v * h);
+        if full.is_empty() || std::env::var("TOTO_BENCH_PUSHES_ONLY").is_err() {
+            read_point(&model.predict(request).expect("forecast"), b * v * h);
+        }
         full.push(start.elapsed().as_secs_f64());
         if split {
             eprintln!("full {:.4} s", full[full.len() - 1]);

@@ -83,6 +83,16 @@ impl<B: LayerOps> Toto2<B> {
         }
     }
 
+    /// Whether every target series observed every step of context patch `i` (its pass then
+    /// reads the same mask whether or not the patch is the context's last).
+    fn fully_observed(context: &StreamContext, i: usize) -> bool {
+        let p = context.patch;
+        (0..context.shape[0] * context.input_variates()).all(|r| {
+            let row = context.input_row(r, i * p..(i + 1) * p);
+            !row.target || row.mask.iter().all(|&m| m)
+        })
+    }
+
     /// The group ids of input row `r`'s context patches `patches`: a target's last context
     /// patch as observed.
     fn context_gids(
@@ -201,9 +211,12 @@ impl<B: LayerOps> Toto2<B> {
         let mut phases = Phases::new("toto_fallback::toto2", device);
         let [b, vk] = [context.shape[0], context.input_variates()];
         let has_missing = options.v2.has_missing_values;
-        // The pass's rows: the tentative patch again (its real mask now) and the new ones when
-        // there are new ones, then the horizon.
-        let first = if new > 0 { n - 1 } else { n };
+        // The pass's rows: the tentative patch again when it had unobserved steps (its real
+        // mask now; they entered its last pass as observed zeros) and the new patches when
+        // there are new ones, then the horizon. A tentative patch every step of which was
+        // observed ran as its real mask reads, and its cached keys stand.
+        let redo = new > 0 && !Self::fully_observed(context, n - 1);
+        let first = if redo { n - 1 } else { n };
         // The scaler continues from the tentative patch over the new patches, and with known
         // covariates over the horizon too (their steps are known there; the targets' are not,
         // and embed as zeros): statistics for this pass only, the committed ones are
@@ -262,7 +275,7 @@ impl<B: LayerOps> Toto2<B> {
         // the state as it was once the length is restored.
         let cache = &mut state.cache;
         let held = cache.len();
-        if new > 0 {
+        if redo {
             cache.rewind(1);
         }
         let width = cache.width(s);
@@ -291,7 +304,7 @@ impl<B: LayerOps> Toto2<B> {
                 (n - 1) * p..t - p,
             );
             state.run = context.patches();
-            state.anchor = out.clone().narrow(2, new, 1);
+            state.anchor = out.clone().narrow(2, context.patches() - 1 - first, 1);
             state.last = last;
             state.gids = gids;
         }

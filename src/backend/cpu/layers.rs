@@ -290,26 +290,54 @@ fn attend_sequence((job, index, out): (&Job<'_>, usize, &mut [f32])) {
     let mut weights = vec![0.0f32; s];
     for head in 0..h {
         let group = (head / job.per_group).min(g - 1); // g ≥ 1 here
-        let keys = &k[group * s * qk..(group + 1) * s * qk];
-        let values = &v[group * s * dv..(group + 1) * s * dv];
-        for i in 0..s {
-            let query = &q[(head * s + i) * qk..][..qk];
-            for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
-                *w = match mask {
-                    Some(m) if m[i * s + j] => f32::NEG_INFINITY,
-                    _ => dot(query, key) / job.divisor,
-                };
-            }
-            let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            weights.iter_mut().for_each(|w| *w -= max);
-            exp_in_place(job.target, &mut weights);
-            let total: f32 = weights.iter().sum();
-            let o = &mut out[(i * h + head) * dv..][..dv];
-            o.fill(0.0);
-            for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
-                let w = w / total;
-                o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
-            }
+        attend_head(
+            job.target,
+            (
+                &q[head * s * qk..][..s * qk],
+                &k[group * s * qk..][..s * qk],
+                &v[group * s * dv..][..s * dv],
+            ),
+            [qk, dv],
+            job.divisor,
+            |i, j| mask.is_some_and(|m| m[i * s + j]),
+            &mut weights,
+            (&mut out[head * dv..], h * dv),
+        );
+    }
+}
+
+/// One head's attention: `queries` (`[S, qk]`) over `keys` (`[K, qk]`) and `values`
+/// (`[K, v]`), `softmax(q·kᵀ / divisor, blocked) · v`, query `i`'s row written to
+/// `out[i·stride..][..v]`. `weights` holds `K` scores. Inlined into its callers' vectorised
+/// bodies (the dot products and sums compile to the CPU's vector width there).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_head(
+    target: Target,
+    (queries, keys, values): (&[f32], &[f32], &[f32]),
+    [qk, dv]: [usize; 2],
+    divisor: f32,
+    blocked: impl Fn(usize, usize) -> bool,
+    weights: &mut [f32],
+    (out, stride): (&mut [f32], usize),
+) {
+    for (i, query) in queries.chunks_exact(qk).enumerate() {
+        for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
+            *w = if blocked(i, j) {
+                f32::NEG_INFINITY
+            } else {
+                dot(query, key) / divisor
+            };
+        }
+        let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        weights.iter_mut().for_each(|w| *w -= max);
+        exp_in_place(target, weights);
+        let total: f32 = weights.iter().sum();
+        let o = &mut out[i * stride..][..dv];
+        o.fill(0.0);
+        for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
+            let w = w / total;
+            o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
         }
     }
 }
@@ -361,44 +389,20 @@ pub(crate) fn attention_core(
     if n * h * s * dv == 0 || groups == 0 {
         return out;
     }
-    let per_group = (h / groups).max(1);
-    let seen = seen.min(skv);
+    let job = CoreJob {
+        target,
+        qkv: (q, k, v),
+        dims: [h, s, skv],
+        seen: seen.min(skv),
+        groups,
+        per_group: (h / groups).max(1),
+        widths: [qk, dv],
+        divisor,
+        mask,
+    };
+    // Compiled for the CPU's vector instructions, as [`attention`]'s sequences.
     let head = |(index, out): (usize, &mut [f32])| {
-        let (seq, head) = (index / h, index % h);
-        let group = (head / per_group).min(groups - 1);
-        let queries = &q[index * s * qk..][..s * qk];
-        let keys = &k[(seq * groups + group) * skv * qk..][..seen * qk];
-        let values = &v[(seq * groups + group) * skv * dv..][..seen * dv];
-        let blocked = mask.map(|m| {
-            let [mn, mh] = m.dims;
-            let at = ((seq % mn) * mh + head % mh) * s * m.width;
-            (m, at)
-        });
-        let mut weights = vec![0.0f32; seen];
-        for (i, query) in queries.chunks_exact(qk).enumerate() {
-            for (j, (w, key)) in weights.iter_mut().zip(keys.chunks_exact(qk)).enumerate() {
-                let off = match blocked {
-                    Some((m, _)) if m.causal => j + s > i + seen,
-                    Some((m, at)) => m.blocked[at + i * m.width + j],
-                    None => false,
-                };
-                *w = if off {
-                    f32::NEG_INFINITY
-                } else {
-                    dot(query, key) / divisor
-                };
-            }
-            let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            weights.iter_mut().for_each(|w| *w -= max);
-            exp_in_place(target, &mut weights);
-            let total: f32 = weights.iter().sum();
-            let o = &mut out[i * dv..][..dv];
-            o.fill(0.0);
-            for (w, value) in weights.iter().zip(values.chunks_exact(dv)) {
-                let w = w / total;
-                o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
-            }
-        }
+        vectorised::<AttendHead<'_>>(target, (&job, index, out))
     };
     let per_head = s * dv;
     if n * h * s * skv * qk < 4 * PAR_VALUES {
@@ -409,6 +413,59 @@ pub(crate) fn attention_core(
             .for_each(head);
     }
     out
+}
+
+/// One [`attention_core`] call's inputs, shared by its heads.
+struct CoreJob<'a> {
+    target: Target,
+    qkv: (&'a [f32], &'a [f32], &'a [f32]),
+    /// Heads, queries and keys per sequence (`H`, `S`, `S_kv`).
+    dims: [usize; 3],
+    seen: usize,
+    groups: usize,
+    per_group: usize,
+    widths: [usize; 2],
+    divisor: f32,
+    mask: Option<CoreMask<'a>>,
+}
+
+/// One head of an [`attention_core`] call, compiled for the CPU's vector instructions.
+struct AttendHead<'a>(PhantomData<&'a ()>);
+
+impl<'a> Vectorise for AttendHead<'a> {
+    type Args = (&'a CoreJob<'a>, usize, &'a mut [f32]);
+    type Out = ();
+
+    #[inline(always)]
+    fn run((job, index, out): Self::Args) {
+        let ([h, s, skv], [qk, dv], seen) = (job.dims, job.widths, job.seen);
+        let (q, k, v) = job.qkv;
+        let (seq, head) = (index / h, index % h);
+        let group = (head / job.per_group).min(job.groups - 1);
+        let keys = (seq * job.groups + group) * skv;
+        let blocked = |i: usize, j: usize| match job.mask {
+            Some(m) if m.causal => j + s > i + seen,
+            Some(m) => {
+                let [mn, mh] = m.dims;
+                m.blocked[(((seq % mn) * mh + head % mh) * s + i) * m.width + j]
+            }
+            None => false,
+        };
+        let mut weights = vec![0.0f32; seen];
+        attend_head(
+            job.target,
+            (
+                &q[index * s * qk..][..s * qk],
+                &k[keys * qk..][..seen * qk],
+                &v[keys * dv..][..seen * dv],
+            ),
+            [qk, dv],
+            job.divisor,
+            blocked,
+            &mut weights,
+            (out, dv),
+        );
+    }
 }
 
 /// One sequence's queries, keys and values from its fused projections `x` (`[s, width]`),
