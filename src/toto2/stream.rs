@@ -5,7 +5,8 @@
 //!
 //! What a fresh forecast does that the passes reproduce:
 //! - the last context patch counts as observed (its unobserved steps, zeros, enter the scaler):
-//!   the session's last patch is tentative, its keys dropped and recomputed with the next push;
+//!   the session's last patch is tentative, its keys dropped and recomputed with the next push
+//!   when it had unobserved steps (a fully observed one ran as its real mask reads, and stays);
 //! - the scaler's backfill gives the patches before `v2.scaler_fallback_min_obs` observations
 //!   the statistics of the first observations: while a series has fewer, the session recomputes;
 //! - the cap reads the context's observed range: the host keeps it;
@@ -191,7 +192,7 @@ impl<B: LayerOps> Toto2<B> {
     }
 
     /// One pass continuing `state`'s cache over the context patches it lacks (from its
-    /// tentative patch on) and `pred` zero-filled horizon patches, as the rows of a fresh
+    /// tentative patch on when that had gaps) and `pred` zero-filled horizon patches, as the rows of a fresh
     /// one-pass forecast; the context patches' keys are kept, the horizon's dropped. Returns the
     /// outputs at the horizon's patches, `[B, V, pred, D]` (`None` without any).
     fn stream_pass(
@@ -270,7 +271,7 @@ impl<B: LayerOps> Toto2<B> {
         let time_ids: Vec<usize> = queries.clone().collect();
         let s = queries.len();
         // The pass writes into the session's buffers in place (a copy of the cache would copy
-        // them whole at its first write). From the tentative patch on, every entry it writes
+        // them whole at its first write). From its first patch on, every entry it writes
         // is written again by the next pass before any reads it, so a pass that fails leaves
         // the state as it was once the length is restored.
         let cache = &mut state.cache;
