@@ -192,9 +192,10 @@ impl<B: LayerOps> Toto2<B> {
     }
 
     /// One pass continuing `state`'s cache over the context patches it lacks (from its
-    /// tentative patch on when that had gaps) and `pred` zero-filled horizon patches, as the rows of a fresh
-    /// one-pass forecast; the context patches' keys are kept, the horizon's dropped. Returns the
-    /// outputs at the horizon's patches, `[B, V, pred, D]` (`None` without any).
+    /// tentative patch on when that had gaps) and `pred` zero-filled horizon patches, as the
+    /// rows of a fresh one-pass forecast; the context patches' keys are kept, the horizon's
+    /// dropped. Returns the outputs at the horizon's patches, `[B, V, pred, D]` (`None`
+    /// without any).
     fn stream_pass(
         &self,
         state: &mut Toto2Stream,
