@@ -5,14 +5,15 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Int, Tensor};
 
-/// Attention (`softmax(q kᵀ / √Dh) v`) for queries `q: [share·N, H, S, Dh]` over a prefix `(kp, vp): [N, H, S₀, Dh]`
-/// shared by the `share` blocks of `N` rows, followed by each row's own keys and values
-/// `(ko, vo): [share·N, H, S₁, Dh]` of which the first `len` are written (a fixed-capacity
-/// buffer; every query sees the prefix and the written entries). The prefix is never repeated:
-/// the `share` queries of a row become extra query rows against its one prefix.
+/// Attention (`softmax(q kᵀ / √Dh) v`) for queries `q: [share·N, H, S, Dh]` over a prefix
+/// `(kp, vp): [N, H, S₀, Dh]` shared by the `share` blocks of `N` rows, of which the first
+/// `len₀` are written, followed by each row's own keys and values `(ko, vo): [share·N, H, S₁,
+/// Dh]` of which the first `len` are written (fixed-capacity buffers read whole: every query
+/// sees the written entries of both). The prefix is never repeated: the `share` queries of a
+/// row become extra query rows against its one prefix.
 pub(crate) fn attend_shared(
     q: Tensor<4>,
-    (kp, vp): (&Tensor<4>, &Tensor<4>),
+    (kp, vp, len0): (&Tensor<4>, &Tensor<4>, usize),
     (ko, vo, len): (Tensor<4>, Tensor<4>, usize),
     share: usize,
 ) -> Tensor<4> {
@@ -36,16 +37,22 @@ pub(crate) fn attend_shared(
     let prefix_scores =
         scatter(gather(q.clone()).matmul(kp.clone().swap_dims(2, 3))).div_scalar(scale);
     let s1 = ko.dims()[2];
-    let mut own_scores = q.matmul(ko.swap_dims(2, 3)).div_scalar(scale); // [share·N, H, S, S₁]
-    if len < s1 {
-        let device = own_scores.device();
-        let unwritten = Tensor::<1, Int>::arange(0..s1 as i64, &device)
-            .greater_equal_elem(len as i64)
-            .reshape([1, 1, 1, s1])
-            .expand([rows, h, s, s1]);
-        own_scores = own_scores.mask_fill(unwritten, f32::NEG_INFINITY);
+    let own_scores = q.matmul(ko.swap_dims(2, 3)).div_scalar(scale); // [share·N, H, S, S₁]
+    let mut scores = Tensor::cat(vec![prefix_scores, own_scores], 3);
+    if len0 < s0 || len < s1 {
+        // One mask over both parts: the unwritten entries of the prefix and of the own part.
+        let device = scores.device();
+        let at = Tensor::<1, Int>::arange(0..(s0 + s1) as i64, &device);
+        let unwritten = at
+            .clone()
+            .greater_equal_elem(len0 as i64)
+            .bool_and(at.clone().lower_elem(s0 as i64))
+            .bool_or(at.greater_equal_elem((s0 + len) as i64))
+            .reshape([1, 1, 1, s0 + s1])
+            .expand([rows, h, s, s0 + s1]);
+        scores = scores.mask_fill(unwritten, f32::NEG_INFINITY);
     }
-    let weights = softmax(Tensor::cat(vec![prefix_scores, own_scores], 3), 3);
+    let weights = softmax(scores, 3);
     let wp = weights.clone().slice([0..rows, 0..h, 0..s, 0..s0]);
     let wo = weights.slice([0..rows, 0..h, 0..s, s0..s0 + s1]);
     scatter(gather(wp).matmul(vp.clone())).add(wo.matmul(vo))

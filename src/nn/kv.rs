@@ -108,12 +108,23 @@ impl KvBuffer {
     }
 
     /// The written entries, `[N, G, len, d]` each (views of the buffers); `None` when empty.
+    #[cfg(test)]
     pub(crate) fn written(&self) -> Option<(Tensor<4>, Tensor<4>)> {
         let (k, v) = self.buffers.as_ref().filter(|_| self.len > 0)?;
         Some((
             k.clone().narrow(2, 0, self.len),
             v.clone().narrow(2, 0, self.len),
         ))
+    }
+
+    /// The whole buffers (`[N, G, capacity, d]` each, no copy) and how many entries of them
+    /// are written; `None` when empty. A reader masks the entries past the length (as
+    /// [`Mask::Cache`](crate::backend::Mask::Cache) does) instead of narrowing the buffers,
+    /// which some backends copy (burn-ndarray copies every slice, value by value when it is
+    /// not contiguous).
+    pub(crate) fn whole(&self) -> Option<(Tensor<4>, Tensor<4>, usize)> {
+        let (k, v) = self.buffers.as_ref().filter(|_| self.len > 0)?;
+        Some((k.clone(), v.clone(), self.len))
     }
 
     /// This cache with `f` applied to the keys' buffer and `g` to the values' (functions that

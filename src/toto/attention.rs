@@ -146,7 +146,7 @@ fn time_wise<B: LayerOps>(
     let (k, v, len, prefix) = entry.append(k, v);
     let o = match prefix {
         // Decode steps of sample paths over a shared prefill.
-        Some((kp, vp)) => attend_shared(q, (&kp, &vp), (k, v, len), share),
+        Some(prefix) => attend_shared(q, (&prefix.k, &prefix.v, prefix.len), (k, v, len), share),
         None => {
             let mask = Mask::Cache { len };
             pass.ops.attention_core(q, k, v, spec.divisor, &mask)?

@@ -13,8 +13,18 @@ use crate::nn::kv::KvBuffer;
 /// (`[share·B·V, H, S₁, Dh]` written, in buffers of fixed capacity).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LayerCache {
-    pub(crate) shared: Option<(Tensor<4>, Tensor<4>)>,
+    pub(crate) shared: Option<Prefix>,
     pub(crate) own: KvBuffer,
+}
+
+/// A prefix shared by sample paths: the buffers of the cache it was written to, whole
+/// (`[B·V, H, capacity, Dh]`), of which the first `len` entries are written; readers mask the
+/// rest ([`KvBuffer::whole`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Prefix {
+    pub(crate) k: Tensor<4>,
+    pub(crate) v: Tensor<4>,
+    pub(crate) len: usize,
 }
 
 /// [`KvCache::checkpoint`]: the state a failed pass restores.
@@ -128,7 +138,7 @@ impl KvCache {
             .iter()
             .map(|l| match &l.shared {
                 None => LayerCache {
-                    shared: l.own.written(),
+                    shared: l.own.whole().map(|(k, v, len)| Prefix { k, v, len }),
                     own: KvBuffer::with_capacity(capacity),
                 },
                 Some(shared) => LayerCache {
@@ -166,10 +176,10 @@ impl KvCache {
             .layers
             .iter()
             .map(|l| LayerCache {
-                shared: l
-                    .shared
-                    .as_ref()
-                    .map(|(k, v)| (scale(k.clone()), v.clone())),
+                shared: l.shared.as_ref().map(|p| Prefix {
+                    k: scale(p.k.clone()),
+                    ..p.clone()
+                }),
                 own: l.own.map(scale, |v| v),
             })
             .collect();
@@ -185,8 +195,11 @@ impl KvCache {
     /// outer): the reference [`KvCache::share`] is tested against.
     #[cfg(test)]
     pub(crate) fn repeat(&self, times: usize) -> Self {
-        let rows = |shared: &Tensor<4>, own: Option<Tensor<4>>| {
-            let prefix = shared.clone().repeat_dim(0, self.share * times);
+        let rows = |shared: &Tensor<4>, len: usize, own: Option<Tensor<4>>| {
+            let prefix = shared
+                .clone()
+                .narrow(2, 0, len)
+                .repeat_dim(0, self.share * times);
             match own {
                 None => prefix,
                 Some(own) => Tensor::cat(vec![prefix, own.repeat_dim(0, times)], 2),
@@ -200,9 +213,9 @@ impl KvCache {
                 let (k, v) = match (&l.shared, own) {
                     (None, None) => return LayerCache::default(),
                     (None, Some((k, v))) => (k.repeat_dim(0, times), v.repeat_dim(0, times)),
-                    (Some((sk, sv)), own) => {
+                    (Some(p), own) => {
                         let (ok, ov) = own.unzip();
-                        (rows(sk, ok), rows(sv, ov))
+                        (rows(&p.k, p.len, ok), rows(&p.v, p.len, ov))
                     }
                 };
                 let mut own = KvBuffer::with_capacity(k.dims()[2]);
@@ -228,7 +241,7 @@ impl LayerCache {
         &mut self,
         k: Tensor<4>,
         v: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>, usize, Option<(Tensor<4>, Tensor<4>)>) {
+    ) -> (Tensor<4>, Tensor<4>, usize, Option<Prefix>) {
         let (k, v) = self.own.write(k, v);
         (k, v, self.own.len(), self.shared.clone())
     }
@@ -332,8 +345,26 @@ mod tests {
         let (b, times) = (2, 3);
         let input = |rows: usize, patches: usize| tiny.input(rows, patches, 0);
         let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| tiny.run(x, cache);
-        let mut prefill = KvCache::default();
-        run(&input(b, 5), &mut prefill);
+        // A prefill that fills its buffers, and one in buffers of room for 8 patches whose
+        // entries past the 5 written hold the keys and values of a pass that was undone: the
+        // shared prefix is read whole, and those entries must stay unseen.
+        let mut exact = KvCache::default();
+        run(&input(b, 5), &mut exact);
+        let mut roomy = KvCache::with_capacity(8);
+        run(&input(b, 5), &mut roomy);
+        let saved = roomy.checkpoint();
+        run(&tiny.input(b, 3, 999), &mut roomy);
+        roomy.restore(saved);
+        for (name, prefill) in [("exact", exact), ("roomy", roomy)] {
+            shared_prefix_case(&tiny, name, &prefill, b, times);
+        }
+    }
+
+    /// [`a_shared_prefix_attends_like_a_repeated_one`] from one prefill.
+    fn shared_prefix_case(tiny: &Tiny, name: &str, prefill: &KvCache, b: usize, times: usize) {
+        let input = |rows: usize, patches: usize| tiny.input(rows, patches, 0);
+        let run = |x: &(Tensor<3>, Tensor<3, Int>), cache: &mut KvCache| tiny.run(x, cache);
+        assert_eq!(prefill.len(), 5);
         let mut shared = prefill.share(times, 3);
         let mut repeated = prefill.repeat(times);
         // Two decode steps (the second attends to a shared prefix and an own part), then
@@ -350,7 +381,7 @@ mod tests {
             for (g, w) in got.iter().zip(&want) {
                 assert!(
                     (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-                    "step {step}: {g} vs {w}"
+                    "{name} prefill, step {step}: {g} vs {w}"
                 );
             }
         }

@@ -120,11 +120,18 @@ fn replace_extreme(y: Tensor<3>) -> Tensor<3> {
     y.mask_fill(bad, 0.0)
 }
 
-/// The decode state of a batch of paths.
+/// The decode state of a batch of paths: the context, shared by every path and never repeated
+/// (a forecast of many sample paths of a long context would otherwise copy it per path, and
+/// again at every step), and the patches each path decoded after it.
 struct Paths {
+    /// The context, `[B, V, T]`.
     series: Tensor<3>,
     mask: Tensor<3, Bool>,
     ids: Tensor<3, Int>,
+    /// Paths per context row: the paths are `[times·B, V, ·]`, sample index outer.
+    times: usize,
+    /// The decoded patches, `[times·B, V, P]` each, in order.
+    decoded: Vec<Tensor<3>>,
 }
 
 impl Paths {
@@ -138,46 +145,116 @@ impl Paths {
         let mask = mask.bool_and(bad.bool_not());
         let pad = t.div_ceil(p) * p - t;
         if pad == 0 {
-            return Paths { series, mask, ids };
+            return Paths::of(series, mask, ids);
         }
         let first = ids.clone().slice([0..b, 0..v, 0..1]).repeat_dim(2, pad);
-        Paths {
-            series: Tensor::cat(vec![Tensor::zeros([b, v, pad], &device), series], 2),
-            mask: Tensor::cat(
+        Paths::of(
+            Tensor::cat(vec![Tensor::zeros([b, v, pad], &device), series], 2),
+            Tensor::cat(
                 vec![Tensor::<3, Int>::zeros([b, v, pad], &device).bool(), mask],
                 2,
             ),
-            ids: Tensor::cat(vec![first, ids], 2),
+            Tensor::cat(vec![first, ids], 2),
+        )
+    }
+
+    /// One path per row of a context given as it is.
+    fn of(series: Tensor<3>, mask: Tensor<3, Bool>, ids: Tensor<3, Int>) -> Self {
+        Paths {
+            series,
+            mask,
+            ids,
+            times: 1,
+            decoded: Vec::new(),
         }
     }
 
-    /// Steps held.
+    /// Steps held: the context's and the decoded ones.
     fn len(&self) -> usize {
-        self.series.dims()[2]
+        self.series.dims()[2] + self.decoded.iter().map(|y| y.dims()[2]).sum::<usize>()
     }
 
-    fn push(&mut self, y: Tensor<3>) {
-        let [b, v, p] = y.dims();
-        let t = self.series.dims()[2];
-        let device = y.device();
-        self.series = Tensor::cat(vec![self.series.clone(), y], 2);
-        self.mask = Tensor::cat(
-            vec![
-                self.mask.clone(),
-                Tensor::<3, Int>::ones([b, v, p], &device).bool(),
-            ],
-            2,
-        );
+    /// The ids of `steps` steps after the context of every path (its last step's), with the
+    /// observed mask of decoded steps.
+    fn after(&self, steps: usize) -> (Tensor<3, Bool>, Tensor<3, Int>) {
+        let [b, v, t] = self.series.dims();
+        let rows = self.times * b;
+        let device = self.series.device();
         let last = self.ids.clone().slice([0..b, 0..v, t - 1..t]);
-        self.ids = Tensor::cat(vec![self.ids.clone(), last.repeat_dim(2, p)], 2);
+        (
+            Tensor::<3, Int>::ones([rows, v, steps], &device).bool(),
+            last.repeat_dim(0, self.times).repeat_dim(2, steps),
+        )
     }
 
+    /// Appends a decoded patch of every path (`[times·B, V, P]`).
+    fn push(&mut self, y: Tensor<3>) {
+        self.decoded.push(y);
+    }
+
+    /// `times` paths for each of these (sample index outer).
     fn repeat(&self, times: usize) -> Paths {
         Paths {
-            series: self.series.clone().repeat_dim(0, times),
-            mask: self.mask.clone().repeat_dim(0, times),
-            ids: self.ids.clone().repeat_dim(0, times),
+            series: self.series.clone(),
+            mask: self.mask.clone(),
+            ids: self.ids.clone(),
+            times: self.times * times,
+            decoded: self
+                .decoded
+                .iter()
+                .map(|y| y.clone().repeat_dim(0, times))
+                .collect(),
         }
+    }
+
+    /// Every step of every path: values, mask and ids, `[times·B, V, len]`.
+    fn whole(&self) -> (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>) {
+        let context = (
+            self.series.clone().repeat_dim(0, self.times),
+            self.mask.clone().repeat_dim(0, self.times),
+            self.ids.clone().repeat_dim(0, self.times),
+        );
+        if self.decoded.is_empty() {
+            return context;
+        }
+        let steps = self.len() - self.series.dims()[2];
+        let (mask, ids) = self.after(steps);
+        let mut series = vec![context.0];
+        series.extend(self.decoded.iter().cloned());
+        (
+            Tensor::cat(series, 2),
+            Tensor::cat(vec![context.1, mask], 2),
+            Tensor::cat(vec![context.2, ids], 2),
+        )
+    }
+
+    /// The last `p` steps of every path (a decoded patch, or the context's last), as
+    /// [`Paths::whole`].
+    fn last(&self, p: usize) -> (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>) {
+        if let Some(y) = self.decoded.last() {
+            let (mask, ids) = self.after(p);
+            return (y.clone(), mask, ids);
+        }
+        let [b, v, t] = self.series.dims();
+        let last = [0..b, 0..v, t - p..t];
+        (
+            self.series
+                .clone()
+                .slice(last.clone())
+                .repeat_dim(0, self.times),
+            self.mask
+                .clone()
+                .slice(last.clone())
+                .repeat_dim(0, self.times),
+            self.ids.clone().slice(last).repeat_dim(0, self.times),
+        )
+    }
+
+    /// The first `steps` decoded steps of every path, `[times·B, V, steps]`.
+    fn predicted(&self, steps: usize) -> Tensor<3> {
+        let y = Tensor::cat(self.decoded.clone(), 2);
+        let [rows, v, _] = y.dims();
+        y.slice([0..rows, 0..v, 0..steps])
     }
 }
 
@@ -289,7 +366,7 @@ impl<B: LayerOps> Toto<B> {
         options: &ForecastOptions,
     ) -> Result<Forecast<B>> {
         check(options)?;
-        let paths = Paths { series, mask, ids };
+        let paths = Paths::of(series, mask, ids);
         self.decode(paths, Some((cache, first)), options, None)
     }
 
@@ -401,22 +478,14 @@ impl<B: LayerOps> Decoder<'_, B> {
         let out = match cache {
             // A decode step continues the cache's scaler: only its new patch is read.
             Some(cache) if !cache.is_empty() && cache.scaler.is_some() => {
-                let [rows, v, t] = paths.series.dims();
-                let last = [0..rows, 0..v, t - p..t];
-                self.toto.extend_patch(
-                    paths.series.clone().slice(last.clone()),
-                    paths.mask.clone().slice(last.clone()),
-                    paths.ids.clone().slice(last),
-                    cache,
-                )?
+                let (series, mask, ids) = paths.last(p);
+                self.toto.extend_patch(series, mask, ids, cache)?
             }
-            cache => self.toto.forward(
-                paths.series.clone(),
-                paths.mask.clone(),
-                paths.ids.clone(),
-                cache,
-                Some(self.context),
-            )?,
+            cache => {
+                let (series, mask, ids) = paths.whole();
+                self.toto
+                    .forward(series, mask, ids, cache, Some(self.context))?
+            }
         };
         self.passes.tick();
         let mut last = out.last_steps(p);
@@ -440,14 +509,9 @@ impl<B: LayerOps> Decoder<'_, B> {
             .div_ceil(self.toto.config().patch_size)
     }
 
-    /// The predicted steps of decoded paths (`[rows, V, T]` to `[rows, V, prediction_length]`).
-    fn trim(&self, s: Tensor<3>) -> Tensor<3> {
-        let [rows, v, _] = s.dims();
-        s.slice([
-            0..rows,
-            0..v,
-            self.context..self.context + self.options.prediction_length,
-        ])
+    /// The predicted steps of decoded paths, `[rows, V, prediction_length]`.
+    fn trim(&self, paths: &Paths) -> Tensor<3> {
+        paths.predicted(self.options.prediction_length)
     }
 
     /// Mean mode: the analytic mean of each patch fed back. With `prefilled`, the context's
@@ -477,7 +541,7 @@ impl<B: LayerOps> Decoder<'_, B> {
             self.phases
                 .mark(|| format!("step {step}: forward and mean"));
         }
-        let mean = self.trim(paths.series);
+        let mean = self.trim(&paths);
         settle(SETTLE, &mean)?;
         Ok(Forecast::Mean(mean))
     }
@@ -546,7 +610,7 @@ impl<B: LayerOps> Decoder<'_, B> {
             self.phases
                 .mark(|| format!("chunk {c}, step {step}: draws"));
         }
-        Ok(self.trim(chunk.series))
+        Ok(self.trim(&chunk))
     }
 }
 
