@@ -183,7 +183,7 @@ impl Paths {
         let last = self.ids.clone().slice([0..b, 0..v, t - 1..t]);
         (
             Tensor::<3, Int>::ones([rows, v, steps], &device).bool(),
-            last.repeat_dim(0, self.times).repeat_dim(2, steps),
+            self.per_path(last).repeat_dim(2, steps),
         )
     }
 
@@ -207,12 +207,21 @@ impl Paths {
         }
     }
 
+    /// `x` (`[B, …]`) for every path: repeated `times` along the batch (a copy; none for one
+    /// path per row).
+    fn per_path<K: burn::tensor::kind::Basic>(&self, x: Tensor<3, K>) -> Tensor<3, K> {
+        match self.times {
+            1 => x,
+            times => x.repeat_dim(0, times),
+        }
+    }
+
     /// Every step of every path: values, mask and ids, `[times·B, V, len]`.
     fn whole(&self) -> (Tensor<3>, Tensor<3, Bool>, Tensor<3, Int>) {
         let context = (
-            self.series.clone().repeat_dim(0, self.times),
-            self.mask.clone().repeat_dim(0, self.times),
-            self.ids.clone().repeat_dim(0, self.times),
+            self.per_path(self.series.clone()),
+            self.per_path(self.mask.clone()),
+            self.per_path(self.ids.clone()),
         );
         if self.decoded.is_empty() {
             return context;
@@ -238,15 +247,9 @@ impl Paths {
         let [b, v, t] = self.series.dims();
         let last = [0..b, 0..v, t - p..t];
         (
-            self.series
-                .clone()
-                .slice(last.clone())
-                .repeat_dim(0, self.times),
-            self.mask
-                .clone()
-                .slice(last.clone())
-                .repeat_dim(0, self.times),
-            self.ids.clone().slice(last).repeat_dim(0, self.times),
+            self.per_path(self.series.clone().slice(last.clone())),
+            self.per_path(self.mask.clone().slice(last.clone())),
+            self.per_path(self.ids.clone().slice(last)),
         )
     }
 
