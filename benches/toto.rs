@@ -943,11 +943,12 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
     // (a shared host) slows both alike.
     let mut session = model.stream(request).expect("session");
     let split = std::env::var("TOTO_BENCH_SPLIT").is_ok();
+    let pushes_only = std::env::var("TOTO_BENCH_PUSHES_ONLY").is_ok();
     let mut t = c;
     let (mut full, mut pushed) = (Vec::new(), Vec::new());
     for _ in 0..=runs {
         let start = Instant::now();
-        if full.is_empty() || std::env::var("TOTO_BENCH_PUSHES_ONLY").is_err() {
+        if full.is_empty() || !pushes_only {
             read_point(&model.predict(request).expect("forecast"), b * v * h);
         }
         full.push(start.elapsed().as_secs_f64());
