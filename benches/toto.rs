@@ -536,14 +536,14 @@ fn matmul_shape(shape: &str, flag: &str) -> [usize; 3] {
 /// `[M, K] × [K, N]`, through burn's `NdArray` (`matrixmultiply`, repacking the weight every
 /// call) and through each of the crate's kernels this CPU runs on a weight packed once (what
 /// the models' linear layers use on the CPU: the x86 kernel where there is one, the portable
-/// `gemm` one), on rayon's threads (`RAYON_NUM_THREADS`). Twenty products timed after three
+/// `gemm` one), the weight kept in f32, f16 and bf16, on rayon's threads (`RAYON_NUM_THREADS`). Twenty products timed after three
 /// untimed, each read back; the packed kernels also cold (`cold`: a different copy of the weight
 /// each time, as a forecast meets each layer's weight).
 #[cfg(feature = "internals")]
 fn cpu_matmul_throughput(shape: &str) {
     use burn::tensor::Distribution as Init;
     use toto_fallback::backend::cpu::dispatch::Isa;
-    use toto_fallback::backend::cpu::gemm::{GemmKernel, PackedMatrix};
+    use toto_fallback::backend::cpu::gemm::{GemmKernel, PackedMatrix, WeightFormat};
     let [m, k, n] = matmul_shape(shape, "--cpu-matmul");
     let cpu = NdArray::seeded(1);
     let device = cpu.device();
@@ -572,15 +572,19 @@ fn cpu_matmul_throughput(shape: &str) {
         .into_iter()
         .chain([GemmKernel::Portable]);
     let mut fields = Vec::new();
-    for kernel in kernels {
-        let pack =
-            || PackedMatrix::new(kernel, &w, [k, n], None, 1.0).expect("a kernel this CPU runs");
+    let formats = [WeightFormat::F32, WeightFormat::F16, WeightFormat::Bf16];
+    for (kernel, format) in kernels.flat_map(|kernel| formats.map(|f| (kernel, f))) {
+        let pack = || {
+            PackedMatrix::new(kernel, format, &w, [k, n], None, 1.0)
+                .expect("a kernel this CPU runs")
+        };
         let packed = pack();
         let warm = gflops(time(&mut || packed.apply(&x, m)[0]));
         // Cold: a forecast reads each layer's weight once, from memory (a model is larger than
         // the caches), so the same product also runs over copies of the weight filling 256 MB,
         // in turn.
-        let copies = (256 << 20) / (4 * k * n).max(1) + 2;
+        let bytes = if format == WeightFormat::F32 { 4 } else { 2 };
+        let copies = (256 << 20) / (bytes * k * n).max(1) + 2;
         let cold: Vec<PackedMatrix> = (0..copies).map(|_| pack()).collect();
         let mut next = 0;
         let cold = gflops(time(&mut || {
@@ -588,7 +592,7 @@ fn cpu_matmul_throughput(shape: &str) {
             cold[next].apply(&x, m)[0]
         }));
         fields.push(format!(
-            "\"{kernel:?}\": {{\"gflops\": {warm:.1}, \"cold_gflops\": {cold:.1}}}"
+            "\"{kernel:?} {format:?}\": {{\"gflops\": {warm:.1}, \"cold_gflops\": {cold:.1}}}"
         ));
     }
     println!(
@@ -981,15 +985,25 @@ fn stream_times<M: toto_fallback::forecast::Forecaster>(
     (median(full[1..].to_vec()), median(pushed[1..].to_vec()))
 }
 
-/// `--backend ndarray` or `--backend flex` (the CPU backend on burn-flex; needs `--features flex`).
+/// `--backend ndarray` or `--backend flex` (the CPU backend on burn-flex; needs `--features flex`),
+/// its weights in the format `TOTO_BENCH_CPU_WEIGHTS` names (`f32`, the default; `f16`; `bf16`:
+/// `NdArray::with_weights`).
 fn cpu_backend(name: &str) -> NdArray {
-    match name {
+    let cpu = match name {
         #[cfg(feature = "flex")]
         "flex" => NdArray::new().on_flex(),
         #[cfg(not(feature = "flex"))]
         "flex" => panic!("--backend flex needs the bench built with `--features flex`"),
         _ => NdArray::new(),
-    }
+    };
+    let weights = match std::env::var("TOTO_BENCH_CPU_WEIGHTS").as_deref() {
+        Err(_) | Ok("" | "f32") => Precision::F32,
+        Ok("f16") => Precision::F16,
+        Ok("bf16") => Precision::Bf16,
+        Ok(other) => panic!("TOTO_BENCH_CPU_WEIGHTS={other}: f32, f16 or bf16"),
+    };
+    eprintln!("CPU weights: {weights}");
+    cpu.with_weights(weights)
 }
 
 /// `--graph-probe`: 12 layers like Toto 2.0 22m-like's over `rows` rows, timed eagerly and

@@ -287,7 +287,8 @@ pub enum Error {
     /// A model was asked to compute in a number format its device has no arithmetic for.
     #[error(
         "{model}: {device} cannot compute in {precision}; keep `Precision::F32` (the default) \
-         on this device, or use a GPU whose adapter has {precision} shaders"
+         on this device, or use a GPU whose adapter has {precision} shaders (on the CPU, \
+         `NdArray::with_weights` keeps the weights in {precision} and computes in f32)"
     )]
     PrecisionUnsupported {
         /// Which model.

@@ -11,7 +11,7 @@ use super::ops::sampling::host;
 use super::ops::scaler::{self, ScalerSpec};
 use super::stream::Streams;
 use super::transfer::{read_f32, upload};
-use super::{Backend, Support, UNWINDOWED};
+use super::{Backend, Precision, Support, UNWINDOWED};
 use crate::error::Result;
 use crate::op::{Op, OpSet};
 use crate::rng::DrawWindow;
@@ -52,6 +52,8 @@ pub struct NdArray {
     window: Option<DrawWindow>,
     /// The kernels of the layer ops.
     kernels: CpuKernels,
+    /// The format the packed kernels keep linear layers' weights in.
+    weights: Precision,
 }
 
 impl NdArray {
@@ -68,6 +70,7 @@ impl NdArray {
             support: Support::lacking(OpSet::empty()),
             window: None,
             kernels: CpuKernels::from_env(),
+            weights: Precision::F32,
         }
     }
 
@@ -90,6 +93,50 @@ impl NdArray {
     /// The kernels of this backend's layer ops.
     pub fn kernels(&self) -> CpuKernels {
         self.kernels
+    }
+
+    /// This backend with the weights of the linear layers it multiplies kept in 16 bits
+    /// ([`Precision::F16`] or [`Precision::Bf16`], rounded to nearest once, when a layer first
+    /// runs) and widened to f32 as the product kernel loads them; the arithmetic stays f32.
+    /// [`Precision::F32`], the default, keeps them as loaded.
+    ///
+    /// What it buys, on x86-64 CPUs with AVX2 or AVX-512: a product of few rows (one series'
+    /// forecast, a streaming session's update, a decode step) reads every weight from memory
+    /// once and is bound by that stream, so half the bytes make it up to 1.5–1.8× as fast;
+    /// products of many rows are bound by arithmetic and do not move (docs/PERFORMANCE.md,
+    /// "16-bit weights on the CPU"). The portable kernel (aarch64, [`CpuKernels::Portable`])
+    /// multiplies the same rounded weights kept in f32: the same forecasts, not faster. What
+    /// it costs: each
+    /// weight carries a relative rounding of up to 2⁻¹¹ (f16) or 2⁻⁸ (bf16), so forecasts
+    /// no longer match the reference models to 1e-5: on their fixtures, Toto 1.0's mean
+    /// forecasts stay within a scaled error of 1.9e-4 (f16) and 1.2e-3 (bf16) of toto-ts's,
+    /// Toto 2.0's quantiles within 9.4e-4 and 8e-3 of toto-2's. f16 is the better choice
+    /// for both models (their weights are far inside its range; a layer with a weight beyond
+    /// 65504 is kept in f32). Which format models *compute* in is another setting
+    /// ([`Backend::precision`], f32 on the CPU): this one changes only what the products read.
+    /// It applies to the crate's kernels ([`CpuKernels::Auto`], [`CpuKernels::Portable`]),
+    /// not to burn's ops ([`CpuKernels::Burn`]).
+    ///
+    /// ```
+    /// use toto_fallback::toto2::Toto2;
+    /// use toto_fallback::{NdArray, Precision};
+    ///
+    /// let cpu = NdArray::seeded(0).with_weights(Precision::F16);
+    /// assert_eq!(cpu.weights(), Precision::F16);
+    /// let model = Toto2::from_dir(&cpu, "tests/fixtures/toto2-tiny")?;
+    /// // The model computes in f32: only the weights its products read are rounded.
+    /// assert_eq!(model.precision(), Precision::F32);
+    /// # Ok::<(), toto_fallback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_weights(mut self, format: Precision) -> Self {
+        self.weights = format;
+        self
+    }
+
+    /// The format this backend's product kernels keep weights in ([`NdArray::with_weights`]).
+    pub fn weights(&self) -> Precision {
+        self.weights
     }
 
     /// This backend on burn-flex's device (`Device::flex()`) instead of burn-ndarray's: the same

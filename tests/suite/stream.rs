@@ -182,7 +182,7 @@ fn replay<M: Forecaster>(
 // never binds on these series).
 on_backends!(
     toto_sessions_forecast_as_fresh_forecasts,
-    [ndarray, fallback],
+    [ndarray, ndarray_f16, fallback],
     |b| {
         let model = Toto::from_dir(&*b, TOTO1).unwrap();
         for options in [
@@ -210,7 +210,7 @@ fn toto2_settings() -> [(&'static str, ForecastOptions); 3] {
 // xPos; no recompute but the slides.
 on_backends!(
     toto2_sessions_forecast_as_fresh_forecasts,
-    [ndarray, fallback],
+    [ndarray, ndarray_f16, fallback],
     |b| {
         for (dir, options) in toto2_settings() {
             let model = Toto2::from_dir(&*b, dir).unwrap();

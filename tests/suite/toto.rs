@@ -609,6 +609,44 @@ fn check_mean_forecast<B: LayerOps>(b: &B, dir: &'static str) {
     }
 }
 
+/// The scaled error of `b`'s mean forecast (with the KV cache) of `dir`'s fixture against
+/// toto-ts's.
+fn mean_forecast_error<B: LayerOps>(b: &B, dir: &'static str) -> (f64, usize, f64, f64) {
+    let reference = Reference::load_from(dir);
+    let name = "forecast.mean_kv";
+    let (series, mask, ids) = forecast_inputs(&reference, b.device());
+    let options = ForecastOptions::new(reference.get(name).0[2]).with_samples(None);
+    let f = load_dir(b, dir)
+        .forecast(series, Some(mask), Some(ids), &options)
+        .unwrap();
+    scaled_error(&reference, name, f.into_mean())
+}
+
+/// `NdArray::with_weights`: 16-bit weights on the x86 and the portable kernels keep the mean
+/// forecasts near toto-ts's f32 ones and really round (the error is above f32's). Bounds as
+/// Toto 2.0's half precision (`HALF_TOL`, `BF16_TOL` there: a rounding of 2⁻¹¹ or 2⁻⁸ per
+/// weight); measured on both fixtures (2026-12-08, AVX-512): f16 7.8e-5 to 1.9e-4, bf16 7.8e-4
+/// to 1.2e-3, the two kernels alike.
+#[test]
+fn sixteen_bit_cpu_weights_stay_near_toto_ts() {
+    use toto_fallback::{CpuKernels, NdArray, Precision};
+    for kernels in [CpuKernels::Auto, CpuKernels::Portable] {
+        for (weights, tol) in [(Precision::F16, 3e-3), (Precision::Bf16, 2.4e-2)] {
+            let cpu = NdArray::seeded(0)
+                .with_kernels(kernels)
+                .with_weights(weights);
+            for dir in FIXTURES {
+                let (err, at, g, w) = mean_forecast_error(&cpu, dir);
+                eprintln!("{dir}: {kernels} {weights}: scaled error {err:.2e}");
+                assert!(
+                    err <= tol && err > 1e-6,
+                    "{dir}: {kernels} {weights}: scaled error {err:.2e} at {at} (got {g}, want {w})"
+                );
+            }
+        }
+    }
+}
+
 on_backends!(
     mean_forecast_matches_toto_ts,
     [ndarray, ndarray_portable, flex, fallback],

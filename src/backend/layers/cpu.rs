@@ -4,10 +4,10 @@
 use burn::tensor::{Bool, DType, Tensor};
 
 use super::super::cpu::CpuKernels;
-use super::super::cpu::gemm::PackedMatrix;
+use super::super::cpu::gemm::{PackedMatrix, WeightFormat};
 use super::super::cpu::layers::{self as host, Blocked, CoreMask, QkNorm as HostQkNorm, QkPrep};
 use super::super::transfer::upload;
-use super::super::{Backend, NdArray};
+use super::super::{Backend, NdArray, Precision};
 use super::{Affine, AttentionSpec, LayerOps, Mask, SiluHalf, composed};
 use crate::error::Result;
 
@@ -15,6 +15,15 @@ impl NdArray {
     /// Whether the layer ops of f32 `x` run on the crate's CPU kernels.
     fn native<const D: usize>(&self, x: &Tensor<D>) -> bool {
         self.kernels() != CpuKernels::Burn && x.dtype() == DType::F32
+    }
+
+    /// The format the product kernels keep weights in ([`NdArray::with_weights`]).
+    fn weight_format(&self) -> WeightFormat {
+        match self.weights() {
+            Precision::F16 => WeightFormat::F16,
+            Precision::Bf16 => WeightFormat::Bf16,
+            Precision::F32 => WeightFormat::F32,
+        }
     }
 }
 
@@ -112,9 +121,10 @@ fn host_heads(spec: &AttentionSpec<'_>) -> host::Heads {
 
 impl LayerOps for NdArray {
     /// On the packed kernel ([`CpuKernels`]): the weight is packed the first time the layer
-    /// runs and kept in its [`Prepared`](super::Prepared) slot.
+    /// runs, in the backend's weight format ([`NdArray::with_weights`]), and kept in its
+    /// [`Prepared`](super::Prepared) slot.
     fn linear_unchecked<const D: usize>(&self, x: Tensor<D>, a: Affine<'_>) -> Result<Tensor<D>> {
-        let kernel = self.kernels().gemm();
+        let (kernel, format) = (self.kernels().gemm(), self.weight_format());
         let f32_weights = a.compute.is_none() && a.weight.dtype() == DType::F32;
         let Some(kernel) = kernel.filter(|_| self.native(&x) && f32_weights) else {
             return Ok(composed::linear(x, a));
@@ -122,13 +132,20 @@ impl LayerOps for NdArray {
         let pack = || {
             let bias = a.bias.map(shared_values);
             let w = shared_values(a.weight);
-            PackedMatrix::new(kernel, &w, a.dims(), bias.as_deref(), a.scale as f32)
+            PackedMatrix::new(
+                kernel,
+                format,
+                &w,
+                a.dims(),
+                bias.as_deref(),
+                a.scale as f32,
+            )
         };
         let cached = a.prepared.0.packed.get_or_init(&pack);
         let fresh;
         let packed = match cached {
-            Some(p) if p.kernel() == kernel => p,
-            // Packed for another backend's kernels: pack for this call only.
+            Some(p) if p.kernel() == kernel && p.asked() == format => p,
+            // Packed for another backend's kernels or weight format: pack for this call only.
             _ => match pack() {
                 Some(p) => {
                     fresh = p;

@@ -60,6 +60,15 @@ pub fn ndarray_portable(seed: u64) -> Option<On<NdArray>> {
     })
 }
 
+/// [`ndarray`] with its linear layers' weights kept in f16 (`NdArray::with_weights`): the same
+/// arithmetic on rounded weights, so a session must still forecast as a fresh forecast does.
+pub fn ndarray_f16(seed: u64) -> Option<On<NdArray>> {
+    Some(On {
+        backend: NdArray::seeded(seed).with_weights(toto_fallback::Precision::F16),
+        _turn: None,
+    })
+}
+
 /// [`ndarray`] with its layer ops as compositions of burn ops (no kernels of the crate's own):
 /// what a backend without native layer ops runs.
 pub fn ndarray_burn(seed: u64) -> Option<On<NdArray>> {
