@@ -19,7 +19,7 @@
 //! A weight may also be kept in 16 bits ([`WeightFormat`]: IEEE half or bfloat16, rounded once
 //! when packed) and widened to f32 as the kernel loads it: the products of few rows (a decode
 //! step, a streaming session's update) stream their weights from memory, and half the bytes
-//! make them up to 1.5–1.8× as fast, while the arithmetic stays f32. The x86 kernels widen in
+//! make them 1.15–1.8× as fast, while the arithmetic stays f32. The x86 kernels widen in
 //! registers (`vcvtph2ps` for f16, a 16-bit shift for bf16). The portable kernel (the `gemm`
 //! crate, f32 only) multiplies the same rounded values kept in f32: the same results, without
 //! the speed (a NEON kernel that widens in registers would bring it to aarch64).
@@ -148,9 +148,10 @@ fn tile(isa: Isa) -> (usize, usize) {
 impl PackedMatrix {
     /// Packs `weight` (`[k, n]`, row-major) with `bias` (`[n]`) and the output scale for
     /// `kernel`, the weight kept in `format` (rounded to nearest once; the bias stays f32);
-    /// `None` if the lengths do not match or the CPU does not run the kernel. A weight with a value beyond the format's finite range (f16: 65504),
-    /// which would become an infinity, is kept in f32 instead: [`PackedMatrix::format`] says
-    /// which, [`PackedMatrix::asked`] what was asked.
+    /// `None` if the lengths do not match or the CPU does not run the kernel. A weight with a
+    /// value beyond the format's finite range (f16: 65504), which would become an infinity, is
+    /// kept in f32 instead: [`PackedMatrix::format`] says which, [`PackedMatrix::asked`] what
+    /// was asked.
     pub fn new(
         kernel: GemmKernel,
         format: WeightFormat,
@@ -226,8 +227,8 @@ impl PackedMatrix {
         self.format
     }
 
-    /// The format [`PackedMatrix::new`] was asked for (the weight's, or F32 where the
-    /// weight did not fit it).
+    /// The format [`PackedMatrix::new`] was asked for ([`PackedMatrix::format`] is f32 instead
+    /// where the weight did not fit it).
     pub fn asked(&self) -> WeightFormat {
         self.asked
     }
