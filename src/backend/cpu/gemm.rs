@@ -258,19 +258,32 @@ impl PackedMatrix {
             out.extend(self.bias[..n].iter().map(|b| b * self.scale));
         }
         match &self.values {
-            Values::F32(w) => {
-                let whole = Product {
+            // SAFETY: `out` is `rows × n`, `x` `rows × k` (asserted by `apply`), the weight
+            // `k × n` (checked by `new`), all row-major and live for the call: the strides below
+            // stay in bounds. `gemm` writes `out` only.
+            Values::F32(w) => unsafe {
+                gemm::gemm(
                     rows,
-                    depth: self.k,
-                    width: n,
-                    ldc: n,
-                    lda: self.k,
-                    scale: self.scale,
-                };
-                // SAFETY: `out` holds `rows × n` values, `x` `rows × k` (asserted by `apply`),
-                // `w` `k × n` (checked by `new`), all row-major.
-                unsafe { whole.add_into(out.as_mut_ptr(), x, w, gemm::Parallelism::Rayon(0)) }
-            }
+                    n,
+                    self.k,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    self.k as isize,
+                    w.as_ptr(),
+                    1,
+                    n as isize,
+                    1.0,
+                    self.scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            },
             // The portable kernel keeps 16-bit weights' values in f32 (`new`).
             Values::Half(_) => unreachable!("portable weights are f32"),
         }
@@ -347,51 +360,6 @@ fn padded_bias(nr: usize, bias: Option<&[f32]>, n: usize) -> Vec<f32> {
         padded[..n].copy_from_slice(b);
     }
     padded
-}
-
-/// `C ← C + s·(A·B)` through the `gemm` crate: `A` `rows × depth` (row stride `lda`), `B`
-/// `depth × width` (row-major, contiguous), `C` `rows × width` (row stride `ldc`).
-struct Product {
-    rows: usize,
-    depth: usize,
-    width: usize,
-    ldc: usize,
-    lda: usize,
-    scale: f32,
-}
-
-impl Product {
-    /// # Safety
-    /// `c` points at `rows` rows of stride `ldc` with `width` writable values each, no other
-    /// thread touching them; `a` and `b` hold what the fields say.
-    unsafe fn add_into(&self, c: *mut f32, a: &[f32], b: &[f32], parallelism: gemm::Parallelism) {
-        debug_assert!(self.rows == 0 || a.len() >= (self.rows - 1) * self.lda + self.depth);
-        debug_assert!(b.len() >= self.depth * self.width);
-        // SAFETY: the caller's contract; `gemm` reads `a` and `b` and writes `c` only.
-        unsafe {
-            gemm::gemm(
-                self.rows,
-                self.width,
-                self.depth,
-                c,
-                1,
-                self.ldc as isize,
-                true,
-                a.as_ptr(),
-                1,
-                self.lda as isize,
-                b.as_ptr(),
-                1,
-                self.width as isize,
-                1.0,
-                self.scale,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-    }
 }
 
 /// The output buffer, written by rayon's tasks at disjoint places.
@@ -686,8 +654,9 @@ mod tests {
 
     /// Every kernel this CPU runs, in every weight format, on random shapes against the f64
     /// product with the weight the format holds: 1-row inputs, widths that leave a partial
-    /// panel, `K` off every tile size and past the portable 16-bit kernel's 256-row blocks,
-    /// several row blocks (past `16·MR` rows), with and without a bias, scaled or not. The bound
+    /// panel, `K` off every tile size and one of 600 (a panel longer than the prefetch
+    /// distance many times over), several row blocks (past `16·MR` rows), with and without a
+    /// bias, scaled or not. The bound
     /// is f32 rounding of a `K`-term sum: each product and addition rounds once, `|error| ≤
     /// (K + 2)·ε·Σ|terms|` — so a 16-bit weight widened wrongly (a lost bit, a wrong rounding
     /// at packing) fails it.
